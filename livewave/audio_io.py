@@ -1,0 +1,277 @@
+"""Audio output through PortAudio (sounddevice): devices, the stream, the render placement policy.
+
+Two placements, one engine:
+- ``callback``: the sounddevice callback calls ``Engine.render`` straight into PortAudio's
+  buffer (lowest latency; for cheap generators).
+- ``thread``: a render thread keeps ``ahead`` blocks in a preallocated ring; the callback only
+  copies one block out (robust for heavy or GPU generators; costs ``ahead`` blocks).
+
+Live MIDI is scheduled a fixed delay after its arrival on the output clock (one block, plus
+the ring in thread mode), so events land on their exact sample instead of jittering to block
+boundaries. The latency report adds what PortAudio measures for the device, that delay and
+the engine's own look-ahead.
+
+Threading: the callback runs on PortAudio's (here JACK's) real-time thread and touches only
+preallocated buffers and plain counters. ``open``/``start``/``stop`` run on the caller's thread.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+
+import numpy as np
+
+from .engine import Engine
+
+_JACK_NAME = ctypes.create_string_buffer(b"livewave")   # PortAudio keeps the pointer: keep it alive
+_sd = None
+
+
+class AudioDeviceError(RuntimeError):
+    """An audio device could not be found or opened with the requested settings."""
+
+
+def sounddevice():
+    """Import sounddevice once, naming our JACK client 'livewave' (PaJack_SetClientName must
+    run before PortAudio initialises, so re-initialise after setting it)."""
+    global _sd
+    if _sd is None:
+        try:
+            import sounddevice as sd
+        except OSError as exc:
+            raise AudioDeviceError(f"PortAudio is not available ({exc}); install libportaudio2") from exc
+        try:
+            fn = ctypes.CDLL(sd._libname).PaJack_SetClientName
+            fn.argtypes = [ctypes.c_char_p]
+            fn(_JACK_NAME)
+            sd._terminate()
+            sd._initialize()
+        except (OSError, AttributeError):
+            pass   # PortAudio built without JACK: nothing to name
+        _sd = sd
+    return _sd
+
+
+def list_output_devices() -> list[dict]:
+    sd = sounddevice()
+    apis = sd.query_hostapis()
+    out = []
+    for i, d in enumerate(sd.query_devices()):
+        out.append({"index": i, "name": d["name"], "hostapi": apis[d["hostapi"]]["name"],
+                    "inputs": d["max_input_channels"], "outputs": d["max_output_channels"],
+                    "default_rate": d["default_samplerate"]})
+    return out
+
+
+def resolve_output_device(spec) -> int:
+    """None = default output; an int or digit string = index; else a case-insensitive substring
+    of '<host API> <name>'. Raises AudioDeviceError naming what exists."""
+    sd = sounddevice()
+    devs = [d for d in list_output_devices() if d["outputs"] > 0]
+    listing = "; ".join(f"{d['index']}: {d['name']} ({d['hostapi']})" for d in devs) or "none"
+    if not devs:
+        raise AudioDeviceError("no audio output device found (is a sound card or a JACK server there?)")
+    if spec is None or spec == "":
+        idx = sd.default.device[1]
+        if idx is None or idx < 0:
+            return devs[0]["index"]
+        return int(idx)
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
+        idx = int(spec)
+        if any(d["index"] == idx for d in devs):
+            return idx
+        raise AudioDeviceError(f"no audio output device number {idx}; outputs: {listing}")
+    key = str(spec).lower()
+    hits = [d for d in devs if key in f"{d['hostapi']} {d['name']}".lower()]
+    if not hits:
+        raise AudioDeviceError(f"no audio output device matches {spec!r}; outputs: {listing}")
+    return hits[0]["index"]
+
+
+class AudioStats:
+    def __init__(self):
+        self.callbacks = 0
+        self.xruns = 0                # PortAudio reported an output underflow
+        self.ring_underruns = 0       # thread mode: the render thread fell behind
+        self.load = 0.0               # render time / block time, smoothed
+        self.load_peak = 0.0
+        self.dac_delay = 0.0          # seconds, measured per callback by PortAudio
+        self.bad_sizes = 0            # callbacks larger than the prepared maximum
+
+
+class AudioOutput:
+    def __init__(self, engine: Engine, device=None, sample_rate: int = 48000, block: int = 64,
+                 channels: int = 2, policy: str = "callback", ahead: int = 2):
+        if policy not in ("callback", "thread"):
+            raise ValueError(f"render placement {policy!r}: use 'callback' or 'thread'")
+        self.engine = engine
+        self.device_spec = device
+        self.sample_rate = int(sample_rate)
+        self.block = int(block)
+        self.channels = int(channels)
+        self.policy = policy
+        self.ahead = max(1, int(ahead)) if policy == "thread" else 0
+        self.stats = AudioStats()
+        self.stream = None
+        self._thread = None
+        self._running = False
+        self.device_index = None
+        self.device_name = ""
+
+    # -- set-up --------------------------------------------------------------------
+    def open(self) -> "AudioOutput":
+        sd = sounddevice()
+        idx = resolve_output_device(self.device_spec)
+        info = sd.query_devices(idx)
+        self.device_index = idx
+        self.device_name = f"{info['name']} ({sd.query_hostapis(info['hostapi'])['name']})"
+        ch = min(self.channels, int(info["max_output_channels"]))
+        self.channels = ch
+        try:
+            sd.check_output_settings(device=idx, samplerate=self.sample_rate, channels=ch, dtype="float32")
+        except Exception as exc:
+            raise AudioDeviceError(
+                f"{self.device_name} refuses {self.sample_rate} Hz / {ch} channels: {exc}. "
+                f"Its default rate is {info['default_samplerate']:.0f} Hz") from None
+        if self.engine.config.sample_rate != self.sample_rate or not self.engine.prepared \
+                or self.engine.config.max_block < self.block:
+            from dataclasses import replace
+            self.engine.config = replace(self.engine.config, channels=ch)
+            self.engine.prepare(self.sample_rate, max(self.block, 1024))
+        cb = self._callback_direct if self.policy == "callback" else self._callback_ring
+        if self.policy == "thread":
+            size = 1
+            while size < 2 * (self.ahead + 1) * self.block:
+                size <<= 1
+            self._ring = np.zeros((size, ch), np.float32)
+            self._ring_mask = size - 1
+            self._w = 0
+            self._r = 0
+            self._tmp = np.zeros((self.block, ch), np.float32)
+        try:
+            self.stream = sd.OutputStream(device=idx, samplerate=self.sample_rate, blocksize=self.block,
+                                          channels=ch, dtype="float32", latency="low", callback=cb,
+                                          finished_callback=None)
+        except Exception as exc:
+            raise AudioDeviceError(f"could not open {self.device_name} at {self.sample_rate} Hz, "
+                                   f"block {self.block}: {exc}") from None
+        self.engine.midi_delay = (self.ahead + 1) * self.block
+        return self
+
+    def start(self) -> None:
+        if self.stream is None:
+            self.open()
+        self._running = True
+        if self.policy == "thread":
+            self._prefill()
+            self._thread = threading.Thread(target=self._render_loop, name="livewave-render", daemon=True)
+            self._thread.start()
+        self.stream.start()
+
+    def stop(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        if self.stream is not None:
+            try:
+                self.stream.stop()
+                self.stream.close()
+            finally:
+                self.stream = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- measurements ----------------------------------------------------------------
+    @property
+    def device_latency(self) -> float:
+        """Seconds from a callback to the DAC: PortAudio's measurement, else its declared latency."""
+        if self.stats.dac_delay > 0:
+            return self.stats.dac_delay
+        return float(self.stream.latency) if self.stream is not None else 0.0
+
+    @property
+    def latency(self) -> float:
+        """MIDI event to sound, seconds: device + scheduling delay + engine look-ahead."""
+        sr = self.sample_rate
+        return self.device_latency + (self.engine.midi_delay + self.engine.latency_samples) / sr
+
+    # -- real-time side ----------------------------------------------------------------
+    def _account(self, t_start: float, frames: int, status) -> None:
+        st = self.stats
+        st.callbacks += 1
+        if status.output_underflow:
+            st.xruns += 1
+        load = (time.perf_counter() - t_start) * self.sample_rate / max(1, frames)
+        st.load += (load - st.load) * 0.02
+        if load > st.load_peak:
+            st.load_peak = load
+
+    def _callback_direct(self, outdata, frames, time_info, status):
+        t_start = time.perf_counter()
+        eng = self.engine
+        eng.clock_anchor = (t_start, eng.sample_time)
+        d = time_info.outputBufferDacTime - time_info.currentTime
+        if 0.0 < d < 1.0:
+            self.stats.dac_delay = d
+        eng.render(outdata)
+        self._account(t_start, frames, status)
+
+    def _callback_ring(self, outdata, frames, time_info, status):
+        t_start = time.perf_counter()
+        d = time_info.outputBufferDacTime - time_info.currentTime
+        if 0.0 < d < 1.0:
+            self.stats.dac_delay = d
+        r, w = self._r, self._w
+        avail = w - r
+        n = min(avail, frames)
+        m = self._ring_mask
+        i = r & m
+        first = min(n, m + 1 - i)
+        outdata[:first] = self._ring[i:i + first]
+        if n > first:
+            outdata[first:n] = self._ring[:n - first]
+        if n < frames:
+            outdata[n:] = 0.0
+            self.stats.ring_underruns += 1
+        self._r = r + n
+        self.engine.clock_anchor = (t_start, self._r)
+        self.stats.callbacks += 1
+        if status.output_underflow:
+            self.stats.xruns += 1
+
+    def _render_one(self) -> None:
+        t_start = time.perf_counter()
+        tmp = self._tmp
+        self.engine.render(tmp)
+        m = self._ring_mask
+        i = self._w & m
+        b = tmp.shape[0]
+        first = min(b, m + 1 - i)
+        self._ring[i:i + first] = tmp[:first]
+        if b > first:
+            self._ring[:b - first] = tmp[first:]
+        self._w += b   # NB: publish after the copy; the callback reads _w once
+        st = self.stats
+        load = (time.perf_counter() - t_start) * self.sample_rate / b
+        st.load += (load - st.load) * 0.02
+        if load > st.load_peak:
+            st.load_peak = load
+
+    def _prefill(self) -> None:
+        while self._w - self._r < self.ahead * self.block:
+            self._render_one()
+
+    def _render_loop(self) -> None:
+        nap = self.block / self.sample_rate / 4.0
+        target = self.ahead * self.block
+        while self._running:
+            while self._running and self._w - self._r < target:
+                self._render_one()
+            time.sleep(nap)

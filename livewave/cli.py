@@ -1,0 +1,242 @@
+"""The ``livewave`` command line. Sub-commands import what they need lazily.
+
+    livewave                 the instrument (app with the default instrument; with no
+                             audio device, renders the shipped demo and says so)
+    livewave devices         audio devices and MIDI inputs, numbered
+    livewave play            headless live instrument
+    livewave render IN.mid   offline render through the live path
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("JACK_NO_START_SERVER", "1")   # listing devices must never spawn a jackd
+
+DEMO_MIDI = Path(__file__).with_name("data") / "demo.mid"
+
+
+class UsageError(Exception):
+    pass
+
+
+def _engine(args, sample_rate: int, block: int):
+    from .config import EngineConfig, parse_channels
+    from .engine import Engine
+    gen = None
+    if getattr(args, "model", None):
+        from .checkpoint import load_generator
+        gen = load_generator(args.model)
+    cfg = EngineConfig(sample_rate=sample_rate, max_block=max(block, 1024),
+                       polyphony=args.polyphony, bend_range=args.bend_range,
+                       midi_channels=parse_channels(args.channels), master_gain_db=args.gain)
+    return Engine(cfg, gen)
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="checkpoint (.safetensors); default: the built-in instrument")
+    p.add_argument("--rate", type=int, default=48000, help="sample rate in Hz (22050..192000)")
+    p.add_argument("--block", type=int, default=None, help="block size in samples")
+    p.add_argument("--polyphony", type=int, default=16)
+    p.add_argument("--bend-range", type=float, default=2.0, help="pitch-bend range in semitones")
+    p.add_argument("--channels", default="all", help="MIDI channel filter: all, 1,2,10 or 1-4")
+    p.add_argument("--gain", type=float, default=0.0, help="master gain in dB")
+
+
+# -- devices ------------------------------------------------------------------------------
+def cmd_devices(args) -> int:
+    from .audio_io import AudioDeviceError, list_output_devices
+    from .midi_input import MidiPortError, list_input_ports
+    print("Audio devices:")
+    try:
+        devs = list_output_devices()
+        for d in devs:
+            print(f"  {d['index']:3d}  {d['name']}  [{d['hostapi']}]  in {d['inputs']}, out {d['outputs']}, "
+                  f"default {d['default_rate']:.0f} Hz")
+        if not devs:
+            print("  (none)")
+    except AudioDeviceError as exc:
+        print(f"  unavailable: {exc}")
+    for api in ("alsa", "jack"):
+        try:
+            ports = list_input_ports(api)
+        except MidiPortError:
+            continue
+        print(f"MIDI inputs ({api}):")
+        for i, p in enumerate(ports):
+            print(f"  {i:3d}  {p}")
+        if not ports:
+            print("  (none)")
+    return 0
+
+
+# -- play -----------------------------------------------------------------------------------
+def _status_line(eng, out, midi) -> str:
+    st = eng.stats
+    a = out.stats
+    return (f"voices {st.voices:2d}/{eng.config.polyphony} | DSP {a.load * 100:5.1f}% "
+            f"(peak {a.load_peak * 100:5.1f}%) | latency {out.latency * 1000:5.1f} ms | "
+            f"xruns {a.xruns} | underruns {a.ring_underruns} | faults {st.generator_faults} | "
+            f"midi in {len(midi.open_ports) if midi else 0}")
+
+
+def cmd_play(args) -> int:
+    from .audio_io import AudioOutput, sounddevice
+    from .midi_input import MidiInputs
+    block = args.block or 64
+    eng = _engine(args, args.rate, block)
+    out = AudioOutput(eng, device=args.audio, sample_rate=args.rate, block=block, policy=args.placement,
+                      ahead=args.ahead)
+    out.open()
+    api = args.midi_api
+    if api == "auto":
+        api = "jack" if "JACK" in out.device_name else None
+    midi = None
+    if args.midi != "none":
+        midi = MidiInputs(eng, args.midi, api=api).start()
+    stop = {"now": False}
+
+    def on_signal(signum, frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    tty = sys.stdout.isatty()
+    print(f"livewave: playing {eng.generator.info.name} on {out.device_name}, {args.rate} Hz, "
+          f"block {block} ({args.placement}); Ctrl-C to stop", flush=True)
+    out.start()
+    t_end = time.monotonic() + args.duration if args.duration else None
+    last_line = 0.0
+    try:
+        while not stop["now"] and (t_end is None or time.monotonic() < t_end):
+            time.sleep(0.05)
+            msgs = eng.take_reports() + (list(_drain(midi.reports)) if midi else [])
+            if eng.stats.last_fault:
+                msgs.append(f"generator fault: {eng.stats.last_fault} (block muted, generator reset)")
+                eng.stats.last_fault = ""
+            for m in msgs:
+                print(("\r\033[K" if tty else "") + m, flush=True)
+            now = time.monotonic()
+            if now - last_line > (0.2 if tty else 5.0):
+                last_line = now
+                line = _status_line(eng, out, midi)
+                print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", flush=True)
+    finally:
+        eng.release_all()                       # Ctrl-C: every note released, then fade out
+        time.sleep(eng.config.envelope.release_s + 0.05)
+        if midi:
+            midi.stop()
+        out.stop()
+        print(("\n" if tty else "") + "livewave: stopped; all notes released. " + _status_line(eng, out, midi),
+              flush=True)
+        if args.stats_json:
+            a = out.stats
+            Path(args.stats_json).write_text(json.dumps({
+                "xruns": a.xruns, "ring_underruns": a.ring_underruns, "callbacks": a.callbacks,
+                "load": a.load, "load_peak": a.load_peak, "latency_s": out.latency,
+                "device_latency_s": out.device_latency, "midi_delay": eng.midi_delay,
+                "engine_latency_samples": eng.latency_samples, "generator_faults": eng.stats.generator_faults,
+                "midi_messages": midi.messages if midi else 0, "malformed": midi.malformed if midi else 0,
+                "dropped_events": eng.events.dropped, "voices": eng.stats.voices,
+                "jack_client": "livewave", "block": block, "rate": args.rate}, indent=1))
+    _ = sounddevice
+    return 0
+
+
+def _drain(dq):
+    while dq:
+        yield dq.popleft()
+
+
+# -- render -----------------------------------------------------------------------------
+def cmd_render(args) -> int:
+    import soundfile as sf
+    from .offline_render import ProgressBar, render_song
+    from .smf import read_midi_file
+    song = read_midi_file(args.midi_file)
+    block = args.block or 256
+    eng = _engine(args, args.rate, block).prepare()
+    bar = ProgressBar(args.rate, label=Path(args.midi_file).name) if not args.quiet else None
+    t0 = time.perf_counter()
+    audio = render_song(eng, song, block=block, progress=bar)
+    el = time.perf_counter() - t0
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(out), audio, args.rate, subtype="FLOAT" if out.suffix.lower() == ".wav" else None)
+    secs = audio.shape[0] / args.rate
+    print(f"livewave: rendered {song.path} ({len(song.events)} events, {secs:.1f} s) to {out} "
+          f"at {args.rate} Hz, block {block}: {secs / max(el, 1e-9):.1f}x real time; "
+          f"peak {20 * __import__('math').log10(max(1e-9, float(abs(audio).max()))):.1f} dBFS")
+    return 0
+
+
+# -- main job ----------------------------------------------------------------------------
+def cmd_default(args) -> int:
+    """The app when there is a display and an audio device; else the demo, rendered."""
+    from .audio_io import AudioDeviceError, resolve_output_device
+    try:
+        resolve_output_device(None)
+        have_audio = True
+    except AudioDeviceError as exc:
+        have_audio = False
+        reason = str(exc)
+    if have_audio:
+        ns = build_parser().parse_args(["play"])
+        return cmd_play(ns)
+    out = Path(args.output or "out/demo.wav")
+    print(f"livewave: {reason}.\nlivewave: rendering the shipped demo ({DEMO_MIDI.name}) through the same "
+          f"engine instead, to {out}")
+    ns = build_parser().parse_args(["render", str(DEMO_MIDI), "-o", str(out)])
+    return cmd_render(ns)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="livewave", description="A real-time neural instrument.")
+    p.add_argument("-o", "--output", help="where the demo render goes when there is no audio device")
+    sub = p.add_subparsers(dest="command")
+    d = sub.add_parser("devices", help="list audio devices and MIDI inputs")
+    d.set_defaults(func=cmd_devices)
+    pl = sub.add_parser("play", help="headless live instrument")
+    pl.add_argument("--audio", help="output device: number or part of its name (default: system default)")
+    pl.add_argument("--midi", default="all", help="MIDI input: number, part of its name, 'all' or 'none'")
+    pl.add_argument("--midi-api", default="auto", choices=["auto", "alsa", "jack", "coremidi", "winmm"])
+    pl.add_argument("--placement", default="callback", choices=["callback", "thread"],
+                    help="render in the audio callback, or on a thread some blocks ahead")
+    pl.add_argument("--ahead", type=int, default=2, help="blocks of lead for --placement thread")
+    pl.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    pl.add_argument("--stats-json", help="write final statistics to this file")
+    _add_engine_options(pl)
+    pl.set_defaults(func=cmd_play)
+    r = sub.add_parser("render", help="render a MIDI file offline through the live path")
+    r.add_argument("midi_file")
+    r.add_argument("-o", "--output", required=True, help="output audio file (.wav, .flac)")
+    r.add_argument("-q", "--quiet", action="store_true")
+    _add_engine_options(r)
+    r.set_defaults(func=cmd_render)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .audio_io import AudioDeviceError
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .midi_input import MidiPortError
+    from .smf import MidiFileError
+    try:
+        if getattr(args, "func", None) is None:
+            return cmd_default(args)
+        return args.func(args)
+    except (AudioDeviceError, CheckpointError, ConfigError, MidiPortError, MidiFileError) as exc:
+        print(f"livewave: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

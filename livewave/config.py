@@ -1,0 +1,89 @@
+"""Engine configuration: frozen dataclasses validated at the edge (CLI, file load).
+
+Everything inside the engine reads plain values from these; nothing here is touched
+by the audio thread after ``Engine.prepare``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MIN_RATE, MAX_RATE = 22050, 192000
+MIN_BLOCK, MAX_BLOCK = 1, 4096
+CEILING_DBFS = -1.0
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message names the setting, the value and the range."""
+
+
+@dataclass(frozen=True)
+class EnvelopeConfig:
+    attack_s: float = 0.004
+    decay_s: float = 0.25
+    sustain: float = 0.7
+    release_s: float = 0.18   # time to fall 80 dB after note-off
+
+    def validate(self) -> "EnvelopeConfig":
+        for name in ("attack_s", "decay_s", "release_s"):
+            v = getattr(self, name)
+            if not (0.0 <= v <= 30.0):
+                raise ConfigError(f"envelope {name}={v!r} must lie in 0..30 s")
+        if not (0.0 <= self.sustain <= 1.0):
+            raise ConfigError(f"envelope sustain={self.sustain!r} must lie in 0..1")
+        return self
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    sample_rate: int = 48000
+    max_block: int = 4096
+    polyphony: int = 16
+    channels: int = 2                     # output channels; the mono mix is copied to each
+    bend_range: float = 2.0               # semitones, default; RPN 0 changes it per channel
+    midi_channels: tuple[int, ...] = tuple(range(16))   # channel filter, 0-based
+    master_gain_db: float = 0.0
+    ceiling_dbfs: float = CEILING_DBFS
+    guard_limit: float = 8.0              # |x| above this (before the limiter) counts as a broken generator
+    dc_cutoff_hz: float = 10.0
+    event_capacity: int = 65536
+    envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
+
+    def validate(self) -> "EngineConfig":
+        if not (MIN_RATE <= int(self.sample_rate) <= MAX_RATE):
+            raise ConfigError(f"sample rate {self.sample_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
+        if not (MIN_BLOCK <= int(self.max_block) <= MAX_BLOCK):
+            raise ConfigError(f"block size {self.max_block} is outside {MIN_BLOCK}..{MAX_BLOCK} samples")
+        if not (1 <= self.polyphony <= 256):
+            raise ConfigError(f"polyphony {self.polyphony} is outside 1..256 voices")
+        if not (1 <= self.channels <= 64):
+            raise ConfigError(f"{self.channels} output channels: need 1..64")
+        if not (0.0 <= self.bend_range <= 48.0):
+            raise ConfigError(f"pitch-bend range {self.bend_range} semitones is outside 0..48")
+        if not self.midi_channels or any(not (0 <= c < 16) for c in self.midi_channels):
+            raise ConfigError(f"MIDI channel filter {self.midi_channels!r}: channels are 1..16")
+        if not (-60.0 <= self.master_gain_db <= 12.0):
+            raise ConfigError(f"master gain {self.master_gain_db} dB is outside -60..+12 dB")
+        if not (-24.0 <= self.ceiling_dbfs <= 0.0):
+            raise ConfigError(f"ceiling {self.ceiling_dbfs} dBFS is outside -24..0 dBFS")
+        self.envelope.validate()
+        return self
+
+
+def parse_channels(text: str) -> tuple[int, ...]:
+    """'all' or '1,2,10' or '1-4' (1-based, as musicians count) -> 0-based tuple."""
+    text = text.strip().lower()
+    if text in ("", "all", "omni"):
+        return tuple(range(16))
+    out: set[int] = set()
+    for part in text.split(","):
+        try:
+            if "-" in part:
+                a, b = (int(x) for x in part.split("-", 1))
+                out.update(range(a, b + 1))
+            else:
+                out.add(int(part))
+        except ValueError:
+            raise ConfigError(f"MIDI channel list {text!r}: use 'all', '1,2,10' or '1-4'") from None
+    if any(not (1 <= c <= 16) for c in out):
+        raise ConfigError(f"MIDI channel list {text!r}: channels are 1..16")
+    return tuple(sorted(c - 1 for c in out))

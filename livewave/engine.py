@@ -1,0 +1,269 @@
+"""The engine: the one place sound is made. Live and offline both call ``Engine.render``.
+
+Per block: events due inside the block are applied at their exact sample (the block is cut
+into segments at event times); each segment runs the envelopes and the generator; the post
+chain (gain, DC blocker, limiter) runs over the whole block; the mono mix is copied to every
+output channel.
+
+Threading model:
+- render side (the audio callback or the render thread; exactly one at a time): ``render``.
+- producers (MIDI threads, GUI, offline feeder): ``push_midi`` / ``push_event``; they go
+  through the lock-free-for-the-consumer ``EventQueue``.
+- control side (GUI, CLI): ``set_control``, ``set_master_gain_db``, ``panic``,
+  ``release_all``, ``swap_generator``. Each is a single store of a float, a flag or a whole
+  prepared object (NB: atomic under the GIL); the render side picks it up at the next block.
+Nothing the render side calls allocates arrays, locks, logs or does I/O.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+
+from .channel_state import ChannelState
+from .config import EngineConfig
+from .envelope import envelope_block, envelope_coefficients
+from .event_queue import NO_EVENT, EventQueue
+from .generator import RESTART_FRESH, Conditioning, Generator
+from .post_chain import PostChain, guard
+from .voice_allocator import VoiceAllocator
+
+
+class EngineStats:
+    """Counters written by the render side, read by anyone (plain numbers; no locking)."""
+
+    def __init__(self):
+        self.blocks = 0
+        self.voices = 0
+        self.generator_faults = 0        # blocks muted because the generator raised or emitted NaN/Inf
+        self.last_fault = ""
+        self.render_seconds = 0.0        # last block
+        self.render_peak = 0.0           # since last read_and_reset_peak
+        self.render_samples = 0
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None, generator: Generator | None = None):
+        self.config = (config or EngineConfig()).validate()
+        if generator is None:
+            from .default_instrument import DefaultInstrument
+            generator = DefaultInstrument()
+        self.generator = generator
+        self.events = EventQueue(self.config.event_capacity)
+        self.stats = EngineStats()
+        self.reports: deque[str] = deque(maxlen=200)
+        self.sample_time = 0
+        self.prepared = False
+        self._pending: tuple | None = None
+        self._panic = False
+        self._release_all = False
+        self.clock_anchor = (time.perf_counter(), 0)   # (perf_counter seconds, sample time)
+        self.midi_delay = 0      # samples between a live event's arrival and its sounding (set by audio_io)
+
+    # -- set-up (off the audio path) -------------------------------------------------
+    def prepare(self, sample_rate: int | None = None, max_block: int | None = None) -> "Engine":
+        from dataclasses import replace
+        cfg = self.config
+        if sample_rate is not None or max_block is not None:
+            cfg = replace(cfg, sample_rate=int(sample_rate or cfg.sample_rate),
+                          max_block=int(max_block or cfg.max_block)).validate()
+            self.config = cfg
+        sr, mb, p = cfg.sample_rate, cfg.max_block, cfg.polyphony
+        self.generator.prepare(sr, mb, p)
+        n_ctl = len(self.generator.info.controls)
+        self.cond = Conditioning(p, mb, n_ctl)
+        self.cond.controls[:] = self.generator.default_controls()
+        self.voices = VoiceAllocator(self.cond)
+        mask = np.zeros(16, np.bool_)
+        mask[list(cfg.midi_channels)] = True
+        self.channels = ChannelState(self.cond, self.voices, cfg.bend_range, mask)
+        e = cfg.envelope
+        self.env_coef = envelope_coefficients(sr, e.attack_s, e.decay_s, e.sustain, e.release_s)
+        self.post = PostChain(sr, cfg.ceiling_dbfs, cfg.master_gain_db, cfg.dc_cutoff_hz)
+        self.mono = np.zeros(mb, np.float32)
+        self.sample_time = 0
+        self.clock_anchor = (time.perf_counter(), 0)
+        self.prepared = True
+        self._warm_up()
+        return self
+
+    def _warm_up(self) -> None:
+        """Compile and run every kernel once (a note, a bend, a release) and forget it all."""
+        sr = self.config.sample_rate
+        buf = np.zeros((min(256, self.config.max_block), self.config.channels), np.float32)
+        self.push_event(0, 0x90, 69, 100)
+        self.push_event(10, 0xE0, 0, 80)
+        self.push_event(64, 0x80, 69, 0)
+        for _ in range(max(1, sr // 50 // buf.shape[0])):
+            self.render(buf)
+        self.hard_reset()
+
+    def hard_reset(self) -> None:
+        """Back to the state after ``prepare`` (render side or before the stream starts)."""
+        self.events.clear()
+        self.voices.kill_all()
+        self.channels.reset()
+        self.generator.reset()
+        self.post.reset()
+        self.cond.restart[:] = 0
+        self.sample_time = 0
+        self.clock_anchor = (time.perf_counter(), 0)
+
+    # -- producers --------------------------------------------------------------------
+    def push_event(self, sample_time: int, status: int, d1: int, d2: int = 0, port: int = 0) -> bool:
+        return self.events.push(int(sample_time), status, d1, d2, port)
+
+    def push_midi(self, status: int, d1: int, d2: int = 0, port: int = 0,
+                  when: float | None = None) -> bool:
+        """A live message received at ``when`` (perf_counter seconds, default now), scheduled
+        ``midi_delay`` samples after the matching point of the output clock (see audio_io)."""
+        if when is None:
+            when = time.perf_counter()
+        t_ref, s_ref = self.clock_anchor
+        t = s_ref + int((when - t_ref) * self.config.sample_rate) + self.midi_delay
+        return self.events.push(max(t, 0), status, d1, d2, port)
+
+    # -- control side -----------------------------------------------------------------
+    def control_index(self, name: str) -> int:
+        for i, c in enumerate(self.generator.info.controls):
+            if c.name == name:
+                return i
+        names = ", ".join(c.name for c in self.generator.info.controls)
+        raise KeyError(f"no control {name!r} on {self.generator.info.name} (controls: {names})")
+
+    def set_control(self, name_or_index, value: float) -> float:
+        i = name_or_index if isinstance(name_or_index, int) else self.control_index(name_or_index)
+        v = self.generator.info.controls[i].clamp(float(value))
+        self.cond.controls[i] = v
+        return v
+
+    def set_master_gain_db(self, gain_db: float) -> None:
+        if gain_db != gain_db:
+            return
+        self.post.set_gain_db(min(12.0, max(-90.0, float(gain_db))))
+
+    def panic(self) -> None:
+        self._panic = True
+
+    def release_all(self) -> None:
+        self._release_all = True
+
+    def swap_generator(self, generator: Generator) -> None:
+        """Install a generator prepared by the caller (off the audio path); it takes over at
+        the next block and every sounding voice restarts fresh on it."""
+        if self._pending is not None:
+            raise RuntimeError("a generator swap is already pending")
+        controls = generator.default_controls()
+        self._pending = (generator, controls)
+
+    @property
+    def latency_samples(self) -> int:
+        """Samples of delay the engine itself adds (limiter look-ahead + generator lookahead)."""
+        return self.post.latency + int(self.generator.info.lookahead)
+
+    def take_reports(self) -> list[str]:
+        out = []
+        while self.reports:
+            out.append(self.reports.popleft())
+        return out
+
+    # -- render side ------------------------------------------------------------------
+    def render(self, out: np.ndarray) -> None:
+        """Fill ``out`` (float32 ``[frames, channels]`` or ``[frames]``) and advance the clock."""
+        n = out.shape[0]
+        mb = self.config.max_block
+        pos = 0
+        while pos < n:
+            m = min(n - pos, mb)
+            self._render_block(out[pos:pos + m], m)
+            pos += m
+
+    def _control_flags(self, t: int) -> None:
+        if self._pending is not None:
+            gen, controls = self._pending
+            self.generator = gen
+            self.cond.controls = controls
+            for v in range(self.cond.active.shape[0]):
+                if self.cond.active[v]:
+                    self.cond.restart[v] = RESTART_FRESH
+            self._pending = None
+        if self._panic:
+            self._panic = False
+            self.voices.kill_all()
+            self.channels.reset()
+            self.generator.reset()
+        if self._release_all:
+            self._release_all = False
+            self.voices.release_all(t)
+        q = self.events
+        if q.overflow_pending:
+            q.overflow_pending = False
+            offs = q.overflow_offs
+            for ch in range(16):
+                for k in range(128):
+                    if offs[ch, k]:
+                        offs[ch, k] = False
+                        self.channels.handle(0x80 | ch, k, 0, t)
+
+    def _render_block(self, out: np.ndarray, n: int) -> None:
+        t_start = time.perf_counter()
+        t0 = self.sample_time
+        end = t0 + n
+        self._control_flags(t0)
+        q = self.events
+        handle = self.channels.handle
+        pos = 0
+        while pos < n:
+            t = t0 + pos
+            while q.peek_time() <= t:
+                status, d1, d2, _ = q.pop()
+                handle(status, d1, d2, t)
+            nt = q.peek_time()
+            seg_end = n if (nt == NO_EVENT or nt >= end) else nt - t0
+            self._segment(pos, seg_end - pos, t)
+            pos = seg_end
+        mono = self.mono
+        self.post.process(mono, n)
+        if out.ndim == 1:
+            out[:] = mono[:n]
+        else:
+            for c in range(out.shape[1]):
+                out[:, c] = mono[:n]
+        self.sample_time = end
+        st = self.stats
+        st.blocks += 1
+        st.voices = self.voices.active_count
+        el = time.perf_counter() - t_start
+        st.render_seconds = el
+        st.render_samples = n
+        if el > st.render_peak:
+            st.render_peak = el
+
+    def _segment(self, pos: int, m: int, t: int) -> None:
+        cond = self.cond
+        cond.sample_time = t
+        cond.frames = m
+        envelope_block(self.voices.stage, self.voices.level, cond.env, m, self.env_coef)
+        seg = self.mono[pos:pos + m]
+        try:
+            self.generator.render(cond, seg)
+            ok = guard(seg, m, self.config.guard_limit)
+        except Exception as exc:  # a broken generator must never stop the stream
+            ok = False
+            self.stats.last_fault = f"{type(exc).__name__}: {exc}"
+        if not ok:
+            seg[:] = 0.0
+            self.stats.generator_faults += 1
+            if not self.stats.last_fault:
+                self.stats.last_fault = "non-finite or out-of-range output"
+            try:
+                self.generator.reset()
+            except Exception:
+                pass
+            for v in range(cond.active.shape[0]):
+                if cond.active[v]:
+                    cond.restart[v] = RESTART_FRESH
+        else:
+            cond.restart[:] = 0
+        self.voices.free_finished()

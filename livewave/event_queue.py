@@ -1,0 +1,84 @@
+"""Timestamped MIDI event queue between MIDI threads (producers) and the render side (consumer).
+
+Threading: any number of producer threads (one per MIDI port, plus the offline renderer or
+the GUI) call ``push``; they serialise among themselves with a lock that the consumer
+never takes. Exactly one consumer (the render side) calls ``peek_time`` / ``pop``.
+The storage is a preallocated ring of numpy arrays; the write index is published after the
+slot is filled (NB: under the GIL an int attribute store is atomic, so the consumer
+never sees a half-written slot).
+
+If the ring is full the event is dropped and counted, except that note-offs are never
+lost: they go into a 16x128 overflow table that the consumer drains at the next block.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+NO_EVENT = np.iinfo(np.int64).max
+
+
+class EventQueue:
+    def __init__(self, capacity: int = 65536):
+        cap = 1
+        while cap < capacity:
+            cap <<= 1
+        self.capacity = cap
+        self._mask = cap - 1
+        self.time = np.zeros(cap, np.int64)
+        self.data = np.zeros((cap, 3), np.int16)
+        self.port = np.zeros(cap, np.int16)
+        self._write = 0          # producers only
+        self._read = 0           # consumer only
+        self._lock = threading.Lock()
+        self.overflow_offs = np.zeros((16, 128), np.bool_)
+        self.overflow_pending = False
+        self.dropped = 0         # events lost to overflow (note-offs excluded: those are kept)
+        self._last_time = 0
+
+    def push(self, time: int, status: int, d1: int, d2: int = 0, port: int = 0) -> bool:
+        """Enqueue one channel message at absolute sample ``time``. Times are made
+        non-decreasing (a late event is moved to the previous event's time)."""
+        with self._lock:
+            if time < self._last_time:
+                time = self._last_time
+            w = self._write
+            if w - self._read >= self.capacity:
+                kind = status & 0xF0
+                if kind == 0x80 or (kind == 0x90 and d2 == 0):
+                    self.overflow_offs[status & 0x0F, d1 & 0x7F] = True
+                    self.overflow_pending = True
+                else:
+                    self.dropped += 1
+                return False
+            i = w & self._mask
+            self.time[i] = time
+            self.data[i, 0] = status
+            self.data[i, 1] = d1
+            self.data[i, 2] = d2
+            self.port[i] = port
+            self._last_time = time
+            self._write = w + 1          # publish
+            return True
+
+    def __len__(self) -> int:
+        return self._write - self._read
+
+    def peek_time(self) -> int:
+        """Time of the next event, or NO_EVENT."""
+        if self._read == self._write:
+            return NO_EVENT
+        return int(self.time[self._read & self._mask])
+
+    def pop(self) -> tuple[int, int, int, int]:
+        """(status, d1, d2, port) of the next event; call only after ``peek_time`` found one."""
+        i = self._read & self._mask
+        d = self.data[i]
+        out = (int(d[0]), int(d[1]), int(d[2]), int(self.port[i]))
+        self._read += 1
+        return out
+
+    def clear(self) -> None:
+        """Consumer side: drop everything queued (used by a hard reset)."""
+        self._read = self._write

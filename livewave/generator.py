@@ -1,0 +1,125 @@
+"""The generator contract every family implements (DDSP, GAN and flow vocoders, ...).
+
+Threading: ``prepare`` and ``reset`` run off the audio path or between blocks on the
+render side; ``render`` runs on the render side (audio callback or render thread) and
+must not allocate, lock, log or do I/O. The engine owns one ``Conditioning`` object
+whose arrays it updates in place before each ``render`` call.
+
+Families register under the entry-point group ``livewave.generators``; a new family is
+a new module plus one line in ``pyproject.toml``, not an edit of the engine.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import numpy as np
+
+ENTRY_POINT_GROUP = "livewave.generators"
+
+# Voice restart codes, set by the engine on the first call after a voice (re)starts.
+RESTART_NONE = 0
+RESTART_FRESH = 1    # a free voice starts: forget its phase and recurrent state
+RESTART_LEGATO = 2   # a sounding voice is retriggered or stolen: keep phase, move to the new note
+
+
+@dataclass(frozen=True)
+class Control:
+    """One performer-facing control; the GUI builds its panel from these."""
+    name: str
+    minimum: float
+    maximum: float
+    default: float
+    unit: str = ""
+    cc: int | None = None        # suggested MIDI CC for MIDI learn
+    description: str = ""
+
+    def clamp(self, value: float) -> float:
+        """NaN gives the default; +-Inf and out-of-range values are clamped."""
+        if value != value:  # NaN
+            return self.default
+        return min(self.maximum, max(self.minimum, value))
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    family: str                       # 'default', 'ddsp', 'melgan', 'hifigan', 'flow', ...
+    name: str
+    sample_rate: int | None           # model's own rate; None = runs at any device rate
+    hop: int                          # conditioning frame hop in samples at the model rate
+    lookahead: int = 0                # samples of delay the generator adds (declared latency)
+    polyphonic: bool = True           # False: one stream for all voices (vocoders)
+    conditioning: str = "voices"      # 'voices' (f0/loudness per voice), 'mel', 'audio'
+    controls: tuple[Control, ...] = ()
+    card: dict = field(default_factory=dict)   # model card: data, training, measured quality
+
+
+class Conditioning:
+    """What the engine hands a generator each render call. Shapes are ``[voices]`` unless stated.
+
+    The arrays are allocated once in ``prepare`` and updated in place; a generator reads
+    them and must not keep references to slices across calls.
+    """
+
+    def __init__(self, voices: int, max_block: int, n_controls: int, input_channels: int = 0):
+        self.sample_time = 0                       # absolute sample index of this call's first sample
+        self.frames = 0                            # samples in this call (<= max_block)
+        self.active = np.zeros(voices, np.bool_)
+        self.restart = np.zeros(voices, np.int8)   # RESTART_* codes
+        self.channel = np.zeros(voices, np.int16)
+        self.note = np.zeros(voices, np.float64)       # MIDI note incl. pitch bend (fractional)
+        self.f0 = np.zeros(voices, np.float64)         # Hz incl. pitch bend
+        self.velocity = np.zeros(voices, np.float64)   # 0..1
+        self.gain = np.zeros(voices, np.float64)       # channel volume x expression, linear 0..1
+        self.mod = np.zeros(voices, np.float64)        # mod wheel 0..1
+        self.pressure = np.zeros(voices, np.float64)   # max(channel, poly aftertouch) 0..1
+        self.gate = np.zeros(voices, np.bool_)         # key (or pedal) still holding the note
+        self.onset_time = np.zeros(voices, np.int64)   # sample the note started
+        self.release_time = np.full(voices, -1, np.int64)  # sample of release, -1 while held
+        self.env = np.zeros((voices, max_block), np.float32)  # per-sample envelope for this call
+        self.controls = np.zeros(n_controls, np.float64)      # generator's declared controls, clamped
+        self.audio_in = np.zeros((max_block, max(1, input_channels)), np.float32)  # for audio-in models
+
+
+class Generator:
+    """Base class. Subclasses set ``info`` and implement ``prepare``, ``reset``, ``render``."""
+
+    info: GeneratorInfo
+
+    def prepare(self, sample_rate: int, max_block: int, voices: int, device: str = "cpu") -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def reset_voice(self, v: int) -> None:
+        """Forget one voice's state (optional; default resets nothing extra)."""
+
+    def render(self, cond: Conditioning, out: np.ndarray) -> None:
+        """Fill ``out[:cond.frames]`` (float32, mono) with this call's sound. Overwrite, do not add."""
+        raise NotImplementedError
+
+    def default_controls(self) -> np.ndarray:
+        return np.array([c.default for c in self.info.controls], np.float64)
+
+
+def midi_to_hz(note: float) -> float:
+    return 440.0 * math.pow(2.0, (note - 69.0) / 12.0)
+
+
+def available_families() -> dict[str, object]:
+    """Entry points of ``livewave.generators`` by name (not yet imported)."""
+    found = {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    if "default" not in found:  # running from a source tree that was not pip-installed
+        found["default"] = metadata.EntryPoint(
+            "default", "livewave.default_instrument:DefaultInstrument", ENTRY_POINT_GROUP)
+    return found
+
+
+def family_class(family: str):
+    eps = available_families()
+    if family not in eps:
+        known = ", ".join(sorted(eps)) or "none"
+        raise LookupError(f"unknown generator family {family!r} (installed families: {known})")
+    return eps[family].load()

@@ -1,0 +1,239 @@
+"""The DDSP synthesis core: a harmonic oscillator bank plus filtered noise (Numba).
+
+Shared by the hand-set default instrument and the neural DDSP family: whoever drives it
+supplies, once per frame, each voice's harmonic amplitudes ``[voices, harmonics]`` and
+noise band magnitudes ``[voices, bands]``; the core turns them into sound.
+
+Time: the core steps on a frame grid counted in samples since the start of the stream
+(frame k starts at sample k*hop). Frame targets are computed at frame starts and the
+harmonic amplitudes ramp linearly across the frame from the previous targets, so the
+output depends only on absolute time and events, not on how calls split the stream.
+Per-sample state (phases, f0 glide, vibrato, noise filter tails, noise generator) carries
+across calls. Envelopes and onsets come per sample from the engine (``cond.env``).
+
+Noise: each frame, ``hop`` white samples (a per-voice xorshift generator) are filtered by a
+linear-phase FIR built from the band magnitudes (a sum of precomputed band-pass kernels,
+as DDSP's frequency-sampled filters) and overlap-added, so noise colour changes per frame
+without clicks.
+
+Threading: ``render`` runs on the render side; the kernels are ``nogil`` and allocate
+nothing; the wrapper allocates only in ``__init__``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .generator import RESTART_FRESH, RESTART_LEGATO, Conditioning
+
+TWO_PI = 2.0 * math.pi
+
+
+def band_kernels(sample_rate: int, n_bands: int, taps: int) -> np.ndarray:
+    """``[bands, taps]`` linear-phase band-pass kernels covering 0..Nyquist in equal bands.
+    A frame's noise filter is ``mags @ kernels``; with all mags at 1 it is a delayed impulse."""
+    m = np.arange(taps) - (taps - 1) / 2.0
+    window = np.hanning(taps + 2)[1:-1]
+    edges = np.linspace(0.0, 0.5, n_bands + 1)     # cycles per sample
+
+    def lowpass(fc: float) -> np.ndarray:
+        return 2.0 * fc * np.sinc(2.0 * fc * m)
+
+    k = np.stack([lowpass(edges[b + 1]) - lowpass(edges[b]) for b in range(n_bands)])
+    return (k * window).astype(np.float64)
+
+
+@njit(nogil=True, cache=True)
+def _xorshift(state):
+    x = state
+    x ^= (x << np.uint64(13)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    x ^= x >> np.uint64(7)
+    x ^= (x << np.uint64(17)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    return x
+
+
+@njit(nogil=True, cache=True)
+def noise_frame(v, mags, kernels, rng, white, fir, tail, nbuf, hop):
+    """Fill ``nbuf[v, :hop]`` with the next frame of filtered noise for voice ``v``."""
+    n_bands, taps = kernels.shape
+    for j in range(taps):
+        acc = 0.0
+        for b in range(n_bands):
+            acc += mags[v, b] * kernels[b, j]
+        fir[j] = acc
+    x = rng[v]
+    for j in range(hop):
+        x = _xorshift(x)
+        white[j] = (x >> np.uint64(11)) * (2.0 / 9007199254740992.0) - 1.0
+    rng[v] = x
+    ntail = taps - 1
+    for j in range(hop + ntail):
+        acc = 0.0
+        lo = j - hop + 1
+        if lo < 0:
+            lo = 0
+        hi = j
+        if hi > taps - 1:
+            hi = taps - 1
+        for m in range(lo, hi + 1):
+            acc += fir[m] * white[j - m]
+        if j < hop:
+            if j < ntail:
+                acc += tail[v, j]
+            nbuf[v, j] = acc
+        else:
+            k = j - hop
+            tail[v, k] = acc + (tail[v, j] if j < ntail else 0.0)
+
+
+@njit(nogil=True, cache=True)
+def synth_piece(out, n, s0, hop, inv_sr, active, f0_tgt, f0_coef, vib_depth, vib_inc, env,
+                phase, f0_cur, vib_phase, amp_prev, amp_next, kmax, nbuf):
+    """Render ``n`` samples that all lie in one frame, starting at position ``s0`` of it.
+    Writes (not adds) ``out[:n]``."""
+    for i in range(n):
+        out[i] = 0.0
+    inv_hop = 1.0 / hop
+    for v in range(active.shape[0]):
+        if not active[v]:
+            continue
+        ph = phase[v]
+        fc = f0_cur[v]
+        vp = vib_phase[v]
+        ft = f0_tgt[v]
+        depth = vib_depth[v]
+        kk = kmax[v]
+        for i in range(n):
+            s = s0 + i
+            w = s * inv_hop
+            fc += (ft - fc) * f0_coef
+            f = fc
+            if depth != 0.0:
+                f = fc * math.pow(2.0, depth * math.sin(TWO_PI * vp))
+            vp += vib_inc
+            if vp >= 1.0:
+                vp -= 1.0
+            ph += f * inv_sr
+            ph -= math.floor(ph)
+            theta = TWO_PI * ph
+            s1 = math.sin(theta)
+            c2 = 2.0 * math.cos(theta)
+            sk_prev = 0.0
+            sk = s1
+            acc = 0.0
+            for k in range(kk):
+                a = amp_prev[v, k] + (amp_next[v, k] - amp_prev[v, k]) * w
+                acc += a * sk
+                nxt = c2 * sk - sk_prev
+                sk_prev = sk
+                sk = nxt
+            out[i] += env[v, i] * (acc + nbuf[v, s])
+        phase[v] = ph
+        f0_cur[v] = fc
+        vib_phase[v] = vp
+
+
+@njit(nogil=True, cache=True)
+def start_frame(mask, amp_prev, amp_next, new_amp, kmax, copy_prev):
+    """At a frame start (``copy_prev``): the previous frame's end values become the ramp
+    start and the new targets its end. At a fresh voice start: both are the new targets."""
+    for v in range(mask.shape[0]):
+        if not mask[v]:
+            continue
+        last = 0
+        for k in range(amp_next.shape[1]):
+            amp_prev[v, k] = amp_next[v, k] if copy_prev else new_amp[v, k]
+            amp_next[v, k] = new_amp[v, k]
+            if amp_next[v, k] != 0.0 or amp_prev[v, k] != 0.0:
+                last = k + 1
+        kmax[v] = last
+
+
+class HarmonicNoiseCore:
+    """State and driver of the harmonic-plus-noise synthesis for ``voices`` voices."""
+
+    def __init__(self, sample_rate: int, voices: int, n_harmonics: int = 64, n_bands: int = 16,
+                 frame_seconds: float = 0.004, glide_seconds: float = 0.003, seed: int = 0x5EED):
+        self.sample_rate = int(sample_rate)
+        self.hop = max(16, int(round(frame_seconds * sample_rate)))
+        taps = min(65, self.hop + 1)
+        taps -= (taps + 1) % 2          # odd
+        self.kernels = band_kernels(self.sample_rate, n_bands, taps)
+        self.n_harmonics = n_harmonics
+        self.n_bands = n_bands
+        p = voices
+        self.phase = np.zeros(p)
+        self.f0_cur = np.zeros(p)
+        self.vib_phase = np.zeros(p)
+        self.amp_prev = np.zeros((p, n_harmonics))
+        self.amp_next = np.zeros((p, n_harmonics))
+        self.new_amp = np.zeros((p, n_harmonics))    # filled by the targets callback
+        self.new_mags = np.zeros((p, n_bands))
+        self.kmax = np.zeros(p, np.int64)
+        self.nbuf = np.zeros((p, self.hop))
+        self.tail = np.zeros((p, taps - 1))
+        self.white = np.zeros(self.hop)
+        self.fir = np.zeros(taps)
+        self.mask = np.zeros(p, np.bool_)
+        self.seed = seed
+        self.rng = np.zeros(p, np.uint64)
+        self.f0_coef = 1.0 - math.exp(-1.0 / max(1.0, glide_seconds * sample_rate))
+        self.vib_depth = np.zeros(p)     # octaves (cents / 1200), per voice; set by the driver
+        self.vib_rate = 5.5              # Hz
+        self.reset()
+
+    def reset(self) -> None:
+        for a in (self.phase, self.f0_cur, self.vib_phase, self.amp_prev, self.amp_next,
+                  self.nbuf, self.tail, self.vib_depth):
+            a[...] = 0.0
+        self.kmax[:] = 0
+        for v in range(self.rng.shape[0]):
+            self.rng[v] = np.uint64((self.seed * 0x9E3779B97F4A7C15 + v * 0xBF58476D1CE4E5B9 + 1)
+                                    & 0xFFFFFFFFFFFFFFFF)
+
+    def _noise(self, mask) -> None:
+        for v in range(mask.shape[0]):
+            if mask[v]:
+                noise_frame(v, self.new_mags, self.kernels, self.rng, self.white, self.fir,
+                            self.tail, self.nbuf, self.hop)
+
+    def render(self, cond: Conditioning, out: np.ndarray, targets) -> None:
+        """Fill ``out[:cond.frames]``. ``targets(t, mask)`` must fill ``new_amp`` and
+        ``new_mags`` rows of the voices in ``mask`` for absolute sample ``t``."""
+        n = cond.frames
+        t0 = cond.sample_time
+        hop = self.hop
+        mask = self.mask
+        # Voices that (re)started at this call's first sample.
+        np.equal(cond.restart, RESTART_FRESH, out=mask)
+        if mask.any():
+            for v in range(mask.shape[0]):
+                if mask[v]:
+                    self.phase[v] = 0.0
+                    self.vib_phase[v] = 0.0
+                    self.f0_cur[v] = cond.f0[v]
+                    self.tail[v, :] = 0.0
+            targets(t0, mask)
+            start_frame(mask, self.amp_prev, self.amp_next, self.new_amp, self.kmax, False)
+            self._noise(mask)
+        inv_sr = 1.0 / self.sample_rate
+        vib_inc = self.vib_rate * inv_sr
+        pos = 0
+        while pos < n:
+            t = t0 + pos
+            s = t % hop
+            if s == 0:
+                np.copyto(mask, cond.active)
+                targets(t, mask)
+                start_frame(mask, self.amp_prev, self.amp_next, self.new_amp, self.kmax, True)
+                self._noise(mask)
+            m = min(n - pos, hop - s)
+            synth_piece(out[pos:pos + m], m, s, hop, inv_sr, cond.active, cond.f0, self.f0_coef,
+                        self.vib_depth, vib_inc, cond.env[:, pos:pos + m], self.phase, self.f0_cur,
+                        self.vib_phase, self.amp_prev, self.amp_next, self.kmax, self.nbuf)
+            pos += m
+
+
+__all__ = ["HarmonicNoiseCore", "band_kernels", "RESTART_LEGATO"]

@@ -1,0 +1,195 @@
+"""Live MIDI input through python-rtmidi: port selection, hot-plug, timestamping.
+
+Threading: rtmidi calls ``_on_message`` on its own thread (under JACK, JACK's real-time
+thread, which then has to take the GIL): it only validates, timestamps and enqueues
+(``Engine.push_midi``), never waits on the render side. A background thread polls the port
+list for hot-plug: ports that appear and match the selection are opened; a port that
+vanishes is closed and the notes it was holding are released, so the instrument plays on.
+Messages rtmidi delivers are re-validated (``MidiParser.parse_message``); malformed ones
+are dropped, counted and reported.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+from .midi_parser import MidiParser
+
+_API_NAMES = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACOSX_CORE",
+              "winmm": "API_WINDOWS_MM"}
+
+
+class MidiPortError(RuntimeError):
+    """A MIDI port or API could not be found or opened."""
+
+
+def _rtmidi():
+    try:
+        import rtmidi
+    except ImportError as exc:
+        raise MidiPortError(f"python-rtmidi is not installed ({exc})") from exc
+    return rtmidi
+
+
+def api_id(api: str | None) -> int:
+    rtmidi = _rtmidi()
+    if api in (None, "", "auto"):
+        return rtmidi.API_UNSPECIFIED
+    key = _API_NAMES.get(api.lower())
+    if key is None or not hasattr(rtmidi, key):
+        raise MidiPortError(f"unknown MIDI API {api!r}; choose from auto, {', '.join(_API_NAMES)}")
+    return getattr(rtmidi, key)
+
+
+def stable_name(port: str) -> str:
+    """Port name without the client:port numbers ALSA appends (they change on re-plug)."""
+    return re.sub(r"\s+\d+:\d+$", "", port).strip()
+
+
+def list_input_ports(api: str | None = None) -> list[str]:
+    rtmidi = _rtmidi()
+    try:
+        probe = rtmidi.MidiIn(api_id(api), name="livewave-probe")
+    except Exception as exc:
+        raise MidiPortError(f"cannot open the MIDI system ({api or 'default'} API): {exc}") from None
+    try:
+        return list(probe.get_ports())
+    finally:
+        probe.delete()
+
+
+class MidiInputs:
+    def __init__(self, engine, selection: str = "all", api: str | None = None,
+                 poll_interval: float = 0.25, client_name: str = "livewave"):
+        self.engine = engine
+        self.selection = str(selection)
+        self.api = api
+        self.poll_interval = poll_interval
+        self.client_name = client_name
+        self.open_ports: dict[str, tuple] = {}     # stable name -> (MidiIn, port id)
+        self._held: dict[int, np.ndarray] = {}     # port id -> bool[16, 128]
+        self._parsers: dict[int, MidiParser] = {}
+        self._next_id = 1
+        self.reports: deque[str] = deque(maxlen=200)
+        self.messages = 0
+        self.malformed = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._probe = None
+
+    # -- selection --------------------------------------------------------------------
+    def _wanted(self, index: int, name: str) -> bool:
+        sel = self.selection.strip()
+        if sel.lower() in ("all", "*", ""):
+            return not name.startswith(self.client_name)   # never listen to ourselves
+        if sel.isdigit():
+            return index == int(sel)
+        return sel.lower() in name.lower()
+
+    def start(self) -> "MidiInputs":
+        rtmidi = _rtmidi()
+        try:
+            self._probe = rtmidi.MidiIn(api_id(self.api), name=f"{self.client_name}-probe")
+        except Exception as exc:
+            raise MidiPortError(f"cannot open the MIDI system ({self.api or 'default'} API): {exc}") from None
+        ports = self._probe.get_ports()
+        sel = self.selection.strip()
+        if sel.lower() not in ("all", "*", "") and not any(self._wanted(i, p) for i, p in enumerate(ports)):
+            listing = "; ".join(f"{i}: {p}" for i, p in enumerate(ports)) or "none"
+            self.reports.append(f"no MIDI input matches {sel!r} yet (inputs: {listing}); "
+                                "waiting for it to appear")
+        self.scan()
+        self._thread = threading.Thread(target=self._poll, name="livewave-midi-hotplug", daemon=True)
+        self._thread.start()
+        return self
+
+    def scan(self) -> None:
+        """Open new matching ports; close vanished ones (releasing their notes)."""
+        try:
+            ports = self._probe.get_ports()
+        except Exception as exc:
+            self.reports.append(f"MIDI port scan failed: {exc}")
+            return
+        present = {stable_name(p) for p in ports}
+        for name in list(self.open_ports):
+            if name not in present:
+                self._close(name, vanished=True)
+        for i, p in enumerate(ports):
+            name = stable_name(p)
+            if name not in self.open_ports and self._wanted(i, p):
+                self._open(i, p, name)
+
+    def _open(self, index: int, port: str, name: str) -> None:
+        rtmidi = _rtmidi()
+        pid = self._next_id
+        self._next_id += 1
+        try:
+            mi = rtmidi.MidiIn(api_id(self.api), name=self.client_name)
+            mi.ignore_types(sysex=True, timing=True, active_sense=True)
+            self._held[pid] = np.zeros((16, 128), np.bool_)
+            self._parsers[pid] = MidiParser()
+            mi.set_callback(self._on_message, pid)
+            mi.open_port(index, name="in")
+        except Exception as exc:
+            self.reports.append(f"could not open MIDI input {port!r}: {exc}")
+            return
+        self.open_ports[name] = (mi, pid)
+        self.reports.append(f"MIDI input connected: {name}")
+
+    def _close(self, name: str, vanished: bool = False) -> None:
+        mi, pid = self.open_ports.pop(name)
+        held = self._held.get(pid)
+        if held is not None:
+            for ch, note in zip(*np.nonzero(held)):
+                self.engine.push_midi(0x80 | int(ch), int(note), 0, pid)
+            held[:] = False
+        try:
+            mi.cancel_callback()
+            mi.close_port()
+            mi.delete()
+        except Exception:
+            pass
+        if vanished:
+            self.reports.append(f"MIDI input vanished: {name} (its notes were released; "
+                                "it will be reconnected when it returns)")
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            self.scan()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        for name in list(self.open_ports):
+            self._close(name)
+        if self._probe is not None:
+            self._probe.delete()
+            self._probe = None
+
+    # -- rtmidi thread ------------------------------------------------------------------
+    def _on_message(self, event, pid) -> None:
+        when = time.perf_counter()
+        msg = event[0]
+        parser = self._parsers.get(pid)
+        if parser is None:
+            return
+        parsed = parser.parse_message(msg)
+        if parsed is None:
+            if msg and msg[0] >= 0xF0:
+                return       # system messages (clock, SysEx, ...) are fine, just not for us
+            self.malformed += 1
+            self.reports.append(f"malformed MIDI message dropped: {parser.last_error}")
+            return
+        status, d1, d2 = parsed
+        kind = status & 0xF0
+        if kind == 0x90 and d2 > 0:
+            self._held[pid][status & 0x0F, d1] = True
+        elif kind == 0x80 or kind == 0x90:
+            self._held[pid][status & 0x0F, d1] = False
+        self.messages += 1
+        self.engine.push_midi(status, d1, d2, pid, when)

@@ -1,0 +1,151 @@
+"""Post chain (Numba): master gain, DC blocker, true-peak-safe look-ahead limiter.
+
+Order per sample: smoothed master gain -> DC blocker (first-order high-pass, 10 Hz) ->
+limiter. The limiter estimates the true (inter-sample) peak with an 8-tap windowed-sinc
+4x interpolator, takes the gain each sample needs to stay under the ceiling, holds its
+minimum over a short window and smooths it with a moving average of the same length, so
+the gain is already down when the peak reaches the output (look-ahead = window + 2
+samples, declared as latency). Release is exponential. A final clamp at the ceiling makes
+"never above the ceiling" hold for every sample whatever the generator does.
+
+``guard`` checks a generator's raw output: non-finite or absurdly large samples mean the
+generator is broken for that block; the engine mutes the block and resets it.
+
+Threading: render side; kernels are ``nogil`` and write into arrays they are given.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# state slots
+S_GAIN, S_DC_X, S_DC_Y, S_LIM_G, S_POS = 0, 1, 2, 3, 4
+
+
+def interpolator_taps() -> np.ndarray:
+    """[3, 8] taps giving the signal at 1/4, 2/4, 3/4 between x[3] and x[4] of 8 samples."""
+    taps = np.zeros((3, 8))
+    for p, frac in enumerate((0.25, 0.5, 0.75)):
+        m = np.arange(8) - 3 - frac
+        w = 0.5 + 0.5 * np.cos(np.pi * m / 4.5)
+        h = np.sinc(m) * w
+        taps[p] = h / h.sum()
+    return taps
+
+
+class PostChain:
+    def __init__(self, sample_rate: int, ceiling_dbfs: float = -1.0, gain_db: float = 0.0,
+                 dc_cutoff_hz: float = 10.0, release_s: float = 0.12, window_s: float = 0.0006):
+        self.sample_rate = sample_rate
+        self.ceiling = float(10.0 ** (ceiling_dbfs / 20.0))
+        self.window = max(4, int(round(window_s * sample_rate)))
+        self.latency = self.window + 2
+        self.dc_r = math.exp(-2.0 * math.pi * dc_cutoff_hz / sample_rate)
+        self.release = 1.0 - math.exp(-1.0 / (release_s * sample_rate))
+        self.gain_coef = 1.0 - math.exp(-1.0 / (0.01 * sample_rate))
+        self.taps = interpolator_taps()
+        self.hist = np.zeros(8)                       # last 8 input samples (ring by pos)
+        self.req = np.ones(self.window)               # required gains (min-hold window)
+        self.held = np.ones(self.window)              # min-held gains (moving-average window)
+        self.delay = np.zeros(self.latency + 8)       # delayed signal ring
+        self.state = np.zeros(5)
+        self.target_gain = float(10.0 ** (gain_db / 20.0))
+        self.reset()
+
+    def set_gain_db(self, gain_db: float) -> None:
+        self.target_gain = float(10.0 ** (gain_db / 20.0))   # NB: one float store, read per block
+
+    def reset(self) -> None:
+        self.hist[:] = 0.0
+        self.req[:] = 1.0
+        self.held[:] = 1.0
+        self.delay[:] = 0.0
+        self.state[:] = 0.0
+        self.state[S_GAIN] = self.target_gain
+        self.state[S_LIM_G] = 1.0
+
+    @property
+    def limiter_gain(self) -> float:
+        return float(self.state[S_LIM_G])
+
+    def process(self, buf: np.ndarray, n: int) -> None:
+        post_process(buf, n, self.state, self.target_gain, self.gain_coef, self.dc_r, self.ceiling,
+                     self.release, self.taps, self.hist, self.req, self.held, self.delay, self.latency)
+
+
+@njit(nogil=True, cache=True)
+def post_process(buf, n, state, target_gain, gain_coef, dc_r, ceiling, release, taps, hist, req,
+                 held, delay, latency):
+    g = state[S_GAIN]
+    x1 = state[S_DC_X]
+    y1 = state[S_DC_Y]
+    lg = state[S_LIM_G]
+    pos = int(state[S_POS])
+    w = req.shape[0]
+    nd = delay.shape[0]
+    for i in range(n):
+        g += (target_gain - g) * gain_coef
+        x = buf[i] * g
+        y = x - x1 + dc_r * y1
+        x1 = x
+        if abs(y) < 1e-30:
+            y = 0.0
+        y1 = y
+        # true-peak estimate of the interval between the 5th and 4th newest samples
+        hist[pos % 8] = y
+        peak = max(abs(hist[(pos - 4) % 8]), abs(hist[(pos - 3) % 8]))
+        for p in range(3):
+            acc = 0.0
+            for k in range(8):
+                acc += taps[p, k] * hist[(pos - 7 + k) % 8]
+            if abs(acc) > peak:
+                peak = abs(acc)
+        need = ceiling / peak if peak > ceiling else 1.0
+        req[pos % w] = need
+        m = 1.0
+        for k in range(w):
+            if req[k] < m:
+                m = req[k]
+        held[pos % w] = m
+        s = 0.0
+        for k in range(w):
+            s += held[k]
+        ga = s / w
+        lg = lg + (1.0 - lg) * release
+        if ga < lg:
+            lg = ga
+        delay[pos % nd] = y
+        out = delay[(pos - latency) % nd] * lg
+        if out > ceiling:
+            out = ceiling
+        elif out < -ceiling:
+            out = -ceiling
+        buf[i] = out
+        pos += 1
+    state[S_GAIN] = g
+    state[S_DC_X] = x1
+    state[S_DC_Y] = y1
+    state[S_LIM_G] = lg
+    state[S_POS] = pos % (8 * w * nd)
+
+
+@njit(nogil=True, cache=True)
+def guard(buf, n, limit):
+    """True if ``buf[:n]`` is finite and within +-limit."""
+    for i in range(n):
+        x = buf[i]
+        if not (x <= limit and x >= -limit):   # NaN fails both comparisons
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def peak_abs(buf, n):
+    p = 0.0
+    for i in range(n):
+        a = abs(buf[i])
+        if a > p:
+            p = a
+    return p
