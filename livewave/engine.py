@@ -97,7 +97,10 @@ class Engine:
         self.push_event(64, 0x80, 69, 0)
         for _ in range(max(1, sr // 50 // buf.shape[0])):
             self.render(buf)
+        self.warmup_faults = self.stats.generator_faults
+        self.warmup_fault = self.stats.last_fault
         self.hard_reset()
+        self.stats = EngineStats()
 
     def hard_reset(self) -> None:
         """Back to the state after ``prepare`` (render side or before the stream starts)."""

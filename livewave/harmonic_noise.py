@@ -190,8 +190,15 @@ class HarmonicNoiseCore:
             a[...] = 0.0
         self.kmax[:] = 0
         for v in range(self.rng.shape[0]):
-            self.rng[v] = np.uint64((self.seed * 0x9E3779B97F4A7C15 + v * 0xBF58476D1CE4E5B9 + 1)
-                                    & 0xFFFFFFFFFFFFFFFF)
+            self.rng[v] = self._seed_for(0, v)
+
+    def _seed_for(self, onset: int, v: int) -> np.uint64:
+        """Noise seed of a note: a function of its onset sample and voice only, so a voice's
+        noise does not depend on what it played before (or on block sizes)."""
+        x = (self.seed * 0x9E3779B97F4A7C15 + onset * 0xBF58476D1CE4E5B9 + v * 0x94D049BB133111EB + 1)
+        x &= 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+        return np.uint64(x or 1)
 
     def _noise(self, mask) -> None:
         for v in range(mask.shape[0]):
@@ -215,6 +222,7 @@ class HarmonicNoiseCore:
                     self.vib_phase[v] = 0.0
                     self.f0_cur[v] = cond.f0[v]
                     self.tail[v, :] = 0.0
+                    self.rng[v] = self._seed_for(int(cond.onset_time[v]), v)
             targets(t0, mask)
             start_frame(mask, self.amp_prev, self.amp_next, self.new_amp, self.kmax, False)
             self._noise(mask)

@@ -1,0 +1,48 @@
+"""Signal measurements the tests assert on: onset sample, f0 in Hz, level."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def first_sample_above(x: np.ndarray, threshold: float) -> int:
+    idx = np.flatnonzero(np.abs(x) > threshold)
+    return int(idx[0]) if idx.size else -1
+
+
+def f0_spectral(x: np.ndarray, rate: int, fmin: float = 20.0, fmax: float = 5000.0) -> float:
+    """Fundamental of a steady harmonic tone: the strongest peak's harmonic number is resolved
+    by checking sub-multiples, then refined by parabolic interpolation on a zero-padded
+    Hann spectrum (accurate to well under a cent for a second of audio)."""
+    x = np.asarray(x, np.float64)
+    x = x - x.mean()
+    n = len(x)
+    nfft = 1 << int(np.ceil(np.log2(n * 8)))
+    spec = np.abs(np.fft.rfft(x * np.hanning(n), nfft))
+    freqs = np.fft.rfftfreq(nfft, 1.0 / rate)
+
+    def refine(k: int) -> float:
+        a, b, c = np.log(spec[k - 1:k + 2] + 1e-30)
+        p = 0.5 * (a - c) / (a - 2 * b + c)
+        return (k + p) * rate / nfft
+
+    band = (freqs >= fmin) & (freqs <= fmax)
+    k = int(np.argmax(np.where(band, spec, 0.0)))
+    top = spec[k]
+    f = refine(k)
+    for h in range(8, 1, -1):            # the true f0 may be a weaker lower partial
+        kk = int(round(k / h))
+        if freqs[kk] < fmin:
+            continue
+        lo, hi = max(1, kk - 4), kk + 5
+        j = lo + int(np.argmax(spec[lo:hi]))
+        if spec[j] > 0.05 * top:
+            return refine(j) if h > 1 else f
+    return f
+
+
+def cents(f: float, ref: float) -> float:
+    return 1200.0 * np.log2(f / ref)
+
+
+def rms_db(x: np.ndarray) -> float:
+    return 20.0 * np.log10(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)) + 1e-12)

@@ -1,0 +1,171 @@
+"""The engine driven offline: sample-exact scheduling, block-size independence, pitch, voices."""
+import numpy as np
+import pytest
+
+from audio_checks import cents, f0_spectral, first_sample_above
+from livewave.config import EngineConfig
+from livewave.engine import Engine
+
+SR = 48000
+
+
+def make_engine(**kw) -> Engine:
+    return Engine(EngineConfig(sample_rate=SR, max_block=4096, **kw)).prepare()
+
+
+def render(engine: Engine, events, frames: int, block: int = 256) -> np.ndarray:
+    for t, s, d1, d2 in events:
+        engine.push_event(t, s, d1, d2)
+    out = np.zeros((frames, engine.config.channels), np.float32)
+    for i in range(0, frames, block):
+        engine.render(out[i:i + block])
+    return out[:, 0]
+
+
+PERFORMANCE = [  # chords, a bend, pedal, CCs, a retrigger, a steal-free release: 1 second
+    (100, 0x90, 60, 100), (100, 0x90, 64, 90), (333, 0x90, 67, 80), (2000, 0xB0, 64, 127),
+    (4001, 0xE0, 0, 90), (6000, 0x80, 60, 0), (7777, 0xB0, 1, 110), (9000, 0x90, 72, 127),
+    (12000, 0xB0, 11, 60), (15000, 0x90, 64, 70), (20000, 0xB0, 64, 0), (24000, 0xD0, 90, 0),
+    (26000, 0xA0, 72, 100), (30000, 0x80, 64, 0), (30001, 0x80, 67, 0), (33000, 0xE0, 127, 127),
+    (38000, 0x80, 72, 0), (40000, 0x90, 48, 1),
+]
+
+
+def test_block_sizes_give_identical_samples():
+    ref = render(make_engine(), PERFORMANCE, SR, block=64)
+    assert np.abs(ref).max() > 0.01
+    for block in (1, 17, 256, 4096):
+        x = render(make_engine(), PERFORMANCE, SR, block=block)
+        assert np.abs(x - ref).max() <= 1e-6, f"block {block} differs"
+
+
+def test_onset_lands_on_the_requested_sample():
+    for at in (1000, 1001, 1237):
+        e = make_engine()
+        x = render(e, [(at, 0x90, 69, 127)], 4000, block=64)
+        expected = at + e.latency_samples
+        assert np.all(x[:expected] == 0.0)
+        assert first_sample_above(x, 0.0) == expected
+
+
+@pytest.mark.parametrize("note", [33, 48, 60, 69, 81, 96])
+def test_pitch_within_5_cents(note):
+    e = make_engine()
+    e.set_control("vibrato_depth", 0.0)
+    x = render(e, [(0, 0x90, note, 100)], SR, block=256)
+    f = f0_spectral(x[SR // 4:], SR)
+    ref = 440.0 * 2 ** ((note - 69) / 12)
+    assert abs(cents(f, ref)) < 5.0, (note, f, ref)
+
+
+def test_pitch_bend_and_rpn_range():
+    e = make_engine()
+    # RPN 0 = 12 semitones, then full bend up: one octave above
+    ev = [(0, 0xB0, 101, 0), (0, 0xB0, 100, 0), (0, 0xB0, 6, 12), (0, 0xB0, 38, 0),
+          (0, 0xE0, 127, 127), (10, 0x90, 57, 100)]
+    x = render(e, ev, SR, block=128)
+    expected = 220.0 * 2 ** (12 * (8191 / 8192) / 12)   # A3 bent up by a whole (14-bit) octave
+    assert abs(cents(f0_spectral(x[SR // 4:], SR), expected)) < 5.0
+
+
+def test_note_off_releases_and_voice_frees():
+    e = make_engine()
+    x = render(e, [(0, 0x90, 60, 100), (SR // 4, 0x80, 60, 0)], SR, block=256)
+    rel = e.config.envelope.release_s
+    tail = x[int(SR * (0.25 + rel + 0.01)):]
+    assert np.abs(tail).max() < 1e-4
+    assert e.voices.active_count == 0
+
+
+def test_sustain_pedal_holds_then_releases():
+    e = make_engine()
+    ev = [(0, 0xB0, 64, 127), (0, 0x90, 60, 100), (4800, 0x80, 60, 0), (SR // 2, 0xB0, 64, 0)]
+    x = render(e, ev, SR, block=256)
+    held = x[int(0.3 * SR):int(0.45 * SR)]
+    assert np.sqrt(np.mean(held ** 2)) > 0.01               # still sounding after note-off
+    assert np.abs(x[int((0.5 + e.config.envelope.release_s + 0.02) * SR):]).max() < 1e-4
+    assert e.voices.active_count == 0
+
+
+def test_cc123_respects_pedal_and_cc120_silences_within_a_block():
+    e = make_engine()
+    ev = [(0, 0xB0, 64, 127), (0, 0x90, 60, 100), (0, 0x90, 64, 100), (4800, 0xB0, 123, 0)]
+    x = render(e, ev, 9600, block=64)
+    assert np.sqrt(np.mean(x[-2400:] ** 2)) > 0.01            # pedal keeps them
+    assert e.voices.active_count == 2
+    ev2 = [(9600 + 100, 0xB0, 120, 0)]
+    y = render(e, ev2, 4800, block=64)
+    cut = 100 + e.latency_samples + 64
+    # After the cut only the DC blocker's own sub-audio decay is left: no audible content
+    # (sample-to-sample change under -100 dBFS) and under -80 dBFS by the end.
+    assert np.abs(np.diff(y[cut:])).max() < 1e-5
+    assert np.abs(y[-100:]).max() < 1e-4
+    assert e.voices.active_count == 0
+
+
+def test_stealing_prefers_released_then_oldest():
+    e = make_engine(polyphony=4)
+    ev = [(i * 10, 0x90, 60 + i, 100) for i in range(4)]
+    ev += [(1000, 0x80, 62, 0), (2000, 0x90, 70, 100)]   # the released voice (62) is taken
+    render(e, ev, 3000)
+    notes = sorted(int(e.voices.note_int[v]) for v in range(4) if e.cond.active[v])
+    assert notes == [60, 61, 63, 70]
+    render(e, [(3000, 0x90, 71, 100)], 1000)             # none released: the oldest (60) goes
+    notes = sorted(int(e.voices.note_int[v]) for v in range(4) if e.cond.active[v])
+    assert notes == [61, 63, 70, 71]
+
+
+def test_retrigger_reuses_the_voice():
+    e = make_engine()
+    render(e, [(0, 0x90, 60, 100), (1000, 0x90, 60, 50)], 2000)
+    assert e.voices.active_count == 1
+    render(e, [(2000, 0x80, 60, 0)], SR // 2)
+    assert e.voices.active_count == 0
+
+
+def test_no_stuck_notes_in_any_order_of_events():
+    rng = np.random.default_rng(7)
+    e = make_engine(polyphony=8)
+    t = 0
+    ev = []
+    for _ in range(3000):
+        t += int(rng.integers(0, 40))
+        kind = rng.choice([0x90, 0x80, 0xB0, 0xE0])
+        ch = int(rng.integers(0, 3))
+        if kind == 0xB0:
+            ev.append((t, 0xB0 | ch, int(rng.choice([64, 1, 7, 11, 120, 121, 123])), int(rng.integers(0, 128))))
+        else:
+            ev.append((t, kind | ch, int(rng.integers(40, 50)), int(rng.integers(0, 128))))
+    for ch in range(3):                   # the performer lifts everything at the end
+        ev.append((t + 1, 0xB0 | ch, 64, 0))
+        for k in range(40, 50):
+            ev.append((t + 1, 0x80 | ch, k, 0))
+    render(e, ev, t + SR, block=256)
+    assert e.voices.active_count == 0
+
+
+def test_thousand_note_ons_in_one_block():
+    e = make_engine()
+    ev = [(100, 0x90 | (i % 16), i % 128, 1 + i % 127) for i in range(1000)]
+    x = render(e, ev, 4096, block=4096)
+    assert np.isfinite(x).all()
+    assert np.abs(x).max() <= 10 ** (-1 / 20) + 1e-7
+    assert e.voices.active_count == 16
+    off = [(5000, 0xB0 | ch, 123, 0) for ch in range(16)]
+    render(e, off, SR, block=4096)
+    assert e.voices.active_count == 0
+
+
+def test_channel_filter():
+    e = make_engine(midi_channels=(0,))
+    x = render(e, [(0, 0x91, 60, 100)], 4800)
+    assert np.abs(x).max() == 0.0 and e.channels.ignored == 1
+
+
+def test_out_of_range_values_are_clamped():
+    e = make_engine()
+    x = render(e, [(0, 0x90, 200, 300), (10, 0xE0, 255, 255), (20, 0xB0, 7, 999)], 4800)
+    assert np.isfinite(x).all()
+    e.set_control("brightness", float("nan"))
+    e.set_control("breath", float("inf"))
+    assert e.cond.controls[0] == 0.0 and e.cond.controls[1] == 1.0

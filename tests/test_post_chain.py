@@ -1,0 +1,111 @@
+"""Post chain and output guard: the ceiling holds whatever the generator does."""
+import numpy as np
+
+from livewave.config import EngineConfig
+from livewave.engine import Engine
+from livewave.generator import Generator, GeneratorInfo
+from livewave.post_chain import PostChain
+
+SR = 48000
+CEIL = 10 ** (-1 / 20)
+
+
+def true_peak(x: np.ndarray, factor: int = 8) -> float:
+    """Peak of the band-limited signal (8x polyphase upsampling; edges dropped)."""
+    from scipy.signal import resample_poly
+    up = resample_poly(np.asarray(x, np.float64), factor, 1)
+    return float(np.abs(up[1000 * factor:-1000 * factor]).max())
+
+
+def test_limiter_holds_the_ceiling_on_loud_and_hostile_signals():
+    rng = np.random.default_rng(1)
+    t = np.arange(SR) / SR
+    signals = [
+        4.0 * np.sin(2 * np.pi * 997 * t),                      # +12 dB sine
+        20.0 * rng.standard_normal(SR),                          # loud noise
+        np.where(np.arange(SR) % 4800 < 2, 50.0, 0.0),           # impulses
+        3.0 * np.sin(2 * np.pi * 11999 * t + 0.7),               # inter-sample peaks near fs/4
+    ]
+    for x in signals:
+        pc = PostChain(SR)
+        buf = x.astype(np.float32)
+        for i in range(0, SR, 100):
+            pc.process(buf[i:i + 100], min(100, SR - i))
+        assert np.abs(buf).max() <= np.float32(CEIL)
+        # true peak of the limited sine stays within 0.5 dB of the ceiling
+    pc = PostChain(SR)
+    buf = signals[3].astype(np.float32)
+    pc.process(buf, SR)
+    assert true_peak(buf[SR // 2:].astype(np.float64)) < CEIL * 10 ** (0.5 / 20)
+
+
+def test_limiter_is_transparent_below_the_ceiling():
+    t = np.arange(SR) / SR
+    x = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    pc = PostChain(SR)
+    y = x.copy()
+    pc.process(y, SR)
+    lat = pc.latency
+    lags = [np.abs(y[SR // 2 + k:SR - 1000 + k] - x[SR // 2:SR - 1000]).max() for k in range(64)]
+    assert int(np.argmin(lags)) == lat         # the declared look-ahead is the actual delay
+    # the DC blocker is a 10 Hz high-pass: at 440 Hz it changes the level by < 0.01 dB
+    seg = slice(SR // 2, SR - 1000)
+    assert abs(np.sqrt(np.mean(y[seg] ** 2)) / np.sqrt(np.mean(x[seg] ** 2)) - 1) < 1e-3
+
+
+def test_dc_blocker_removes_a_constant_within_100_ms():
+    pc = PostChain(SR)
+    buf = np.full(SR // 2, 0.8, np.float32)
+    pc.process(buf, len(buf))
+    assert np.abs(buf[int(0.1 * SR):]).max() < 0.01 * 0.8
+
+
+class Broken(Generator):
+    """Emits NaN, Inf or a huge value every ``period`` calls; otherwise a quiet tone."""
+
+    def __init__(self, bad):
+        self.bad = bad
+        self.calls = 0
+        self.resets = 0
+        self.info = GeneratorInfo(family="test", name="broken", sample_rate=None, hop=64)
+
+    def prepare(self, sample_rate, max_block, voices, device="cpu"):
+        pass
+
+    def reset(self):
+        self.resets += 1
+
+    def render(self, cond, out):
+        self.calls += 1
+        n = cond.frames
+        out[:n] = 0.1
+        if self.calls % 5 == 0:
+            if self.bad == "raise":
+                raise RuntimeError("model exploded")
+            out[n // 2] = self.bad
+
+
+def test_broken_generator_is_muted_and_reset_never_loud():
+    for bad in (np.nan, np.inf, -np.inf, 1e6, "raise"):
+        g = Broken(bad)
+        e = Engine(EngineConfig(sample_rate=SR, max_block=256), g).prepare()
+        g.calls = 0
+        g.resets = 0
+        out = np.zeros((256 * 50, 2), np.float32)
+        for i in range(0, out.shape[0], 256):
+            e.render(out[i:i + 256])
+        assert np.isfinite(out).all()
+        assert np.abs(out).max() <= np.float32(CEIL)
+        assert e.stats.generator_faults == 10 and g.resets == 10, bad
+        assert e.stats.last_fault
+
+
+def test_loud_chord_never_exceeds_the_ceiling():
+    e = Engine(EngineConfig(sample_rate=SR, max_block=512, master_gain_db=12.0)).prepare()
+    for k in range(16):
+        e.push_event(0, 0x90, 36 + 3 * k, 127)
+    out = np.zeros((SR, 2), np.float32)
+    for i in range(0, SR, 512):
+        e.render(out[i:i + 512])
+    assert np.abs(out).max() <= np.float32(CEIL)
+    assert np.abs(out).max() > 0.8          # it is loud: the limiter is working, not muting
