@@ -17,34 +17,39 @@ from .smf import MidiSong
 
 
 def render_events(engine: Engine, events, duration_s: float, block: int = 256,
-                  tail_s: float | None = None, progress=None) -> np.ndarray:
+                  tail_s: float | None = None, progress=None, max_hang_s: float = 30.0) -> np.ndarray:
     """Render ``events`` [(seconds, status, d1, d2)] -> float32 ``[frames, channels]``.
-    Rendering continues after the last event until every voice has finished (at most
-    ``tail_s``, default release time + 1 s)."""
+
+    The length is the song plus ``tail_s`` (default: release time + 0.5 s); if notes are still
+    sounding then (a pedal never lifted), it goes on in half-second steps until they end, at
+    most ``max_hang_s``. The length depends only on the song, never on the block size."""
     sr = engine.config.sample_rate
     if tail_s is None:
-        tail_s = engine.config.envelope.release_s + 1.0
-    total = int(np.ceil((duration_s + tail_s) * sr)) + 1
-    out = np.zeros((total, engine.config.channels), np.float32)
+        tail_s = engine.config.envelope.release_s + 0.5
+    step = sr // 2
+    total = int(np.ceil((duration_s + tail_s) * sr)) + engine.latency_samples
+    limit = total + int(max_hang_s * sr)
+    chunks = []
     times = [int(round(t * sr)) for t, *_ in events]
     i, pos, n_ev = 0, 0, len(events)
-    last_event = times[-1] if times else 0
-    while pos < total:
-        b = min(block, total - pos)
-        end = pos + b
-        while i < n_ev and times[i] < end:
-            _, s, d1, d2 = events[i]
-            engine.push_event(times[i], s, d1, d2)
-            i += 1
-        engine.render(out[pos:end])
-        pos = end
-        if progress is not None:
-            progress(pos, total)
-        if i >= n_ev and pos > last_event + engine.post.latency and engine.voices.active_count == 0 \
-                and pos > int(duration_s * sr):
-            out = out[:pos + engine.post.latency]
-            break
-    return out
+    target = total
+    while pos < target:
+        buf = np.zeros((target - pos, engine.config.channels), np.float32)
+        for j in range(0, buf.shape[0], block):
+            b = min(block, buf.shape[0] - j)
+            end = pos + b
+            while i < n_ev and times[i] < end:
+                _, st, d1, d2 = events[i]
+                engine.push_event(times[i], st, d1, d2)
+                i += 1
+            engine.render(buf[j:j + b])
+            pos = end
+            if progress is not None:
+                progress(pos, target)
+        chunks.append(buf)
+        if engine.voices.active_count > 0 and target < limit:
+            target = min(limit, target + step)
+    return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
 
 class ProgressBar:
