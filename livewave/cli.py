@@ -86,7 +86,7 @@ def _status_line(eng, out, midi) -> str:
 
 
 def cmd_play(args) -> int:
-    from .audio_io import AudioOutput, sounddevice
+    from .audio_io import AudioOutput
     from .midi_input import MidiInputs
     block = args.block or 64
     eng = _engine(args, args.rate, block)
@@ -111,7 +111,7 @@ def cmd_play(args) -> int:
           f"block {block} ({args.placement}); Ctrl-C to stop", flush=True)
     out.start()
     t_end = time.monotonic() + args.duration if args.duration else None
-    last_line = 0.0
+    last_line = last_stats = 0.0
     try:
         while not stop["now"] and (t_end is None or time.monotonic() < t_end):
             time.sleep(0.05)
@@ -122,6 +122,9 @@ def cmd_play(args) -> int:
             for m in msgs:
                 print(("\r\033[K" if tty else "") + m, flush=True)
             now = time.monotonic()
+            if args.stats_json and now - last_stats > 0.25:
+                last_stats = now
+                _write_stats(args.stats_json, eng, out, midi, block, args.rate)
             if now - last_line > (0.2 if tty else 5.0):
                 last_line = now
                 line = _status_line(eng, out, midi)
@@ -135,17 +138,23 @@ def cmd_play(args) -> int:
         print(("\n" if tty else "") + "livewave: stopped; all notes released. " + _status_line(eng, out, midi),
               flush=True)
         if args.stats_json:
-            a = out.stats
-            Path(args.stats_json).write_text(json.dumps({
-                "xruns": a.xruns, "ring_underruns": a.ring_underruns, "callbacks": a.callbacks,
-                "load": a.load, "load_peak": a.load_peak, "latency_s": out.latency,
-                "device_latency_s": out.device_latency, "midi_delay": eng.midi_delay,
-                "engine_latency_samples": eng.latency_samples, "generator_faults": eng.stats.generator_faults,
-                "midi_messages": midi.messages if midi else 0, "malformed": midi.malformed if midi else 0,
-                "dropped_events": eng.events.dropped, "voices": eng.stats.voices,
-                "jack_client": "livewave", "block": block, "rate": args.rate}, indent=1))
-    _ = sounddevice
+            _write_stats(args.stats_json, eng, out, midi, block, args.rate, final=True)
     return 0
+
+
+def _write_stats(path, eng, out, midi, block, rate, final=False) -> None:
+    """Statistics as JSON (atomically replaced), for tests and monitoring."""
+    a = out.stats
+    data = {"final": final, "xruns": a.xruns, "ring_underruns": a.ring_underruns, "callbacks": a.callbacks,
+            "load": a.load, "load_peak": a.load_peak, "latency_s": out.latency,
+            "device_latency_s": out.device_latency, "midi_delay": eng.midi_delay,
+            "engine_latency_samples": eng.latency_samples, "generator_faults": eng.stats.generator_faults,
+            "midi_messages": midi.messages if midi else 0, "malformed": midi.malformed if midi else 0,
+            "midi_ports": sorted(midi.open_ports) if midi else [],
+            "dropped_events": eng.events.dropped, "voices": eng.stats.voices, "block": block, "rate": rate}
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
 
 
 def _drain(dq):

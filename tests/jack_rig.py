@@ -1,0 +1,142 @@
+"""A real JACK server (dummy driver) and a test client that plays MIDI bytes into the
+instrument and records its audio on JACK's own frame clock.
+
+Threading: ``Rig``'s process callback runs on JACK's real-time thread; it only copies into
+preallocated arrays and writes the scheduled MIDI bytes at their exact frame.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+XRUN_RE = re.compile(r"JackEngine::XRun: client = (.+?) was not finished")
+
+
+class JackServer:
+    def __init__(self, rate: int = 48000, period: int = 128, log_dir: Path | None = None):
+        self.rate, self.period = rate, period
+        self.log_path = Path(log_dir or "/tmp") / f"jackd-{os.getpid()}-{period}.log"
+        self.proc = None
+
+    def __enter__(self) -> "JackServer":
+        subprocess.run(["pkill", "-x", "jackd"], capture_output=True)
+        for _ in range(50):
+            if subprocess.run(["pgrep", "-x", "jackd"], capture_output=True).returncode != 0:
+                break
+            time.sleep(0.1)
+        for rt in (["-R"], ["--no-realtime"]):
+            cmd = ["jackd", *rt, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)]
+            if shutil.which("stdbuf"):
+                cmd = ["stdbuf", "-oL", "-eL", *cmd]
+            log = open(self.log_path, "w")
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "JACK_NO_START_SERVER": "1"})
+            if self._wait_ready():
+                self.realtime = rt == ["-R"]
+                return self
+            self._stop()
+        raise RuntimeError(f"jackd did not start; log: {self.log_text()}")
+
+    def _wait_ready(self, timeout: float = 10.0) -> bool:
+        import jack
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                c = jack.Client("lw-probe", no_start_server=True)
+                c.close()
+                return True
+            except jack.JackError:
+                time.sleep(0.1)
+        return False
+
+    def _stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def __exit__(self, *exc) -> None:
+        self._stop()
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def xrun_clients(self) -> list[str]:
+        return XRUN_RE.findall(self.log_text())
+
+
+class Rig:
+    """JACK client 'lwtest': one MIDI out, ``channels`` audio ins, recording from ``start()``."""
+
+    def __init__(self, seconds: float, channels: int = 1, name: str = "lwtest"):
+        import jack
+        self.client = jack.Client(name, no_start_server=True)
+        self.rate = self.client.samplerate
+        self.midi_out = self.client.midi_outports.register("midi_out")
+        self.ins = [self.client.inports.register(f"in_{i + 1}") for i in range(channels)]
+        self.recording = np.zeros((int(seconds * self.rate), channels), np.float32)
+        self.events: list[tuple[int, bytes]] = []
+        self.sent: list[tuple[int, int]] = []     # (frame offset, absolute frame)
+        self.start_frame = -1
+        self._armed = False
+        self._next = 0
+        self.done = False
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def schedule(self, events: list[tuple[int, bytes]]) -> None:
+        self.events = sorted(events, key=lambda e: e[0])
+
+    def start(self) -> None:
+        self._armed = True
+
+    def _process(self, frames: int) -> None:
+        self.midi_out.clear_buffer()
+        if not self._armed or self.done:
+            return
+        now = self.client.last_frame_time
+        if self.start_frame < 0:
+            self.start_frame = now
+        base = now - self.start_frame
+        ev = self.events
+        while self._next < len(ev) and ev[self._next][0] < base + frames:
+            off, data = ev[self._next]
+            self.midi_out.write_midi_event(max(0, off - base), data)
+            self.sent.append((off, now + max(0, off - base)))
+            self._next += 1
+        n = min(frames, self.recording.shape[0] - base)
+        if n > 0:
+            for c, port in enumerate(self.ins):
+                self.recording[base:base + n, c] = port.get_array()[:n]
+        if base + frames >= self.recording.shape[0]:
+            self.done = True
+
+    def wait_done(self, timeout: float) -> bool:
+        t_end = time.monotonic() + timeout
+        while not self.done and time.monotonic() < t_end:
+            time.sleep(0.05)
+        return self.done
+
+    def ports(self, pattern: str, **kw) -> list[str]:
+        return [p.name for p in self.client.get_ports(pattern, **kw)]
+
+    def close(self) -> None:
+        try:
+            self.client.deactivate()
+        finally:
+            self.client.close()

@@ -1,0 +1,150 @@
+"""Live, end to end: `livewave play` in its own process on a real JACK server (dummy driver),
+MIDI bytes from a JACK MIDI port, its audio recorded by another JACK client on JACK's clock."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audio_checks import cents, f0_spectral
+from jack_rig import JackServer, Rig
+
+pytestmark = pytest.mark.jack
+ROOT = Path(__file__).resolve().parents[1]
+RATE, PERIOD = 48000, 128
+
+jack = pytest.importorskip("jack")
+if subprocess.run(["which", "jackd"], capture_output=True).returncode != 0:
+    pytest.skip("jackd is not installed (Debian package jackd2)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with JackServer(RATE, PERIOD, tmp_path_factory.mktemp("jack")) as s:
+        yield s
+
+
+class Instrument:
+    """`livewave play` as a user starts it, listening to the rig's MIDI port."""
+
+    def __init__(self, rig: Rig, tmp: Path, *extra: str):
+        self.stats_path = tmp / "stats.json"
+        self.log_path = tmp / "play.log"
+        self.log = open(self.log_path, "w")
+        env = {**os.environ, "JACK_NO_START_SERVER": "1", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "livewave", "play", "--audio", "system", "--midi", "lwtest",
+             "--block", str(PERIOD), "--stats-json", str(self.stats_path), *extra],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        t_end = time.monotonic() + 120
+        while time.monotonic() < t_end:
+            assert self.proc.poll() is None, self.log_path.read_text()
+            outs = rig.ports("livewave", is_audio=True, is_output=True)
+            midi_ok = any(c.name.startswith("livewave") for c in rig.client.get_all_connections(rig.midi_out))
+            if outs and midi_ok and self.stats_path.exists():
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("instrument did not come up: " + self.log_path.read_text())
+        rig.client.connect(sorted(outs)[0], rig.ins[0])
+        time.sleep(0.5)                     # let the graph change settle before measuring
+
+    def stats(self) -> dict:
+        return json.loads(self.stats_path.read_text())
+
+    def stop(self) -> dict:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        self.log.close()
+        st = self.stats()
+        assert st["final"], self.log_path.read_text()
+        return st
+
+
+def note(t, n, v=100, ch=0):
+    return (t, bytes([0x90 | ch, n, v]))
+
+
+def off(t, n, ch=0):
+    return (t, bytes([0x80 | ch, n, 0]))
+
+
+def test_note_sounds_on_time_at_pitch_and_stops(server, tmp_path):
+    rig = Rig(seconds=1.6)
+    inst = Instrument(rig, tmp_path)
+    try:
+        on_at, off_at = 9600, 9600 + 24000
+        rig.schedule([note(on_at, 60, 110), off(off_at, 60)])
+        rig.start()
+        assert rig.wait_done(30)
+        st = inst.stop()
+    finally:
+        rig.close()
+    x = rig.recording[:, 0]
+    assert [s[0] for s in rig.sent] == [on_at, off_at]
+    onset = on_at + int(np.flatnonzero(np.abs(x[on_at:]) > 1e-3)[0])
+    latency = onset - on_at
+    reported = st["latency_s"] * RATE
+    print(f"MIDI-to-sound {latency} frames ({latency / RATE * 1e3:.2f} ms); "
+          f"engine reports {reported:.0f} frames")
+    assert np.abs(x[:on_at]).max() < 1e-4                     # nothing before the note
+    assert latency <= reported + PERIOD, (latency, reported)
+    steady = x[onset + 4800:onset + 4800 + 14400]
+    assert abs(cents(f0_spectral(steady, RATE), 261.6256)) < 5.0
+    end = off_at + latency + int((0.18 + 0.03) * RATE)
+    assert np.abs(x[end:]).max() < 1e-3                       # released and silent
+    assert np.sqrt(np.mean(steady ** 2)) > 0.01
+
+
+def test_twenty_seconds_of_chords_bends_and_pedal_without_xruns(server, tmp_path):
+    rng = np.random.default_rng(3)
+    ev = []
+    beat = RATE // 2
+    for b in range(38):                                        # 19 s of playing
+        t = 4800 + b * beat
+        root = 48 + int(rng.integers(0, 12))
+        chord = [root, root + 4, root + 7, root + 12]
+        if b % 4 == 0:
+            ev.append((t, bytes([0xB0, 64, 127])))
+        for k, n in enumerate(chord):
+            ev.append(note(t + 37 * k, n, 60 + 15 * k))
+            ev.append(off(t + beat - 200, n))
+        ev.append((t + beat // 3, bytes([0xE0, 0, 96])))
+        ev.append((t + 2 * beat // 3, bytes([0xE0, 0, 64])))
+        ev.append((t + beat // 2, bytes([0xB0, 1, int(rng.integers(0, 128))])))
+        if b % 4 == 3:
+            ev.append((t + beat - 100, bytes([0xB0, 64, 0])))
+    rig = Rig(seconds=20.5)
+    inst = Instrument(rig, tmp_path)
+    try:
+        before = inst.stats()
+        log_before = len(server.log_text())
+        rig.schedule(ev)
+        rig.start()
+        assert rig.wait_done(60)
+        after = inst.stats()
+        log_after = server.log_text()[log_before:]
+        st = inst.stop()
+    finally:
+        rig.close()
+    x = rig.recording[:, 0]
+    assert len(rig.sent) == len(ev)
+    assert np.sqrt(np.mean(x[RATE:19 * RATE] ** 2)) > 0.01
+    print(f"DSP load {after['load'] * 100:.1f}% (peak {after['load_peak'] * 100:.1f}%), "
+          f"xruns {after['xruns'] - before['xruns']}")
+    assert after["xruns"] == before["xruns"], "PortAudio reported output underflows"
+    assert after["ring_underruns"] == before["ring_underruns"]
+    culprits = [c for c in __import__("re").findall(r"client = (.+?) was not finished", log_after)
+                if c.startswith("livewave")]
+    assert culprits == [], log_after
+    assert st["voices"] == 0                                    # no stuck notes after the last note-off
+    assert st["midi_messages"] == len(ev)
