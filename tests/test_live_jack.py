@@ -148,3 +148,76 @@ def test_twenty_seconds_of_chords_bends_and_pedal_without_xruns(server, tmp_path
     assert culprits == [], log_after
     assert st["voices"] == 0                                    # no stuck notes after the last note-off
     assert st["midi_messages"] == len(ev)
+
+
+def test_malformed_midi_is_reported_and_the_music_keeps_playing(server, tmp_path):
+    rig = Rig(seconds=1.2)
+    inst = Instrument(rig, tmp_path)
+    garbage = [(1000, bytes([0x90, 60])), (1100, bytes([0x45, 0x12])), (1200, bytes([0x90, 200, 300 % 256])),
+               (1300, bytes([0xF0]) + bytes(range(0x7F)) * 100 + bytes([0xF7])),
+               (1400, bytes([0xB0, 7])), (1500, bytes([0xFF]))]
+    try:
+        rig.schedule(garbage + [note(4800, 69, 100), off(4800 + 24000, 69)])
+        rig.start()
+        assert rig.wait_done(30)
+        st = inst.stop()
+    finally:
+        rig.close()
+    log = inst.log_path.read_text()
+    x = rig.recording[:, 0]
+    assert st["malformed"] >= 3
+    assert "malformed MIDI message dropped" in log and "Traceback" not in log
+    assert abs(cents(f0_spectral(x[9600:24000], RATE), 440.0)) < 5.0   # the good note still plays
+    assert st["voices"] == 0
+
+
+def test_hot_plug_and_unplug_with_a_note_held(server, tmp_path):
+    rig0 = Rig(seconds=0.1, name="lwtest")          # the instrument listens for 'lwhot', not this
+    inst = None
+    try:
+        env = {**os.environ, "JACK_NO_START_SERVER": "1", "PYTHONUNBUFFERED": "1"}
+        stats = tmp_path / "stats.json"
+        log = open(tmp_path / "play.log", "w")
+        proc = subprocess.Popen([sys.executable, "-m", "livewave", "play", "--audio", "system", "--midi",
+                                 "lwhot", "--block", str(PERIOD), "--stats-json", str(stats)],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        t_end = time.monotonic() + 120
+        while not stats.exists() and time.monotonic() < t_end:
+            time.sleep(0.1)
+        hot = Rig(seconds=0.5, name="lwhot")              # the keyboard is plugged in now
+        t_end = time.monotonic() + 10
+        while not json.loads(stats.read_text())["midi_ports"] and time.monotonic() < t_end:
+            time.sleep(0.05)
+        assert json.loads(stats.read_text())["midi_ports"], "hot-plugged port not picked up"
+        hot.schedule([note(0, 64, 100)])
+        hot.start()
+        t_end = time.monotonic() + 10
+        while json.loads(stats.read_text())["voices"] == 0 and time.monotonic() < t_end:
+            time.sleep(0.02)
+        assert json.loads(stats.read_text())["voices"] == 1
+        hot.close()                                        # unplugged with the note held
+        t0 = time.monotonic()
+        while json.loads(stats.read_text())["voices"] != 0 and time.monotonic() - t0 < 5:
+            time.sleep(0.02)
+        released_after = time.monotonic() - t0
+        assert json.loads(stats.read_text())["voices"] == 0
+        # poll interval 0.25 s + release 0.18 s + stats refresh 0.25 s
+        assert released_after < 1.0, released_after
+        assert proc.poll() is None                          # still playing
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        log.close()
+        text = (tmp_path / "play.log").read_text()
+        assert "MIDI input vanished" in text and "Traceback" not in text
+    finally:
+        rig0.close()
+
+
+def test_unknown_device_and_refused_rate_are_clear_errors(server):
+    env = {**os.environ, "JACK_NO_START_SERVER": "1"}
+    r = subprocess.run([sys.executable, "-m", "livewave", "play", "--audio", "no-such-card", "--duration", "1"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no-such-card" in r.stderr and "system" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "livewave", "play", "--audio", "system", "--rate", "44100",
+                        "--duration", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "44100" in r.stderr and "Traceback" not in r.stderr, r.stderr
