@@ -89,6 +89,10 @@ def cmd_play(args) -> int:
     from .audio_io import AudioOutput
     from .midi_input import MidiInputs
     block = args.block or 64
+    # NB: a thread that wants the GIL waits up to the switch interval (5 ms by default) for the
+    # holder to yield; the audio callback must not wait that long for the status loop or a
+    # MIDI thread, so make the holders yield far more often than a block lasts.
+    sys.setswitchinterval(min(0.00025, 0.25 * block / args.rate))
     eng = _engine(args, args.rate, block)
     out = AudioOutput(eng, device=args.audio, sample_rate=args.rate, block=block, policy=args.placement,
                       ahead=args.ahead)

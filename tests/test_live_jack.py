@@ -78,9 +78,10 @@ def off(t, n, ch=0):
     return (t, bytes([0x80 | ch, n, 0]))
 
 
-def test_note_sounds_on_time_at_pitch_and_stops(server, tmp_path):
+@pytest.mark.parametrize("placement", ["callback", "thread"])
+def test_note_sounds_on_time_at_pitch_and_stops(server, tmp_path, placement):
     rig = Rig(seconds=1.6)
-    inst = Instrument(rig, tmp_path)
+    inst = Instrument(rig, tmp_path, "--placement", placement)
     try:
         on_at, off_at = 9600, 9600 + 24000
         rig.schedule([note(on_at, 60, 110), off(off_at, 60)])

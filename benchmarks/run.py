@@ -1,0 +1,168 @@
+"""livewave benchmarks: one command, results appended to benchmarks/RESULTS.md.
+
+    .venv/bin/python -m benchmarks.run [--quick] [--no-jack]
+
+1. DSP load of the default instrument (48 kHz, 64-sample blocks, one thread): median and
+   99th-percentile cost of a block as a share of the block's duration, for 1..128 voices,
+   and the largest polyphony whose median stays under 50 %.
+2. Offline render speed of the shipped demo, x real time (median of 3).
+3. MIDI-to-sound latency in a JACK loop (dummy driver) at 64/128/256-frame periods:
+   `livewave play` in its own process, notes sent from a JACK MIDI port, its output recorded
+   by another JACK client; median measured latency beside the engine's own report and the
+   server's playback latency.
+Times on a shared VM are noisy: read ratios and medians, not single numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def dsp_load(voices_list, block=64, rate=48000, blocks=3000):
+    from livewave.config import EngineConfig
+    from livewave.engine import Engine
+    rows = []
+    for voices in voices_list:
+        e = Engine(EngineConfig(sample_rate=rate, max_block=block, polyphony=voices)).prepare()
+        for k in range(voices):   # a spread of the keyboard (C2..B5), mid velocity, distinct keys
+            e.push_event(0, 0x90 | (k // 48), 36 + (k * 7) % 48, 90)
+        out = np.zeros((block, 2), np.float32)
+        ts = np.zeros(blocks)
+        for i in range(blocks):
+            t = time.perf_counter()
+            e.render(out)
+            ts[i] = time.perf_counter() - t
+        assert e.stats.voices == voices
+        ts = ts[blocks // 5:] * rate / block
+        rows.append((voices, float(np.median(ts)), float(np.percentile(ts, 99))))
+    return rows
+
+
+def render_speed(block=256):
+    from livewave.config import EngineConfig
+    from livewave.engine import Engine
+    from livewave.offline_render import render_song
+    from livewave.smf import read_midi_file
+    song = read_midi_file(ROOT / "livewave" / "data" / "demo.mid")
+    speeds = []
+    for _ in range(3):
+        e = Engine(EngineConfig(max_block=block)).prepare()
+        t = time.perf_counter()
+        audio = render_song(e, song, block=block)
+        speeds.append(audio.shape[0] / 48000 / (time.perf_counter() - t))
+    return float(np.median(speeds))
+
+
+def jack_latency(period, notes=16, rate=48000):
+    from jack_rig import JackServer, Rig
+    tmp = ROOT / "out" / "bench"
+    tmp.mkdir(parents=True, exist_ok=True)
+    with JackServer(rate, period, tmp) as server:
+        rig = Rig(seconds=notes * 0.25 + 1.0)
+        stats = tmp / f"stats-{period}.json"
+        stats.unlink(missing_ok=True)
+        env = {**os.environ, "JACK_NO_START_SERVER": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "livewave", "play", "--audio", "system", "--midi",
+                                 "lwtest", "--block", str(period), "--stats-json", str(stats)],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            t_end = time.monotonic() + 120
+            while time.monotonic() < t_end:
+                outs = rig.ports("livewave", is_audio=True, is_output=True)
+                conn = [c.name for c in rig.client.get_all_connections(rig.midi_out)]
+                if outs and conn and stats.exists():
+                    break
+                time.sleep(0.1)
+            rig.client.connect(sorted(outs)[0], rig.ins[0])
+            lsp = subprocess.run(["jack_lsp", "-l", "system:playback_1"], capture_output=True, text=True).stdout
+            sys_lat = [int(v) for v in lsp.split("playback latency = [")[1].split("]")[0].split()] \
+                if "playback latency = [" in lsp else []
+            time.sleep(0.5)
+            step = rate // 4
+            ev = []
+            for i in range(notes):
+                t = rate // 4 + i * step + (i * 37) % period          # onsets at varied in-period offsets
+                ev += [(t, bytes([0x90, 60 + i % 12, 100])), (t + step // 2, bytes([0x80, 60 + i % 12, 0]))]
+            rig.schedule(ev)
+            log_at = len(server.log_text())
+            st0 = json.loads(stats.read_text())
+            rig.start()
+            rig.wait_done(60)
+            st = json.loads(stats.read_text())
+            window_log = server.log_text()[log_at:]
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
+            rig.close()
+        x = rig.recording[:, 0]
+        lats = []
+        for i in range(notes):
+            t = ev[2 * i][0]
+            seg = np.abs(x[t:t + step // 2])
+            hit = np.flatnonzero(seg > 1e-3)
+            if hit.size:
+                lats.append(int(hit[0]))
+        from jack_rig import XRUN_RE
+        xr = [c for c in XRUN_RE.findall(window_log) if c.startswith("livewave")]
+        xr_all = [c for c in server.xrun_clients() if c.startswith("livewave")]
+    return {"period": period, "measured_median": float(np.median(lats)), "measured_max": int(max(lats)),
+            "n": len(lats), "engine_report": st["latency_s"] * rate, "midi_delay": st["midi_delay"],
+            "engine_lookahead": st["engine_latency_samples"], "server_playback_latency": list(sys_lat),
+            "device_latency_pa": st["device_latency_s"] * rate, "xruns": st["xruns"] - st0["xruns"], "xrun_lines": len(xr),
+            "xrun_lines_startup": len(xr_all) - len(xr)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-jack", action="store_true")
+    args = ap.parse_args()
+    voices = [1, 16, 32, 64] if args.quick else [1, 8, 16, 24, 32, 48, 64, 96, 128]
+    lines = [f"## {time.strftime('%Y-%m-%d %H:%M')} — `python -m benchmarks.run{' --quick' if args.quick else ''}`",
+             "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}, "
+             f"Python {platform.python_version()}, {platform.platform()}", ""]
+    rows = dsp_load(voices)
+    lines += ["### DSP load, default instrument, 48 kHz, 64-sample blocks, one thread", "",
+              "| voices | median | p99 |", "| ---: | ---: | ---: |"]
+    lines += [f"| {v} | {m * 100:.1f}% | {p * 100:.1f}% |" for v, m, p in rows]
+    under = [v for v, m, _ in rows if m < 0.5]
+    lines += ["", f"Largest polyphony measured with median under 50%: {max(under) if under else 0} voices.", ""]
+    print("\n".join(lines))
+    sp = render_speed()
+    lines += [f"### Offline render\n\nShipped demo, block 256: {sp:.1f}x real time (median of 3).", ""]
+    print(lines[-2])
+    if not args.no_jack:
+        lines += ["### MIDI-to-sound latency, JACK dummy driver at 48 kHz (frames)", "",
+                  "| period | measured median | measured max | engine report | of which: scheduling delay | "
+                  "look-ahead | PortAudio device latency | server playback latency | xruns while playing "
+                  "(PortAudio, JACK log) | JACK log lines naming livewave during start-up |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for period in (64, 128, 256):
+            r = jack_latency(period)
+            print(r)
+            lines.append(f"| {period} | {r['measured_median']:.0f} | {r['measured_max']} | "
+                         f"{r['engine_report']:.0f} | {r['midi_delay']} | {r['engine_lookahead']} | "
+                         f"{r['device_latency_pa']:.0f} | {r['server_playback_latency']} | "
+                         f"{r['xruns']}, {r['xrun_lines']} | {r['xrun_lines_startup']} |")
+        lines.append("")
+    out = ROOT / "benchmarks" / "RESULTS.md"
+    head = "" if out.exists() else "# Benchmark results\n\nNewest first is not guaranteed: each run is appended.\n\n"
+    with open(out, "a") as f:
+        f.write(head + "\n".join(lines) + "\n")
+    print(f"appended to {out}")
+
+
+if __name__ == "__main__":
+    main()
