@@ -118,6 +118,7 @@ class AudioOutput:
         self._running = False
         self.device_index = None
         self.device_name = ""
+        self.pre_render = None    # called on the render side before each block (MIDI drain)
 
     # -- set-up --------------------------------------------------------------------
     def open(self) -> "AudioOutput":
@@ -220,6 +221,8 @@ class AudioOutput:
         d = time_info.outputBufferDacTime - time_info.currentTime
         if 0.0 < d < 1.0:
             self.stats.dac_delay = d
+        if self.pre_render is not None:
+            self.pre_render()
         eng.render(outdata)
         self._account(t_start, frames, status)
 
@@ -249,6 +252,8 @@ class AudioOutput:
     def _render_one(self) -> None:
         t_start = time.perf_counter()
         tmp = self._tmp
+        if self.pre_render is not None:
+            self.pre_render()
         self.engine.render(tmp)
         m = self._ring_mask
         i = self._w & m

@@ -103,6 +103,7 @@ def cmd_play(args) -> int:
     midi = None
     if args.midi != "none":
         midi = MidiInputs(eng, args.midi, api=api).start()
+        out.pre_render = midi.drain
     stop = {"now": False}
 
     def on_signal(signum, frame):

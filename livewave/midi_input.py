@@ -1,12 +1,17 @@
 """Live MIDI input through python-rtmidi: port selection, hot-plug, timestamping.
 
-Threading: rtmidi calls ``_on_message`` on its own thread (under JACK, JACK's real-time
-thread, which then has to take the GIL): it only validates, timestamps and enqueues
-(``Engine.push_midi``), never waits on the render side. A background thread polls the port
-list for hot-plug: ports that appear and match the selection are opened; a port that
-vanishes is closed and the notes it was holding are released, so the instrument plays on.
-Messages rtmidi delivers are re-validated (``MidiParser.parse_message``); malformed ones
-are dropped, counted and reported.
+Threading: no Python runs on rtmidi's input thread. rtmidi queues each message in its own
+C++ ring with a delta time (under JACK, measured on JACK's clock in JACK's real-time thread);
+the render side drains the queues at the start of every block (``drain``, installed as the
+audio stream's pre-render hook), so the JACK MIDI client never waits for the GIL.
+Arrival times are rebuilt from the deltas: the running sum of a port's deltas is a clock
+whose offset to ``perf_counter`` (the same monotonic clock) is bounded above by
+``drain time - sum`` for every message ever drained; the smallest such bound is used, so
+events keep their spacing to the microsecond and are never scheduled in the past.
+A background thread polls the port list for hot-plug: ports that appear and match the
+selection are opened; a port that vanishes is closed and the notes it was holding are
+released, so the instrument plays on. Messages are re-validated
+(``MidiParser.parse_message``); malformed ones are dropped, counted and reported.
 """
 from __future__ import annotations
 
@@ -71,6 +76,8 @@ class MidiInputs:
         self.poll_interval = poll_interval
         self.client_name = client_name
         self.open_ports: dict[str, tuple] = {}     # stable name -> (MidiIn, port id)
+        self._rt: tuple = ()                       # NB: replaced whole, read by the render side
+        self._clock: dict[int, list] = {}          # port id -> [sum of deltas, offset bound]
         self._held: dict[int, np.ndarray] = {}     # port id -> bool[16, 128]
         self._parsers: dict[int, MidiParser] = {}
         self._next_id = 1
@@ -132,23 +139,25 @@ class MidiInputs:
             mi.ignore_types(sysex=True, timing=True, active_sense=True)
             self._held[pid] = np.zeros((16, 128), np.bool_)
             self._parsers[pid] = MidiParser()
-            mi.set_callback(self._on_message, pid)
+            self._clock[pid] = [0.0, float("inf")]
             mi.open_port(index, name="in")
         except Exception as exc:
             self.reports.append(f"could not open MIDI input {port!r}: {exc}")
             return
         self.open_ports[name] = (mi, pid)
+        self._rt = self._rt + ((mi, pid),)
         self.reports.append(f"MIDI input connected: {name}")
 
     def _close(self, name: str, vanished: bool = False) -> None:
         mi, pid = self.open_ports.pop(name)
+        self._rt = tuple(e for e in self._rt if e[1] != pid)
+        time.sleep(0.05)          # NB: let a drain that still holds the old tuple finish with it
         held = self._held.get(pid)
         if held is not None:
             for ch, note in zip(*np.nonzero(held)):
                 self.engine.push_midi(0x80 | int(ch), int(note), 0, pid)
             held[:] = False
         try:
-            mi.cancel_callback()
             mi.close_port()
             mi.delete()
         except Exception:
@@ -171,17 +180,32 @@ class MidiInputs:
             self._probe.delete()
             self._probe = None
 
-    # -- rtmidi thread ------------------------------------------------------------------
-    def _on_message(self, event, pid) -> None:
-        when = time.perf_counter()
-        msg = event[0]
+    # -- render side ------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Move every queued message into the engine (called at the start of each block)."""
+        now = time.perf_counter()
+        for mi, pid in self._rt:
+            item = mi.get_message()
+            if item is None:
+                continue
+            clock = self._clock[pid]
+            while item is not None:
+                msg, delta = item
+                clock[0] += delta
+                bound = now - clock[0]
+                if bound < clock[1]:
+                    clock[1] = bound
+                self._on_message(msg, pid, clock[0] + clock[1])
+                item = mi.get_message()
+
+    def _on_message(self, msg, pid: int, when: float) -> None:
         parser = self._parsers.get(pid)
-        if parser is None:
+        if parser is None or not msg:
             return
+        if msg[0] >= 0xF0:
+            return       # system messages (clock, SysEx, ...) are fine, just not for us
         parsed = parser.parse_message(msg)
         if parsed is None:
-            if msg and msg[0] >= 0xF0:
-                return       # system messages (clock, SysEx, ...) are fine, just not for us
             self.malformed += 1
             self.reports.append(f"malformed MIDI message dropped: {parser.last_error}")
             return

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 XRUN_RE = re.compile(r"JackEngine::XRun: client = (.+?) was not finished")
+XRUN_STATE_RE = re.compile(r"JackEngine::XRun: client = (.+?) was not finished, state = (\w+)")
 
 
 class JackServer:
@@ -78,6 +79,23 @@ class JackServer:
 
     def xrun_clients(self) -> list[str]:
         return XRUN_RE.findall(self.log_text())
+
+
+def xrun_culprits(log: str) -> list[str]:
+    """One name per xrun in a jackd log excerpt. jackd lists every client that had not finished
+    when the cycle ended, in graph order, followed by 'Process error'; clients downstream of a
+    late one are listed too, in state Triggered (they never got to run). The culprit is the
+    first client still Running, else the first one listed (it was woken but never ran)."""
+    culprits, group = [], []
+    for line in log.splitlines() + ["Process error"]:
+        m = XRUN_STATE_RE.search(line)
+        if m:
+            group.append((m.group(1), m.group(2)))
+        elif "Process error" in line and group:
+            running = [c for c, st in group if st == "Running"]
+            culprits.append(running[0] if running else group[0][0])
+            group = []
+    return culprits
 
 
 class Rig:

