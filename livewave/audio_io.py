@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from .config import ConfigError
 from .engine import Engine
 
 _JACK_NAME = ctypes.create_string_buffer(b"livewave")   # PortAudio keeps the pointer: keep it alive
@@ -102,9 +103,12 @@ class AudioStats:
 
 class AudioOutput:
     def __init__(self, engine: Engine, device=None, sample_rate: int = 48000, block: int = 64,
-                 channels: int = 2, policy: str = "callback", ahead: int = 2):
+                 channels: int = 2, policy: str = "callback", ahead: int = 2, input_channels: int = 0):
         if policy not in ("callback", "thread"):
-            raise ValueError(f"render placement {policy!r}: use 'callback' or 'thread'")
+            raise ConfigError(f"render placement {policy!r}: use 'callback' or 'thread'")
+        if input_channels and policy != "callback":
+            raise ConfigError("audio input (duplex) needs --placement callback")
+        self.input_channels = int(input_channels)
         self.engine = engine
         self.device_spec = device
         self.sample_rate = int(sample_rate)
@@ -129,6 +133,10 @@ class AudioOutput:
         self.device_name = f"{info['name']} ({sd.query_hostapis(info['hostapi'])['name']})"
         ch = min(self.channels, int(info["max_output_channels"]))
         self.channels = ch
+        n_in = self.input_channels
+        if n_in > int(info["max_input_channels"]):
+            raise AudioDeviceError(f"{self.device_name} has {info['max_input_channels']} input channels; "
+                                   f"{n_in} were asked for")
         try:
             sd.check_output_settings(device=idx, samplerate=self.sample_rate, channels=ch, dtype="float32")
         except Exception as exc:
@@ -136,9 +144,10 @@ class AudioOutput:
                 f"{self.device_name} refuses {self.sample_rate} Hz / {ch} channels: {exc}. "
                 f"Its default rate is {info['default_samplerate']:.0f} Hz") from None
         if self.engine.config.sample_rate != self.sample_rate or not self.engine.prepared \
-                or self.engine.config.max_block < self.block:
+                or self.engine.config.max_block < self.block \
+                or self.engine.config.input_channels != n_in or self.engine.config.channels != ch:
             from dataclasses import replace
-            self.engine.config = replace(self.engine.config, channels=ch)
+            self.engine.config = replace(self.engine.config, channels=ch, input_channels=n_in)
             self.engine.prepare(self.sample_rate, max(self.block, 1024))
         cb = self._callback_direct if self.policy == "callback" else self._callback_ring
         if self.policy == "thread":
@@ -151,9 +160,13 @@ class AudioOutput:
             self._r = 0
             self._tmp = np.zeros((self.block, ch), np.float32)
         try:
-            self.stream = sd.OutputStream(device=idx, samplerate=self.sample_rate, blocksize=self.block,
-                                          channels=ch, dtype="float32", latency="low", callback=cb,
-                                          finished_callback=None)
+            if n_in:
+                self.stream = sd.Stream(device=(idx, idx), samplerate=self.sample_rate, blocksize=self.block,
+                                        channels=(n_in, ch), dtype="float32", latency="low",
+                                        callback=self._callback_duplex)
+            else:
+                self.stream = sd.OutputStream(device=idx, samplerate=self.sample_rate, blocksize=self.block,
+                                              channels=ch, dtype="float32", latency="low", callback=cb)
         except Exception as exc:
             raise AudioDeviceError(f"could not open {self.device_name} at {self.sample_rate} Hz, "
                                    f"block {self.block}: {exc}") from None
@@ -195,13 +208,18 @@ class AudioOutput:
         """Seconds from a callback to the DAC: PortAudio's measurement, else its declared latency."""
         if self.stats.dac_delay > 0:
             return self.stats.dac_delay
-        return float(self.stream.latency) if self.stream is not None else 0.0
+        if self.stream is None:
+            return 0.0
+        lat = self.stream.latency
+        return float(lat[1] if isinstance(lat, (tuple, list)) else lat)   # duplex: (in, out)
 
     @property
     def latency(self) -> float:
-        """MIDI event to sound, seconds: device + scheduling delay + engine look-ahead."""
+        """MIDI event to sound, seconds, worst case: device + the wait for the next MIDI drain
+        (one block; MIDI queues are drained at block starts) + scheduling delay + engine look-ahead."""
         sr = self.sample_rate
-        return self.device_latency + (self.engine.midi_delay + self.engine.latency_samples) / sr
+        drain_wait = self.block if self.pre_render is not None else 0
+        return self.device_latency + (drain_wait + self.engine.midi_delay + self.engine.latency_samples) / sr
 
     # -- real-time side ----------------------------------------------------------------
     def _account(self, t_start: float, frames: int, status) -> None:
@@ -214,23 +232,34 @@ class AudioOutput:
         if load > st.load_peak:
             st.load_peak = load
 
+    def _dac(self, time_info) -> None:
+        d = time_info.outputBufferDacTime - time_info.currentTime
+        if 0.0 < d < 1.0:
+            self.stats.dac_delay = d
+
     def _callback_direct(self, outdata, frames, time_info, status):
         t_start = time.perf_counter()
         eng = self.engine
         eng.clock_anchor = (t_start, eng.sample_time)
-        d = time_info.outputBufferDacTime - time_info.currentTime
-        if 0.0 < d < 1.0:
-            self.stats.dac_delay = d
+        self._dac(time_info)
         if self.pre_render is not None:
             self.pre_render()
         eng.render(outdata)
         self._account(t_start, frames, status)
 
+    def _callback_duplex(self, indata, outdata, frames, time_info, status):
+        t_start = time.perf_counter()
+        eng = self.engine
+        eng.clock_anchor = (t_start, eng.sample_time)
+        self._dac(time_info)
+        if self.pre_render is not None:
+            self.pre_render()
+        eng.render(outdata, indata)
+        self._account(t_start, frames, status)
+
     def _callback_ring(self, outdata, frames, time_info, status):
         t_start = time.perf_counter()
-        d = time_info.outputBufferDacTime - time_info.currentTime
-        if 0.0 < d < 1.0:
-            self.stats.dac_delay = d
+        self._dac(time_info)
         r, w = self._r, self._w
         avail = w - r
         n = min(avail, frames)

@@ -95,7 +95,7 @@ def cmd_play(args) -> int:
     sys.setswitchinterval(min(0.00025, 0.25 * block / args.rate))
     eng = _engine(args, args.rate, block)
     out = AudioOutput(eng, device=args.audio, sample_rate=args.rate, block=block, policy=args.placement,
-                      ahead=args.ahead)
+                      ahead=args.ahead, input_channels=args.input_channels)
     out.open()
     api = args.midi_api
     if api == "auto":
@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--placement", default="callback", choices=["callback", "thread"],
                     help="render in the audio callback, or on a thread some blocks ahead")
     pl.add_argument("--ahead", type=int, default=2, help="blocks of lead for --placement thread")
+    pl.add_argument("--input-channels", type=int, default=0,
+                    help="open the device duplex with this many inputs (for audio-driven models)")
     pl.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     pl.add_argument("--stats-json", help="write final statistics to this file")
     _add_engine_options(pl)

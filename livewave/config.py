@@ -39,6 +39,7 @@ class EngineConfig:
     max_block: int = 4096
     polyphony: int = 16
     channels: int = 2                     # output channels; the mono mix is copied to each
+    input_channels: int = 0               # audio input channels handed to the generator (duplex)
     bend_range: float = 2.0               # semitones, default; RPN 0 changes it per channel
     midi_channels: tuple[int, ...] = tuple(range(16))   # channel filter, 0-based
     master_gain_db: float = 0.0
@@ -57,6 +58,8 @@ class EngineConfig:
             raise ConfigError(f"polyphony {self.polyphony} is outside 1..256 voices")
         if not (1 <= self.channels <= 64):
             raise ConfigError(f"{self.channels} output channels: need 1..64")
+        if not (0 <= self.input_channels <= 64):
+            raise ConfigError(f"{self.input_channels} input channels: need 0..64")
         if not (0.0 <= self.bend_range <= 48.0):
             raise ConfigError(f"pitch-bend range {self.bend_range} semitones is outside 0..48")
         if not self.midi_channels or any(not (0 <= c < 16) for c in self.midi_channels):

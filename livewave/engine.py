@@ -72,7 +72,7 @@ class Engine:
         sr, mb, p = cfg.sample_rate, cfg.max_block, cfg.polyphony
         self.generator.prepare(sr, mb, p)
         n_ctl = len(self.generator.info.controls)
-        self.cond = Conditioning(p, mb, n_ctl)
+        self.cond = Conditioning(p, mb, n_ctl, cfg.input_channels)
         self.cond.controls[:] = self.generator.default_controls()
         self.voices = VoiceAllocator(self.cond)
         mask = np.zeros(16, np.bool_)
@@ -172,13 +172,18 @@ class Engine:
         return out
 
     # -- render side ------------------------------------------------------------------
-    def render(self, out: np.ndarray) -> None:
-        """Fill ``out`` (float32 ``[frames, channels]`` or ``[frames]``) and advance the clock."""
+    def render(self, out: np.ndarray, audio_in: np.ndarray | None = None) -> None:
+        """Fill ``out`` (float32 ``[frames, channels]`` or ``[frames]``) and advance the clock.
+        ``audio_in`` (``[frames, input channels]``, duplex streams) reaches the generator as
+        ``cond.audio_in``."""
         n = out.shape[0]
         mb = self.config.max_block
         pos = 0
         while pos < n:
             m = min(n - pos, mb)
+            if audio_in is not None:
+                k = min(audio_in.shape[1], self.cond.audio_in.shape[1])
+                self.cond.audio_in[:m, :k] = audio_in[pos:pos + m, :k]
             self._render_block(out[pos:pos + m], m)
             pos += m
 
@@ -247,6 +252,7 @@ class Engine:
         cond = self.cond
         cond.sample_time = t
         cond.frames = m
+        cond.audio_in_offset = pos
         envelope_block(self.voices.stage, self.voices.level, cond.env, m, self.env_coef)
         seg = self.mono[pos:pos + m]
         try:

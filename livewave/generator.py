@@ -79,7 +79,10 @@ class Conditioning:
         self.release_time = np.full(voices, -1, np.int64)  # sample of release, -1 while held
         self.env = np.zeros((voices, max_block), np.float32)  # per-sample envelope for this call
         self.controls = np.zeros(n_controls, np.float64)      # generator's declared controls, clamped
-        self.audio_in = np.zeros((max_block, max(1, input_channels)), np.float32)  # for audio-in models
+        # Audio input for audio-driven models: ``audio_in[audio_in_offset:audio_in_offset + frames]``
+        # is this call's input ``[frames, input channels]`` (zeros when no input is open).
+        self.audio_in = np.zeros((max_block, max(1, input_channels)), np.float32)
+        self.audio_in_offset = 0
 
 
 class Generator:

@@ -169,3 +169,43 @@ def test_out_of_range_values_are_clamped():
     e.set_control("brightness", float("nan"))
     e.set_control("breath", float("inf"))
     assert e.cond.controls[0] == 0.0 and e.cond.controls[1] == 1.0
+
+
+class PassThrough:
+    """A minimal audio-driven generator: half the input's first channel."""
+
+    def __new__(cls):
+        from livewave.generator import Generator, GeneratorInfo
+
+        class _P(Generator):
+            info = GeneratorInfo(family="test", name="pass-through", sample_rate=None, hop=1,
+                                 conditioning="audio")
+
+            def prepare(self, sample_rate, max_block, voices, device="cpu"):
+                pass
+
+            def reset(self):
+                pass
+
+            def render(self, cond, out):
+                o, n = cond.audio_in_offset, cond.frames
+                out[:n] = 0.5 * cond.audio_in[o:o + n, 0]
+        return _P()
+
+
+def test_audio_input_reaches_the_generator_sample_exactly():
+    t = np.arange(SR // 2)
+    x = (0.6 * np.sin(2 * np.pi * 1000 * t / SR)).astype(np.float32)[:, None]
+    outs = []
+    for block in (17, 256):
+        e = Engine(EngineConfig(sample_rate=SR, max_block=512, input_channels=1), PassThrough()).prepare()
+        y = np.zeros((len(x), 2), np.float32)
+        for i in range(0, len(x), block):
+            e.push_event(i + 5, 0x90, 60, 100)          # events cut blocks into segments too
+            e.render(y[i:i + block], x[i:i + block])
+        outs.append(y[:, 0])
+    assert np.abs(outs[0] - outs[1]).max() <= 1e-6
+    lat = e.latency_samples
+    y = outs[1]
+    err = y[SR // 4 + lat:] - 0.5 * x[SR // 4:len(x) - lat, 0]
+    assert np.abs(err).max() < 0.01          # only the 10 Hz DC blocker's phase shift remains
