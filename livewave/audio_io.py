@@ -125,7 +125,7 @@ class AudioOutput:
         self.pre_render = None    # called on the render side before each block (MIDI drain)
 
     # -- set-up --------------------------------------------------------------------
-    def open(self) -> "AudioOutput":
+    def open(self) -> AudioOutput:
         sd = sounddevice()
         idx = resolve_output_device(self.device_spec)
         info = sd.query_devices(idx)
@@ -227,6 +227,10 @@ class AudioOutput:
         st.callbacks += 1
         if status.output_underflow:
             st.xruns += 1
+        self._note_load(t_start, frames)
+
+    def _note_load(self, t_start: float, frames: int) -> None:
+        st = self.stats
         load = (time.perf_counter() - t_start) * self.sample_rate / max(1, frames)
         st.load += (load - st.load) * 0.02
         if load > st.load_peak:
@@ -237,17 +241,7 @@ class AudioOutput:
         if 0.0 < d < 1.0:
             self.stats.dac_delay = d
 
-    def _callback_direct(self, outdata, frames, time_info, status):
-        t_start = time.perf_counter()
-        eng = self.engine
-        eng.clock_anchor = (t_start, eng.sample_time)
-        self._dac(time_info)
-        if self.pre_render is not None:
-            self.pre_render()
-        eng.render(outdata)
-        self._account(t_start, frames, status)
-
-    def _callback_duplex(self, indata, outdata, frames, time_info, status):
+    def _callback_direct(self, outdata, frames, time_info, status, indata=None):
         t_start = time.perf_counter()
         eng = self.engine
         eng.clock_anchor = (t_start, eng.sample_time)
@@ -256,6 +250,9 @@ class AudioOutput:
             self.pre_render()
         eng.render(outdata, indata)
         self._account(t_start, frames, status)
+
+    def _callback_duplex(self, indata, outdata, frames, time_info, status):
+        self._callback_direct(outdata, frames, time_info, status, indata)
 
     def _callback_ring(self, outdata, frames, time_info, status):
         t_start = time.perf_counter()
@@ -292,11 +289,7 @@ class AudioOutput:
         if b > first:
             self._ring[:b - first] = tmp[first:]
         self._w += b   # NB: publish after the copy; the callback reads _w once
-        st = self.stats
-        load = (time.perf_counter() - t_start) * self.sample_rate / b
-        st.load += (load - st.load) * 0.02
-        if load > st.load_peak:
-            st.load_peak = load
+        self._note_load(t_start, b)
 
     def _prefill(self) -> None:
         while self._w - self._r < self.ahead * self.block:

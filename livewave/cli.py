@@ -170,6 +170,7 @@ def _drain(dq):
 # -- render -----------------------------------------------------------------------------
 def cmd_render(args) -> int:
     import soundfile as sf
+
     from .offline_render import ProgressBar, render_song
     from .smf import read_midi_file
     song = read_midi_file(args.midi_file)

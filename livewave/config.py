@@ -23,7 +23,7 @@ class EnvelopeConfig:
     sustain: float = 0.7
     release_s: float = 0.18   # time to fall 80 dB after note-off
 
-    def validate(self) -> "EnvelopeConfig":
+    def validate(self) -> EnvelopeConfig:
         for name in ("attack_s", "decay_s", "release_s"):
             v = getattr(self, name)
             if not (0.0 <= v <= 30.0):
@@ -49,7 +49,7 @@ class EngineConfig:
     event_capacity: int = 65536
     envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
 
-    def validate(self) -> "EngineConfig":
+    def validate(self) -> EngineConfig:
         if not (MIN_RATE <= int(self.sample_rate) <= MAX_RATE):
             raise ConfigError(f"sample rate {self.sample_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
         if not (MIN_BLOCK <= int(self.max_block) <= MAX_BLOCK):

@@ -87,7 +87,7 @@ class DefaultInstrument(Generator):
         self._cond: Conditioning | None = None
 
     @classmethod
-    def from_checkpoint(cls, config: dict, card: dict, tensors: dict) -> "DefaultInstrument":
+    def from_checkpoint(cls, config: dict, card: dict, tensors: dict) -> DefaultInstrument:
         """A preset of the hand-set instrument: a name and default control values."""
         params = {"name": str(config.get("name", "livewave default"))[:200]}
         for c in CONTROLS:

@@ -54,7 +54,10 @@ def build() -> mido.MidiFile:
     return mid
 
 
-def main(path: Path = Path(__file__).with_name("data") / "demo.mid") -> None:
+DEMO_PATH = Path(__file__).with_name("data") / "demo.mid"
+
+
+def main(path: Path = DEMO_PATH) -> None:
     build().save(str(path))
     print(f"wrote {path}")
 

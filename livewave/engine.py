@@ -62,7 +62,7 @@ class Engine:
         self.midi_delay = 0      # samples between a live event's arrival and its sounding (set by audio_io)
 
     # -- set-up (off the audio path) -------------------------------------------------
-    def prepare(self, sample_rate: int | None = None, max_block: int | None = None) -> "Engine":
+    def prepare(self, sample_rate: int | None = None, max_block: int | None = None) -> Engine:
         from dataclasses import replace
         cfg = self.config
         if sample_rate is not None or max_block is not None:

@@ -97,7 +97,7 @@ class MidiInputs:
             return index == int(sel)
         return sel.lower() in name.lower()
 
-    def start(self) -> "MidiInputs":
+    def start(self) -> MidiInputs:
         rtmidi = _rtmidi()
         try:
             self._probe = rtmidi.MidiIn(api_id(self.api), name=f"{self.client_name}-probe")
@@ -154,7 +154,7 @@ class MidiInputs:
         time.sleep(0.05)          # NB: let a drain that still holds the old tuple finish with it
         held = self._held.get(pid)
         if held is not None:
-            for ch, note in zip(*np.nonzero(held)):
+            for ch, note in zip(*np.nonzero(held), strict=True):
                 self.engine.push_midi(0x80 | int(ch), int(note), 0, pid)
             held[:] = False
         try:

@@ -26,7 +26,7 @@ class JackServer:
         self.log_path = Path(log_dir or "/tmp") / f"jackd-{os.getpid()}-{period}.log"
         self.proc = None
 
-    def __enter__(self) -> "JackServer":
+    def __enter__(self) -> JackServer:
         subprocess.run(["pkill", "-x", "jackd"], capture_output=True)
         for _ in range(50):
             if subprocess.run(["pgrep", "-x", "jackd"], capture_output=True).returncode != 0:

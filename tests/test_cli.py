@@ -7,7 +7,6 @@ from pathlib import Path
 import mido
 import numpy as np
 import soundfile as sf
-
 from audio_checks import cents, f0_spectral
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,8 +1,8 @@
 """The engine driven offline: sample-exact scheduling, block-size independence, pitch, voices."""
 import numpy as np
 import pytest
-
 from audio_checks import cents, f0_spectral, first_sample_above
+
 from livewave.config import EngineConfig
 from livewave.engine import Engine
 

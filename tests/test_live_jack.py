@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from audio_checks import cents, f0_spectral
 from jack_rig import JackServer, Rig, xrun_culprits
 
@@ -177,7 +176,6 @@ def test_malformed_midi_is_reported_and_the_music_keeps_playing(server, tmp_path
 
 def test_hot_plug_and_unplug_with_a_note_held(server, tmp_path):
     rig0 = Rig(seconds=0.1, name="lwtest")          # the instrument listens for 'lwhot', not this
-    inst = None
     try:
         env = {**os.environ, "JACK_NO_START_SERVER": "1", "PYTHONUNBUFFERED": "1"}
         stats = tmp_path / "stats.json"

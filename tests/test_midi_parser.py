@@ -4,8 +4,17 @@ import numpy as np
 import pytest
 
 from livewave.midi_parser import (
-    CHANNEL_PRESSURE, CONTROL_CHANGE, NOTE_OFF, NOTE_ON, PITCH_BEND,
-    POLY_PRESSURE, PROGRAM_CHANGE, MidiParser, data_length, message_kind)
+    CHANNEL_PRESSURE,
+    CONTROL_CHANGE,
+    NOTE_OFF,
+    NOTE_ON,
+    PITCH_BEND,
+    POLY_PRESSURE,
+    PROGRAM_CHANGE,
+    MidiParser,
+    data_length,
+    message_kind,
+)
 
 
 @pytest.fixture
