@@ -61,24 +61,27 @@ class ProgressBar:
         self.stream = stream
         self.t0 = time.perf_counter()
         self._last = 0.0
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._next_quarter = 0.25
 
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
-        if now - self._last < 0.1 and done < total:
+        frac = done / max(1, total)
+        if not self.tty:                       # a log, not a terminal: a line per quarter
+            if frac < self._next_quarter and done < total:
+                return
+            self._next_quarter = (int(frac * 4) + 1) / 4
+        elif now - self._last < 0.1 and done < total:
             return
         self._last = now
         el = max(1e-9, now - self.t0)
-        frac = done / max(1, total)
         speed = done / self.sr / el
         eta = (total - done) / self.sr / max(speed, 1e-9)
         bar = "#" * int(frac * 30)
-        self.stream.write(f"\r{self.label} [{bar:<30}] {frac * 100:5.1f}%  {speed:6.1f}x real time  ETA {eta:5.1f}s")
-        if done >= total:
+        line = f"{self.label} [{bar:<30}] {frac * 100:5.1f}%  {speed:6.1f}x real time  ETA {eta:5.1f}s"
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        if done >= total and self.tty:
             self.stream.write("\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
         self.stream.flush()
 
 
