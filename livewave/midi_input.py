@@ -69,7 +69,7 @@ def list_input_ports(api: str | None = None) -> list[str]:
 
 class MidiInputs:
     def __init__(self, engine, selection: str = "all", api: str | None = None,
-                 poll_interval: float = 0.25, client_name: str = "livewave"):
+                 poll_interval: float = 0.1, client_name: str = "livewave"):
         self.engine = engine
         self.selection = str(selection)
         self.api = api
@@ -135,7 +135,7 @@ class MidiInputs:
         pid = self._next_id
         self._next_id += 1
         try:
-            mi = rtmidi.MidiIn(api_id(self.api), name=self.client_name)
+            mi = rtmidi.MidiIn(api_id(self.api), name=self.client_name, queue_size_limit=16384)
             mi.ignore_types(sysex=True, timing=True, active_sense=True)
             self._held[pid] = np.zeros((16, 128), np.bool_)
             self._parsers[pid] = MidiParser()

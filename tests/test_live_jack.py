@@ -56,6 +56,12 @@ class Instrument:
     def stats(self) -> dict:
         return json.loads(self.stats_path.read_text())
 
+    def close(self) -> None:
+        """Kill it if a failed test left it running (no-op after ``stop``)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def stop(self) -> dict:
         self.proc.send_signal(signal.SIGINT)
         try:
@@ -89,6 +95,7 @@ def test_note_sounds_on_time_at_pitch_and_stops(server, tmp_path, placement):
         st = inst.stop()
     finally:
         rig.close()
+        inst.close()
     x = rig.recording[:, 0]
     assert [s[0] for s in rig.sent] == [on_at, off_at]
     onset = on_at + int(np.flatnonzero(np.abs(x[on_at:]) > 1e-3)[0])
@@ -138,6 +145,7 @@ def test_twenty_seconds_of_chords_bends_and_pedal_without_xruns(server, tmp_path
         st = inst.stop()
     finally:
         rig.close()
+        inst.close()
     x = rig.recording[:, 0]
     assert len(rig.sent) == len(ev)
     assert np.sqrt(np.mean(x[RATE:19 * RATE] ** 2)) > 0.01
@@ -166,6 +174,7 @@ def test_malformed_midi_is_reported_and_the_music_keeps_playing(server, tmp_path
         st = inst.stop()
     finally:
         rig.close()
+        inst.close()
     log = inst.log_path.read_text()
     x = rig.recording[:, 0]
     assert st["malformed"] >= 3
@@ -176,6 +185,7 @@ def test_malformed_midi_is_reported_and_the_music_keeps_playing(server, tmp_path
 
 def test_hot_plug_and_unplug_with_a_note_held(server, tmp_path):
     rig0 = Rig(seconds=0.1, name="lwtest")          # the instrument listens for 'lwhot', not this
+    proc = None
     try:
         env = {**os.environ, "JACK_NO_START_SERVER": "1", "PYTHONUNBUFFERED": "1"}
         stats = tmp_path / "stats.json"
@@ -203,8 +213,9 @@ def test_hot_plug_and_unplug_with_a_note_held(server, tmp_path):
             time.sleep(0.02)
         released_after = time.monotonic() - t0
         assert json.loads(stats.read_text())["voices"] == 0
-        # poll interval 0.25 s + release 0.18 s + stats refresh 0.25 s
-        assert released_after < 1.0, released_after
+        # port poll 0.1 s + close 0.05 s + release 0.18 s + stats refresh 0.25 s
+        print(f"unplugged: voice free after {released_after * 1000:.0f} ms (release included)")
+        assert released_after < 0.8, released_after
         assert proc.poll() is None                          # still playing
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
@@ -213,6 +224,9 @@ def test_hot_plug_and_unplug_with_a_note_held(server, tmp_path):
         assert "MIDI input vanished" in text and "Traceback" not in text
     finally:
         rig0.close()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def test_unknown_device_and_refused_rate_are_clear_errors(server):
