@@ -137,9 +137,9 @@ def cmd_play(args) -> int:
     finally:
         eng.release_all()                       # Ctrl-C: every note released, then fade out
         time.sleep(eng.config.envelope.release_s + 0.05)
-        if midi:
+        out.stop()                              # audio first: under JACK, rtmidi calls must not
+        if midi:                                # overlap a running Python audio callback
             midi.stop()
-        out.stop()
         print(("\n" if tty else "") + "livewave: stopped; all notes released. " + _status_line(eng, out, midi),
               flush=True)
         if args.stats_json:

@@ -10,7 +10,15 @@ whose offset to ``perf_counter`` (the same monotonic clock) is bounded above by
 events keep their spacing to the microsecond and are never scheduled in the past.
 A background thread polls the port list for hot-plug: ports that appear and match the
 selection are opened; a port that vanishes is closed and the notes it was holding are
-released, so the instrument plays on. Messages are re-validated
+released, so the instrument plays on.
+
+JACK: python-rtmidi keeps the GIL during its JACK calls (client open, port open/close,
+delete); while the audio stream runs, JACK waits for our Python audio callback, which waits
+for that GIL: a deadlock. So under JACK one rtmidi client with one virtual input port
+``<name>-midi:in`` is made before the audio stream starts and never touched again while it
+runs; hot-plug connects and disconnects sources to it through JACK-Client (cffi releases the
+GIL around every JACK call). All sources share that port: when one vanishes, the notes held
+through the port are released (with several keyboards, also those of the others). Messages are re-validated
 (``MidiParser.parse_message``); malformed ones are dropped, counted and reported.
 """
 from __future__ import annotations
@@ -87,6 +95,10 @@ class MidiInputs:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._probe = None
+        self._jack = (api or "").lower() == "jack"
+        self._ctl = None           # JACK-Client control client (JACK only)
+        self._jack_in = None       # the one rtmidi input (JACK only)
+        self._jack_port = ""
 
     # -- selection --------------------------------------------------------------------
     def _wanted(self, index: int, name: str) -> bool:
@@ -98,6 +110,12 @@ class MidiInputs:
         return sel.lower() in name.lower()
 
     def start(self) -> MidiInputs:
+        """Open the inputs. Under JACK, call this before the audio stream starts."""
+        if self._jack:
+            self._start_jack()
+            self._thread = threading.Thread(target=self._poll, name="livewave-midi-hotplug", daemon=True)
+            self._thread.start()
+            return self
         rtmidi = _rtmidi()
         try:
             self._probe = rtmidi.MidiIn(api_id(self.api), name=f"{self.client_name}-probe")
@@ -114,8 +132,66 @@ class MidiInputs:
         self._thread.start()
         return self
 
+    def _start_jack(self) -> None:
+        rtmidi = _rtmidi()
+        try:
+            import jack
+            self._ctl = jack.Client(f"{self.client_name}-ctl", no_start_server=True)
+            mi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=f"{self.client_name}-midi", queue_size_limit=16384)
+            mi.ignore_types(sysex=True, timing=True, active_sense=True)
+            mi.open_virtual_port("in")
+        except Exception as exc:
+            raise MidiPortError(f"cannot open JACK MIDI (is the JACK server running?): {exc}") from None
+        pid = self._next_id
+        self._next_id += 1
+        self._held[pid] = np.zeros((16, 128), np.bool_)
+        self._parsers[pid] = MidiParser()
+        self._clock[pid] = [0.0, float("inf")]
+        self._jack_in = (mi, pid)
+        self._rt = ((mi, pid),)
+        own = [p.name for p in self._ctl.get_ports(f"^{self.client_name}-midi.*:in$", is_midi=True,
+                                                      is_input=True)]
+        if not own:
+            raise MidiPortError("JACK MIDI input port was not created")
+        self._jack_port = own[-1]
+        self.scan()
+
+    def _scan_jack(self) -> None:
+        try:
+            sources = [p.name for p in self._ctl.get_ports(is_midi=True, is_output=True)]
+        except Exception as exc:
+            self.reports.append(f"MIDI port scan failed: {exc}")
+            return
+        present = set(sources)
+        mi, pid = self._jack_in
+        for name in list(self.open_ports):
+            if name not in present:
+                self.open_ports.pop(name)
+                self._release_held(pid)
+                self.reports.append(f"MIDI input vanished: {name} (its notes were released; "
+                                    "it will be reconnected when it returns)")
+        for i, name in enumerate(sources):
+            if name not in self.open_ports and self._wanted(i, name):
+                try:
+                    self._ctl.connect(name, self._jack_port)
+                except Exception as exc:
+                    self.reports.append(f"could not connect MIDI input {name!r}: {exc}")
+                    continue
+                self.open_ports[name] = (mi, pid)
+                self.reports.append(f"MIDI input connected: {name}")
+
+    def _release_held(self, pid: int) -> None:
+        held = self._held.get(pid)
+        if held is not None:
+            for ch, note in zip(*np.nonzero(held), strict=True):
+                self.engine.push_midi(0x80 | int(ch), int(note), 0, pid)
+            held[:] = False
+
     def scan(self) -> None:
         """Open new matching ports; close vanished ones (releasing their notes)."""
+        if self._jack:
+            self._scan_jack()
+            return
         try:
             ports = self._probe.get_ports()
         except Exception as exc:
@@ -152,11 +228,7 @@ class MidiInputs:
         mi, pid = self.open_ports.pop(name)
         self._rt = tuple(e for e in self._rt if e[1] != pid)
         time.sleep(0.05)          # NB: let a drain that still holds the old tuple finish with it
-        held = self._held.get(pid)
-        if held is not None:
-            for ch, note in zip(*np.nonzero(held), strict=True):
-                self.engine.push_midi(0x80 | int(ch), int(note), 0, pid)
-            held[:] = False
+        self._release_held(pid)
         try:
             mi.close_port()
             mi.delete()
@@ -171,9 +243,22 @@ class MidiInputs:
             self.scan()
 
     def stop(self) -> None:
+        """Close every input. Under JACK, call this after the audio stream has stopped."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+        if self._jack:
+            self._rt = ()
+            self.open_ports.clear()
+            if self._jack_in is not None:
+                self._release_held(self._jack_in[1])
+                self._jack_in[0].close_port()
+                self._jack_in[0].delete()
+                self._jack_in = None
+            if self._ctl is not None:
+                self._ctl.close()
+                self._ctl = None
+            return
         for name in list(self.open_ports):
             self._close(name)
         if self._probe is not None:
