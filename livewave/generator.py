@@ -96,9 +96,6 @@ class Generator:
     def reset(self) -> None:
         raise NotImplementedError
 
-    def reset_voice(self, v: int) -> None:
-        """Forget one voice's state (optional; default resets nothing extra)."""
-
     def render(self, cond: Conditioning, out: np.ndarray) -> None:
         """Fill ``out[:cond.frames]`` (float32, mono) with this call's sound. Overwrite, do not add."""
         raise NotImplementedError

@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .generator import RESTART_FRESH, RESTART_LEGATO, Conditioning
+from .generator import RESTART_FRESH, Conditioning
 
 TWO_PI = 2.0 * math.pi
 
@@ -263,5 +263,3 @@ class HarmonicNoiseCore:
                         self.vib_phase, self.amp_prev, self.amp_next, self.kmax, self.nbuf)
             pos += m
 
-
-__all__ = ["HarmonicNoiseCore", "band_kernels", "RESTART_LEGATO"]

@@ -209,3 +209,17 @@ def test_audio_input_reaches_the_generator_sample_exactly():
     y = outs[1]
     err = y[SR // 4 + lat:] - 0.5 * x[SR // 4:len(x) - lat, 0]
     assert np.abs(err).max() < 0.01          # only the 10 Hz DC blocker's phase shift remains
+
+
+def test_panic_and_release_all_from_the_control_side():
+    e = make_engine()
+    x = render(e, [(0, 0xB0, 64, 127), (0, 0x90, 60, 100), (0, 0x90, 67, 100)], 4800)
+    assert e.voices.active_count == 2 and np.abs(x).max() > 0.01
+    e.release_all()                                   # Ctrl-C: released despite the pedal
+    render(e, [], SR // 2)
+    assert e.voices.active_count == 0
+    render(e, [(SR, 0x90, 60, 100)], 4800)
+    e.panic()                                         # panic: silent at the next block
+    y = render(e, [], 4800, block=256)
+    assert e.voices.active_count == 0 and not e.channels.sustain.any()
+    assert np.abs(np.diff(y[256 + e.latency_samples:])).max() < 1e-5
