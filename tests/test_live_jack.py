@@ -75,6 +75,18 @@ class Instrument:
         return st
 
 
+def play_take(rig: Rig, inst: Instrument, events, timeout: float = 30) -> dict:
+    """Play ``events`` into the instrument, record the take, stop it; always clean up."""
+    try:
+        rig.schedule(events)
+        rig.start()
+        assert rig.wait_done(timeout)
+        return inst.stop()
+    finally:
+        rig.close()
+        inst.close()
+
+
 def note(t, n, v=100, ch=0):
     return (t, bytes([0x90 | ch, n, v]))
 
@@ -87,15 +99,8 @@ def off(t, n, ch=0):
 def test_note_sounds_on_time_at_pitch_and_stops(server, tmp_path, placement):
     rig = Rig(seconds=1.6)
     inst = Instrument(rig, tmp_path, "--placement", placement)
-    try:
-        on_at, off_at = 9600, 9600 + 24000
-        rig.schedule([note(on_at, 60, 110), off(off_at, 60)])
-        rig.start()
-        assert rig.wait_done(30)
-        st = inst.stop()
-    finally:
-        rig.close()
-        inst.close()
+    on_at, off_at = 9600, 9600 + 24000
+    st = play_take(rig, inst, [note(on_at, 60, 110), off(off_at, 60)])
     x = rig.recording[:, 0]
     assert [s[0] for s in rig.sent] == [on_at, off_at]
     onset = on_at + int(np.flatnonzero(np.abs(x[on_at:]) > 1e-3)[0])
@@ -167,14 +172,7 @@ def test_malformed_midi_is_reported_and_the_music_keeps_playing(server, tmp_path
     garbage = [(1000, bytes([0x90, 60])), (1100, bytes([0x45, 0x12])), (1200, bytes([0x90, 200, 300 % 256])),
                (1300, bytes([0xF0]) + bytes(range(0x7F)) * 100 + bytes([0xF7])),
                (1400, bytes([0xB0, 7])), (1500, bytes([0xFF]))]
-    try:
-        rig.schedule(garbage + [note(4800, 69, 100), off(4800 + 24000, 69)])
-        rig.start()
-        assert rig.wait_done(30)
-        st = inst.stop()
-    finally:
-        rig.close()
-        inst.close()
+    st = play_take(rig, inst, garbage + [note(4800, 69, 100), off(4800 + 24000, 69)])
     log = inst.log_path.read_text()
     x = rig.recording[:, 0]
     assert st["malformed"] >= 3
