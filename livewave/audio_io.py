@@ -215,11 +215,12 @@ class AudioOutput:
 
     @property
     def latency(self) -> float:
-        """MIDI event to sound, seconds, worst case: device + the wait for the next MIDI drain
-        (one block; MIDI queues are drained at block starts) + scheduling delay + engine look-ahead."""
+        """MIDI event to sound, seconds: device + scheduling delay + engine look-ahead + how late
+        recent MIDI messages reached the render side beyond that delay (measured by the MIDI
+        drain: a message drained a block after its arrival is late by up to a block)."""
         sr = self.sample_rate
-        drain_wait = self.block if self.pre_render is not None else 0
-        return self.device_latency + (drain_wait + self.engine.midi_delay + self.engine.latency_samples) / sr
+        eng = self.engine
+        return self.device_latency + (eng.midi_delay + eng.midi_late + eng.latency_samples) / sr
 
     # -- real-time side ----------------------------------------------------------------
     def _account(self, t_start: float, frames: int, status) -> None:

@@ -60,6 +60,7 @@ class Engine:
         self._release_all = False
         self.clock_anchor = (time.perf_counter(), 0)   # (perf_counter seconds, sample time)
         self.midi_delay = 0      # samples between a live event's arrival and its sounding (set by audio_io)
+        self.midi_late = 0       # recent worst lateness of live events, samples (set by the MIDI drain)
 
     # -- set-up (off the audio path) -------------------------------------------------
     def prepare(self, sample_rate: int | None = None, max_block: int | None = None) -> Engine:
@@ -121,11 +122,15 @@ class Engine:
                   when: float | None = None) -> bool:
         """A live message received at ``when`` (perf_counter seconds, default now), scheduled
         ``midi_delay`` samples after the matching point of the output clock (see audio_io)."""
+        return self.events.push(max(self.live_time(when), 0), status, d1, d2, port)
+
+    def live_time(self, when: float | None = None) -> int:
+        """The output sample at which a live message that arrived at ``when`` (perf_counter
+        seconds, default now) takes effect: ``midi_delay`` after the matching output sample."""
         if when is None:
             when = time.perf_counter()
         t_ref, s_ref = self.clock_anchor
-        t = s_ref + int((when - t_ref) * self.config.sample_rate) + self.midi_delay
-        return self.events.push(max(t, 0), status, d1, d2, port)
+        return s_ref + int((when - t_ref) * self.config.sample_rate) + self.midi_delay
 
     # -- control side -----------------------------------------------------------------
     def control_index(self, name: str) -> int:

@@ -92,6 +92,9 @@ class MidiInputs:
         self.reports: deque[str] = deque(maxlen=200)
         self.messages = 0
         self.malformed = 0
+        self.late = 0               # messages that reached the render side after their sounding time
+        self._lateness = np.zeros(64, np.int64)   # samples, last 64 messages (ring)
+        self._lateness_i = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._probe = None
@@ -301,4 +304,13 @@ class MidiInputs:
         elif kind == 0x80 or kind == 0x90:
             self._held[pid][status & 0x0F, d1] = False
         self.messages += 1
-        self.engine.push_midi(status, d1, d2, pid, when)
+        eng = self.engine
+        t = eng.live_time(when)
+        late = eng.sample_time - t          # > 0: the block it was due in has begun
+        if late > 0:
+            self.late += 1
+        lt = self._lateness
+        lt[self._lateness_i & 63] = max(0, late)
+        self._lateness_i += 1
+        eng.midi_late = int(lt.max())
+        eng.push_event(max(t, 0), status, d1, d2, pid)

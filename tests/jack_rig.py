@@ -83,9 +83,11 @@ class JackServer:
 
 def xrun_culprits(log: str) -> list[str]:
     """One name per xrun in a jackd log excerpt. jackd lists every client that had not finished
-    when the cycle ended, in graph order, followed by 'Process error'; clients downstream of a
-    late one are listed too, in state Triggered (they never got to run). The culprit is the
-    first client still Running, else the first one listed (it was woken but never ran)."""
+    when the cycle ended, in graph order, followed by 'Process error'. A client in state
+    Running was still inside its cycle (late: it is the culprit; the first one listed, as the
+    clients after it waited for it). When every listed client is still Triggered, none of them
+    had started: their real-time threads were woken and got no CPU within the period (the
+    machine's scheduler, not a client, was late); such an xrun is named '(no client ran)'."""
     culprits, group = [], []
     for line in log.splitlines() + ["Process error"]:
         m = XRUN_STATE_RE.search(line)
@@ -93,20 +95,30 @@ def xrun_culprits(log: str) -> list[str]:
             group.append((m.group(1), m.group(2)))
         elif "Process error" in line and group:
             running = [c for c, st in group if st == "Running"]
-            culprits.append(running[0] if running else group[0][0])
+            culprits.append(running[0] if running else "(no client ran)")
             group = []
     return culprits
 
 
 class Rig:
-    """JACK client 'lwtest': one MIDI out, ``channels`` audio ins, recording from ``start()``."""
+    """A test keyboard and a recorder on JACK's frame clock.
 
-    def __init__(self, seconds: float, channels: int = 1, name: str = "lwtest"):
+    ``split=False``: one client ``name`` with one MIDI out and ``channels`` audio ins (the
+    client both sends and records, so JACK's graph runs it after the instrument's audio
+    client, and MIDI it sends reaches the instrument's MIDI client after the instrument has
+    rendered that cycle: a worst case of one extra period).
+    ``split=True``: the MIDI out is on its own client ``name`` (a source, like a hardware
+    keyboard's capture port, which JACK runs before everything) and the audio ins on
+    ``name-rec``. Event times are frames after the recording's first frame.
+    """
+
+    def __init__(self, seconds: float, channels: int = 1, name: str = "lwtest", split: bool = False):
         import jack
         self.client = jack.Client(name, no_start_server=True)
+        self.rec_client = jack.Client(f"{name}-rec", no_start_server=True) if split else self.client
         self.rate = self.client.samplerate
         self.midi_out = self.client.midi_outports.register("midi_out")
-        self.ins = [self.client.inports.register(f"in_{i + 1}") for i in range(channels)]
+        self.ins = [self.rec_client.inports.register(f"in_{i + 1}") for i in range(channels)]
         self.recording = np.zeros((int(seconds * self.rate), channels), np.float32)
         self.events: list[tuple[int, bytes]] = []
         self.sent: list[tuple[int, int]] = []     # (frame offset, absolute frame)
@@ -114,7 +126,12 @@ class Rig:
         self._armed = False
         self._next = 0
         self.done = False
-        self.client.set_process_callback(self._process)
+        if split:
+            self.client.set_process_callback(self._send)
+            self.rec_client.set_process_callback(self._record)
+            self.rec_client.activate()
+        else:
+            self.client.set_process_callback(self._process)
         self.client.activate()
 
     def schedule(self, events: list[tuple[int, bytes]]) -> None:
@@ -123,13 +140,11 @@ class Rig:
     def start(self) -> None:
         self._armed = True
 
-    def _process(self, frames: int) -> None:
+    def _send(self, frames: int) -> None:
         self.midi_out.clear_buffer()
-        if not self._armed or self.done:
+        if self.start_frame < 0 or self.done:
             return
         now = self.client.last_frame_time
-        if self.start_frame < 0:
-            self.start_frame = now
         base = now - self.start_frame
         ev = self.events
         while self._next < len(ev) and ev[self._next][0] < base + frames:
@@ -137,12 +152,26 @@ class Rig:
             self.midi_out.write_midi_event(max(0, off - base), data)
             self.sent.append((off, now + max(0, off - base)))
             self._next += 1
+
+    def _record(self, frames: int) -> None:
+        if not self._armed or self.done:
+            return
+        now = self.rec_client.last_frame_time
+        if self.start_frame < 0:
+            self.start_frame = now
+        base = now - self.start_frame
         n = min(frames, self.recording.shape[0] - base)
         if n > 0:
             for c, port in enumerate(self.ins):
                 self.recording[base:base + n, c] = port.get_array()[:n]
         if base + frames >= self.recording.shape[0]:
             self.done = True
+
+    def _process(self, frames: int) -> None:
+        if self._armed and not self.done and self.start_frame < 0:
+            self.start_frame = self.client.last_frame_time
+        self._send(frames)
+        self._record(frames)
 
     def wait_done(self, timeout: float) -> bool:
         t_end = time.monotonic() + timeout
@@ -153,8 +182,12 @@ class Rig:
     def ports(self, pattern: str, **kw) -> list[str]:
         return [p.name for p in self.client.get_ports(pattern, **kw)]
 
+    def connect_output(self, source: str) -> None:
+        self.rec_client.connect(source, self.ins[0])
+
     def close(self) -> None:
-        try:
-            self.client.deactivate()
-        finally:
-            self.client.close()
+        for c in {id(self.client): self.client, id(self.rec_client): self.rec_client}.values():
+            try:
+                c.deactivate()
+            finally:
+                c.close()
