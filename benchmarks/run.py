@@ -72,7 +72,7 @@ def jack_latency(period, split, notes=16, rate=48000):
     tmp = ROOT / "out" / "bench"
     tmp.mkdir(parents=True, exist_ok=True)
     with JackServer(rate, period, tmp) as server:
-        rig = Rig(seconds=notes * 0.25 + 1.0, split=split)
+        rig = Rig(seconds=notes * 0.5 + 1.0, split=split)
         stats = tmp / f"stats-{period}.json"
         stats.unlink(missing_ok=True)
         env = {**os.environ, "JACK_NO_START_SERVER": "1"}
@@ -92,11 +92,11 @@ def jack_latency(period, split, notes=16, rate=48000):
             sys_lat = [int(v) for v in lsp.split("playback latency = [")[1].split("]")[0].split()] \
                 if "playback latency = [" in lsp else []
             time.sleep(0.5)
-            step = rate // 4 // period * period
+            step = rate // 2 // period * period
             ev = []
             for i in range(notes):
                 t = rate // 4 + i * step + (i * period) // notes   # onsets spread over the period's phase
-                ev += [(t, bytes([0x90, 60 + i % 12, 100])), (t + step // 2, bytes([0x80, 60 + i % 12, 0]))]
+                ev += [(t, bytes([0x90, 60 + i % 12, 100])), (t + step // 5, bytes([0x80, 60 + i % 12, 0]))]
             rig.schedule(ev)
             log_at = len(server.log_text())
             st0 = json.loads(stats.read_text())
@@ -112,9 +112,9 @@ def jack_latency(period, split, notes=16, rate=48000):
         lats = []
         for i in range(notes):
             t = ev[2 * i][0]
-            seg = np.abs(x[t:t + step // 2])
+            seg = np.abs(x[t:t + step // 5])
             hit = np.flatnonzero(seg > 1e-3)
-            if hit.size:
+            if hit.size and np.abs(x[t - rate // 100:t]).max() < 1e-4:    # silent before: a clean onset
                 lats.append(int(hit[0]))
         from jack_rig import xrun_culprits
         xr = [c for c in xrun_culprits(window_log) if c.startswith("livewave")]

@@ -1,10 +1,14 @@
 """Audio output through PortAudio (sounddevice): devices, the stream, the render placement policy.
 
-Two placements, one engine:
+Three placements, one engine:
 - ``callback``: the sounddevice callback calls ``Engine.render`` straight into PortAudio's
   buffer (lowest latency; for cheap generators).
-- ``thread``: a render thread keeps ``ahead`` blocks in a preallocated ring; the callback only
-  copies one block out (robust for heavy or GPU generators; costs ``ahead`` blocks).
+- ``thread``: a render thread keeps ``ahead`` blocks in a preallocated ring; a Python
+  callback only copies one block out (robust for heavy or GPU generators; costs ``ahead``
+  blocks).
+- ``rtmixer``: as ``thread``, but the callback is rtmixer's, written in C: it copies from a
+  PortAudio ring buffer and never takes the GIL, so no Python thread (GC, a busy GUI
+  thread, the status loop) can make the audio thread wait.
 
 Live MIDI is scheduled a fixed delay after its arrival on the output clock (one block, plus
 the ring in thread mode), so events land on their exact sample instead of jittering to block
@@ -25,6 +29,7 @@ import numpy as np
 from .config import ConfigError
 from .engine import Engine
 
+PLACEMENTS = ("callback", "thread", "rtmixer")
 _JACK_NAME = ctypes.create_string_buffer(b"livewave")   # PortAudio keeps the pointer: keep it alive
 _sd = None
 
@@ -104,8 +109,8 @@ class AudioStats:
 class AudioOutput:
     def __init__(self, engine: Engine, device=None, sample_rate: int = 48000, block: int = 64,
                  channels: int = 2, policy: str = "callback", ahead: int = 2, input_channels: int = 0):
-        if policy not in ("callback", "thread"):
-            raise ConfigError(f"render placement {policy!r}: use 'callback' or 'thread'")
+        if policy not in PLACEMENTS:
+            raise ConfigError(f"render placement {policy!r}: use one of {', '.join(PLACEMENTS)}")
         if input_channels and policy != "callback":
             raise ConfigError("audio input (duplex) needs --placement callback")
         self.input_channels = int(input_channels)
@@ -115,7 +120,7 @@ class AudioOutput:
         self.block = int(block)
         self.channels = int(channels)
         self.policy = policy
-        self.ahead = max(1, int(ahead)) if policy == "thread" else 0
+        self.ahead = max(1, int(ahead)) if policy != "callback" else 0
         self.stats = AudioStats()
         self.stream = None
         self._thread = None
@@ -159,6 +164,10 @@ class AudioOutput:
             self._w = 0
             self._r = 0
             self._tmp = np.zeros((self.block, ch), np.float32)
+        if self.policy == "rtmixer":
+            self._open_rtmixer(idx, ch)
+            self.engine.midi_delay = (self.ahead + 1) * self.block
+            return self
         try:
             if n_in:
                 self.stream = sd.Stream(device=(idx, idx), samplerate=self.sample_rate, blocksize=self.block,
@@ -173,6 +182,25 @@ class AudioOutput:
         self.engine.midi_delay = (self.ahead + 1) * self.block
         return self
 
+    def _open_rtmixer(self, idx: int, ch: int) -> None:
+        try:
+            import rtmixer
+        except ImportError as exc:
+            raise AudioDeviceError(f"--placement rtmixer needs the rtmixer package ({exc})") from None
+        size = 1
+        while size < 4 * (self.ahead + 1) * self.block:
+            size <<= 1
+        self._rb = rtmixer.RingBuffer(4 * ch, size)
+        self._tmp = np.zeros((self.block, ch), np.float32)
+        self._w = 0
+        self._seen = 0
+        try:
+            self.stream = rtmixer.Mixer(device=idx, samplerate=self.sample_rate, blocksize=self.block,
+                                        channels=ch, latency="low")
+        except Exception as exc:
+            raise AudioDeviceError(f"could not open {self.device_name} at {self.sample_rate} Hz, "
+                                   f"block {self.block}: {exc}") from None
+
     def start(self) -> None:
         if self.stream is None:
             self.open()
@@ -180,6 +208,12 @@ class AudioOutput:
         if self.policy == "thread":
             self._prefill()
             self._thread = threading.Thread(target=self._render_loop, name="livewave-render", daemon=True)
+            self._thread.start()
+        elif self.policy == "rtmixer":
+            while self._w < self.ahead * self.block:
+                self._render_to_rb()
+            self._action = self.stream.play_ringbuffer(self._rb)
+            self._thread = threading.Thread(target=self._rtmixer_loop, name="livewave-render", daemon=True)
             self._thread.start()
         self.stream.start()
 
@@ -208,10 +242,15 @@ class AudioOutput:
         """Seconds from a callback to the DAC: PortAudio's measurement, else its declared latency."""
         if self.stats.dac_delay > 0:
             return self.stats.dac_delay
-        if self.stream is None:
-            return 0.0
-        lat = self.stream.latency
-        return float(lat[1] if isinstance(lat, (tuple, list)) else lat)   # duplex: (in, out)
+        if self.stream is not None:
+            lat = self.stream.latency
+            self._declared = float(lat[1] if isinstance(lat, (tuple, list)) else lat)   # duplex: (in, out)
+            if self.policy == "rtmixer":
+                # no time info reaches Python from the C callback; the DAC time PortAudio gives a
+                # Python callback is its declared latency plus the block being played (measured
+                # on JACK: 256 = 128 + 128 frames at a 128-frame period)
+                self._declared += self.block / self.sample_rate
+        return getattr(self, "_declared", 0.0)
 
     @property
     def latency(self) -> float:
@@ -302,4 +341,41 @@ class AudioOutput:
         while self._running:
             while self._running and self._w - self._r < target:
                 self._render_one()
+            time.sleep(nap)
+
+    # -- rtmixer placement: the C callback reads the ring; this thread keeps it filled ----------
+    def _render_to_rb(self) -> None:
+        t_start = time.perf_counter()
+        if self.pre_render is not None:
+            self.pre_render()
+        self.engine.render(self._tmp)
+        self._rb.write(self._tmp)     # NB: never short: the loop only renders when a block fits
+        self._w += self._tmp.shape[0]
+        self._note_load(t_start, self._tmp.shape[0])
+
+    def _rtmixer_loop(self) -> None:
+        nap = self.block / self.sample_rate / 4.0
+        target = self.ahead * self.block
+        rb, st, eng = self._rb, self.stats, self.engine
+        stall = 2.0 * self.block / self.sample_rate     # no block taken for this long: look why
+        self._seen_t = time.perf_counter()
+        while self._running:
+            queued = rb.read_available
+            consumed = self._w - queued
+            if consumed != self._seen:
+                # the C callback took blocks since the last look: the first sample it has not
+                # taken plays next (anchor jitter: at most ``nap``)
+                st.callbacks += max(1, (consumed - self._seen) // self.block)
+                self._seen = consumed
+                self._seen_t = time.perf_counter()
+                eng.clock_anchor = (self._seen_t, consumed)
+                st.xruns = int(self.stream._state.stats.output_underflows)
+            while self._running and queued < target:
+                self._render_to_rb()
+                queued += self.block
+            if time.perf_counter() - self._seen_t > stall and self._action not in self.stream.actions:
+                # rtmixer ends a ring-buffer action when it finds the ring short (an underrun of
+                # this thread): the gap played as silence; play on from the refilled ring
+                st.ring_underruns += 1
+                self._action = self.stream.play_ringbuffer(self._rb)
             time.sleep(nap)

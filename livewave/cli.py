@@ -221,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--audio", help="output device: number or part of its name (default: system default)")
     pl.add_argument("--midi", default="all", help="MIDI input: number, part of its name, 'all' or 'none'")
     pl.add_argument("--midi-api", default="auto", choices=["auto", "alsa", "jack", "coremidi", "winmm"])
-    pl.add_argument("--placement", default="callback", choices=["callback", "thread"],
-                    help="render in the audio callback, or on a thread some blocks ahead")
+    pl.add_argument("--placement", default="callback", choices=["callback", "thread", "rtmixer"],
+                    help="render in the audio callback, or on a thread some blocks ahead whose blocks a "
+                         "Python callback (thread) or rtmixer's C callback (rtmixer) plays")
     pl.add_argument("--ahead", type=int, default=2, help="blocks of lead for --placement thread")
     pl.add_argument("--input-channels", type=int, default=0,
                     help="open the device duplex with this many inputs (for audio-driven models)")

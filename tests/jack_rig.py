@@ -125,7 +125,7 @@ class Rig:
         self.start_frame = -1
         self._armed = False
         self._next = 0
-        self.done = False
+        self.recorded = False
         if split:
             self.client.set_process_callback(self._send)
             self.rec_client.set_process_callback(self._record)
@@ -142,7 +142,7 @@ class Rig:
 
     def _send(self, frames: int) -> None:
         self.midi_out.clear_buffer()
-        if self.start_frame < 0 or self.done:
+        if self.start_frame < 0 or self._next >= len(self.events):
             return
         now = self.client.last_frame_time
         base = now - self.start_frame
@@ -154,7 +154,7 @@ class Rig:
             self._next += 1
 
     def _record(self, frames: int) -> None:
-        if not self._armed or self.done:
+        if not self._armed or self.recorded:
             return
         now = self.rec_client.last_frame_time
         if self.start_frame < 0:
@@ -165,10 +165,16 @@ class Rig:
             for c, port in enumerate(self.ins):
                 self.recording[base:base + n, c] = port.get_array()[:n]
         if base + frames >= self.recording.shape[0]:
-            self.done = True
+            self.recorded = True
+
+    @property
+    def done(self) -> bool:
+        """The recording is full and every scheduled event has gone out (events due after the
+        recording's end, or skipped over by a stalled cycle, are sent all the same)."""
+        return self.recorded and self._next >= len(self.events)
 
     def _process(self, frames: int) -> None:
-        if self._armed and not self.done and self.start_frame < 0:
+        if self._armed and self.start_frame < 0:
             self.start_frame = self.client.last_frame_time
         self._send(frames)
         self._record(frames)
