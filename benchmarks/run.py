@@ -65,7 +65,7 @@ def render_speed(block=256):
     return float(np.median(speeds))
 
 
-def jack_latency(period, split, notes=16, rate=48000):
+def jack_latency(period, split, placement="callback", notes=16, rate=48000):
     """``split``: the MIDI comes from a client of its own (a source, like a hardware keyboard's
     capture port); else from the recording client (JACK runs it after the instrument)."""
     from jack_rig import JackServer, Rig
@@ -77,7 +77,7 @@ def jack_latency(period, split, notes=16, rate=48000):
         stats.unlink(missing_ok=True)
         env = {**os.environ, "JACK_NO_START_SERVER": "1"}
         proc = subprocess.Popen([sys.executable, "-m", "livewave", "play", "--audio", "system", "--midi",
-                                 "lwtest", "--block", str(period), "--stats-json", str(stats)],
+                                 "lwtest", "--block", str(period), "--stats-json", str(stats), "--placement", placement],
                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             t_end = time.monotonic() + 120
@@ -119,7 +119,7 @@ def jack_latency(period, split, notes=16, rate=48000):
         from jack_rig import xrun_culprits
         xr = [c for c in xrun_culprits(window_log) if c.startswith("livewave")]
         xr_all = [c for c in xrun_culprits(server.log_text()) if c.startswith("livewave")]
-    return {"period": period, "split": split, "measured_median": float(np.median(lats)),
+    return {"period": period, "split": split, "placement": placement, "measured_median": float(np.median(lats)),
             "measured_max": int(max(lats)), "measured_min": int(min(lats)),
             "late": st["midi_late"], "late_samples": st["midi_late_samples"],
             "n": len(lats), "engine_report": st["latency_s"] * rate, "midi_delay": st["midi_delay"],
@@ -157,16 +157,16 @@ def main() -> None:
                   "the engine's report includes it). Source 'keyboard': the MIDI comes from a client of "
                   "its own (as a hardware keyboard's capture port); 'loop': from the recording client, "
                   "which JACK runs after the instrument, so each message waits one more period.", "",
-                  "| period | source | measured min / median / max | engine report | of which: scheduling "
+                  "| period | placement | source | measured min / median / max | engine report | of which: scheduling "
                   "delay | look-ahead | late-drain allowance | late messages | PortAudio device latency | "
                   "server playback latency | xruns while playing (all seen by PortAudio; livewave late per "
                   "JACK log) | xruns with livewave late during start-up |",
-                  "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for period in (64, 128, 256):
-            for split in (True, False):
-                r = jack_latency(period, split)
+            for placement, split in (("callback", True), ("callback", False), ("rtmixer", True)):
+                r = jack_latency(period, split, placement)
                 print(r)
-                lines.append(f"| {period} | {'keyboard' if split else 'loop'} | {r['measured_min']} / "
+                lines.append(f"| {period} | {placement} | {'keyboard' if split else 'loop'} | {r['measured_min']} / "
                              f"{r['measured_median']:.0f} / {r['measured_max']} | "
                              f"{r['engine_report']:.0f} | {r['midi_delay']} | {r['engine_lookahead']} | "
                              f"{r['late_samples']} | {r['late']} of {2 * r['n']} | "

@@ -46,6 +46,7 @@ class EngineConfig:
     ceiling_dbfs: float = CEILING_DBFS
     guard_limit: float = 8.0              # |x| above this (before the limiter) counts as a broken generator
     dc_cutoff_hz: float = 10.0
+    crossfade_s: float = 0.03             # generator swap: the old one fades out as the new one fades in
     event_capacity: int = 65536
     envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
 

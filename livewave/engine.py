@@ -26,7 +26,7 @@ from .config import EngineConfig
 from .envelope import envelope_block, envelope_coefficients
 from .event_queue import NO_EVENT, EventQueue
 from .generator import RESTART_FRESH, Conditioning, Generator
-from .post_chain import PostChain, guard
+from .post_chain import PostChain, crossfade, guard
 from .voice_allocator import VoiceAllocator
 
 
@@ -56,6 +56,7 @@ class Engine:
         self.sample_time = 0
         self.prepared = False
         self._pending: tuple | None = None
+        self._fade: tuple | None = None       # (old generator, its controls, first sample, length)
         self._panic = False
         self._release_all = False
         self.clock_anchor = (time.perf_counter(), 0)   # (perf_counter seconds, sample time)
@@ -83,6 +84,8 @@ class Engine:
         self.env_coef = envelope_coefficients(sr, e.attack_s, e.decay_s, e.sustain, e.release_s)
         self.post = PostChain(sr, cfg.ceiling_dbfs, cfg.master_gain_db, cfg.dc_cutoff_hz)
         self.mono = np.zeros(mb, np.float32)
+        self._xbuf = np.zeros(mb, np.float32)          # the outgoing generator during a crossfade
+        self._restart_hold = np.zeros(p, np.int8)
         self.sample_time = 0
         self.clock_anchor = (time.perf_counter(), 0)
         self.prepared = True
@@ -106,6 +109,7 @@ class Engine:
     def hard_reset(self) -> None:
         """Back to the state after ``prepare`` (render side or before the stream starts)."""
         self.events.clear()
+        self._fade = None
         self.voices.kill_all()
         self.channels.reset()
         self.generator.reset()
@@ -158,8 +162,9 @@ class Engine:
         self._release_all = True
 
     def swap_generator(self, generator: Generator) -> None:
-        """Install a generator prepared by the caller (off the audio path); it takes over at
-        the next block and every sounding voice restarts fresh on it."""
+        """Install a generator prepared by the caller (off the audio path). It takes over at
+        the next block: every sounding voice restarts fresh on it while the old generator goes
+        on rendering them, fading out over ``config.crossfade_s`` (raised cosine)."""
         if self._pending is not None:
             raise RuntimeError("a generator swap is already pending")
         controls = generator.default_controls()
@@ -195,6 +200,8 @@ class Engine:
     def _control_flags(self, t: int) -> None:
         if self._pending is not None:
             gen, controls = self._pending
+            length = int(self.config.crossfade_s * self.config.sample_rate)
+            self._fade = (self.generator, self.cond.controls, t, length, True) if length > 0 else None
             self.generator = gen
             self.cond.controls = controls
             for v in range(self.cond.active.shape[0]):
@@ -203,6 +210,7 @@ class Engine:
             self._pending = None
         if self._panic:
             self._panic = False
+            self._fade = None
             self.voices.kill_all()
             self.channels.reset()
             self.generator.reset()
@@ -278,6 +286,35 @@ class Engine:
             for v in range(cond.active.shape[0]):
                 if cond.active[v]:
                     cond.restart[v] = RESTART_FRESH
-        else:
+        elif self._fade is not None:
+            self._crossfade(seg, m, t)
+        if ok:
             cond.restart[:] = 0
         self.voices.free_finished()
+
+    def _crossfade(self, seg: np.ndarray, m: int, t: int) -> None:
+        """Mix the outgoing generator under the incoming one (render side). It renders with its
+        own controls and without the swap's restarts (its voices play on as they were); any
+        fault of it ends the fade at once."""
+        old, old_ctl, t0, length, first = self._fade
+        cond = self.cond
+        xb = self._xbuf[:m]
+        new_ctl = cond.controls
+        hold = self._restart_hold
+        hold[:] = cond.restart
+        if first:
+            cond.restart[:] = 0
+            self._fade = (old, old_ctl, t0, length, False)
+        cond.controls = old_ctl
+        try:
+            old.render(cond, xb)
+            ok = guard(xb, m, self.config.guard_limit)
+        except Exception:
+            ok = False
+        cond.controls = new_ctl
+        cond.restart[:] = hold
+        if not ok:
+            xb[:] = 0.0
+        crossfade(seg, xb, m, t - t0, length)
+        if not ok or t + m - t0 >= length:
+            self._fade = None

@@ -149,3 +149,16 @@ def peak_abs(buf, n):
         if a > p:
             p = a
     return p
+
+
+@njit(nogil=True, cache=True)
+def crossfade(new, old, n, k0, length):
+    """``new[:n] = new * g + old * (1 - g)`` with a raised-cosine ``g`` rising from 0 to 1 over
+    ``length`` samples; ``k0`` is the position of ``new[0]`` in the fade (absolute, so the
+    result does not depend on how blocks split it)."""
+    for i in range(n):
+        k = k0 + i
+        if k >= length:
+            return
+        g = 0.5 - 0.5 * math.cos(math.pi * (k + 0.5) / length)
+        new[i] = new[i] * g + old[i] * (1.0 - g)

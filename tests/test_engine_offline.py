@@ -223,3 +223,41 @@ def test_panic_and_release_all_from_the_control_side():
     y = render(e, [], 4800, block=256)
     assert e.voices.active_count == 0 and not e.channels.sustain.any()
     assert np.abs(np.diff(y[256 + e.latency_samples:])).max() < 1e-5
+
+
+def _swap_take(crossfade_s: float, block: int = 64) -> tuple[np.ndarray, int]:
+    """A held A3, then a swap to a darker preset of the default instrument at 0.3 s."""
+    from livewave.default_instrument import DefaultInstrument
+    e = Engine(EngineConfig(sample_rate=SR, max_block=4096, crossfade_s=crossfade_s)).prepare()
+    for t, s, d1, d2 in [(0, 0x90, 57, 100)]:
+        e.push_event(t, s, d1, d2)
+    out = np.zeros((SR, 2), np.float32)
+    swap_at = int(0.3 * SR) // block * block
+    for i in range(0, SR, block):
+        if i == swap_at:
+            new = DefaultInstrument({"brightness": -1.0, "breath": 0.0})
+            new.prepare(SR, 4096, e.config.polyphony)
+            e.swap_generator(new)
+        e.render(out[i:i + block])
+        if i == swap_at + int(0.05 * SR) // block * block:
+            assert e._fade is None                       # the old generator is let go after the fade
+    return out[:, 0], swap_at
+
+
+def test_generator_swap_crossfades_without_a_click():
+    x, at = _swap_take(0.03)
+    hard, _ = _swap_take(0.0)
+    before = np.abs(np.diff(x[at - 4800:at])).max()      # steady playing: the largest step
+    during = np.abs(np.diff(x[at - 1:at + 2400])).max()
+    jump = np.abs(np.diff(hard[at - 1:at + 2400])).max()
+    print(f"largest sample step: steady {before:.4f}, crossfaded swap {during:.4f}, hard swap {jump:.4f}")
+    assert during <= 1.2 * before                        # no step beyond what the note makes anyway
+    assert jump > 1.5 * before                           # the test can tell a click (phase restart)
+    assert np.sqrt(np.mean(x[at + 4800:at + 9600] ** 2)) > 0.01   # the new generator plays on
+
+
+def test_generator_swap_fade_ends_and_is_block_size_independent():
+    a, at = _swap_take(0.03, block=64)
+    b, _ = _swap_take(0.03, block=64 * 3)     # same swap sample (a multiple of both), other blocks
+    assert at % (64 * 3) == 0
+    assert np.abs(a - b).max() <= 1e-6
