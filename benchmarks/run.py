@@ -139,12 +139,12 @@ def main() -> None:
              f"{' --quick' if args.quick else ''}{' --jack-only' if args.jack_only else ''}`",
              "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}, "
              f"Python {platform.python_version()}, {platform.platform()}", ""]
-    rows = [] if args.jack_only else dsp_load(voices)
-    lines += [] if args.jack_only else ["### DSP load, default instrument, 48 kHz, 64-sample blocks, one thread", "",
-              "| voices | median | p99 |", "| ---: | ---: | ---: |"]
-    lines += [f"| {v} | {m * 100:.1f}% | {p * 100:.1f}% |" for v, m, p in rows]
-    under = [v for v, m, _ in rows if m < 0.5]
     if not args.jack_only:
+        rows = dsp_load(voices)
+        lines += ["### DSP load, default instrument, 48 kHz, 64-sample blocks, one thread", "",
+                  "| voices | median | p99 |", "| ---: | ---: | ---: |"]
+        lines += [f"| {v} | {m * 100:.1f}% | {p * 100:.1f}% |" for v, m, p in rows]
+        under = [v for v, m, _ in rows if m < 0.5]
         lines += ["", f"Largest polyphony measured with median under 50%: {max(under) if under else 0} voices.", ""]
         print("\n".join(lines))
         sp = render_speed()

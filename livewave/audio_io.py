@@ -26,10 +26,9 @@ import time
 
 import numpy as np
 
-from .config import ConfigError
+from .config import PLACEMENTS, ConfigError
 from .engine import Engine
 
-PLACEMENTS = ("callback", "thread", "rtmixer")
 _JACK_NAME = ctypes.create_string_buffer(b"livewave")   # PortAudio keeps the pointer: keep it alive
 _sd = None
 
@@ -127,6 +126,7 @@ class AudioOutput:
         self._running = False
         self.device_index = None
         self.device_name = ""
+        self._declared = 0.0      # PortAudio's declared output latency, kept after the stream closes
         self.pre_render = None    # called on the render side before each block (MIDI drain)
 
     # -- set-up --------------------------------------------------------------------
@@ -166,19 +166,18 @@ class AudioOutput:
             self._tmp = np.zeros((self.block, ch), np.float32)
         if self.policy == "rtmixer":
             self._open_rtmixer(idx, ch)
-            self.engine.midi_delay = (self.ahead + 1) * self.block
-            return self
-        try:
-            if n_in:
-                self.stream = sd.Stream(device=(idx, idx), samplerate=self.sample_rate, blocksize=self.block,
-                                        channels=(n_in, ch), dtype="float32", latency="low",
-                                        callback=self._callback_duplex)
-            else:
-                self.stream = sd.OutputStream(device=idx, samplerate=self.sample_rate, blocksize=self.block,
-                                              channels=ch, dtype="float32", latency="low", callback=cb)
-        except Exception as exc:
-            raise AudioDeviceError(f"could not open {self.device_name} at {self.sample_rate} Hz, "
-                                   f"block {self.block}: {exc}") from None
+        else:
+            try:
+                if n_in:
+                    self.stream = sd.Stream(device=(idx, idx), samplerate=self.sample_rate, blocksize=self.block,
+                                            channels=(n_in, ch), dtype="float32", latency="low",
+                                            callback=self._callback_duplex)
+                else:
+                    self.stream = sd.OutputStream(device=idx, samplerate=self.sample_rate, blocksize=self.block,
+                                                  channels=ch, dtype="float32", latency="low", callback=cb)
+            except Exception as exc:
+                raise AudioDeviceError(f"could not open {self.device_name} at {self.sample_rate} Hz, "
+                                       f"block {self.block}: {exc}") from None
         self.engine.midi_delay = (self.ahead + 1) * self.block
         return self
 
@@ -250,7 +249,7 @@ class AudioOutput:
                 # Python callback is its declared latency plus the block being played (measured
                 # on JACK: 256 = 128 + 128 frames at a 128-frame period)
                 self._declared += self.block / self.sample_rate
-        return getattr(self, "_declared", 0.0)
+        return self._declared
 
     @property
     def latency(self) -> float:
@@ -369,6 +368,8 @@ class AudioOutput:
                 self._seen = consumed
                 self._seen_t = time.perf_counter()
                 eng.clock_anchor = (self._seen_t, consumed)
+                # NB: rtmixer's own counter of PortAudio's underflow flags, read without its
+                # fetch action (a plain integer field; a stale read is one count behind)
                 st.xruns = int(self.stream._state.stats.output_underflows)
             while self._running and queued < target:
                 self._render_to_rb()

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from .config import PLACEMENTS
+
 os.environ.setdefault("JACK_NO_START_SERVER", "1")   # listing devices must never spawn a jackd
 
 DEMO_MIDI = Path(__file__).with_name("data") / "demo.mid"
@@ -221,10 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--audio", help="output device: number or part of its name (default: system default)")
     pl.add_argument("--midi", default="all", help="MIDI input: number, part of its name, 'all' or 'none'")
     pl.add_argument("--midi-api", default="auto", choices=["auto", "alsa", "jack", "coremidi", "winmm"])
-    pl.add_argument("--placement", default="callback", choices=["callback", "thread", "rtmixer"],
+    pl.add_argument("--placement", default="callback", choices=PLACEMENTS,
                     help="render in the audio callback, or on a thread some blocks ahead whose blocks a "
                          "Python callback (thread) or rtmixer's C callback (rtmixer) plays")
-    pl.add_argument("--ahead", type=int, default=2, help="blocks of lead for --placement thread")
+    pl.add_argument("--ahead", type=int, default=2, help="blocks of lead for --placement thread or rtmixer")
     pl.add_argument("--input-channels", type=int, default=0,
                     help="open the device duplex with this many inputs (for audio-driven models)")
     pl.add_argument("--duration", type=float, default=None, help="stop after this many seconds")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 MIN_RATE, MAX_RATE = 22050, 192000
 MIN_BLOCK, MAX_BLOCK = 1, 4096
 CEILING_DBFS = -1.0
+PLACEMENTS = ("callback", "thread", "rtmixer")   # where rendering runs (see audio_io)
 
 
 class ConfigError(ValueError):

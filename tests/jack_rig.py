@@ -192,7 +192,8 @@ class Rig:
         self.rec_client.connect(source, self.ins[0])
 
     def close(self) -> None:
-        for c in {id(self.client): self.client, id(self.rec_client): self.rec_client}.values():
+        clients = [self.client] if self.rec_client is self.client else [self.client, self.rec_client]
+        for c in clients:
             try:
                 c.deactivate()
             finally:
