@@ -30,12 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def dsp_load(voices_list, block=64, rate=48000, blocks=3000):
+def dsp_load(voices_list, block=64, rate=48000, blocks=3000, model=None):
+    """``model``: a checkpoint path (None: the default instrument)."""
+    from livewave.checkpoint import load_generator
     from livewave.config import EngineConfig
     from livewave.engine import Engine
     rows = []
     for voices in voices_list:
-        e = Engine(EngineConfig(sample_rate=rate, max_block=block, polyphony=voices)).prepare()
+        gen = load_generator(model) if model else None
+        e = Engine(EngineConfig(sample_rate=rate, max_block=block, polyphony=voices), gen).prepare()
         for k in range(voices):   # a spread of the keyboard (C2..B5), mid velocity, distinct keys
             e.push_event(0, 0x90 | (k // 48), 36 + (k * 7) % 48, 90)
         out = np.zeros((block, 2), np.float32)
@@ -147,6 +150,19 @@ def main() -> None:
         under = [v for v, m, _ in rows if m < 0.5]
         lines += ["", f"Largest polyphony measured with median under 50%: {max(under) if under else 0} voices.", ""]
         print("\n".join(lines))
+        for model in sorted((ROOT / "models").glob("*.safetensors"))[:1]:
+            dv = [1, 8, 16] if args.quick else [1, 8, 16, 24, 32]
+            d_rows = dsp_load(dv, model=model, blocks=1500)
+            ref = {v: m for v, m, _ in dsp_load(dv, blocks=1500)}
+            lines += [f"### DSP load, DDSP instrument `models/{model.name}` (torch decoder on CPU, one batch "
+                      "per 4 ms frame), 48 kHz, 64-sample blocks", "",
+                      "The default instrument measured in the same run, right after, at the same polyphony.", "",
+                      "| voices | DDSP median | DDSP p99 | default median (same run) | ratio |",
+                      "| ---: | ---: | ---: | ---: | ---: |"]
+            lines += [f"| {v} | {m * 100:.1f}% | {p * 100:.1f}% | {ref[v] * 100:.1f}% | {m / ref[v]:.1f}x |"
+                      for v, m, p in d_rows]
+            lines.append("")
+            print("\n".join(lines[-len(d_rows) - 6:]))
         sp = render_speed()
         lines += [f"### Offline render\n\nShipped demo, block 256: {sp:.1f}x real time (median of 3).", ""]
         print(lines[-2])

@@ -65,12 +65,14 @@ def read_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
     if len(head) < 8:
         raise CheckpointError(f"{name}: truncated ({path.stat().st_size} bytes; a safetensors file "
                               "starts with an 8-byte header length)")
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        raise CheckpointError(f"{name}: this is a pickle/zip (PyTorch) file renamed .safetensors; "
-                              "it is refused, never unpickled")
     header_len = int.from_bytes(head, "little")
     size = path.stat().st_size
-    if header_len > min(size - 8, 100 * 2 ** 20):
+    fits = header_len <= min(size - 8, 100 * 2 ** 20)
+    if not fits and (head[:2] == b"PK" or (head[:1] == b"\x80" and 2 <= head[1] <= 5)):
+        # NB: only when the length does not fit: a real header length may start with 0x80.
+        raise CheckpointError(f"{name}: this is a pickle/zip (PyTorch) file renamed .safetensors; "
+                              "it is refused, never unpickled")
+    if not fits:
         raise CheckpointError(f"{name}: header length {header_len} bytes does not fit a {size}-byte file "
                               "(truncated or not a safetensors file)")
     try:

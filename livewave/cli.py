@@ -5,6 +5,8 @@
     livewave devices         audio devices and MIDI inputs, numbered
     livewave play            headless live instrument
     livewave render IN.mid   offline render through the live path
+    livewave data soundfont  training data rendered from a soundfont (fluidsynth)
+    livewave data audio DIR  training data from your own recordings
 """
 from __future__ import annotations
 
@@ -138,7 +140,7 @@ def cmd_play(args) -> int:
                 print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", flush=True)
     finally:
         eng.release_all()                       # Ctrl-C: every note released, then fade out
-        time.sleep(eng.config.envelope.release_s + 0.05)
+        time.sleep(eng.release_s + 0.05)
         out.stop()                              # audio first: under JACK, rtmidi calls must not
         if midi:                                # overlap a running Python audio callback
             midi.stop()
@@ -193,6 +195,59 @@ def cmd_render(args) -> int:
     return 0
 
 
+# -- data -------------------------------------------------------------------------------
+def cmd_data_soundfont(args) -> int:
+    from .soundfont_data import DatasetError, make_soundfont_dataset
+    try:
+        make_soundfont_dataset(args.out, args.program, args.minutes, sample_rate=args.rate, seed=args.seed,
+                               low=args.low, high=args.high, soundfont=args.soundfont, tune=not args.no_tuning)
+    except DatasetError as exc:
+        print(f"livewave: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_data_audio(args) -> int:
+    from .audio_data import make_audio_dataset
+    from .soundfont_data import DatasetError
+    try:
+        make_audio_dataset(args.indir, args.out, sample_rate=args.rate, fmin=args.fmin, fmax=args.fmax)
+    except DatasetError as exc:
+        print(f"livewave: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _usage(parser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _add_data_parsers(sub) -> None:
+    da = sub.add_parser("data", help="make training data for a DDSP instrument")
+    dsub = da.add_subparsers(dest="data_command")
+    da.set_defaults(func=lambda args: _usage(da))
+    s = dsub.add_parser("soundfont", help="render varied phrases of one GM program with fluidsynth")
+    s.add_argument("--program", type=int, required=True, help="GM program, 0-based (violin 40, flute 73)")
+    s.add_argument("--minutes", type=float, required=True, help="minutes of audio to render")
+    s.add_argument("--out", required=True, help="dataset folder (new, empty, or an earlier dataset)")
+    s.add_argument("--rate", type=int, default=16000, help="sample rate in Hz")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--low", type=int, default=None, help="lowest MIDI key (default: the program's range)")
+    s.add_argument("--high", type=int, default=None, help="highest MIDI key")
+    s.add_argument("--soundfont", default="/usr/share/sounds/sf2/FluidR3_GM.sf2")
+    s.add_argument("--no-tuning", action="store_true",
+                   help="f0 labels from the MIDI alone, without the soundfont's measured key tuning")
+    s.set_defaults(func=cmd_data_soundfont)
+    a = dsub.add_parser("audio", help="label your own recordings of one monophonic instrument")
+    a.add_argument("indir", help="folder of .wav/.flac/.aif/.aiff/.ogg files (searched recursively)")
+    a.add_argument("--out", required=True, help="dataset folder (new, empty, or an earlier dataset)")
+    a.add_argument("--rate", type=int, default=16000, help="sample rate in Hz")
+    a.add_argument("--fmin", type=float, default=40.0, help="lowest pitch to track, Hz")
+    a.add_argument("--fmax", type=float, default=2000.0, help="highest pitch to track, Hz")
+    a.set_defaults(func=cmd_data_audio)
+
+
 # -- main job ----------------------------------------------------------------------------
 def cmd_default(args) -> int:
     """The app when there is a display and an audio device; else the demo, rendered."""
@@ -239,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true")
     _add_engine_options(r)
     r.set_defaults(func=cmd_render)
+    _add_data_parsers(sub)
+    from .train_cli import add_parsers as add_training
+    add_training(sub)
     return p
 
 

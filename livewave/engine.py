@@ -80,8 +80,7 @@ class Engine:
         mask = np.zeros(16, np.bool_)
         mask[list(cfg.midi_channels)] = True
         self.channels = ChannelState(self.cond, self.voices, cfg.bend_range, mask)
-        e = cfg.envelope
-        self.env_coef = envelope_coefficients(sr, e.attack_s, e.decay_s, e.sustain, e.release_s)
+        self.env_coef = self._envelope_for(self.generator)
         self.post = PostChain(sr, cfg.ceiling_dbfs, cfg.master_gain_db, cfg.dc_cutoff_hz)
         self.mono = np.zeros(mb, np.float32)
         self._xbuf = np.zeros(mb, np.float32)          # the outgoing generator during a crossfade
@@ -91,6 +90,15 @@ class Engine:
         self.prepared = True
         self._warm_up()
         return self
+
+    def _envelope_for(self, generator: Generator) -> np.ndarray:
+        e = generator.info.envelope or self.config.envelope
+        return envelope_coefficients(self.config.sample_rate, e.attack_s, e.decay_s, e.sustain, e.release_s)
+
+    @property
+    def release_s(self) -> float:
+        """Release time of the envelope in use (the generator's own, or the configured one)."""
+        return (self.generator.info.envelope or self.config.envelope).release_s
 
     def _warm_up(self) -> None:
         """Compile and run every kernel once (a note, a bend, a release) and forget it all."""
@@ -168,7 +176,7 @@ class Engine:
         if self._pending is not None:
             raise RuntimeError("a generator swap is already pending")
         controls = generator.default_controls()
-        self._pending = (generator, controls)
+        self._pending = (generator, controls, self._envelope_for(generator))
 
     @property
     def latency_samples(self) -> int:
@@ -199,7 +207,8 @@ class Engine:
 
     def _control_flags(self, t: int) -> None:
         if self._pending is not None:
-            gen, controls = self._pending
+            gen, controls, env_coef = self._pending
+            self.env_coef = env_coef
             length = int(self.config.crossfade_s * self.config.sample_rate)
             self._fade = (self.generator, self.cond.controls, t, length, True) if length > 0 else None
             self.generator = gen

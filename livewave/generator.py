@@ -17,6 +17,8 @@ from importlib import metadata
 import numpy as np
 
 ENTRY_POINT_GROUP = "livewave.generators"
+BUILTIN_FAMILIES = {"default": "livewave.default_instrument:DefaultInstrument",
+                    "ddsp": "livewave.ddsp_instrument:DDSPInstrument"}
 
 # Voice restart codes, set by the engine on the first call after a voice (re)starts.
 RESTART_NONE = 0
@@ -53,6 +55,11 @@ class GeneratorInfo:
     conditioning: str = "voices"      # 'voices' (f0/loudness per voice), 'mel', 'audio'
     controls: tuple[Control, ...] = ()
     card: dict = field(default_factory=dict)   # model card: data, training, measured quality
+    # The amplitude envelope the engine should run for this generator's voices, as an
+    # ``EnvelopeConfig``; None = the engine's configured one. A trained model whose loudness
+    # input already carries the instrument's attack asks for a plain gate (fast attack, full
+    # sustain, its calibrated release).
+    envelope: object | None = None
 
 
 class Conditioning:
@@ -111,9 +118,9 @@ def midi_to_hz(note: float) -> float:
 def available_families() -> dict[str, object]:
     """Entry points of ``livewave.generators`` by name (not yet imported)."""
     found = {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    if "default" not in found:  # running from a source tree that was not pip-installed
-        found["default"] = metadata.EntryPoint(
-            "default", "livewave.default_instrument:DefaultInstrument", ENTRY_POINT_GROUP)
+    for name, target in BUILTIN_FAMILIES.items():   # a source tree that was not pip-installed
+        if name not in found:
+            found[name] = metadata.EntryPoint(name, target, ENTRY_POINT_GROUP)
     return found
 
 

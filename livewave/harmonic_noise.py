@@ -9,12 +9,13 @@ Time: the core steps on a frame grid counted in samples since the start of the s
 harmonic amplitudes ramp linearly across the frame from the previous targets, so the
 output depends only on absolute time and events, not on how calls split the stream.
 Per-sample state (phases, f0 glide, vibrato, noise filter tails, noise generator) carries
-across calls. Envelopes and onsets come per sample from the engine (``cond.env``).
+across calls. Envelopes and onsets come per sample from the engine (``cond.env``, or
+the ``env`` given to ``render``). ``ddsp_synth`` is the differentiable torch twin, for training.
 
 Noise: each frame, ``hop`` white samples (a per-voice xorshift generator) are filtered by a
 linear-phase FIR built from the band magnitudes (a sum of precomputed band-pass kernels,
 as DDSP's frequency-sampled filters) and overlap-added, so noise colour changes per frame
-without clicks.
+without clicks. ``white_frames`` reproduces a voice's white noise (tests, the twin).
 
 Threading: ``render`` runs on the render side; the kernels are ``nogil`` and allocate
 nothing; the wrapper allocates only in ``__init__``.
@@ -31,12 +32,20 @@ from .generator import RESTART_FRESH, Conditioning
 TWO_PI = 2.0 * math.pi
 
 
-def band_kernels(sample_rate: int, n_bands: int, taps: int) -> np.ndarray:
-    """``[bands, taps]`` linear-phase band-pass kernels covering 0..Nyquist in equal bands.
-    A frame's noise filter is ``mags @ kernels``; with all mags at 1 it is a delayed impulse."""
+def band_kernels(sample_rate: int, n_bands: int, taps: int, top_hz: float | None = None) -> np.ndarray:
+    """``[bands, taps]`` linear-phase band-pass kernels in equal bands covering 0..Nyquist, or
+    0..``top_hz`` when given (band edges above Nyquist are clamped to it, so a band wholly
+    above Nyquist is all zeros): a trained model's bands then mean the same Hz at any rate.
+    A frame's noise filter is ``mags @ kernels``; with all mags at 1 (and ``top_hz`` at or
+    above Nyquist) it is a delayed impulse, delay ``(taps - 1) / 2``."""
     m = np.arange(taps) - (taps - 1) / 2.0
     window = np.hanning(taps + 2)[1:-1]
-    edges = np.linspace(0.0, 0.5, n_bands + 1)     # cycles per sample
+    if top_hz is None:
+        edges = np.linspace(0.0, 0.5, n_bands + 1)     # cycles per sample
+    else:
+        if not top_hz > 0.0:
+            raise ValueError(f"top_hz={top_hz}: need a positive frequency in Hz")
+        edges = np.minimum(np.linspace(0.0, top_hz / sample_rate, n_bands + 1), 0.5)
 
     def lowpass(fc: float) -> np.ndarray:
         return 2.0 * fc * np.sinc(2.0 * fc * m)
@@ -55,6 +64,33 @@ def _xorshift(state):
 
 
 @njit(nogil=True, cache=True)
+def _fill_white(x, white, n):
+    """``white[:n]`` <- the next ``n`` samples in [-1, 1) of the xorshift stream at state ``x``.
+    Returns the new state."""
+    for j in range(n):
+        x = _xorshift(x)
+        white[j] = (x >> np.uint64(11)) * (2.0 / 9007199254740992.0) - 1.0
+    return x
+
+
+@njit(nogil=True, cache=True)
+def _white_frames(x, out):
+    for f in range(out.shape[0]):
+        x = _fill_white(x, out[f], out.shape[1])
+    return x
+
+
+def white_frames(rng_state, n_frames: int, hop: int) -> np.ndarray:
+    """``[n_frames, hop]`` float64: the white noise a voice whose generator is at ``rng_state``
+    draws for its next ``n_frames`` frames (frame by frame, as ``noise_frame`` draws it). A voice
+    that starts fresh at ``onset`` starts from ``core.noise_seed(onset, v)``. For tests and
+    for feeding the torch twin (``ddsp_synth``) the very same noise."""
+    out = np.empty((int(n_frames), int(hop)))
+    _white_frames(np.uint64(rng_state), out)
+    return out
+
+
+@njit(nogil=True, cache=True)
 def noise_frame(v, mags, kernels, rng, white, fir, tail, nbuf, hop):
     """Fill ``nbuf[v, :hop]`` with the next frame of filtered noise for voice ``v``."""
     n_bands, taps = kernels.shape
@@ -63,11 +99,7 @@ def noise_frame(v, mags, kernels, rng, white, fir, tail, nbuf, hop):
         for b in range(n_bands):
             acc += mags[v, b] * kernels[b, j]
         fir[j] = acc
-    x = rng[v]
-    for j in range(hop):
-        x = _xorshift(x)
-        white[j] = (x >> np.uint64(11)) * (2.0 / 9007199254740992.0) - 1.0
-    rng[v] = x
+    rng[v] = _fill_white(rng[v], white, hop)
     ntail = taps - 1
     for j in range(hop + ntail):
         acc = 0.0
@@ -173,12 +205,22 @@ class HarmonicNoiseCore:
     """State and driver of the harmonic-plus-noise synthesis for ``voices`` voices."""
 
     def __init__(self, sample_rate: int, voices: int, n_harmonics: int = 64, n_bands: int = 16,
-                 frame_seconds: float = 0.004, glide_seconds: float = 0.003, seed: int = 0x5EED):
+                 frame_seconds: float = 0.004, glide_seconds: float = 0.003, seed: int = 0x5EED,
+                 noise_top_hz: float | None = None, noise_kernel_seconds: float | None = None):
+        """``noise_top_hz``: the noise bands cover 0..that many Hz instead of 0..Nyquist
+        (``band_kernels``). ``noise_kernel_seconds``: noise FIR length (the nearest odd number
+        of taps, at most ``hop + 1``, at least 3); default ``min(65, hop + 1)`` taps."""
         self.sample_rate = int(sample_rate)
         self.hop = max(16, int(round(frame_seconds * sample_rate)))
-        taps = min(65, self.hop + 1)
+        if noise_kernel_seconds is None:
+            taps = min(65, self.hop + 1)
+        else:
+            if not noise_kernel_seconds > 0.0:
+                raise ValueError(f"noise_kernel_seconds={noise_kernel_seconds}: need a positive duration")
+            nearest_odd = 2 * int(round((noise_kernel_seconds * self.sample_rate - 1.0) / 2.0)) + 1
+            taps = max(3, min(nearest_odd, self.hop + 1))
         taps -= (taps + 1) % 2          # odd
-        self.kernels = band_kernels(self.sample_rate, n_bands, taps)
+        self.kernels = band_kernels(self.sample_rate, n_bands, taps, noise_top_hz)
         if n_harmonics % 4:
             raise ValueError(f"n_harmonics={n_harmonics}: the oscillator bank needs a multiple of 4")
         self.n_harmonics = n_harmonics
@@ -197,6 +239,8 @@ class HarmonicNoiseCore:
         self.white = np.zeros(self.hop)
         self.fir = np.zeros(taps)
         self.mask = np.zeros(p, np.bool_)
+        self.fresh = np.zeros(p, np.bool_)   # voices that started fresh on a frame start not yet reached
+        self.fresh_pending = False
         self.seed = seed
         self.rng = np.zeros(p, np.uint64)
         self.f0_coef = 1.0 - math.exp(-1.0 / max(1.0, glide_seconds * sample_rate))
@@ -209,10 +253,12 @@ class HarmonicNoiseCore:
                   self.nbuf, self.tail, self.vib_depth):
             a[...] = 0.0
         self.kmax[:] = 0
+        self.fresh[:] = False
+        self.fresh_pending = False
         for v in range(self.rng.shape[0]):
-            self.rng[v] = self._seed_for(0, v)
+            self.rng[v] = self.noise_seed(0, v)
 
-    def _seed_for(self, onset: int, v: int) -> np.uint64:
+    def noise_seed(self, onset: int, v: int) -> np.uint64:
         """Noise seed of a note: a function of its onset sample and voice only, so a voice's
         noise does not depend on what it played before (or on block sizes)."""
         x = (self.seed * 0x9E3779B97F4A7C15 + onset * 0xBF58476D1CE4E5B9 + v * 0x94D049BB133111EB + 1)
@@ -226,13 +272,18 @@ class HarmonicNoiseCore:
                 noise_frame(v, self.new_mags, self.kernels, self.rng, self.white, self.fir,
                             self.tail, self.nbuf, self.hop)
 
-    def render(self, cond: Conditioning, out: np.ndarray, targets) -> None:
+    def render(self, cond: Conditioning, out: np.ndarray, targets, env: np.ndarray | None = None) -> None:
         """Fill ``out[:cond.frames]``. ``targets(t, mask)`` must fill ``new_amp`` and
-        ``new_mags`` rows of the voices in ``mask`` for absolute sample ``t``."""
+        ``new_mags`` rows of the voices in ``mask`` for absolute sample ``t``; it is called
+        once per frame start (and once more for a voice that starts fresh inside a frame).
+        ``env``: per-sample envelope ``[voices, >= frames]`` used instead of ``cond.env``
+        (a trained model that takes loudness as input wants only a gate here)."""
         n = cond.frames
         t0 = cond.sample_time
         hop = self.hop
         mask = self.mask
+        if env is None:
+            env = cond.env
         # Voices that (re)started at this call's first sample.
         np.equal(cond.restart, RESTART_FRESH, out=mask)
         if mask.any():
@@ -242,10 +293,17 @@ class HarmonicNoiseCore:
                     self.vib_phase[v] = 0.0
                     self.f0_cur[v] = cond.f0[v]
                     self.tail[v, :] = 0.0
-                    self.rng[v] = self._seed_for(int(cond.onset_time[v]), v)
-            targets(t0, mask)
-            start_frame(mask, self.amp_prev, self.amp_next, self.new_amp, self.kmax, False)
-            self._noise(mask)
+                    self.rng[v] = self.noise_seed(int(cond.onset_time[v]), v)
+            if t0 % hop:
+                targets(t0, mask)
+                start_frame(mask, self.amp_prev, self.amp_next, self.new_amp, self.kmax, False)
+                self._noise(mask)
+            else:
+                # NB: on a frame start the frame code below computes the voice's targets and
+                # noise exactly once (computing them here too drew a phantom noise frame whose
+                # tail leaked into the first samples, and stepped a stateful decoder twice).
+                np.logical_or(self.fresh, mask, out=self.fresh)
+                self.fresh_pending = True
         inv_sr = 1.0 / self.sample_rate
         vib_inc = self.vib_rate * inv_sr
         pos = 0
@@ -256,10 +314,13 @@ class HarmonicNoiseCore:
                 np.copyto(mask, cond.active)
                 targets(t, mask)
                 start_frame(mask, self.amp_prev, self.amp_next, self.new_amp, self.kmax, True)
+                if self.fresh_pending:   # their ramp starts at their first targets
+                    start_frame(self.fresh, self.amp_prev, self.amp_next, self.new_amp, self.kmax, False)
+                    self.fresh[:] = False
+                    self.fresh_pending = False
                 self._noise(mask)
             m = min(n - pos, hop - s)
             synth_piece(out[pos:pos + m], m, s, hop, inv_sr, cond.active, cond.f0, self.f0_coef,
-                        self.vib_depth, vib_inc, cond.env[:, pos:pos + m], self.phase, self.f0_cur,
+                        self.vib_depth, vib_inc, env[:, pos:pos + m], self.phase, self.f0_cur,
                         self.vib_phase, self.amp_prev, self.amp_next, self.kmax, self.nbuf)
             pos += m
-

@@ -25,7 +25,7 @@ def render_events(engine: Engine, events, duration_s: float, block: int = 256,
     most ``max_hang_s``. The length depends only on the song, never on the block size."""
     sr = engine.config.sample_rate
     if tail_s is None:
-        tail_s = engine.config.envelope.release_s + 0.5
+        tail_s = engine.release_s + 0.5
     step = sr // 2
     total = int(np.ceil((duration_s + tail_s) * sr)) + engine.latency_samples
     limit = total + int(max_hang_s * sr)

@@ -77,3 +77,14 @@ def test_read_gives_parsed_metadata(tmp_path):
     meta, tensors = read_checkpoint(p)
     assert meta["config"] == {"a": 1} and meta["card"] == {"b": 2}
     assert np.array_equal(tensors["w"], np.arange(3))
+
+
+def test_header_length_starting_with_0x80_is_not_taken_for_a_pickle(tmp_path):
+    """A safetensors header length whose low byte is 0x80 (a pickle's first byte) is valid."""
+    for pad in range(300):
+        p = save_checkpoint(tmp_path / "m.safetensors", "default", {"name": "x" * pad}, {}, {})
+        if p.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length with low byte 0x80")
+    assert read_checkpoint(p)[0]["config"]["name"] == "x" * pad

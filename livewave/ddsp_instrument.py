@@ -1,0 +1,221 @@
+"""The neural DDSP family: a trained decoder drives the engine's harmonic-plus-noise core.
+
+Per frame (the model's own frame, e.g. 4 ms, on the absolute sample clock) every active
+voice's f0 and loudness go through the decoder as one batch ``[voices]``; each voice keeps
+its own GRU state ``[voices, hidden]`` (zeroed when a voice starts fresh) and its own
+oscillator phases in the core. Loudness comes from the note by the checkpoint's
+calibration (``ddsp_calibration.py``); the engine's envelope is reduced to a gate and a
+release, which the model asks for through ``info.envelope``.
+
+The model was trained at one sample rate and knows nothing above that rate's Nyquist: at
+any device rate it is played band-limited to it (harmonics masked, noise bands defined in
+Hz), so no resampler is needed for this family.
+
+Device: weights live on the device from ``prepare``. On CUDA the per-frame step is
+captured as a CUDA graph over static input/output tensors and replayed; on CPU it runs
+eagerly under ``torch.inference_mode``.
+
+Threading: ``render`` runs on the render side; it writes into buffers allocated in
+``prepare``. The CPU torch path allocates small temporaries inside torch (unavoidable in
+eager mode); the CUDA graph path does not.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from .config import EnvelopeConfig
+from .ddsp_calibration import validate_calibration, voice_loudness
+from .generator import RESTART_FRESH, Conditioning, Control, Generator, GeneratorInfo
+from .harmonic_noise import HarmonicNoiseCore
+
+GATE_GAIN = 1000.0     # engine envelope -> gate: 1 down to -60 dB, then follows the envelope
+
+CONTROLS = (
+    Control("vibrato_rate", 2.0, 9.0, 5.5, "Hz", cc=76, description="vibrato speed"),
+    Control("vibrato_depth", 0.0, 100.0, 25.0, "cents", cc=77, description="vibrato depth at full mod wheel"),
+    Control("portamento", 0.0, 1.0, 0.003, "s", cc=5, description="glide time of a retriggered voice and of bends"),
+    Control("breath", 0.0, 2.0, 1.0, "x", cc=2, description="scales the model's noise component"),
+    Control("dynamics", -24.0, 12.0, 0.0, "dB", description="offset of the loudness the model is fed"),
+)
+
+
+def build_decoder(config: dict, tensors: dict):
+    """-> (DDSPDecoder with the checkpoint's weights, DecoderConfig); validates names and shapes."""
+    import torch
+
+    from .ddsp_model import DDSPDecoder, DecoderConfig
+    dcfg = DecoderConfig.from_dict(config.get("decoder", {}))
+    model = DDSPDecoder(dcfg)
+    want = model.state_dict()
+    missing = sorted(set(want) - set(tensors))
+    extra = sorted(set(tensors) - set(want))
+    if missing or extra:
+        raise ValueError(f"weights do not match the decoder config: missing {missing[:4]}, unexpected {extra[:4]}")
+    for k, w in want.items():
+        if tuple(tensors[k].shape) != tuple(w.shape):
+            raise ValueError(f"tensor {k!r} has shape {tuple(tensors[k].shape)}, the config needs {tuple(w.shape)}")
+        if tensors[k].dtype.kind != "f":
+            raise ValueError(f"tensor {k!r} has dtype {tensors[k].dtype}, need floating point")
+    model.load_state_dict({k: torch.from_numpy(np.array(v, np.float32)) for k, v in tensors.items()})
+    model.eval()
+    return model, dcfg
+
+
+class DDSPInstrument(Generator):
+    def __init__(self, model, decoder_config, calibration: dict, name: str = "ddsp", card: dict | None = None):
+        self.model = model
+        self.dcfg = decoder_config
+        self.cal = validate_calibration(calibration)
+        self.noise_kernel_seconds = 65.0 / 16000.0
+        # The calibration's release is the time to fall 40 dB; the engine's envelope counts 80 dB.
+        release = min(30.0, 2.0 * self.cal["release_s"])
+        self.info = GeneratorInfo(
+            family="ddsp", name=name, sample_rate=None, hop=0, lookahead=0, polyphonic=True,
+            conditioning="voices", controls=CONTROLS, card=dict(card or {}),
+            envelope=EnvelopeConfig(attack_s=0.002, decay_s=1.0, sustain=1.0, release_s=release),
+        )
+        self.device = "cpu"
+
+    @classmethod
+    def from_checkpoint(cls, config: dict, card: dict, tensors: dict) -> DDSPInstrument:
+        model, dcfg = build_decoder(config, tensors)
+        if "calibration" not in config:
+            raise ValueError("no loudness calibration in the config")
+        inst = cls(model, dcfg, config["calibration"], str(config.get("name", "ddsp"))[:200], card)
+        nks = config.get("noise_kernel_seconds", inst.noise_kernel_seconds)
+        if not isinstance(nks, (int, float)) or not (0.0005 <= nks <= 0.05):
+            raise ValueError(f"noise_kernel_seconds={nks!r} is outside 0.0005..0.05")
+        inst.noise_kernel_seconds = float(nks)
+        return inst
+
+    # -- set-up ------------------------------------------------------------------------
+    def prepare(self, sample_rate: int, max_block: int, voices: int, device: str = "cpu") -> None:
+        import torch
+        d = self.dcfg
+        self.sample_rate = sample_rate
+        self.core = HarmonicNoiseCore(sample_rate, voices, d.n_harmonics, d.n_bands, d.frame_seconds,
+                                      noise_top_hz=d.sample_rate / 2,
+                                      noise_kernel_seconds=self.noise_kernel_seconds)
+        self.info = replace(self.info, hop=self.core.hop)
+        self.nyquist = 0.5 * min(sample_rate, d.sample_rate)
+        # White noise spreads its power over 0..Nyquist: keep the model's noise density per Hz.
+        self.noise_scale = math.sqrt(sample_rate / d.sample_rate)
+        self.attack_step = self.cal["frame_seconds"] * sample_rate
+        dev = torch.device(device)
+        self.device = str(dev)
+        self.model = self.model.to(dev)
+        pin = dev.type == "cuda"
+        self.gate = np.zeros((voices, max_block), np.float32)
+        self.ld_np = np.zeros(voices, np.float32)
+        self.f0_np = np.zeros(voices, np.float32)
+        self.mask_np = np.zeros(voices, np.bool_)
+        self.fresh = np.zeros(voices, np.bool_)
+        self.amp_np = np.zeros((voices, d.n_harmonics), np.float32)
+        self.mags_np = np.zeros((voices, d.n_bands), np.float32)
+        self.ld_host = torch.from_numpy(self.ld_np)
+        self.f0_host = torch.from_numpy(self.f0_np)
+        self.mask_host = torch.from_numpy(self.mask_np)
+        self.amp_host = torch.from_numpy(self.amp_np)
+        self.mags_host = torch.from_numpy(self.mags_np)
+        if pin:
+            self.ld_host, self.f0_host, self.mask_host = (t.pin_memory() for t in
+                                                          (self.ld_host, self.f0_host, self.mask_host))
+            self.amp_host, self.mags_host = self.amp_host.pin_memory(), self.mags_host.pin_memory()
+            self.amp_np, self.mags_np = self.amp_host.numpy(), self.mags_host.numpy()
+            self.ld_np, self.f0_np, self.mask_np = (t.numpy() for t in (self.ld_host, self.f0_host, self.mask_host))
+        self.ld_dev = torch.zeros(voices, device=dev)
+        self.f0_dev = torch.full((voices,), 440.0, device=dev)
+        self.mask_dev = torch.zeros(voices, dtype=torch.bool, device=dev)
+        self.h = torch.zeros(voices, d.hidden, device=dev)
+        self.amp_dev = torch.zeros(voices, d.n_harmonics, device=dev)
+        self.mags_dev = torch.zeros(voices, d.n_bands, device=dev)
+        self.graph = None
+        self._cond: Conditioning | None = None
+        self._targets_cb = self._targets
+        if dev.type == "cuda":
+            self._capture()
+        else:
+            with torch.inference_mode():
+                self._compute()
+        self.reset()
+
+    def _compute(self) -> None:
+        """The per-frame step on the static device tensors (captured as a graph on CUDA)."""
+        import torch
+        amps, mags, h_new = self.model.step(self.f0_dev, self.ld_dev, self.h, self.nyquist)
+        self.h.copy_(torch.where(self.mask_dev.unsqueeze(1), h_new, self.h))
+        self.amp_dev.copy_(amps)
+        self.mags_dev.copy_(mags)
+
+    def _capture(self) -> None:
+        import torch
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.inference_mode(), torch.cuda.stream(stream):
+            for _ in range(3):             # warm-up before capture (kernel selection, allocator)
+                self._compute()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph):
+            self._compute()
+        self.graph = graph
+        self.h.zero_()
+
+    def reset(self) -> None:
+        self.core.reset()
+        self.h.zero_()
+
+    # -- render side -------------------------------------------------------------------
+    def _step(self) -> None:
+        import torch
+        with torch.inference_mode():
+            if self.graph is not None:
+                self.f0_dev.copy_(self.f0_host, non_blocking=True)
+                self.ld_dev.copy_(self.ld_host, non_blocking=True)
+                self.mask_dev.copy_(self.mask_host, non_blocking=True)
+                self.graph.replay()
+                self.amp_host.copy_(self.amp_dev, non_blocking=True)
+                self.mags_host.copy_(self.mags_dev, non_blocking=True)
+                torch.cuda.current_stream().synchronize()
+            else:
+                self.f0_dev.copy_(self.f0_host)
+                self.ld_dev.copy_(self.ld_host)
+                self.mask_dev.copy_(self.mask_host)
+                self._compute()
+                self.amp_host.copy_(self.amp_dev)
+                self.mags_host.copy_(self.mags_dev)
+
+    def _targets(self, t: int, mask: np.ndarray) -> None:
+        c = self._cond
+        cal = self.cal
+        voice_loudness(mask, t, c.sample_time, c.frames, c.velocity, c.note, c.gain, c.env, c.onset_time,
+                       cal["a"] + c.controls[4], cal["b"], cal["key_low"], cal["key_db"], cal["attack_db"], self.attack_step,
+                       self.ld_np)
+        np.copyto(self.f0_np, c.f0, casting="same_kind")
+        np.copyto(self.mask_np, mask)
+        self._step()
+        core = self.core
+        np.copyto(core.new_amp, self.amp_np)
+        np.multiply(self.mags_np, c.controls[3] * self.noise_scale, out=core.new_mags)
+
+    def render(self, cond: Conditioning, out: np.ndarray) -> None:
+        n = cond.frames
+        core = self.core
+        self._cond = cond
+        ctl = cond.controls
+        gate = self.gate[:, :n]
+        np.multiply(cond.env[:, :n], GATE_GAIN, out=gate)
+        np.minimum(gate, 1.0, out=gate)
+        fresh = self.fresh
+        np.equal(cond.restart, RESTART_FRESH, out=fresh)
+        if fresh.any():
+            for v in range(fresh.shape[0]):
+                if fresh[v]:
+                    self.h[v].zero_()
+        core.vib_rate = ctl[0]
+        np.multiply(cond.mod, ctl[1] / 1200.0, out=core.vib_depth)
+        core.f0_coef = 1.0 - math.exp(-1.0 / max(1.0, ctl[2] * self.sample_rate))
+        core.render(cond, out, self._targets_cb, env=self.gate)

@@ -1,0 +1,242 @@
+"""The neural DDSP family: decoder, training (determinism, resume, DDP), checkpoints, and
+playing a trained model through the engine (block-size independence, pitch, polyphony)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from audio_checks import cents, f0_spectral
+
+from livewave.checkpoint import CheckpointError, load_generator, read_checkpoint, save_checkpoint
+from livewave.config import EngineConfig
+from livewave.ddsp_model import DDSPDecoder, DecoderConfig
+from livewave.ddsp_training import TrainConfig, train_ddsp
+from livewave.engine import Engine
+from livewave.soundfont_data import make_soundfont_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 48000
+TINY = dict(batch=2, crop_seconds=0.3, hidden=16, mlp=16, n_harmonics=16, n_bands=8, checkpoint_every=2)
+SHIPPED = sorted((ROOT / "models").glob("*.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("flute")
+    make_soundfont_dataset(out, 73, 0.1, 16000, seed=3, log=lambda *a: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_model(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    train_ddsp(data, path, TrainConfig(steps=3, **TINY), progress=False, log=lambda *a: None)
+    return path
+
+
+def weights(path):
+    return read_checkpoint(path)[1]
+
+
+def test_decoder_step_equals_sequence():
+    torch.manual_seed(0)
+    m = DDSPDecoder(DecoderConfig(hidden=32, mlp=24, n_harmonics=16, n_bands=8)).eval()
+    f0 = 100 + 1400 * torch.rand(3, 40)
+    ld = -80 * torch.rand(3, 40)
+    with torch.inference_mode():
+        a, g, h = m(f0, ld, nyquist_hz=8000)
+        hh = torch.zeros(3, 32)
+        steps = []
+        for k in range(40):
+            ak, gk, hh = m.step(f0[:, k], ld[:, k], hh, 8000)
+            steps.append(torch.cat([ak, gk], -1))
+    assert torch.allclose(torch.stack(steps, 1), torch.cat([a, g], -1), atol=1e-5)
+    assert torch.allclose(hh, h, atol=1e-5)
+    # Harmonics at or above Nyquist get nothing.
+    assert float(a[f0.unsqueeze(-1).expand(-1, -1, 16) * torch.arange(1, 17) >= 8000].abs().max()) == 0.0
+
+
+def test_training_is_deterministic_and_resumes_exactly(data, tmp_path):
+    a, b, c = (tmp_path / f"{n}.safetensors" for n in "abc")
+    quiet = dict(progress=False, log=lambda *x: None)
+    train_ddsp(data, a, TrainConfig(steps=4, **TINY), **quiet)
+    train_ddsp(data, b, TrainConfig(steps=4, **TINY), **quiet)
+    train_ddsp(data, c, TrainConfig(steps=4, **TINY), stop_at=2, **quiet)   # "interrupted" at step 2
+    assert read_checkpoint(c)[0]["card"]["training"]["steps"] == 2
+    train_ddsp(data, c, TrainConfig(steps=4, **TINY), **quiet)         # resumed from c.train.pt
+    wa, wb, wc = weights(a), weights(b), weights(c)
+    for k in wa:
+        assert np.array_equal(wa[k], wb[k]), k
+        assert np.array_equal(wa[k], wc[k]), k
+    other = tmp_path / "d.safetensors"
+    train_ddsp(data, other, TrainConfig(steps=4, **{**TINY, "seed": 1}), **quiet)
+    assert any(not np.array_equal(wa[k], weights(other)[k]) for k in wa)
+    # A state file for other settings is refused, not silently mixed in.
+    with pytest.raises(ValueError, match="different data or settings"):
+        train_ddsp(data, c, TrainConfig(steps=6, **{**TINY, "batch": 3}), **quiet)
+
+
+def test_calibration_recovers_a_known_instrument():
+    """Loudness made from a known law (velocity slope, per-key offsets, an attack swell,
+    expression, a 40 dB release in 0.2 s) is recovered from the frames."""
+    from livewave.ddsp_calibration import fit_calibration, validate_calibration, voice_loudness
+    rng = np.random.default_rng(0)
+    fs, hop, sr = 0.004, 64, 16000
+    key_off = {k: (k - 60) * 0.5 + (3.0 if k >= 64 else 0.0) for k in range(55, 70)}
+    swell = lambda k: -12.0 * np.exp(-k / 25.0)  # noqa: E731
+    clips = []
+    for _ in range(4):
+        n = 7500
+        ld = np.full(n, -100.0)
+        expr = np.ones(n)
+        notes, t = [], 0.1
+        while t < n * fs - 1.5:
+            dur = rng.uniform(0.2, 0.8)
+            key, vel = int(rng.integers(55, 70)), int(rng.integers(20, 128))
+            i0, i1 = int(round(t / fs)), int(round((t + dur) / fs))
+            e = rng.uniform(0.5, 1.0)
+            expr[i0:i1] = e
+            k = np.arange(i1 - i0)
+            ld[i0:i1] = -45 + 30 * vel / 127 + key_off[key] + swell(k) + 40 * np.log10(e)
+            tail = np.arange(100)
+            ld[i1:i1 + 100] = ld[i1 - 1] - 200.0 * tail * fs
+            notes.append((t, t + dur, key, vel))
+            t += dur + rng.choice([0.0, 0.6])
+        clips.append({"loudness_db": ld.astype(np.float32), "voiced": ld > -90, "expression": expr.astype(np.float32),
+                      "notes": np.array(notes)})
+    cal = fit_calibration(clips, sr, hop)
+    assert abs(cal["velocity_db"][1] - 30.0) < 0.5
+    offs = np.array(cal["key_db"]) + cal["velocity_db"][0]
+    truth = np.array([key_off[k] for k in range(55, 70)]) - 45
+    assert cal["key_low"] == 55 and np.abs(offs - truth).max() < 0.5
+    assert abs(cal["attack_db"][0] - swell(0)) < 0.7 and abs(cal["attack_db"][60] - swell(60)) < 0.7
+    assert abs(cal["release_s"] - 0.2) < 0.02
+    assert cal["rms_error_db"] < 0.5
+    # The live kernel gives the same law (full gain and envelope, reference gain taken out).
+    v = validate_calibration(cal)
+    out = np.zeros(1)
+    env = np.ones((1, 1), np.float32)
+    ref_gain = 10 ** (cal["reference_gain_db"] / 20)
+    voice_loudness(np.ones(1, np.bool_), 48000, 48000, 1, np.array([100 / 127]), np.array([66.0]),
+                   np.array([ref_gain]), env, np.array([0]), v["a"], v["b"], v["key_low"], v["key_db"],
+                   v["attack_db"], 0.004 * 48000, out)
+    assert abs(out[0] - (-45 + 30 * 100 / 127 + key_off[66])) < 0.7
+
+
+def test_checkpoint_card_and_calibration(tiny_model):
+    meta, _ = read_checkpoint(tiny_model)
+    card, cfg = meta["card"], meta["config"]
+    assert meta["family"] == "ddsp"
+    assert card["data"]["program"] == 73 and card["training"]["steps"] == 3
+    assert card["training"]["device"] == "cpu" and card["training"]["seconds"] > 0
+    cal = cfg["calibration"]
+    assert cal["velocity_db"][1] > 0, "harder notes were louder in the data"
+    assert 0.05 <= cal["release_s"] <= 2.0 and len(cal["attack_db"]) > 10
+
+
+def render(gen, events, frames, block):
+    e = Engine(EngineConfig(sample_rate=SR, max_block=4096, channels=1), gen).prepare()
+    for ev in events:
+        e.push_event(*ev)
+    out = np.zeros((frames, 1), np.float32)
+    for i in range(0, frames, block):
+        e.render(out[i:i + block])
+    return out[:, 0], e
+
+
+PHRASE = [(100, 0x90, 69, 100), (4001, 0xE0, 0, 90), (7000, 0x90, 76, 60), (7001, 0xB0, 1, 100),
+          (12000, 0x80, 69, 0), (15000, 0x90, 69, 110), (19000, 0x80, 76, 0), (22000, 0x80, 69, 0)]
+
+
+def test_block_sizes_give_identical_samples(tiny_model):
+    ref, _ = render(load_generator(tiny_model), PHRASE, 30000, 64)
+    assert np.abs(ref).max() > 1e-4
+    for block in (1, 17, 256, 4096):
+        x, _ = render(load_generator(tiny_model), PHRASE, 30000, block)
+        assert np.abs(x - ref).max() <= 1e-6, f"block {block}"
+
+
+def test_pitch_and_polyphony(tiny_model):
+    gen = load_generator(tiny_model)
+    x, e = render(gen, [(0, 0x90, 69, 110)], SR, 256)
+    assert abs(cents(f0_spectral(x[SR // 4:], SR), 440.0)) < 5.0
+    chord = [(0, 0x90, n, 110) for n in (60, 64, 67)]
+    x, e = render(load_generator(tiny_model), chord, SR // 2, 256)
+    assert e.voices.active_count == 3
+    spec = np.abs(np.fft.rfft(x[SR // 8:] * np.hanning(x.size - SR // 8)))
+    freqs = np.fft.rfftfreq(x.size - SR // 8, 1 / SR)
+    for n in (60, 64, 67):
+        f = 440 * 2 ** ((n - 69) / 12)
+        near = (freqs > f * 0.99) & (freqs < f * 1.01)
+        assert spec[near].max() > 20 * np.median(spec[(freqs > 100) & (freqs < 2000)]), n
+
+
+def test_bad_ddsp_checkpoints_are_refused_with_the_reason(tiny_model, tmp_path):
+    meta, tensors = read_checkpoint(tiny_model)
+    k = sorted(tensors)[0]
+    bad = dict(tensors)
+    bad[k] = np.zeros((3, 3), np.float32)
+    p = save_checkpoint(tmp_path / "shape.safetensors", "ddsp", meta["config"], meta["card"], bad)
+    with pytest.raises(CheckpointError, match=f"shape.safetensors.*{k}"):
+        load_generator(p)
+    p = save_checkpoint(tmp_path / "cal.safetensors", "ddsp", {**meta["config"], "calibration": {"velocity_db": [1]}},
+                        meta["card"], tensors)
+    with pytest.raises(CheckpointError, match="calibration"):
+        load_generator(p)
+    p = save_checkpoint(tmp_path / "cfg.safetensors", "ddsp", {**meta["config"], "decoder": {"n_harmonics": 15}},
+                        meta["card"], tensors)
+    with pytest.raises(CheckpointError, match="n_harmonics"):
+        load_generator(p)
+
+
+def test_swap_to_a_ddsp_model_while_playing(tiny_model):
+    e = Engine(EngineConfig(sample_rate=SR, max_block=4096, channels=1)).prepare()
+    e.push_event(0, 0x90, 69, 100)
+    out = np.zeros((SR // 4, 1), np.float32)
+    e.render(out)
+    gen = load_generator(tiny_model)
+    gen.prepare(SR, 4096, e.config.polyphony)
+    e.swap_generator(gen)
+    e.render(out)
+    assert e.generator is gen and e.stats.generator_faults == 0
+    assert e.voices.active_count == 1 and np.abs(out).max() > 1e-4
+
+
+@pytest.mark.slow
+def test_ddp_two_processes(data, tmp_path):
+    """PyTorch DDP through torchrun (gloo on CPU): two ranks, rank 0 writes the model."""
+    out = tmp_path / "ddp.safetensors"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "livewave", "train", "ddsp",
+                        "--data", str(data), "--out", str(out), "--steps", "2", "--batch", "2", "--crop-seconds", "0.3",
+                        "--hidden", "16", "--device", "cpu"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = read_checkpoint(out)[0]["card"]
+    assert card["training"]["processes"] == 2 and card["training"]["steps"] == 2
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped models")
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_models_play_soft_soft_and_hard_bright(path):
+    """Every shipped model loads, plays in tune, and a hard note is louder and brighter."""
+    meta = read_checkpoint(path)[0]
+    assert path.stat().st_size < 8 * 2 ** 20
+    assert meta["card"]["quality"]["closer_than_default_pct"] >= 30.0
+    lo, hi = meta["card"]["data"]["pitch_range"]
+    note = (lo + hi) // 2
+    level, centroid = [], []
+    for vel in (30, 120):
+        x, _ = render(load_generator(path), [(0, 0x90, note, vel)], SR, 256)
+        x = x[SR // 4:]
+        assert abs(cents(f0_spectral(x, SR), 440 * 2 ** ((note - 69) / 12))) < 10.0
+        spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+        freqs = np.fft.rfftfreq(x.size, 1 / SR)
+        level.append(np.sqrt(np.mean(x ** 2)))
+        centroid.append((spec * freqs).sum() / spec.sum())
+    assert level[1] > 2.0 * level[0], level
+    assert centroid[1] > centroid[0], centroid
