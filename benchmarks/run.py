@@ -53,6 +53,28 @@ def dsp_load(voices_list, block=64, rate=48000, blocks=3000, model=None):
     return rows
 
 
+def ddsp_table(model, quick=False):
+    """DDSP instrument vs the default instrument at the same block size and polyphony, one
+    torch thread (one core): cost of a block (median, p99) and real-time factor."""
+    import torch
+    torch.set_num_threads(1)
+    n_blocks = {64: 1500, 128: 800, 256: 400} if quick else {64: 3000, 128: 1600, 256: 800}
+    lines = [f"### DDSP instrument `models/{model.name}` on CPU (torch, one thread), 48 kHz", "",
+             "Cost of one block, median and p99, as a share of the block's duration; real-time factor "
+             "= 1 / median share. The default instrument measured right after, same block and polyphony.", "",
+             "| block | voices | DDSP median | DDSP p99 | DDSP median per block | real-time factor | "
+             "default median | DDSP / default |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for block in (64, 128, 256):
+        for voices in (1, 16, 64):
+            (_, m, p), = dsp_load([voices], block=block, blocks=n_blocks[block], model=model)
+            (_, dm, _), = dsp_load([voices], block=block, blocks=n_blocks[block])
+            us = m * block / 48000 * 1e6
+            lines.append(f"| {block} | {voices} | {m * 100:.1f}% | {p * 100:.1f}% | {us:.0f} us | {1 / m:.1f}x | "
+                         f"{dm * 100:.1f}% | {m / dm:.1f}x |")
+    return lines + [""]
+
+
 def render_speed(block=256):
     from livewave.config import EngineConfig
     from livewave.engine import Engine
@@ -151,18 +173,8 @@ def main() -> None:
         lines += ["", f"Largest polyphony measured with median under 50%: {max(under) if under else 0} voices.", ""]
         print("\n".join(lines))
         for model in sorted((ROOT / "models").glob("*.safetensors"))[:1]:
-            dv = [1, 8, 16] if args.quick else [1, 8, 16, 24, 32]
-            d_rows = dsp_load(dv, model=model, blocks=1500)
-            ref = {v: m for v, m, _ in dsp_load(dv, blocks=1500)}
-            lines += [f"### DSP load, DDSP instrument `models/{model.name}` (torch decoder on CPU, one batch "
-                      "per 4 ms frame), 48 kHz, 64-sample blocks", "",
-                      "The default instrument measured in the same run, right after, at the same polyphony.", "",
-                      "| voices | DDSP median | DDSP p99 | default median (same run) | ratio |",
-                      "| ---: | ---: | ---: | ---: | ---: |"]
-            lines += [f"| {v} | {m * 100:.1f}% | {p * 100:.1f}% | {ref[v] * 100:.1f}% | {m / ref[v]:.1f}x |"
-                      for v, m, p in d_rows]
-            lines.append("")
-            print("\n".join(lines[-len(d_rows) - 6:]))
+            lines += ddsp_table(model, quick=args.quick)
+            print("\n".join(lines[-14:]))
         sp = render_speed()
         lines += [f"### Offline render\n\nShipped demo, block 256: {sp:.1f}x real time (median of 3).", ""]
         print(lines[-2])

@@ -38,7 +38,8 @@ def _engine(args, sample_rate: int, block: int):
         gen = load_generator(args.model)
     cfg = EngineConfig(sample_rate=sample_rate, max_block=max(block, 1024),
                        polyphony=args.polyphony, bend_range=args.bend_range,
-                       midi_channels=parse_channels(args.channels), master_gain_db=args.gain)
+                       midi_channels=parse_channels(args.channels), master_gain_db=args.gain,
+                       device=args.device)
     return Engine(cfg, gen)
 
 
@@ -50,6 +51,7 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bend-range", type=float, default=2.0, help="pitch-bend range in semitones")
     p.add_argument("--channels", default="all", help="MIDI channel filter: all, 1,2,10 or 1-4")
     p.add_argument("--gain", type=float, default=0.0, help="master gain in dB")
+    p.add_argument("--device", default="auto", help="where a neural model runs: auto (CUDA when present), cpu, cuda[:N]")
 
 
 # -- devices ------------------------------------------------------------------------------
@@ -116,8 +118,9 @@ def cmd_play(args) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     tty = sys.stdout.isatty()
-    print(f"livewave: playing {eng.generator.info.name} on {out.device_name}, {args.rate} Hz, "
-          f"block {block} ({args.placement}); Ctrl-C to stop", flush=True)
+    where = getattr(eng.generator, "device", "cpu")
+    print(f"livewave: playing {eng.generator.info.name} ({eng.generator.info.family}, on {where}) on "
+          f"{out.device_name}, {args.rate} Hz, block {block} ({args.placement}); Ctrl-C to stop", flush=True)
     out.start()
     t_end = time.monotonic() + args.duration if args.duration else None
     last_line = last_stats = 0.0

@@ -49,6 +49,7 @@ class EngineConfig:
     dc_cutoff_hz: float = 10.0
     crossfade_s: float = 0.03             # generator swap: the old one fades out as the new one fades in
     event_capacity: int = 65536
+    device: str = "auto"                  # where a torch generator runs: auto (CUDA when present), cpu, cuda[:N]
     envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
 
     def validate(self) -> EngineConfig:
@@ -70,6 +71,9 @@ class EngineConfig:
             raise ConfigError(f"master gain {self.master_gain_db} dB is outside -60..+12 dB")
         if not (-24.0 <= self.ceiling_dbfs <= 0.0):
             raise ConfigError(f"ceiling {self.ceiling_dbfs} dBFS is outside -24..0 dBFS")
+        d = self.device
+        if not (d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())):
+            raise ConfigError(f"device {d!r}: use auto, cpu, cuda or cuda:N")
         self.envelope.validate()
         return self
 

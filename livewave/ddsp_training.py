@@ -188,6 +188,9 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
     model = DDSPDecoder(dcfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     state_path = out_path.with_name(out_path.name + ".train.pt")
+    if main and out_path.parent.is_dir():    # temp files of a run killed while writing
+        for stale in out_path.parent.glob(f"{out_path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
     ident = {"data": str(Path(data_dir).resolve()), "train": asdict(cfg), "decoder": dcfg.to_dict(), "world": world}
     for k in ("steps", "checkpoint_every", "device"):
         ident["train"].pop(k)

@@ -72,7 +72,7 @@ class Engine:
                           max_block=int(max_block or cfg.max_block)).validate()
             self.config = cfg
         sr, mb, p = cfg.sample_rate, cfg.max_block, cfg.polyphony
-        self.generator.prepare(sr, mb, p)
+        self.generator.prepare(sr, mb, p, cfg.device)
         n_ctl = len(self.generator.info.controls)
         self.cond = Conditioning(p, mb, n_ctl, cfg.input_channels)
         self.cond.controls[:] = self.generator.default_controls()

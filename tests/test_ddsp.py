@@ -240,3 +240,44 @@ def test_shipped_models_play_soft_soft_and_hard_bright(path):
         centroid.append((spec * freqs).sum() / spec.sum())
     assert level[1] > 2.0 * level[0], level
     assert centroid[1] > centroid[0], centroid
+
+
+def livewave(*args, timeout=300, **kw):
+    return subprocess.run([sys.executable, "-m", "livewave", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"}, **kw)
+
+
+def test_train_refuses_bad_data_folders_clearly(tmp_path):
+    r = livewave("train", "ddsp", "--data", tmp_path, "--out", tmp_path / "m.safetensors", "--steps", "1")
+    assert r.returncode == 2 and "no dataset.json" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "dataset.json").write_text("{not json")
+    r = livewave("train", "ddsp", "--data", tmp_path, "--out", tmp_path / "m.safetensors", "--steps", "1")
+    assert r.returncode == 2 and "dataset.json" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_run_killed_mid_training_leaves_a_playable_model_and_resumes(data, tmp_path):
+    import signal
+    import time
+    out = tmp_path / "m.safetensors"
+    state = tmp_path / "m.safetensors.train.pt"
+    tiny = ["--batch", "2", "--crop-seconds", "0.3", "--hidden", "16", "--checkpoint-every", "2"]
+    p = subprocess.Popen([sys.executable, "-m", "livewave", "train", "ddsp", "--data", str(data), "--out", str(out),
+                          "--steps", "400", *tiny], cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t_end = time.monotonic() + 120
+    while time.monotonic() < t_end and not (state.exists() and out.exists()):
+        time.sleep(0.05)
+    time.sleep(1.5)                       # into later steps and their writes
+    p.send_signal(signal.SIGKILL)         # killed wherever it is, mid-step or mid-write
+    p.wait(30)
+    card = read_checkpoint(out)[0]["card"]
+    assert 2 <= card["training"]["steps"] < 400 and not card["training"]["complete"]
+    x, _ = render(load_generator(out), [(0, 0x90, 72, 100)], 4800, 256)
+    assert np.isfinite(x).all() and np.abs(x).max() > 0
+    at = int(torch.load(state, weights_only=True)["step"])
+    r = livewave("train", "ddsp", "--data", data, "--out", out, "--steps", at + 4, *tiny)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming {out} from step {at}" in r.stdout + r.stderr
+    assert read_checkpoint(out)[0]["card"]["training"]["steps"] == at + 4
+    assert not list(tmp_path.glob("*.tmp")), "temporary files of the killed run were not cleaned up"

@@ -299,3 +299,32 @@ def test_rtmixer_placement_recovers_from_a_render_stall(server):
     tail = x[-RATE // 2:]
     assert np.sqrt(np.mean(tail ** 2)) > 0.01                # sound again after the stall
     assert abs(cents(f0_spectral(longest_unbroken(tail), RATE), 220.0)) < 5.0
+
+
+SHIPPED = sorted((ROOT / "models").glob("*.safetensors"))
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped models")
+@pytest.mark.parametrize("placement", ["callback", "thread"])
+def test_a_trained_ddsp_model_plays_live(server, tmp_path, placement):
+    """A shipped DDSP checkpoint through the real path: torch decoder on the render side."""
+    from livewave.checkpoint import read_checkpoint
+    model = SHIPPED[0]
+    meta = read_checkpoint(model)[0]
+    lo, hi = meta["card"]["data"]["pitch_range"]
+    key = (lo + hi) // 2
+    rig = Rig(seconds=2.0)
+    inst = Instrument(rig, tmp_path, "--placement", placement, "--model", str(model))
+    on_at, off_at = 9600, 9600 + 36000
+    st = play_take(rig, inst, [note(on_at, key, 100), off(off_at, key)])
+    x = rig.recording[:, 0]
+    assert st["generator_faults"] == 0
+    assert np.abs(x[:on_at]).max() < 1e-4
+    onset = on_at + int(np.flatnonzero(np.abs(x[on_at:]) > 1e-4)[0])
+    assert onset - on_at <= st["latency_s"] * RATE + PERIOD
+    steady = x[on_at + 9600:on_at + 33600]
+    f = 440.0 * 2 ** ((key - 69) / 12)
+    assert abs(cents(f0_spectral(longest_unbroken(steady), RATE, fmax=f * 1.5), f)) < 10.0
+    release = 2.0 * meta["config"]["calibration"]["release_s"]
+    end = off_at + int((release + 0.1) * RATE) + int(st["latency_s"] * RATE)
+    assert end < x.size and np.abs(x[end:]).max() < 1e-3
