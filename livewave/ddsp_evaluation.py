@@ -104,7 +104,29 @@ def align(x: np.ndarray, ref: np.ndarray, max_lag: int) -> np.ndarray:
     return np.concatenate([np.zeros(best_lag, x.dtype), x])[:x.size]
 
 
-def evaluate(model_path, heldout_dir, render_rate: int = 48000, block: int = 256, log=print) -> dict:
+def plot_comparison(ref: np.ndarray, model: np.ndarray, default: np.ndarray, sample_rate: int, path,
+                    title: str, seconds: float = 12.0) -> None:
+    """Spectrograms (dB) of the soundfont reference, the model and the default instrument, one above
+    the other, over the first ``seconds`` of a held-out phrase."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    n = min(ref.size, int(seconds * sample_rate))
+    fig, axes = plt.subplots(3, 1, figsize=(12, 9), sharex=True)
+    for ax, (name, x) in zip(axes, (("soundfont (reference)", ref), ("trained model, played from the MIDI", model),
+                                    ("default instrument, played from the MIDI", default)), strict=True):
+        ax.specgram(x[:n] + 1e-9, NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma", vmin=-130, vmax=-20)
+        ax.set_ylabel("Hz")
+        ax.set_title(name, fontsize=10)
+    axes[-1].set_xlabel("seconds")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def evaluate(model_path, heldout_dir, render_rate: int = 48000, block: int = 256, log=print,
+             plot=None) -> dict:
     from .checkpoint import load_generator
     from .default_instrument import DefaultInstrument
     from .soundfont_data import load_dataset
@@ -131,6 +153,8 @@ def evaluate(model_path, heldout_dir, render_rate: int = 48000, block: int = 256
         y, z = align(y, ref, lag), align(z, ref, lag)
         d_model.append(spectral_distance_np(y, ref))
         d_default.append(spectral_distance_np(z, ref))
+        if plot and i == 0:
+            plot_comparison(ref, y, z, sr, plot, f"{Path(model_path).name}: held-out {midi.name}")
         seconds += n / sr
         log(f"  {midi.name}: model {d_model[-1]:.3f}  default {d_default[-1]:.3f}")
     c = np.abs(np.concatenate(cents)) if cents else np.zeros(0)

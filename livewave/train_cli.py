@@ -33,7 +33,8 @@ def add_parsers(sub) -> None:
     e.add_argument("model")
     e.add_argument("--data", required=True, help="held-out dataset folder (with the clips' .mid files)")
     e.add_argument("--rate", type=int, default=48000, help="engine rate for the renders")
-    e.add_argument("--write-card", action="store_true", help="store the figures in the model card")
+    e.add_argument("--write-card", action="store_true",
+                   help="store the figures in the model card and write MODEL.md and MODEL.png beside it")
     e.set_defaults(func=cmd_eval)
 
 
@@ -54,15 +55,64 @@ def cmd_train_ddsp(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from pathlib import Path
+
     from .ddsp_evaluation import evaluate
     from .ddsp_training import update_card
+    png = Path(args.model).with_suffix(".png") if args.write_card else None
     try:
-        q = evaluate(args.model, args.data, render_rate=args.rate)
+        q = evaluate(args.model, args.data, render_rate=args.rate, plot=png)
     except (ValueError, FileNotFoundError) as exc:
         print(f"livewave: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(q, indent=1))
     if args.write_card:
+        q["spectrogram"] = png.name
         update_card(args.model, q)
-        print(f"livewave: figures written to the model card of {args.model}")
+        md = write_card_markdown(args.model)
+        print(f"livewave: figures written to the model card of {args.model}, {md} and {png}")
     return 0
+
+
+def write_card_markdown(model_path):
+    """``MODEL.md`` beside the checkpoint: its card as a page a person reads."""
+    from pathlib import Path
+
+    from .checkpoint import read_checkpoint
+    path = Path(model_path)
+    meta, tensors = read_checkpoint(path)
+    card, cfg = meta["card"], meta["config"]
+    d, t, q = card.get("data", {}), card.get("training", {}), card.get("quality", {})
+    cal = cfg.get("calibration", {})
+    lines = [f"# {path.stem}: {card.get('instrument', '')} ({meta['family']})", "",
+             f"`{path.name}`, {path.stat().st_size / 1e6:.2f} MB, {card.get('parameters', '?')} parameters, "
+             f"trained at {card.get('sample_rate')} Hz; {card.get('note', '')}.", "",
+             "## Data", "",
+             f"- source: {d.get('source')}; GM program {d.get('program')} ({d.get('instrument')}) from "
+             f"`{Path(str(d.get('soundfont', ''))).name}` rendered by fluidsynth",
+             f"- {d.get('minutes')} minutes of generated phrases (seed {d.get('seed')}), keys {d.get('pitch_range')}",
+             "", "## Training", "",
+             f"- {t.get('steps')} steps (batch {t.get('batch')}, {t.get('crop_seconds')} s crops, lr "
+             f"{t.get('learning_rate')}, seed {t.get('seed')}) on {t.get('device')} x {t.get('processes')}, "
+             f"{(t.get('seconds') or 0) / 60:.1f} min; final loss {t.get('final_loss')}",
+             f"- loudness calibration: {cal.get('velocity_db', ['?', '?'])[0]:.1f} + "
+             f"{cal.get('velocity_db', ['?', '?'])[1]:.1f} x velocity dB plus a per-key offset "
+             f"(fit rms error {cal.get('rms_error_db')} dB over {cal.get('held_frames')} held frames), "
+             f"release {cal.get('release_s')} s to -40 dB",
+             "", "## Held-out quality", ""]
+    if q:
+        lines += [f"Measured with `livewave eval {path.name} --data <held-out folder>` on {q['heldout_seconds']} s "
+                  f"({q['heldout_clips']} clips) of phrases from MIDI the model never saw, rendered through the "
+                  f"engine at {q['render_rate']} Hz.", "",
+                  "| | spectral distance to the soundfont |", "| --- | ---: |",
+                  f"| this model | {q['spectral_distance_model']} |",
+                  f"| default instrument (level-matched) | {q['spectral_distance_default']} |", "",
+                  f"The model is **{q['closer_than_default_pct']}% closer** than the default instrument. "
+                  f"Pitch on sustained notes: median {q['pitch_median_abs_cents']} cents, "
+                  f"95th percentile {q['pitch_p95_abs_cents']} cents ({q['pitch_frames']} frames).", "",
+                  f"Metric: {q['metric']}.", "", f"![spectrograms]({q.get('spectrogram', path.stem + '.png')})", ""]
+    else:
+        lines += ["Not measured yet.", ""]
+    md = path.with_suffix(".md")
+    md.write_text("\n".join(lines))
+    return md
