@@ -123,20 +123,21 @@ def test_ranges_and_names():
 
 
 # -- soundfont datasets -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def violin(tmp_path_factory):
-    out = tmp_path_factory.mktemp("violin") / "data"
-    r = livewave("data", "soundfont", "--program", 40, "--minutes", 0.7, "--out", out, "--seed", 5)
+def made_dataset(tmp_path_factory, name: str, *args) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp(name) / "data"
+    r = livewave("data", "soundfont", *args, "--out", out)
     assert r.returncode == 0, r.stderr
     return out, r.stdout
+
+
+@pytest.fixture(scope="module")
+def violin(tmp_path_factory):
+    return made_dataset(tmp_path_factory, "violin", "--program", 40, "--minutes", 0.7, "--seed", 5)
 
 
 @pytest.fixture(scope="module")
 def flute(tmp_path_factory):
-    out = tmp_path_factory.mktemp("flute") / "data"
-    r = livewave("data", "soundfont", "--program", 73, "--minutes", 0.3, "--out", out, "--rate", 22050)
-    assert r.returncode == 0, r.stderr
-    return out, r.stdout
+    return made_dataset(tmp_path_factory, "flute", "--program", 73, "--minutes", 0.3, "--rate", 22050)
 
 
 def check_layout(out: Path, sr: int, program: int, name: str, clips: int):
