@@ -74,7 +74,7 @@ def sustained_pitch_errors(audio: np.ndarray, sample_rate: int, hop: int, notes:
     """Cents between YIN on ``audio`` and ``f0_label``, over the middle half of each note
     longer than 0.2 s (``notes`` rows: onset_s, offset_s, ...), on frames YIN calls voiced."""
     from .pitch_tracker import yin
-    f0, _ = yin(audio, sample_rate, hop)
+    f0, _ = yin(audio, sample_rate, hop, fmax=min(4000.0, sample_rate / 5))
     fs = hop / sample_rate
     errs = []
     for on, off, *_ in notes:
@@ -115,7 +115,8 @@ def plot_comparison(ref: np.ndarray, model: np.ndarray, default: np.ndarray, sam
     fig, axes = plt.subplots(3, 1, figsize=(12, 9), sharex=True)
     for ax, (name, x) in zip(axes, (("soundfont (reference)", ref), ("trained model, played from the MIDI", model),
                                     ("default instrument, played from the MIDI", default)), strict=True):
-        ax.specgram(x[:n] + 1e-9, NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma", vmin=-130, vmax=-20)
+        with np.errstate(divide="ignore"):
+            ax.specgram(x[:n] + 1e-9, NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma", vmin=-130, vmax=-20)
         ax.set_ylabel("Hz")
         ax.set_title(name, fontsize=10)
     axes[-1].set_xlabel("seconds")
@@ -127,18 +128,21 @@ def plot_comparison(ref: np.ndarray, model: np.ndarray, default: np.ndarray, sam
 
 def evaluate(model_path, heldout_dir, render_rate: int = 48000, block: int = 256, log=print,
              plot=None) -> dict:
-    from .checkpoint import load_generator
+    from .checkpoint import load_generator, read_checkpoint
     from .default_instrument import DefaultInstrument
     from .soundfont_data import load_dataset
     from .spectral_loss import spectral_distance_np
     meta, clips = load_dataset(heldout_dir)
     sr, hop = int(meta["sample_rate"]), int(meta["hop"])
+    # The reference at the level of the model's training data (older datasets were peak-normalised).
+    trained_scale = float(read_checkpoint(model_path)[0]["card"].get("data", {}).get("render_scale", 1.0))
+    level = trained_scale / float(meta.get("render", {}).get("scale", 1.0))
     d_model, d_default, cents, seconds = [], [], [], 0.0
     for i, clip in enumerate(clips):
         midi = Path(heldout_dir) / f"{meta['clips'][i]}.mid"
         if not midi.is_file():
             raise FileNotFoundError(f"{midi}: held-out clips need the MIDI they were rendered from")
-        ref = clip["audio"]
+        ref = clip["audio"] * np.float32(level)
         n = ref.size
         y = render_clip(load_generator(model_path), midi, render_rate, sr, block)
         z = render_clip(DefaultInstrument(), midi, render_rate, sr, block)

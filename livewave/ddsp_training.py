@@ -279,8 +279,9 @@ def export_checkpoint(path: Path, model, dcfg, calibration: dict, meta: dict, cf
     n_params = sum(int(np.prod(v.shape)) for v in tensors.values())
     card = {
         "family": "ddsp", "instrument": meta.get("instrument", name),
-        "data": {k: meta.get(k) for k in ("source", "program", "instrument", "minutes", "seed", "pitch_range",
-                                          "soundfont", "sample_rate") if k in meta},
+        "data": {**{k: meta.get(k) for k in ("source", "program", "instrument", "minutes", "seed", "pitch_range",
+                                             "soundfont", "sample_rate") if k in meta},
+                 "render_scale": float(meta.get("render", {}).get("scale", 1.0))},
         "training": {"steps": step, "target_steps": cfg.steps, "complete": final, "batch": cfg.batch,
                      "crop_seconds": cfg.crop_seconds, "learning_rate": cfg.learning_rate, "seed": cfg.seed,
                      "device": device, "processes": world, "seconds": round(seconds, 1),

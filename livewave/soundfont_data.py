@@ -2,9 +2,12 @@
 
 ``make_soundfont_dataset`` writes phrases for one GM program (:mod:`livewave.phrases`) as MIDI
 clips of about 25 s (each with a short lead-in of silence and a release tail, so clips are
-independent), renders each with the fluidsynth CLI (no reverb or chorus), scales all clips by
-one factor so the loudest peak sits at -6 dBFS, and labels every frame: f0 from the MIDI events
-(the label timeline), loudness measured on the audio (:func:`livewave.loudness.frame_loudness`).
+independent), renders each with the fluidsynth CLI (no reverb or chorus) at the soundfont's
+own level (fluidsynth gain 1, float output, scale 1: every dataset of an instrument has the
+same absolute level, so a model's MIDI-to-loudness calibration holds on any other rendering;
+scaled down only if a peak would pass -1 dBFS, which ``render.scale`` records), and labels
+every frame: f0 from the MIDI events (the label timeline), loudness measured on the audio
+(:func:`livewave.loudness.frame_loudness`).
 
 The MIDI alone is not quite what fluidsynth plays, so a probe render comes first
 (:func:`probe_soundfont`): one note per key, which (1) drops keys that do not sound at their
@@ -55,7 +58,7 @@ KIND = "livewave-ddsp-data"
 FRAME_SECONDS = 0.004
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 CHUNK_SECONDS = 25.0
-PEAK_DBFS = -6.0
+PEAK_DBFS = -1.0                 # the most a peak may reach; quieter renders are left as they are
 PROBE_SECONDS = 3.0
 _CLIP_FILE = re.compile(r"^clip_\d{4,}\.(wav|npz|mid)$")
 
@@ -383,7 +386,9 @@ def make_soundfont_dataset(out, program: int, minutes: float, sample_rate: int =
             raise DatasetError(f"{name}.mid: fluidsynth rendered silence (does {soundfont} have GM "
                                f"program {program}?)")
         audio.append(np.pad(x[:samples], (0, max(0, samples - len(x)))))
-    scale = 10.0 ** (PEAK_DBFS / 20.0) / max(float(np.abs(x).max()) for x in audio)
+    # NB: a fixed level, not peak normalisation: a quiet dataset normalised to its own peak would
+    # read 10 dB louder than the training data for the same MIDI (measured on a 20 s held-out clip).
+    scale = min(1.0, 10.0 ** (PEAK_DBFS / 20.0) / max(float(np.abs(x).max()) for x in audio))
     tuning = np.nan_to_num(curves)
     checks, raw_checks, cal = [], [], []
     for name, clip, x in zip(names, phrases, audio, strict=True):
