@@ -50,7 +50,10 @@ def sounddevice():
             fn = ctypes.CDLL(sd._libname).PaJack_SetClientName
             fn.argtypes = [ctypes.c_char_p]
             fn(_JACK_NAME)
-            sd._terminate()
+            try:
+                sd._terminate()
+            except sd.PortAudioError:
+                pass      # PortAudio was terminated already (re-opened after a close): just initialise
             sd._initialize()
         except (OSError, AttributeError):
             pass   # PortAudio built without JACK: nothing to name
@@ -128,6 +131,11 @@ class AudioOutput:
         self.device_name = ""
         self._declared = 0.0      # PortAudio's declared output latency, kept after the stream closes
         self.pre_render = None    # called on the render side before each block (MIDI drain)
+        # Called on the render side after each block with the block just rendered
+        # (float32 [frames, channels], valid only during the call: meters, scope). Same rules as the
+        # callback: no allocation, no locks, no logging or I/O, no exceptions; copy into preallocated
+        # memory (a nogil Numba kernel) and publish indices after the data.
+        self.post_render = None
 
     # -- set-up --------------------------------------------------------------------
     def open(self) -> AudioOutput:
@@ -288,6 +296,8 @@ class AudioOutput:
         if self.pre_render is not None:
             self.pre_render()
         eng.render(outdata, indata)
+        if self.post_render is not None:
+            self.post_render(outdata)
         self._account(t_start, frames, status)
 
     def _callback_duplex(self, indata, outdata, frames, time_info, status):
@@ -320,6 +330,8 @@ class AudioOutput:
         if self.pre_render is not None:
             self.pre_render()
         self.engine.render(tmp)
+        if self.post_render is not None:
+            self.post_render(tmp)
         m = self._ring_mask
         i = self._w & m
         b = tmp.shape[0]
@@ -348,6 +360,8 @@ class AudioOutput:
         if self.pre_render is not None:
             self.pre_render()
         self.engine.render(self._tmp)
+        if self.post_render is not None:
+            self.post_render(self._tmp)
         self._rb.write(self._tmp)     # NB: never short: the loop only renders when a block fits
         self._w += self._tmp.shape[0]
         self._note_load(t_start, self._tmp.shape[0])

@@ -200,7 +200,8 @@ def test_violin_dataset_labels_agree_with_the_sound(violin):
     lags = onsets_from_silence(clips, 16000)
     assert len(lags) >= 3 and all(abs(d) <= 1 for d in lags), lags     # labels sample-exact in time
     peak = max(float(np.abs(c["audio"]).max()) for c in clips)
-    assert 20 * np.log10(peak) == pytest.approx(-6.0, abs=0.05)
+    # The soundfont's own level (scale 1), so every dataset of an instrument has the same level.
+    assert meta["render"]["scale"] == 1.0 and -30.0 < 20 * np.log10(peak) <= -1.0
     for clip in clips:
         assert clip["audio"].dtype == np.float32
         ld, voiced, notes = clip["loudness_db"], clip["voiced"], clip["notes"]

@@ -1,0 +1,155 @@
+"""The engine process's command channel: the commands, their checks, the settings.
+
+Channels:
+- commands (parent -> child, ``multiprocessing`` Pipe): tuples, checked by ``check_command``
+  in both processes; a bad command is answered ``("error", message)`` and changes nothing.
+    ("load", path)                       checkpoint, loaded off the render side, then crossfaded in
+    ("control", name_or_index, value)    answered ("control", name, value as clamped)
+    ("gain_db", value)                   answered ("gain_db", value as clamped)
+    ("panic",) ("release_all",)
+    ("midi", status, d1[, d2])           a channel message, e.g. from an on-screen keyboard
+    ("midi_ports",)                      answered ("midi_ports", [connected inputs], selection)
+    ("ping", token)                      answered ("pong", token)
+    ("stop",)                            release all, let the release ring out, close, exit 0
+- events (child -> parent, same pipe, sent by the child's command loop only, never by its
+  audio thread): ("ready", info), ("fatal", message), ("loaded", path, model info),
+  ("load_failed", path, message), ("report", text), ("error", message), ("stopped", status)
+  and the answers above; the parent adds ("died", message) and ("restarted", message).
+- shared memory (``SharedState``), written by the child, read by the parent without locks.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+DEFAULT_SETTINGS = {
+    "model": None,            # checkpoint path; None = the built-in instrument
+    "audio": None,            # output device: number or part of its name; None = system default
+    "rate": 48000,
+    "block": 64,
+    "placement": "callback",  # callback, thread or rtmixer (see audio_io)
+    "ahead": 2,
+    "input_channels": 0,
+    "midi": "all",            # MIDI input selection, or 'none'
+    "midi_api": "auto",       # auto: JACK MIDI when the audio device is JACK's
+    "polyphony": 16,
+    "bend_range": 2.0,
+    "channels": "all",        # MIDI channel filter
+    "gain": 0.0,              # master gain, dB
+    "device": "auto",         # where a neural model runs
+}
+
+
+class EngineError(RuntimeError):
+    """The engine process could not be started, or died; the message says what it reported."""
+
+
+class CommandError(ValueError):
+    """A command the engine does not take; the message names it and what was expected."""
+
+
+# -- commands -----------------------------------------------------------------------------
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
+def _finite(name: str, x) -> float:
+    if not _is_number(x) or not math.isfinite(float(x)):
+        raise CommandError(f"{name}: value {x!r} is not a finite number")
+    return float(x)
+
+
+def _byte(name: str, what: str, x, lo: int = 0, hi: int = 127) -> int:
+    if not _is_int(x) or not lo <= int(x) <= hi:
+        raise CommandError(f"{name}: {what} {x!r} is not an integer in {lo}..{hi}")
+    return int(x)
+
+
+_ARITY = {"load": (1, 1, "path"), "control": (2, 2, "name or index, value"), "gain_db": (1, 1, "dB"),
+          "panic": (0, 0, ""), "release_all": (0, 0, ""), "midi": (2, 3, "status, data1[, data2]"),
+          "midi_ports": (0, 1, "[selection]"), "ping": (1, 1, "token"), "stop": (0, 0, "")}
+COMMANDS = tuple(_ARITY)
+
+
+def check_command(cmd) -> tuple:
+    """Validate a command tuple and return it with plain Python values (numpy scalars and
+    path objects converted). Raises ``CommandError``; nothing engine-specific is checked here
+    (that a control name exists is the engine's to say)."""
+    if not isinstance(cmd, (tuple, list)) or not cmd or not isinstance(cmd[0], str):
+        raise CommandError(f"a command is a tuple starting with its name, e.g. ('ping', 1); got {cmd!r:.80}")
+    name, args = cmd[0], tuple(cmd[1:])
+    if name not in _ARITY:
+        raise CommandError(f"unknown command {name!r:.40} (commands: {', '.join(COMMANDS)})")
+    lo, hi, sig = _ARITY[name]
+    if not lo <= len(args) <= hi:
+        n = f"{lo}" if lo == hi else f"{lo} to {hi}"
+        raise CommandError(f"{name} takes {n} argument{'s' if hi != 1 else ''} ({sig}); got {len(args)}")
+    if name == "load":
+        if not isinstance(args[0], (str, os.PathLike)) or not str(args[0]):
+            raise CommandError(f"load: path {args[0]!r:.80} is not a file path")
+        return (name, str(os.fspath(args[0])))
+    if name == "control":
+        key = args[0]
+        if _is_int(key):
+            key = int(key)
+        elif not isinstance(key, str):
+            raise CommandError(f"control: {key!r:.40} is neither a control name nor an index")
+        return (name, key, _finite(name, args[1]))
+    if name == "gain_db":
+        return (name, _finite(name, args[0]))
+    if name == "midi":
+        status = _byte(name, "status", args[0], 0x80, 0xEF)
+        d1 = _byte(name, "data1", args[1])
+        d2 = _byte(name, "data2", args[2]) if len(args) > 2 else 0
+        return (name, status, d1, d2)
+    if name == "midi_ports":
+        if args and not isinstance(args[0], str):
+            raise CommandError(f"midi_ports: selection {args[0]!r:.40} is not a string")
+        return (name, *args)
+    if name == "ping":
+        tok = args[0]
+        if not (tok is None or isinstance(tok, (str, bool)) or _is_number(tok)):
+            raise CommandError(f"ping: token {tok!r:.40} must be a number, a string or None")
+        return (name, tok.item() if isinstance(tok, np.generic) else tok)
+    return (name,)
+
+
+def check_settings(settings: dict | None) -> dict:
+    """Defaults filled in, unknown keys and wrong types refused (EngineError)."""
+    out = dict(DEFAULT_SETTINGS)
+    for k, v in (settings or {}).items():
+        if k not in DEFAULT_SETTINGS:
+            raise EngineError(f"unknown engine setting {k!r} (settings: {', '.join(DEFAULT_SETTINGS)})")
+        out[k] = v
+    for k in ("rate", "block", "ahead", "input_channels", "polyphony"):
+        if not _is_int(out[k]):
+            raise EngineError(f"engine setting {k}={out[k]!r} must be an integer")
+        out[k] = int(out[k])
+    for k in ("bend_range", "gain"):
+        if not _is_number(out[k]):
+            raise EngineError(f"engine setting {k}={out[k]!r} must be a number")
+        out[k] = float(out[k])
+    if out["model"] is not None:
+        out["model"] = str(os.fspath(out["model"]))
+    if out["audio"] is not None and not _is_int(out["audio"]):
+        out["audio"] = str(out["audio"])
+    for k in ("placement", "midi", "midi_api", "channels", "device"):
+        out[k] = str(out[k])
+    return out
+
+
+def describe_generator(gen, path: str | None = None) -> dict:
+    """A generator's ``info`` as plain values (picklable, JSON-able): what the GUI builds its
+    model panel from."""
+    info = gen.info
+    controls = [{"name": c.name, "min": float(c.minimum), "max": float(c.maximum), "default": float(c.default),
+                 "unit": c.unit, "cc": c.cc, "description": c.description} for c in info.controls]
+    return {"path": path, "family": info.family, "name": info.name, "sample_rate": info.sample_rate,
+            "lookahead": int(info.lookahead), "polyphonic": bool(info.polyphonic), "controls": controls,
+            "card": dict(info.card or {}), "device": str(getattr(gen, "device", "cpu"))}

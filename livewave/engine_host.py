@@ -1,0 +1,404 @@
+"""The engine process itself (the child of ``EngineProcess``): engine, audio, MIDI, command loop.
+
+``main(conn, shm_name, settings)`` builds the engine as ``livewave play`` does, opens the
+audio output and the MIDI inputs, starts them, says ("ready", info) and serves commands
+from ``conn`` until ("stop",) or until the parent goes away (its end of the pipe closes).
+The protocol and the shared-memory layout are described in ``livewave.engine_process``.
+
+Threads of this process:
+- the render side (the audio callback, or the render thread of the ``thread``/``rtmixer``
+  placements): ``Engine.render``, the MIDI drain, and ``_Scope.post_render``, which copies
+  each block into the shared ring and its peak/RMS into the meters (a nogil Numba kernel,
+  no allocation; the write index is stored after the data);
+- the command loop (the main thread): every command, every ``conn.send`` (NB: the only
+  thread that sends, so events never interleave and the render side never blocks on the
+  pipe), the status block in shared memory every ~10 ms, reports forwarded every ~50 ms;
+- the loader: reads, validates, prepares and test-renders a checkpoint on a throwaway
+  engine, then hands the prepared generator to the command loop, which swaps it in
+  (``Engine.swap_generator`` crossfades). A load that fails is answered ("load_failed",
+  path, message) and the current model plays on;
+- the MIDI hot-plug poller (``MidiInputs``).
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from argparse import Namespace
+
+import numpy as np
+from numba import njit
+
+from .engine_process import (
+    RELEASED,
+    STATE_RUNNING,
+    STATE_STARTING,
+    STATE_STOPPED,
+    STATE_STOPPING,
+    CommandError,
+    SharedState,
+    check_command,
+    describe_generator,
+)
+
+STATUS_PERIOD = 0.010      # seconds between status updates in shared memory
+REPORT_PERIOD = 0.050      # seconds between report forwards
+RETIRE_AFTER = 2.0         # seconds a swapped-out generator is kept alive (see _finish_loads)
+
+
+@njit(nogil=True, cache=True)
+def scope_write(block, ring, render_i, meters):
+    """Copy channel 0 of ``block`` [frames, channels] into ``ring`` at ``render_i[0]`` (mod its
+    power-of-two size), store the block's peak and RMS in ``meters``, count it in
+    ``render_i[1]``; return the new write index (the caller publishes it)."""
+    n = block.shape[0]
+    mask = ring.shape[0] - 1
+    w = render_i[0]
+    peak = 0.0
+    acc = 0.0
+    for i in range(n):
+        x = block[i, 0]
+        ring[(w + i) & mask] = x
+        a = abs(x)
+        if a > peak:
+            peak = a
+        acc += x * x
+    meters[0] = peak
+    meters[1] = math.sqrt(acc / n) if n > 0 else 0.0
+    render_i[1] += 1
+    return w + n
+
+
+class _Scope:
+    """The render-side hook (``AudioOutput.post_render``)."""
+
+    def __init__(self, shm: SharedState, channels: int, block: int):
+        self.ring, self.render_i, self.meters = shm.ring, shm.render_i, shm.meters
+        # compile both array layouts the render side can hand over before the stream starts
+        scratch = np.zeros((block, channels + 1), np.float32)
+        ri = np.zeros(2, np.int64)
+        ring = np.zeros_like(self.ring)
+        met = np.zeros(2, np.float64)
+        scope_write(np.ascontiguousarray(scratch[:, :channels]), ring, ri, met)
+        scope_write(scratch[:, :channels], ring, ri, met)
+
+    def post_render(self, block: np.ndarray) -> None:
+        w = scope_write(block, self.ring, self.render_i, self.meters)
+        self.render_i[0] = w       # NB: published after the data
+
+
+def _message(exc: BaseException, path: str | None = None) -> str:
+    from .audio_io import AudioDeviceError
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .midi_input import MidiPortError
+    known = (AudioDeviceError, CheckpointError, ConfigError, MidiPortError)
+    msg = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+    if path and path not in msg:
+        msg = f"{path}: {msg}"
+    return msg
+
+
+def _redirect_output(log_path: str | None) -> None:
+    """stdout and stderr (Python's and C libraries') into the parent's log file."""
+    if not log_path:
+        return
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout.reconfigure(line_buffering=True)
+
+
+class EngineHost:
+    def __init__(self, conn, shm_name: str, settings: dict):
+        self.conn = conn
+        self.settings = settings
+        self.shm = SharedState.attach(shm_name)
+        self.engine = self.out = self.midi = None
+        self.generation = 0
+        self.stopping = False
+        self.parent_gone = False
+        self._loads: queue.SimpleQueue = queue.SimpleQueue()
+        self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._waiting = None            # a prepared generator waiting for a pending swap to finish
+        self._retired: list = []        # (generator, time) swapped out, released off the render side
+        self._loader = None
+        self._notes = np.zeros((16, 128), np.uint8)
+
+    # -- start-up -----------------------------------------------------------------------------
+    def open(self) -> None:
+        from .audio_io import AudioOutput
+        from .cli import _engine
+        from .midi_input import MidiInputs
+        s = self.settings
+        rate, block = s["rate"], s["block"]
+        pid = os.getpid()
+        self.shm.write_status({"pid": pid, "state": STATE_STARTING, "heartbeat": time.monotonic(),
+                               "sample_rate": rate, "block": block})
+        # NB: as in cmd_play: GIL holders (this loop, the loader, the MIDI poller) must yield far
+        # more often than a block lasts, or a Python audio callback waits for them
+        sys.setswitchinterval(min(0.00025, 0.25 * block / rate))
+        args = Namespace(model=s["model"], polyphony=s["polyphony"], bend_range=s["bend_range"],
+                         channels=s["channels"], gain=s["gain"], device=s["device"])
+        self.engine = eng = _engine(args, rate, block)
+        self.model_path = s["model"]
+        self.out = out = AudioOutput(eng, device=s["audio"], sample_rate=rate, block=block, policy=s["placement"],
+                                     ahead=s["ahead"], input_channels=s["input_channels"])
+        out.open()
+        if eng.warmup_faults:
+            eng.reports.append(f"the model faulted while warming up: {eng.warmup_fault}")
+        api = s["midi_api"]
+        if api == "auto":
+            api = "jack" if "JACK" in out.device_name else None
+        if s["midi"] != "none":
+            self.midi = MidiInputs(eng, s["midi"], api=api).start()
+            out.pre_render = self.midi.drain
+        out.post_render = _Scope(self.shm, out.channels, block).post_render
+        self._loader = threading.Thread(target=self._load_loop, name="livewave-loader", daemon=True)
+        self._loader.start()
+        gc.collect()
+        gc.freeze()     # NB: what start-up built never moves again: later collections stay short
+        out.start()
+
+    def ready_info(self) -> dict:
+        out, eng = self.out, self.engine
+        return {"device_name": out.device_name, "rate": out.sample_rate, "block": out.block,
+                "placement": out.policy, "ahead": out.ahead, "latency_ms": out.latency * 1000.0,
+                "pid": os.getpid(), "polyphony": eng.config.polyphony,
+                "midi_ports": sorted(self.midi.open_ports) if self.midi else [],
+                "model": describe_generator(eng.generator, self.model_path)}
+
+    # -- the command loop --------------------------------------------------------------------------
+    def send(self, ev: tuple) -> None:
+        if self.parent_gone:
+            return
+        try:
+            self.conn.send(ev)
+        except (OSError, EOFError):
+            self.parent_gone = True
+
+    def serve(self) -> int:
+        conn = self.conn
+        ppid = os.getppid()
+        next_status = next_report = 0.0
+        while not self.stopping:
+            try:
+                if conn.poll(STATUS_PERIOD / 2):
+                    for _ in range(64):
+                        self.handle(conn.recv())
+                        if self.stopping or not conn.poll():
+                            break
+            except (EOFError, OSError):
+                self.parent_gone = True     # the GUI is gone: the engine must not outlive it
+                break
+            self._finish_loads()
+            now = time.monotonic()
+            if now >= next_status:
+                next_status = now + STATUS_PERIOD
+                self.write_status(STATE_RUNNING)
+            if now >= next_report:
+                next_report = now + REPORT_PERIOD
+                self.forward_reports()
+            if os.getppid() != ppid:
+                self.parent_gone = True
+                break
+        return self.shutdown()
+
+    def handle(self, cmd) -> None:
+        try:
+            cmd = check_command(cmd)
+        except CommandError as exc:
+            self.send(("error", str(exc)))
+            return
+        name, args = cmd[0], cmd[1:]
+        try:
+            getattr(self, f"_cmd_{name}")(*args)
+        except (KeyError, IndexError, ValueError) as exc:
+            self.send(("error", f"{name}: {exc.args[0] if exc.args else exc}"))
+        except Exception as exc:     # a command must never take the engine down
+            self.send(("error", f"{name}: {type(exc).__name__}: {exc}"))
+
+    def _cmd_load(self, path: str) -> None:
+        self._loads.put(path)
+
+    def _cmd_control(self, key, value: float) -> None:
+        controls = self.engine.generator.info.controls
+        if isinstance(key, int) and not 0 <= key < len(controls):
+            raise IndexError(f"control index {key} out of range 0..{len(controls) - 1} "
+                             f"({', '.join(c.name for c in controls)})")
+        applied = self.engine.set_control(key, value)
+        self.send(("control", controls[key].name if isinstance(key, int) else key, applied))
+
+    def _cmd_gain_db(self, value: float) -> None:
+        self.engine.set_master_gain_db(value)
+        self.send(("gain_db", min(12.0, max(-90.0, value))))
+
+    def _cmd_panic(self) -> None:
+        self.engine.panic()
+
+    def _cmd_release_all(self) -> None:
+        self.engine.release_all()
+
+    def _cmd_midi(self, status: int, d1: int, d2: int) -> None:
+        self.engine.push_midi(status, d1, d2)
+
+    def _cmd_midi_ports(self, selection: str | None = None) -> None:
+        if selection is not None:
+            # NB: MidiInputs' hot-plug thread owns its port table; changing the selection under
+            # it would race, and under JACK rtmidi must not be touched while audio runs
+            raise ValueError("changing the MIDI selection needs a restart (EngineProcess.restart(midi=...))")
+        m = self.midi
+        self.send(("midi_ports", sorted(m.open_ports) if m else [], self.settings["midi"]))
+
+    def _cmd_ping(self, token) -> None:
+        self.send(("pong", token))
+
+    def _cmd_stop(self) -> None:
+        self.stopping = True
+
+    # -- loading --------------------------------------------------------------------------------
+    def _load_loop(self) -> None:
+        from .checkpoint import load_generator
+        from .engine import Engine
+        while True:
+            path = self._loads.get()
+            if path is None:
+                return
+            try:
+                gen = load_generator(path)
+                # prepared and played once on a throwaway engine with the running engine's settings
+                # (kernels compiled, torch warmed up) before it goes near the render side
+                probe = Engine(self.engine.config, gen).prepare()
+                if probe.warmup_faults:
+                    raise ValueError(f"the model faulted on a test note ({probe.warmup_fault})")
+                self._results.put((path, gen, None))
+            except Exception as exc:     # every failure is an answer; the current model plays on
+                self._results.put((path, None, _message(exc, path)))
+
+    def _finish_loads(self) -> None:
+        now = time.monotonic()
+        eng = self.engine
+        # NB: the render side drops its reference to a swapped-out generator when the crossfade
+        # ends; holding one here moves its deallocation (torch tensors, CUDA graphs) to this thread
+        self._retired = [(g, t) for g, t in self._retired if now - t < RETIRE_AFTER]
+        while True:
+            if self._waiting is None:
+                try:
+                    self._waiting = self._results.get_nowait()
+                except queue.Empty:
+                    return
+            path, gen, err = self._waiting
+            if err is not None:
+                self._waiting = None
+                self.send(("load_failed", path, err))
+                continue
+            old = eng.generator
+            try:
+                eng.swap_generator(gen)
+            except RuntimeError:
+                return      # the previous swap is not picked up yet: next round
+            self._waiting = None
+            self._retired.append((old, now))
+            self.model_path = path
+            self.generation += 1
+            self.send(("loaded", path, describe_generator(gen, path)))
+
+    # -- status and reports --------------------------------------------------------------------------
+    def note_map(self) -> np.ndarray:
+        """[16, 128] from the engine's voice state (NB: read while the render side may change it;
+        a torn view lasts one update and only touches the display)."""
+        nm = self._notes
+        nm[:] = 0
+        cond, voices = self.engine.cond, self.engine.voices
+        for v in range(cond.active.shape[0]):
+            if cond.active[v]:
+                vel = max(1, min(127, int(round(cond.velocity[v] * 127.0))))
+                nm[int(cond.channel[v]) & 15, int(voices.note_int[v]) & 127] = vel | (0 if cond.gate[v] else RELEASED)
+        return nm
+
+    def write_status(self, state: int) -> None:
+        eng, out, midi = self.engine, self.out, self.midi
+        a = out.stats
+        self.shm.write_status({
+            "pid": os.getpid(), "state": state, "heartbeat": time.monotonic(),
+            "sample_rate": out.sample_rate, "block": out.block, "polyphony": eng.config.polyphony,
+            "voices": eng.stats.voices, "load": a.load * 100.0, "load_peak": a.load_peak * 100.0,
+            "latency_ms": out.latency * 1000.0, "xruns": a.xruns, "ring_underruns": a.ring_underruns,
+            "generator_faults": eng.stats.generator_faults, "sample_time": eng.sample_time,
+            "callbacks": a.callbacks, "midi_messages": midi.messages if midi else 0,
+            "midi_malformed": midi.malformed if midi else 0, "midi_late": midi.late if midi else 0,
+            "dropped_events": eng.events.dropped, "model_generation": self.generation,
+        }, self.note_map())
+
+    def forward_reports(self) -> None:
+        eng = self.engine
+        msgs = eng.take_reports()
+        if self.midi is not None:
+            while self.midi.reports:
+                msgs.append(self.midi.reports.popleft())
+        if eng.stats.last_fault:
+            msgs.append(f"generator fault: {eng.stats.last_fault} (block muted, generator reset)")
+            eng.stats.last_fault = ""
+        for m in msgs:
+            self.send(("report", m))
+
+    # -- shutdown ------------------------------------------------------------------------------
+    def shutdown(self) -> int:
+        eng, out = self.engine, self.out
+        self.write_status(STATE_STOPPING)
+        eng.release_all()                     # every note released, then let the release ring out
+        time.sleep(min(eng.release_s, 2.0) + 0.05)
+        out.stop()                            # audio first: under JACK, rtmidi calls must not
+        if self.midi is not None:             # overlap a running Python audio callback
+            self.midi.stop()
+        self._loads.put(None)
+        self.write_status(STATE_STOPPED)
+        self.forward_reports()
+        self.send(("stopped", self.shm.status()))
+        self.close()
+        return 0
+
+    def close(self) -> None:
+        """Release PortAudio (its JACK client) while the server is up, and the shared memory."""
+        try:
+            from . import audio_io
+            if audio_io._sd is not None:
+                audio_io._sd._terminate()
+        except Exception:
+            pass
+        self.shm.close()
+
+
+def main(conn, shm_name: str, settings: dict, log_path: str | None = None) -> int:
+    _redirect_output(log_path)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C in the GUI's terminal: the GUI decides
+    host = None
+    try:
+        host = EngineHost(conn, shm_name, settings)
+        host.open()
+    except BaseException as exc:
+        traceback.print_exc()
+        msg = _message(exc)
+        try:
+            conn.send(("fatal", msg))
+        except (OSError, EOFError):
+            pass
+        try:
+            if host is not None and host.out is not None:
+                host.out.stop()
+            if host is not None and host.midi is not None:
+                host.midi.stop()
+        except Exception:
+            traceback.print_exc()
+        return 1
+    host.send(("ready", host.ready_info()))
+    return host.serve()

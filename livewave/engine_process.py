@@ -1,0 +1,504 @@
+"""The engine in its own process, seen from the GUI: a command pipe out, events and shared memory in.
+
+A Python GUI holds its GIL for milliseconds; a 64-sample block lasts 1.3 ms. So the audio
+stream, MIDI and render run in a child process (``livewave.engine_host``) started with the
+``spawn`` method (safe under Qt: no fork of a threaded parent); this module, its parent
+side, imports no torch, no sounddevice and no rtmidi.
+
+The commands and events are in ``engine_commands``, the shared-memory layout in
+``engine_shared_state``.
+
+Threading: one thread of the parent (the GUI's) uses an ``EngineProcess``; nothing here
+starts threads. ``NullEngine`` has the same API and plays nothing (GUI tests).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .engine_commands import (  # noqa: F401  (re-exported: the GUI imports one module)
+    COMMANDS,
+    DEFAULT_SETTINGS,
+    CommandError,
+    EngineError,
+    check_command,
+    check_settings,
+    describe_generator,
+)
+from .engine_shared_state import (  # noqa: F401
+    LAYOUT_VERSION,
+    MAGIC,
+    RELEASED,
+    RING_SIZE,
+    STATE_EMPTY,
+    STATE_NAMES,
+    STATE_RUNNING,
+    STATE_STARTING,
+    STATE_STOPPED,
+    STATE_STOPPING,
+    STATUS_FIELDS,
+    SharedState,
+)
+
+
+# -- the parent side ---------------------------------------------------------------------------
+def _child_main(conn, shm_name: str, settings: dict, log_path: str | None) -> None:
+    """Entry point of the spawned child (kept here so the parent never imports engine_host)."""
+    from .engine_host import main
+    sys.exit(main(conn, shm_name, settings, log_path=log_path))
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class EngineProcess:
+    """Start, command, watch and restart the engine process (GUI side; one thread)."""
+
+    def __init__(self, ready_timeout: float = 90.0, log_dir: str | os.PathLike | None = None):
+        self.ready_timeout = ready_timeout
+        self.log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir())
+        self.settings: dict = {}
+        self.info: dict = {}          # the child's ready info (device, rate, block, model, ...)
+        self.model_info: dict = {}    # the model playing (from ready, then each 'loaded')
+        self.restarts = 0
+        self.proc = None
+        self.conn = None
+        self.shm: SharedState | None = None
+        self.log_path: Path | None = None
+        self._backlog: list = []
+        self._stopping = False
+        self._died_reported = False
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def start(self, settings: dict | None = None) -> dict:
+        """Spawn the child and wait for it to play; returns its ready info. Raises EngineError
+        with the child's own error (or its exit status and last log lines) if it does not come up."""
+        if self.alive():
+            raise EngineError("the engine process is already running")
+        self.settings = check_settings(settings)
+        if self.shm is None:
+            self.shm = SharedState.create()
+        else:
+            self.shm.clear()
+        fd, log = tempfile.mkstemp(prefix="livewave-engine-", suffix=".log", dir=self.log_dir)
+        os.close(fd)
+        self.log_path = Path(log)
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_child_main, name="livewave-engine", daemon=True,
+                                args=(child, self.shm.name, self.settings, str(self.log_path)))
+        self.proc.start()
+        child.close()          # NB: the parent's copy closed, so a dead child reads as EOF here
+        self.conn = parent
+        self._stopping = False
+        self._died_reported = False
+        t_end = time.monotonic() + self.ready_timeout
+        while True:
+            ev = self._recv(timeout=0.05)
+            if ev is not None:
+                if ev[0] == "ready":
+                    self.info = ev[1]
+                    self.model_info = ev[1].get("model", {})
+                    return self.info
+                if ev[0] == "fatal":
+                    self._reap()
+                    self._stopping = True       # nothing to watch: start() raised
+                    self._drop_log()
+                    raise EngineError(f"the engine did not start: {ev[1]}")
+                self._backlog.append(ev)
+                continue
+            if not self.proc.is_alive():
+                self._reap()
+                self._stopping = True
+                msg = f"the engine process ended during start-up ({_exit_reason(self.proc.exitcode)}){self._tail_text()}"
+                self._drop_log()
+                raise EngineError(msg)
+            if time.monotonic() > t_end:
+                self._reap(kill=True)
+                self._stopping = True
+                msg = f"the engine process did not become ready in {self.ready_timeout:.0f} s{self._tail_text()}"
+                self._drop_log()
+                raise EngineError(msg)
+
+    def stop(self, timeout: float = 10.0) -> dict | None:
+        """Ask the child to stop (notes released and rung out first); kill it if it does not
+        exit in ``timeout``. Returns its final status (None if it did not send one)."""
+        final = self._stop_child(timeout)
+        if self.shm is not None:
+            self.shm.close()
+            self.shm.unlink()
+            self.shm = None
+        if final is not None:
+            self._drop_log()
+        return final
+
+    def _stop_child(self, timeout: float) -> dict | None:
+        final = None
+        self._stopping = True
+        if self.proc is not None and self.proc.is_alive():
+            self.send("stop")
+            t_end = time.monotonic() + timeout
+            while self.proc.is_alive() and time.monotonic() < t_end:
+                ev = self._recv(timeout=0.05)     # NB: keep draining: a child blocked on a full pipe never exits
+                if ev is not None:
+                    self._backlog.append(ev)
+            self._backlog.extend(self._drain())   # what it sent just before it exited
+            final = next((ev[1] for ev in self._backlog if ev[0] == "stopped"), None)
+            self._reap(kill=True)
+        return final
+
+    def _drop_log(self) -> None:
+        if self.log_path is not None:
+            try:
+                self.log_path.unlink()
+            except OSError:
+                pass
+
+    def _reap(self, kill: bool = False) -> None:
+        p = self.proc
+        if p is None:
+            return
+        if kill and p.is_alive():
+            p.terminate()
+            p.join(3.0)
+            if p.is_alive():
+                p.kill()
+        p.join(5.0)
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.is_alive()
+
+    def check(self) -> str | None:
+        """None while the child runs (or after a deliberate stop); else, once per death, a message
+        saying how it ended (also queued as a ("died", message) event)."""
+        if self.proc is None or self._stopping or self.proc.is_alive():
+            return None
+        msg = f"the engine process died ({_exit_reason(self.proc.exitcode)}){self._tail_text()}"
+        if not self._died_reported:
+            self._died_reported = True
+            self._backlog.extend(self._drain())
+            self._backlog.append(("died", msg))
+        return msg
+
+    def restart(self, **changes) -> dict:
+        """Start the child again with the same settings (``changes`` override some) and the last
+        model that loaded; if that model no longer starts, with the built-in instrument. Queues a
+        ("restarted", message) event and returns the ready info."""
+        if self.alive():
+            self._stop_child(10.0)
+            reason = "stopped for the restart"
+        else:
+            reason = _exit_reason(self.proc.exitcode) if self.proc is not None else "not started"
+            self._reap(kill=True)
+        self._drop_log()          # what a dead one said is in check()'s message
+        settings = {**self.settings, **changes}
+        if "model" not in changes and self.model_info.get("path"):
+            settings["model"] = self.model_info["path"]
+        try:
+            info = self.start(settings)
+            what = ""
+        except EngineError as exc:
+            if not settings.get("model"):
+                raise
+            info = self.start({**settings, "model": None})
+            what = f"; its model {settings['model']} did not load again ({exc}), the built-in instrument plays"
+        self.restarts += 1
+        self._backlog.append(("restarted", f"engine restarted (the previous one: {reason}){what}"))
+        return info
+
+    # -- commands and events --------------------------------------------------------------------
+    def send(self, *cmd) -> bool:
+        """Send one command, e.g. ``send("control", "brightness", 0.3)``. Malformed commands are
+        refused here (CommandError). False when the engine is not running (``check`` says why)."""
+        cmd = check_command(cmd)
+        if self.conn is None:
+            return False
+        try:
+            self.conn.send(cmd)
+            return True
+        except (OSError, EOFError, BrokenPipeError):
+            return False
+
+    def send_raw(self, cmd) -> bool:
+        """Send a command unchecked (tests of the child's own validation)."""
+        try:
+            self.conn.send(cmd)
+            return True
+        except (AttributeError, OSError, EOFError):
+            return False
+
+    def load(self, path) -> bool:
+        return self.send("load", path)
+
+    def _recv(self, timeout: float = 0.0):
+        c = self.conn
+        if c is None:
+            return None
+        try:
+            if not c.poll(timeout):
+                return None
+            ev = c.recv()
+        except (EOFError, OSError):
+            return None
+        if ev and ev[0] == "loaded":
+            self.model_info = ev[2]
+        return ev
+
+    def _drain(self) -> list:
+        out = []
+        while True:
+            ev = self._recv()
+            if ev is None:
+                return out
+            out.append(ev)
+
+    def poll_events(self) -> list:
+        """Every event that has arrived (non-blocking), oldest first."""
+        out, self._backlog = self._backlog, []
+        out.extend(self._drain())
+        return out
+
+    def wait_event(self, kinds, timeout: float = 5.0, events: list | None = None):
+        """Block up to ``timeout`` for the first event whose kind is in ``kinds``; other events
+        stay queued for ``poll_events`` (or are appended to ``events``). None on timeout."""
+        kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+        keep = self._backlog if events is None else events
+        for i, ev in enumerate(self._backlog):
+            if ev[0] in kinds:
+                del self._backlog[i]
+                return ev
+        t_end = time.monotonic() + timeout
+        while True:
+            left = t_end - time.monotonic()
+            if left <= 0:
+                return None
+            ev = self._recv(timeout=min(left, 0.05))
+            if ev is None:
+                if not self.alive() and self.conn is None:
+                    return None
+                continue
+            if ev[0] in kinds:
+                return ev
+            keep.append(ev)
+
+    def ping(self, timeout: float = 2.0) -> float | None:
+        """Round trip through the child's command loop, seconds (None: no answer)."""
+        token = time.monotonic_ns()
+        t0 = time.perf_counter()
+        if not self.send("ping", token):
+            return None
+        while True:
+            ev = self.wait_event("pong", timeout - (time.perf_counter() - t0))
+            if ev is None:
+                return None
+            if ev[1] == token:
+                return time.perf_counter() - t0
+
+    # -- shared memory ---------------------------------------------------------------------------
+    def status(self) -> dict:
+        if self.shm is None:
+            return {}
+        st = self.shm.status()
+        st["alive"] = self.alive()
+        return st
+
+    def scope(self, n: int) -> np.ndarray:
+        return self.shm.scope(n) if self.shm is not None else np.zeros(int(n), np.float32)
+
+    def notes(self) -> list[tuple[int, int, int, bool]]:
+        return self.shm.notes() if self.shm is not None else []
+
+    def log_tail(self, lines: int = 15) -> list[str]:
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except (OSError, AttributeError):
+            return []
+
+    def _tail_text(self) -> str:
+        tail = self.log_tail()
+        return ("; its last output:\n  " + "\n  ".join(tail)) if tail else ""
+
+
+class NullEngine:
+    """``EngineProcess``'s API without a process or audio (GUI tests): commands are checked and
+    answered, checkpoints really validated (read and built, not prepared), notes from ("midi",
+    ...) tracked; it renders nothing."""
+
+    def __init__(self):
+        self.settings: dict = {}
+        self.info: dict = {}
+        self.model_info: dict = {}
+        self.restarts = 0
+        self.log_path = None
+        self._events: list = []
+        self._alive = False
+        self._gen = None
+        self._notes = np.zeros((16, 128), np.uint8)
+        self._generation = 0
+        self._midi = 0
+
+    def start(self, settings: dict | None = None) -> dict:
+        self.settings = check_settings(settings)
+        gen = self._build(self.settings["model"]) if self.settings["model"] else None
+        if gen is None:
+            from .default_instrument import DefaultInstrument
+            gen = DefaultInstrument()
+        self._gen = gen
+        self.model_info = describe_generator(gen, self.settings["model"])
+        self.info = {"device_name": "null (no audio)", "rate": self.settings["rate"], "block": self.settings["block"],
+                     "placement": "none", "latency_ms": 0.0, "pid": os.getpid(), "midi_ports": [],
+                     "model": self.model_info}
+        self._alive = True
+        return self.info
+
+    @staticmethod
+    def _build(path: str):
+        from .checkpoint import CheckpointError, load_generator
+        try:
+            return load_generator(path)
+        except CheckpointError as exc:
+            raise EngineError(f"the engine did not start: {exc}") from None
+
+    def send(self, *cmd) -> bool:
+        cmd = check_command(cmd)
+        if not self._alive:
+            return False
+        self._handle(cmd)
+        return True
+
+    def send_raw(self, cmd) -> bool:
+        if not self._alive:
+            return False
+        try:
+            cmd = check_command(cmd)
+        except CommandError as exc:
+            self._events.append(("error", str(exc)))
+            return True
+        self._handle(cmd)
+        return True
+
+    def _handle(self, cmd: tuple) -> None:
+        name, args = cmd[0], cmd[1:]
+        ev = self._events
+        if name == "load":
+            path = args[0]
+            try:
+                from .checkpoint import load_generator
+                gen = load_generator(path)
+            except Exception as exc:       # as the engine host: every failure is an answer
+                msg = str(exc) if path in str(exc) else f"{path}: {type(exc).__name__}: {exc}"
+                ev.append(("load_failed", path, msg))
+                return
+            self._gen = gen
+            self._generation += 1
+            self.model_info = describe_generator(gen, path)
+            ev.append(("loaded", path, self.model_info))
+        elif name == "control":
+            controls = self._gen.info.controls
+            key = args[0]
+            idx = key if isinstance(key, int) else next((i for i, c in enumerate(controls) if c.name == key), None)
+            if idx is None or not 0 <= idx < len(controls):
+                names = ", ".join(c.name for c in controls)
+                ev.append(("error", f"control: no control {key!r} on {self._gen.info.name} (controls: {names})"))
+                return
+            ev.append(("control", controls[idx].name, controls[idx].clamp(args[1])))
+        elif name == "gain_db":
+            ev.append(("gain_db", min(12.0, max(-90.0, args[0]))))
+        elif name in ("panic", "release_all"):
+            self._notes[:] = 0
+        elif name == "midi":
+            status, d1, d2 = args
+            ch, kind = status & 0x0F, status & 0xF0
+            self._midi += 1
+            if kind == 0x90 and d2 > 0:
+                self._notes[ch, d1] = d2
+            elif kind in (0x80, 0x90):
+                self._notes[ch, d1] = 0
+        elif name == "midi_ports":
+            if args:
+                ev.append(("error", "midi_ports: changing the MIDI selection needs a restart (restart(midi=...))"))
+            else:
+                ev.append(("midi_ports", [], self.settings["midi"]))
+        elif name == "ping":
+            ev.append(("pong", args[0]))
+        elif name == "stop":
+            self._notes[:] = 0
+            ev.append(("stopped", self.status()))
+            self._alive = False
+
+    def load(self, path) -> bool:
+        return self.send("load", path)
+
+    def poll_events(self) -> list:
+        out, self._events = self._events, []
+        return out
+
+    def wait_event(self, kinds, timeout: float = 0.0, events: list | None = None):
+        kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+        for i, ev in enumerate(self._events):
+            if ev[0] in kinds:
+                del self._events[i]
+                return ev
+        return None
+
+    def ping(self, timeout: float = 2.0) -> float | None:
+        return 0.0 if self._alive else None
+
+    def status(self) -> dict:
+        vals = {name: (0 if kind == "i" else 0.0) for name, kind in STATUS_FIELDS}
+        s = self.settings
+        vals.update(magic=MAGIC, version=LAYOUT_VERSION, pid=os.getpid(),
+                    state=STATE_RUNNING if self._alive else STATE_STOPPED, heartbeat=time.monotonic(),
+                    sample_rate=s.get("rate", 0), block=s.get("block", 0), polyphony=s.get("polyphony", 0),
+                    voices=int(np.count_nonzero(self._notes)), midi_messages=self._midi,
+                    model_generation=self._generation)
+        vals.update(torn=False, state_name=STATE_NAMES[vals["state"]], age_s=0.0, peak=0.0, rms=0.0, write_index=0,
+                    alive=self._alive)
+        return vals
+
+    def scope(self, n: int) -> np.ndarray:
+        return np.zeros(int(n), np.float32)
+
+    def notes(self) -> list[tuple[int, int, int, bool]]:
+        return [(int(c), int(k), int(self._notes[c, k]), True) for c, k in zip(*np.nonzero(self._notes), strict=True)]
+
+    def alive(self) -> bool:
+        return self._alive
+
+    def check(self) -> str | None:
+        return None
+
+    def restart(self, **changes) -> dict:
+        settings = {**self.settings, **changes}
+        if "model" not in changes and self.model_info.get("path"):
+            settings["model"] = self.model_info["path"]
+        info = self.start(settings)
+        self.restarts += 1
+        self._events.append(("restarted", "engine restarted (null engine)"))
+        return info
+
+    def stop(self, timeout: float = 10.0) -> dict | None:
+        if self._alive:
+            self.send("stop")
+        return self.status()
+
+    def log_tail(self, lines: int = 15) -> list[str]:
+        return []

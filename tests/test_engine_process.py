@@ -1,0 +1,631 @@
+"""The engine in its own process: the command protocol, the shared-memory layout, the null
+engine, the child's command handling and loader without audio; and, on a real JACK server
+(dummy driver), the whole thing: notes from a JACK MIDI port and from the pipe, a corrupt
+checkpoint while a note plays, a frozen parent, a killed child."""
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from livewave.checkpoint import save_checkpoint
+from livewave.engine_process import (
+    RELEASED,
+    RING_SIZE,
+    STATE_RUNNING,
+    CommandError,
+    EngineError,
+    EngineProcess,
+    NullEngine,
+    SharedState,
+    check_command,
+    check_settings,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- the command protocol ----------------------------------------------------------------------
+def test_commands_are_normalised():
+    assert check_command(("load", Path("/x/m.safetensors"))) == ("load", "/x/m.safetensors")
+    assert check_command(["control", np.int64(2), np.float32(0.5)]) == ("control", 2, 0.5)
+    assert check_command(("control", "breath", 1)) == ("control", "breath", 1.0)
+    assert check_command(("midi", 0x90, 69)) == ("midi", 0x90, 69, 0)
+    assert check_command(("midi", 0x80, 69, 0)) == ("midi", 0x80, 69, 0)
+    assert check_command(("ping", np.int32(7))) == ("ping", 7)
+    assert check_command(("midi_ports",)) == ("midi_ports",)
+    for name in ("panic", "release_all", "stop"):
+        assert check_command((name,)) == (name,)
+
+
+@pytest.mark.parametrize("cmd, words", [
+    ("stop", "tuple"), ((), "tuple"), ((3,), "tuple"),
+    (("bogus",), "unknown command 'bogus'"),
+    (("panic", 1), "panic takes 0 arguments"),
+    (("control", "breath"), "control takes 2 arguments"),
+    (("load",), "load takes 1 argument"),
+    (("load", 3), "not a file path"), (("load", ""), "not a file path"),
+    (("control", 1.5, 0.2), "neither a control name nor an index"),
+    (("control", True, 0.2), "neither a control name nor an index"),
+    (("control", "breath", "loud"), "not a finite number"),
+    (("control", "breath", float("nan")), "not a finite number"),
+    (("gain_db", float("inf")), "not a finite number"),
+    (("gain_db", True), "not a finite number"),
+    (("midi", 0xF8, 0, 0), "status"), (("midi", 0x90, 128, 1), "data1"), (("midi", 0x90, 60, -1), "data2"),
+    (("midi", 0x90, 60.0, 1), "data1"), (("midi", 0x90, 1, 2, 3), "midi takes 2 to 3 arguments"),
+    (("midi_ports", 5), "not a string"), (("ping", [1]), "token"),
+])
+def test_bad_commands_are_refused_with_the_reason(cmd, words):
+    with pytest.raises(CommandError, match=words.replace("(", r"\(")):
+        check_command(cmd)
+
+
+def test_settings_are_checked_before_anything_starts():
+    s = check_settings({"block": np.int64(128), "audio": "system"})
+    assert s["block"] == 128 and s["audio"] == "system" and s["model"] is None
+    with pytest.raises(EngineError, match="unknown engine setting 'blok'"):
+        check_settings({"blok": 128})
+    with pytest.raises(EngineError, match="rate"):
+        check_settings({"rate": "fast"})
+    with pytest.raises(EngineError, match="unknown engine setting"):
+        EngineProcess().start({"nope": 1})
+
+
+def test_the_gui_side_imports_nothing_heavy():
+    code = ("import sys, livewave.engine_process; "
+            "print(sorted(m for m in ('torch', 'sounddevice', 'rtmidi', 'numba', 'jack', 'livewave.engine_host') "
+            "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+# -- shared memory -------------------------------------------------------------------------------
+@pytest.fixture
+def shm():
+    s = SharedState.create()
+    yield s
+    s.close()
+    s.unlink()
+
+
+def test_status_round_trip_through_a_second_mapping(shm):
+    reader = SharedState.attach(shm.name)
+    try:
+        notes = np.zeros((16, 128), np.uint8)
+        notes[0, 69] = 100
+        notes[9, 36] = 64 | RELEASED
+        shm.write_status({"state": STATE_RUNNING, "voices": 2, "load": 12.5, "latency_ms": 5.25,
+                          "xruns": 3, "sample_time": 2 ** 40, "heartbeat": time.monotonic()}, notes)
+        st = reader.status()
+        assert not st["torn"] and st["state_name"] == "running"
+        assert (st["voices"], st["load"], st["latency_ms"], st["xruns"], st["sample_time"]) == (2, 12.5, 5.25, 3, 2 ** 40)
+        assert 0 <= st["age_s"] < 1.0 and st["magic"] != 0
+        assert reader.notes() == [(0, 69, 100, True), (9, 36, 64, False)]
+    finally:
+        reader.close()
+
+
+def test_a_read_during_a_write_is_retried_and_a_dead_writer_is_flagged(shm):
+    shm.write_status({"voices": 1, "xruns": 1})
+    shm.begin_write()                     # the writer is interrupted half-way
+    shm.hdr_i[SharedState._SLOTS["voices"][0]] = 2
+    st = shm.status(tries=5)
+    assert st["torn"]                     # never completed: flagged, not passed off as consistent
+    shm.hdr_i[SharedState._SLOTS["xruns"][0]] = 2
+    shm.end_write()
+    st = shm.status()
+    assert not st["torn"] and (st["voices"], st["xruns"]) == (2, 2)
+
+
+def test_concurrent_writer_never_yields_a_torn_snapshot(shm):
+    """A writer thread stores the same counter into every field, switching threads as often as
+    Python allows; every snapshot the reader accepts has all fields equal."""
+    fields = ("voices", "xruns", "ring_underruns", "generator_faults", "sample_time", "callbacks", "midi_messages")
+    stop = threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            shm.write_status(dict.fromkeys(fields, i))
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    t = threading.Thread(target=writer)
+    t.start()
+    raw_torn = ok = 0
+    try:
+        t_end = time.monotonic() + 1.0
+        while time.monotonic() < t_end:
+            st = shm.status()
+            if not st["torn"]:
+                ok += 1
+                assert len({st[f] for f in fields}) == 1, st
+            raw = shm._read_once(False)[2]            # the same copy without the seqlock
+            raw_torn += len({raw[f] for f in fields}) > 1
+    finally:
+        stop.set()
+        t.join()
+        sys.setswitchinterval(old)
+    print(f"{ok} consistent snapshots; unprotected copies torn: {raw_torn}")
+    assert ok > 100
+
+
+def _ramp_blocks(total: int, block: int, channels: int = 2):
+    for start in range(0, total, block):
+        n = min(block, total - start)
+        b = np.zeros((n, channels), np.float32)
+        b[:, 0] = np.arange(start, start + n, dtype=np.float32)
+        b[:, 1:] = -1.0                               # only channel 0 goes to the scope
+        yield b
+
+
+def test_ring_wraps_and_gives_the_last_n_samples_in_order(shm):
+    from livewave.engine_host import _Scope
+    scope = _Scope(shm, 2, 1000)
+    assert np.array_equal(shm.scope(8), np.zeros(8, np.float32))
+    first = next(_ramp_blocks(300, 300))
+    scope.post_render(first)
+    x = shm.scope(400)                                # more than written: zeros before
+    assert np.array_equal(x[:100], np.zeros(100)) and np.array_equal(x[100:], np.arange(300))
+    total = 3 * RING_SIZE + 777
+    for b in _ramp_blocks(total - 300, 999):
+        b[:, 0] += 300
+        scope.post_render(b)
+    assert shm.render_i[0] == total
+    for n in (1, 1000, RING_SIZE - 1, RING_SIZE):
+        assert np.array_equal(shm.scope(n), np.arange(total - n, total, dtype=np.float32)), n
+    last = (total - 300) % 999 or 999
+    st = shm.status()
+    assert st["peak"] == total - 1 and st["write_index"] == total
+    assert math.isclose(st["rms"], np.sqrt(np.mean(np.arange(total - last, total, dtype=np.float64) ** 2)),
+                        rel_tol=1e-6)
+    with pytest.raises(ValueError):
+        shm.scope(RING_SIZE + 1)
+
+
+def test_scope_while_the_render_side_writes(shm):
+    """The writer (a nogil kernel: truly in parallel) laps the ring over and over; every scope
+    read comes back as consecutive samples."""
+    from livewave.engine_host import _Scope
+    scope = _Scope(shm, 1, 512)
+    done = threading.Event()
+
+    def render():
+        try:
+            for i, b in enumerate(_ramp_blocks(2 ** 21, 512, channels=1)):
+                scope.post_render(b)
+                if i % 64 == 0:
+                    time.sleep(0.001)
+        finally:
+            done.set()
+
+    t = threading.Thread(target=render)
+    t.start()
+    reads = 0
+    while not done.is_set():
+        w = int(shm.render_i[0])
+        x = shm.scope(4096)
+        if w >= 4096:
+            assert np.all(np.diff(x) == 1.0), x
+            reads += 1
+    t.join()
+    assert reads > 10
+
+
+def test_scope_retries_when_the_writer_laps_the_copy(shm):
+    """The write index moves by more than the ring's spare room during a copy: that copy is
+    discarded and taken again."""
+    from livewave.engine_host import _Scope
+    scope = _Scope(shm, 1, 4096)
+    for b in _ramp_blocks(2 * RING_SIZE, 4096, channels=1):
+        scope.post_render(b)
+    w = int(shm.render_i[0])
+
+    class Index:                      # reads: before copy 1, after it (lapped), before copy 2, after it
+        seen = [w, w + RING_SIZE, w, w]
+
+        def __getitem__(self, i):
+            return self.seen.pop(0)
+
+    shm.render_i = Index()
+    x = shm.scope(1000)
+    assert Index.seen == [] and np.array_equal(x, np.arange(w - 1000, w, dtype=np.float32))
+
+
+# -- the child's command handling and loader, without audio ------------------------------------------
+class _Conn:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, ev):
+        self.sent.append(ev)
+
+
+@pytest.fixture
+def host(shm):
+    from livewave.config import EngineConfig
+    from livewave.engine import Engine
+    from livewave.engine_host import EngineHost
+    h = EngineHost(_Conn(), shm.name, check_settings({"midi": "none"}))
+    h.engine = Engine(EngineConfig(max_block=256, channels=1)).prepare()
+    yield h
+    h._loads.put(None)
+    h.shm.close()
+
+
+def test_child_answers_bad_commands_with_errors_and_changes_nothing(host):
+    eng = host.engine
+    before = eng.cond.controls.copy()
+    gain = eng.post.target_gain
+    queued = eng.events._write
+    bad = [("control", "loudness", 0.5), ("control", 9, 0.5), ("control", -1, 0.5), ("control", "breath"),
+           ("gain_db", "loud"), ("midi", 0x90, 300, 1), ("panic", "now"), ("frobnicate",), "stop", None,
+           ("midi_ports", "other")]
+    for cmd in bad:
+        host.handle(cmd)
+    errors = host.conn.sent
+    assert [e[0] for e in errors] == ["error"] * len(bad), errors
+    text = " | ".join(e[1] for e in errors)
+    for words in ("no control 'loudness'", "control index 9 out of range", "brightness, breath",
+                  "control takes 2 arguments", "not a finite number", "data1", "panic takes 0",
+                  "unknown command 'frobnicate'", "needs a restart"):
+        assert words in text, (words, text)
+    assert np.array_equal(eng.cond.controls, before) and not host.stopping
+    assert eng.events._write == queued and not eng._panic
+    assert eng.post.target_gain == gain
+    host.conn.sent.clear()
+    host.handle(("control", "breath", 5.0))          # clamped to its range, and said so
+    host.handle(("control", 0, -0.25))
+    host.handle(("gain_db", 40.0))
+    host.handle(("ping", "t1"))
+    host.handle(("midi", 0x90, 69, 100))
+    host.handle(("midi_ports",))
+    assert host.conn.sent == [("control", "breath", 1.0), ("control", "brightness", -0.25), ("gain_db", 12.0),
+                              ("pong", "t1"), ("midi_ports", [], "none")]
+    assert eng.events._write == queued + 1
+    host.handle(("stop",))
+    assert host.stopping
+
+
+def _finish(host, timeout=60.0):
+    t_end = time.monotonic() + timeout
+    n = len(host.conn.sent)
+    while len(host.conn.sent) == n and time.monotonic() < t_end:
+        host._finish_loads()
+        time.sleep(0.01)
+    return host.conn.sent[-1]
+
+
+def test_child_loads_off_the_render_side_and_refuses_bad_files(host, tmp_path):
+    host._loader = threading.Thread(target=host._load_loop, daemon=True)
+    host._loader.start()
+    eng = host.engine
+    bad = tmp_path / "corrupt.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    host.handle(("load", str(bad)))
+    ev = _finish(host)
+    assert ev[0] == "load_failed" and ev[1] == str(bad) and "corrupt.safetensors" in ev[2], ev
+    assert eng._pending is None and eng.generator.info.name == "livewave default"
+    host.handle(("load", str(tmp_path / "missing.safetensors")))
+    ev = _finish(host)
+    assert ev[0] == "load_failed" and "no such file" in ev[2]
+    good = save_checkpoint(tmp_path / "dark.safetensors", "default", {"name": "dark", "brightness": -0.9}, {"by": "test"})
+    host.handle(("load", str(good)))
+    ev = _finish(host)
+    assert ev[0] == "loaded" and ev[1] == str(good)
+    info = ev[2]
+    assert info["name"] == "dark" and info["family"] == "default" and info["card"]["by"] == "test"
+    assert {c["name"]: c["default"] for c in info["controls"]}["brightness"] == -0.9
+    assert {"name", "min", "max", "default", "unit", "cc"} <= set(info["controls"][0])
+    assert eng._pending is not None and host.generation == 1      # swapped in at the next block
+    eng.push_event(0, 0x90, 60, 90)
+    eng.render(np.zeros((256, 1), np.float32))
+    assert eng.generator.info.name == "dark"
+    nm = host.note_map()
+    assert nm[0, 60] == round(90 / 127 * 127) and np.count_nonzero(nm) == 1
+    eng.push_event(300, 0x80, 60, 0)
+    eng.render(np.zeros((256, 1), np.float32))
+    assert host.note_map()[0, 60] == 90 | RELEASED               # ringing out
+
+
+# -- the null engine -------------------------------------------------------------------------------
+def test_null_engine_answers_like_the_real_one(tmp_path):
+    e = NullEngine()
+    info = e.start()
+    assert e.alive() and info["model"]["family"] == "default"
+    names = [c["name"] for c in info["model"]["controls"]]
+    assert names[:2] == ["brightness", "breath"]
+    e.send("control", "breath", 2.0)
+    e.send("control", 0, 0.5)
+    e.send("control", "loudness", 0.5)
+    e.send_raw(("control", "breath"))
+    e.send("ping", 3)
+    evs = e.poll_events()
+    assert evs[:2] == [("control", "breath", 1.0), ("control", "brightness", 0.5)]
+    assert evs[2][0] == "error" and "loudness" in evs[2][1]
+    assert evs[3][0] == "error" and "control takes 2 arguments" in evs[3][1]
+    assert evs[4] == ("pong", 3) and e.poll_events() == []
+    with pytest.raises(CommandError):
+        e.send("control", "breath")
+    e.send("midi", 0x90, 69, 100)
+    e.send("midi", 0x91, 40, 30)
+    assert e.notes() == [(0, 69, 100, True), (1, 40, 30, True)] and e.status()["voices"] == 2
+    e.send("midi", 0x90, 69, 0)
+    assert e.notes() == [(1, 40, 30, True)]
+    e.send("panic")
+    assert e.notes() == []
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage!" * 4)
+    good = save_checkpoint(tmp_path / "soft.safetensors", "default", {"name": "soft", "breath": 0.8})
+    e.load(bad)
+    e.load(good)
+    ev = e.poll_events()
+    assert ev[0][:2] == ("load_failed", str(bad)) and "bad.safetensors" in ev[0][2]
+    assert ev[1][:2] == ("loaded", str(good)) and ev[1][2]["name"] == "soft"
+    st = e.status()
+    assert st["model_generation"] == 1 and st["state_name"] == "running" and not st["torn"]
+    assert np.array_equal(e.scope(64), np.zeros(64)) and e.check() is None
+    info = e.restart()
+    assert info["model"]["name"] == "soft" and e.poll_events()[0][0] == "restarted"
+    final = e.stop()
+    assert not e.alive() and final["state_name"] == "stopped" and e.send("ping", 1) is False
+    with pytest.raises(EngineError, match="bad.safetensors"):
+        NullEngine().start({"model": str(bad)})
+
+
+def test_engine_process_reports_why_the_child_did_not_start(tmp_path):
+    """A real child: it fails to open a device that does not exist and says so."""
+    ep = EngineProcess(ready_timeout=120, log_dir=tmp_path)
+    with pytest.raises(EngineError) as info:
+        ep.start({"audio": "no-such-card-xyz", "midi": "none"})
+    assert "no-such-card-xyz" in str(info.value) or "no audio output device" in str(info.value), info.value
+    assert not ep.alive() and ep.check() is None
+    ep.stop()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage!" * 4)
+    with pytest.raises(EngineError, match="bad.safetensors"):
+        ep.start({"model": str(bad), "midi": "none"})
+    ep.stop()
+
+
+# -- live, on a JACK server ---------------------------------------------------------------------------
+RATE, PERIOD = 48000, 128
+have_jack = subprocess.run(["which", "jackd"], capture_output=True).returncode == 0
+
+
+def _rms(x):
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+
+
+def _wait(pred, timeout, step=0.01):
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def _never_the_cause(culprits: list[str]) -> None:
+    """The engine process was not the one late. This VM is shared: a cycle in which no client
+    got the CPU is the machine's stall (jack_rig.xrun_culprits). In a storm of those, JACK's
+    cycle timing slips and a client caught mid-cycle is named now and then: the child may be
+    named, rarely, never as the main cause."""
+    own = [c for c in culprits if c.startswith("livewave")]
+    stalls = len(culprits) - len(own)
+    # NB: none at all on a quiet machine; amid stalls, one caught mid-cycle (seen 1 in 4 runs here).
+    assert len(own) <= (0 if stalls == 0 else max(1, stalls // 10)), Counter(culprits)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("jack")
+    if not have_jack:
+        pytest.skip("jackd is not installed (Debian package jackd2)")
+    from jack_rig import JackServer
+    with JackServer(RATE, PERIOD, tmp_path_factory.mktemp("jack")) as s:
+        yield s
+
+
+@pytest.mark.jack
+def test_engine_process_live(server, tmp_path):
+    """One child on the JACK dummy device, MIDI from the rig's port, in five acts."""
+    from audio_checks import cents, f0_spectral, longest_unbroken
+    from jack_rig import Rig, xrun_culprits
+    # rtmixer: the C callback never waits for the child's GIL (its render thread keeps 2 blocks
+    # ahead): the robust placement on this shared 2-core machine, as in test_live_jack
+    settings = {"audio": "system", "midi": "lwtest", "block": PERIOD, "placement": "rtmixer", "ahead": 2}
+    ep = EngineProcess(ready_timeout=120, log_dir=tmp_path)
+    rig = None
+    try:
+        t0 = time.monotonic()
+        info = ep.start(settings)
+        print(f"child ready in {time.monotonic() - t0:.1f} s: {info['device_name']}, "
+              f"latency {info['latency_ms']:.1f} ms")
+        rig = Rig(seconds=3.0)
+        assert _wait(lambda: any(c.name.startswith("livewave") for c in
+                                 rig.client.get_all_connections(rig.midi_out)), 10), "MIDI not connected"
+        outs = sorted(rig.ports("livewave", is_audio=True, is_output=True))
+        rig.connect_output(outs[0])
+        time.sleep(0.3)
+
+        # (1) a note from the rig sounds, notes() shows it while held, status() has voices and latency
+        # (3) while it is held, a corrupt checkpoint is refused and the note plays on without a gap
+        on_at, off_at = 4800, 4800 + 96000
+        log_before = len(server.log_text())
+        rig.schedule([(on_at, bytes([0x90, 60, 110])), (off_at, bytes([0x80, 60, 0]))])
+        rig.start()
+        held = _wait(lambda: ep.notes(), 5)
+        assert held == [(0, 60, round(110 / 127 * 127), True)], held
+        st = ep.status()
+        assert st["voices"] == 1 and st["state_name"] == "running" and st["age_s"] < 0.5
+        assert 2.0 < st["latency_ms"] < 50.0, st
+        time.sleep(0.3)
+        bad = tmp_path / "corrupt.safetensors"
+        bad.write_bytes(b"\xff" * 64)
+        t_load = time.monotonic()
+        assert ep.load(bad)
+        ev = ep.wait_event(("load_failed", "loaded"), 10)
+        assert ev is not None and ev[0] == "load_failed" and "corrupt.safetensors" in ev[2], ev
+        print(f"load_failed after {(time.monotonic() - t_load) * 1e3:.0f} ms: {ev[2]}")
+        assert ep.notes() and ep.status()["voices"] == 1
+        # and a good model, prepared and test-played on the child's loader thread, crossfaded in
+        good = save_checkpoint(tmp_path / "dark.safetensors", "default", {"name": "dark", "brightness": -0.8})
+        ep.load(good)
+        ev = ep.wait_event(("load_failed", "loaded"), 20)
+        assert ev is not None and ev[0] == "loaded" and ev[2]["name"] == "dark", ev
+        assert _wait(lambda: ep.status()["model_generation"] == 1, 1) and ep.notes()
+        assert rig.wait_done(10)
+        x = rig.recording[:, 0]
+        assert np.abs(x[:on_at]).max() < 1e-4
+        onset = on_at + int(np.flatnonzero(np.abs(x[on_at:]) > 1e-3)[0])
+        held_part = x[onset + 2400:off_at]
+        # no gap: every 10 ms window of the held note carries sound, except where the recording has
+        # a hole (a run of exact zeros: a JACK cycle no client got to run, the machine's stall); a
+        # gap of the child's own would be counted by it (ring underruns, generator faults)
+        win = 480
+        windows = held_part[:held_part.size // win * win].reshape(-1, win)
+        holes = np.array([longest_unbroken(w).size < win for w in windows])
+        w_rms = np.sqrt(np.mean(windows[~holes] ** 2, axis=1))
+        end = ep.status()
+        stalls = xrun_culprits(server.log_text()[log_before:])
+        print(f"(1) onset {(onset - on_at) / RATE * 1e3:.2f} ms after the MIDI, reported latency "
+              f"{st['latency_ms']:.2f} ms; quietest 10 ms window {w_rms.min():.4f}, loudest {w_rms.max():.4f}, "
+              f"{holes.sum()} windows with recording holes; server xruns {dict(Counter(stalls))}")
+        _never_the_cause(stalls)
+        assert w_rms.min() > 0.2 * np.median(w_rms) and end["generator_faults"] == 0
+        if not stalls:       # a stalling machine (this VM is shared) delays notes, starves threads, drops cycles
+            assert onset - on_at <= st["latency_ms"] * RATE / 1000 + PERIOD
+            assert end["ring_underruns"] == st["ring_underruns"] and holes.sum() == 0
+        assert abs(cents(f0_spectral(longest_unbroken(held_part), RATE), 261.6256)) < (20.0 if stalls else 5.0)
+        assert _wait(lambda: ep.status()["voices"] == 0, 2) and ep.notes() == []
+        assert ep.status()["generator_faults"] == 0
+        rig.close()
+        rig = None
+
+        # (2) the on-screen keyboard path: a note through the pipe
+        rig = Rig(seconds=1.0, name="lwrec")
+        rig.connect_output(outs[0])
+        time.sleep(0.2)
+        rig.start()
+        time.sleep(0.2)
+        ep.send("midi", 0x90, 69, 100)
+        assert _wait(lambda: ep.notes() == [(0, 69, 100, True)], 2)
+        time.sleep(0.4)
+        sc = ep.scope(9600)                           # the scope: the last 200 ms, as played
+        st = ep.status()
+        assert abs(cents(f0_spectral(sc, RATE), 440.0)) < 10.0 and 0.01 < _rms(sc) < 1.0
+        assert 0.5 * _rms(sc) < st["rms"] < 2.0 * _rms(sc) and st["peak"] >= np.abs(sc[-PERIOD:]).max() * 0.5
+        assert rig.wait_done(10)
+        ep.send("midi", 0x80, 69, 0)
+        y = rig.recording[:, 0]
+        start = int(np.flatnonzero(np.abs(y) > 1e-3)[0])
+        tone = y[start + 2400:]
+        print(f"(2) pipe note: rms {_rms(tone):.3f}")
+        assert _rms(tone) > 0.01 and abs(cents(f0_spectral(longest_unbroken(tone), RATE), 440.0)) < 5.0
+        assert _wait(lambda: ep.status()["voices"] == 0, 2)
+        assert ep.status()["peak"] < 1e-3
+        rig.close()
+        rig = None
+
+        # (4) the parent holds its GIL for 2 s: the child plays on without an xrun
+        ep.send("midi", 0x90, 57, 90)
+        time.sleep(0.2)
+        before = ep.status()
+        log_before = len(server.log_text())
+        t_end = time.perf_counter() + 2.0
+        n = 0
+        while time.perf_counter() < t_end:          # a frozen GUI: pure Python, no other thread here
+            n += 1
+        after = ep.status()
+        log_after = server.log_text()[log_before:]
+        ep.send("midi", 0x80, 57, 0)
+        frames = after["sample_time"] - before["sample_time"]
+        print(f"(4) parent busy 2 s ({n} loops): child rendered {frames / RATE:.2f} s, xruns "
+              f"{after['xruns'] - before['xruns']}, "
+              f"ring underruns {after['ring_underruns'] - before['ring_underruns']}, "
+              f"load peak {after['load_peak']:.1f}%, server xruns by culprit {dict(Counter(xrun_culprits(log_after)))}, "
+              f"status age after {after['age_s'] * 1e3:.1f} ms")
+        # PortAudio flags an underflow for any xrun of the server, so the child's count includes the
+        # machine's own stalls; the server's log tells who was late. On a quiet machine: no xrun.
+        culprits = xrun_culprits(log_after)
+        if not culprits:
+            assert after["xruns"] == before["xruns"]
+            assert after["ring_underruns"] == before["ring_underruns"]
+        _never_the_cause(culprits)
+        assert frames + len(culprits) * PERIOD > 1.9 * RATE     # it played every cycle the server ran
+        assert after["age_s"] < 0.1                      # and its own loop kept updating the status
+
+        # (5) a killed child is noticed and restarted; sound comes back
+        pid = ep.proc.pid
+        os.kill(pid, signal.SIGKILL)
+        assert _wait(lambda: ep.check(), 5)
+        msg = ep.check()
+        assert "SIGKILL" in msg, msg
+        assert ep.send("ping", 1) is False or not ep.alive()
+        died = [e for e in ep.poll_events() if e[0] == "died"]
+        assert len(died) == 1
+        t0 = time.monotonic()
+        info = ep.restart()
+        print(f"(5) {msg.splitlines()[0]}; restarted in {time.monotonic() - t0:.1f} s")
+        assert ep.alive() and ep.proc.pid != pid and ep.restarts == 1
+        assert any(e[0] == "restarted" for e in ep.poll_events())
+        assert ep.ping(5) is not None
+        rig = Rig(seconds=1.0, name="lwrec2")
+        outs = sorted(rig.ports("livewave", is_audio=True, is_output=True))
+        rig.connect_output(outs[0])
+        time.sleep(0.2)
+        rig.start()
+        time.sleep(0.1)
+        ep.send("midi", 0x90, 64, 100)
+        assert rig.wait_done(10)
+        z = rig.recording[:, 0]
+        print(f"(5) after restart: rms {_rms(z[RATE // 2:]):.3f}")
+        assert _rms(z[RATE // 2:]) > 0.01
+        final = ep.stop()
+        assert final is not None and final["state_name"] == "stopped" and final["voices"] == 0
+        assert ep.proc.exitcode == 0
+    finally:
+        if rig is not None:
+            rig.close()
+        ep.stop(timeout=5)
+
+
+@pytest.mark.jack
+def test_the_same_freeze_inside_the_audio_process_costs_xruns(server):
+    """The control for act (4): the engine in the freezing process itself (a Python callback),
+    and one C call that holds the GIL for about half a second, as a GUI busy in its toolkit does."""
+    from jack_rig import xrun_culprits
+
+    from livewave import audio_io
+    from livewave.audio_io import AudioOutput
+    from livewave.engine import Engine
+    out = AudioOutput(Engine(), device="system", block=PERIOD, policy="callback").open()
+    try:
+        out.start()
+        out.engine.push_midi(0x90, 57, 90)
+        time.sleep(0.3)
+        before = out.stats.xruns
+        log_before = len(server.log_text())
+        t0 = time.perf_counter()
+        sum(range(40_000_000))                    # NB: one C call: the GIL is not offered to anyone
+        held = time.perf_counter() - t0
+        time.sleep(0.1)
+        xruns = out.stats.xruns - before
+        culprits = xrun_culprits(server.log_text()[log_before:])
+    finally:
+        out.stop()
+        audio_io.sounddevice()._terminate()      # NB: while the server is up (see test_live_jack)
+        audio_io._sd = None
+    print(f"GIL held {held * 1e3:.0f} ms in the audio process: {xruns} xruns, culprits {dict(Counter(culprits))}")
+    assert held > 0.1
+    assert xruns >= 1 and any(c.startswith("livewave") for c in culprits)
