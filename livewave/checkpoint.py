@@ -38,11 +38,19 @@ def save_checkpoint(path, family: str, config: dict, card: dict | None = None,
     tensors = {k: np.ascontiguousarray(v) for k, v in (tensors or {}).items()}
     if not tensors:
         tensors = {"_empty": np.zeros(0, np.float32)}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def atomic_write(path, write) -> Path:
+    """``write(temp_path)`` into a temp file beside ``path``, then rename it over ``path``:
+    a reader (or a run killed mid-write) sees the old file or the new one, never half of one.
+    Temp files are named ``PATH.NAME.*.tmp``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=meta)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

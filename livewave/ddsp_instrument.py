@@ -12,12 +12,13 @@ any device rate it is played band-limited to it (harmonics masked, noise bands d
 Hz), so no resampler is needed for this family.
 
 Device: weights live on the device from ``prepare``. On CUDA the per-frame step is
-captured as a CUDA graph over static input/output tensors and replayed; on CPU it runs
-eagerly under ``torch.inference_mode``.
+captured as a CUDA graph over static input/output tensors and replayed; on CPU it runs as
+a frozen TorchScript trace of the same step (eager when tracing is unavailable), under
+``torch.inference_mode``.
 
 Threading: ``render`` runs on the render side; it writes into buffers allocated in
-``prepare``. The CPU torch path allocates small temporaries inside torch (unavoidable in
-eager mode); the CUDA graph path does not.
+``prepare`` and imports nothing (torch is bound in ``prepare``). The CPU torch path
+allocates small temporaries inside torch; the CUDA graph path does not.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ CONTROLS = (
     Control("velocity_brightness", 0.0, 2.0, 1.0, "", cc=74,
             description="spectral tilt from velocity on top of the model (the soundfont data has none)"),
 )
+VIB_RATE, VIB_DEPTH, PORTAMENTO, BREATH, DYNAMICS, VEL_BRIGHTNESS = range(len(CONTROLS))
 
 
 @njit(nogil=True, cache=True)
@@ -137,6 +139,7 @@ class DDSPInstrument(Generator):
         elif device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU")
         dev = torch.device(device)
+        self._torch = torch          # NB: the render side uses this; it never imports
         self.device = str(dev)
         self.model = self.model.to(dev)
         pin = dev.type == "cuda"
@@ -204,7 +207,7 @@ class DDSPInstrument(Generator):
 
     def _compute(self) -> None:
         """The per-frame step on the static device tensors (captured as a graph on CUDA)."""
-        import torch
+        torch = self._torch
         if self._traced is not None:
             amps, mags, h_new = self._traced(self.f0_dev, self.ld_dev, self.h)
         else:
@@ -233,7 +236,7 @@ class DDSPInstrument(Generator):
 
     # -- render side -------------------------------------------------------------------
     def _step(self) -> None:
-        import torch
+        torch = self._torch
         with torch.inference_mode():
             if self.graph is not None:
                 self.f0_dev.copy_(self.f0_host, non_blocking=True)
@@ -255,15 +258,15 @@ class DDSPInstrument(Generator):
         c = self._cond
         cal = self.cal
         voice_loudness(mask, t, c.sample_time, c.frames, c.velocity, c.note, c.gain, c.env, c.onset_time,
-                       cal["a"] + c.controls[4], cal["b"], cal["key_low"], cal["key_db"], cal["attack_db"], self.attack_step,
-                       self.ld_np)
+                       cal["a"] + c.controls[DYNAMICS], cal["b"], cal["key_low"], cal["key_db"], cal["attack_db"],
+                       self.attack_step, self.ld_np)
         np.copyto(self.f0_np, c.f0, casting="same_kind")
         np.copyto(self.mask_np, mask)
         self._step()
         core = self.core
         np.copyto(core.new_amp, self.amp_np)
-        velocity_tilt(mask, core.new_amp, c.velocity, c.controls[5])
-        np.multiply(self.mags_np, c.controls[3] * self.noise_scale, out=core.new_mags)
+        velocity_tilt(mask, core.new_amp, c.velocity, c.controls[VEL_BRIGHTNESS])
+        np.multiply(self.mags_np, c.controls[BREATH] * self.noise_scale, out=core.new_mags)
 
     def render(self, cond: Conditioning, out: np.ndarray) -> None:
         n = cond.frames
@@ -279,7 +282,7 @@ class DDSPInstrument(Generator):
             for v in range(fresh.shape[0]):
                 if fresh[v]:
                     self.h[v].zero_()
-        core.vib_rate = ctl[0]
-        np.multiply(cond.mod, ctl[1] / 1200.0, out=core.vib_depth)
-        core.f0_coef = 1.0 - math.exp(-1.0 / max(1.0, ctl[2] * self.sample_rate))
+        core.vib_rate = ctl[VIB_RATE]
+        np.multiply(cond.mod, ctl[VIB_DEPTH] / 1200.0, out=core.vib_depth)
+        core.f0_coef = 1.0 - math.exp(-1.0 / max(1.0, ctl[PORTAMENTO] * self.sample_rate))
         core.render(cond, out, self._targets_cb, env=self.gate)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,18 +57,6 @@ class TrainConfig:
         if self.checkpoint_every < 1:
             raise ValueError("checkpoint_every must be at least 1")
         return self
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    import torch
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class CropSampler:
@@ -154,6 +141,7 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
     import torch
     import torch.distributed as dist
 
+    from .checkpoint import atomic_write
     from .ddsp_calibration import fit_calibration
     from .ddsp_model import DDSPDecoder, DecoderConfig
     from .ddsp_synth import synthesize
@@ -218,9 +206,9 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
         if not main:
             return
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_torch_save({"version": STATE_VERSION, "ident": ident, "model": model.state_dict(),
-                            "opt": opt.state_dict(), "step": step, "history": history, "seconds": seconds},
-                           state_path)
+        state = {"version": STATE_VERSION, "ident": ident, "model": model.state_dict(), "opt": opt.state_dict(),
+                 "step": step, "history": history, "seconds": seconds}
+        atomic_write(state_path, lambda tmp: torch.save(state, tmp))
         export_checkpoint(out_path, model, dcfg, calibration, meta, cfg, step, seconds, history,
                           name or out_path.stem, str(device), world, taps / sr, final)
 

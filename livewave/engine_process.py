@@ -228,21 +228,16 @@ class EngineProcess:
     def send(self, *cmd) -> bool:
         """Send one command, e.g. ``send("control", "brightness", 0.3)``. Malformed commands are
         refused here (CommandError). False when the engine is not running (``check`` says why)."""
-        cmd = check_command(cmd)
+        return self.send_raw(check_command(cmd))
+
+    def send_raw(self, cmd) -> bool:
+        """Send a command unchecked (tests of the child's own validation)."""
         if self.conn is None:
             return False
         try:
             self.conn.send(cmd)
             return True
-        except (OSError, EOFError, BrokenPipeError):
-            return False
-
-    def send_raw(self, cmd) -> bool:
-        """Send a command unchecked (tests of the child's own validation)."""
-        try:
-            self.conn.send(cmd)
-            return True
-        except (AttributeError, OSError, EOFError):
+        except (OSError, EOFError):      # BrokenPipeError is an OSError
             return False
 
     def load(self, path) -> bool:

@@ -104,11 +104,8 @@ def write_clip(out: Path, name: str, audio: np.ndarray, sample_rate: int, arrays
 
 
 def write_meta(out: Path, meta: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix="dataset.json.", suffix=".tmp", dir=out)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(meta, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp, out / "dataset.json")
+    from .checkpoint import atomic_write
+    atomic_write(out / "dataset.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1) + "\n"))
 
 
 def load_dataset(path) -> tuple[dict, list[dict]]:
