@@ -10,6 +10,8 @@
    `livewave play` in its own process, notes sent from a JACK MIDI port, its output recorded
    by another JACK client; median measured latency beside the engine's own report and the
    server's playback latency.
+4. Only with its flag: ``--ddsp-only [--device cuda]``, the DDSP tables (and the decoder frame
+   on the GPU); ``--busy-gui-only``, xruns and engine lateness while the app is kept busy.
 Times on a shared VM are noisy: read ratios and medians, not single numbers.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,15 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def dsp_load(voices_list, block=64, rate=48000, blocks=3000, model=None):
-    """``model``: a checkpoint path (None: the default instrument)."""
+def dsp_load(voices_list, block=64, rate=48000, blocks=3000, model=None, device="cpu"):
+    """``model``: a checkpoint path (None: the default instrument); ``device``: where a torch
+    generator runs."""
     from livewave.checkpoint import load_generator
     from livewave.config import EngineConfig
     from livewave.engine import Engine
     rows = []
     for voices in voices_list:
         gen = load_generator(model) if model else None
-        e = Engine(EngineConfig(sample_rate=rate, max_block=block, polyphony=voices), gen).prepare()
+        e = Engine(EngineConfig(sample_rate=rate, max_block=block, polyphony=voices, device=device), gen).prepare()
         for k in range(voices):   # a spread of the keyboard (C2..B5), mid velocity, distinct keys
             e.push_event(0, 0x90 | (k // 48), 36 + (k * 7) % 48, 90)
         out = np.zeros((block, 2), np.float32)
@@ -53,13 +57,14 @@ def dsp_load(voices_list, block=64, rate=48000, blocks=3000, model=None):
     return rows
 
 
-def ddsp_table(model, quick=False):
+def ddsp_table(model, quick=False, device="cpu"):
     """DDSP instrument vs the default instrument at the same block size and polyphony, one
     torch thread (one core): cost of a block (median, p99) and real-time factor."""
     import torch
     torch.set_num_threads(1)
     n_blocks = {64: 1500, 128: 800, 256: 400} if quick else {64: 3000, 128: 1600, 256: 800}
-    lines = [f"### DDSP instrument `models/{model.name}` on CPU (torch, one thread), 48 kHz", "",
+    where = "on CPU (torch, one thread)" if device == "cpu" else f"with the decoder on {device} ({_gpu_name()})"
+    lines = [f"### DDSP instrument `models/{model.name}` {where}, 48 kHz", "",
              "Share of one core: mean over blocks (the CPU it takes) and p99 (the worst blocks: those "
              "that run a decoder frame, every 192 samples). Real-time factor = 1 / mean. The default "
              "instrument measured right after, same block and polyphony.", "",
@@ -68,12 +73,105 @@ def ddsp_table(model, quick=False):
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for block in (64, 128, 256):
         for voices in (1, 16, 64):
-            (_, m, p, mean), = dsp_load([voices], block=block, blocks=n_blocks[block], model=model)
+            (_, m, p, mean), = dsp_load([voices], block=block, blocks=n_blocks[block], model=model, device=device)
             (_, _, _, dmean), = dsp_load([voices], block=block, blocks=n_blocks[block])
             us = p * block / 48000 * 1e6
             lines.append(f"| {block} | {voices} | {mean * 100:.1f}% | {m * 100:.1f}% | {p * 100:.1f}% | {us:.0f} us | "
                          f"{1 / mean:.1f}x | {dmean * 100:.1f}% | {mean / dmean:.1f}x |")
     return lines + [""]
+
+
+def _gpu_name():
+    import torch
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+
+
+def gpu_step_table(model, frames=3000):
+    """The decoder frame on CUDA alone, as the render side calls it (inputs in, graph replay,
+    outputs back to pinned host memory, wait): wall time per frame, and the GPU's own time
+    between CUDA events around the replay."""
+    import torch
+
+    from livewave.checkpoint import load_generator
+    lines = [f"### DDSP decoder frame on CUDA (`models/{model.name}`, {_gpu_name()}, torch {torch.__version__})", "",
+             "One frame = one CUDA graph replay holding the host-to-device copy of the inputs, the decoder "
+             "step for all voices and the copy of the outputs back to pinned host memory, then a wait on "
+             "its stream. 'wall' is what the render thread waits (perf_counter); 'GPU' is between CUDA events "
+             "recorded on the stream around the replay. A frame runs every 192 samples at 48 kHz, so at "
+             "most one per 64- or 128-sample block.", "",
+             "| voices | wall median | wall p99 | wall max | GPU median | GPU p99 |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rng = np.random.default_rng(0)
+    for voices in (1, 16, 64, 128):
+        gen = load_generator(model)
+        gen.prepare(48000, 256, voices, "cuda")
+        assert gen.graph is not None, "the step was not captured as a CUDA graph"
+        wall, gpu = np.zeros(frames), np.zeros(frames)
+        ev0, ev1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        for i in range(frames):
+            gen.f0_np[:] = 110 * 2 ** rng.uniform(0, 4, voices)
+            gen.ld_np[:] = rng.uniform(-60, -10, voices)
+            gen.active_np[:] = 1.0
+            t = time.perf_counter()
+            gen._step()
+            wall[i] = time.perf_counter() - t
+            with torch.cuda.stream(gen.stream):
+                ev0.record()
+                gen.graph.replay()
+                ev1.record()
+            ev1.synchronize()
+            gpu[i] = ev0.elapsed_time(ev1) * 1e-3
+        wall, gpu = wall[frames // 10:] * 1e6, gpu[frames // 10:] * 1e6
+        lines.append(f"| {voices} | {np.median(wall):.0f} us | {np.percentile(wall, 99):.0f} us | {wall.max():.0f} us | "
+                     f"{np.median(gpu):.0f} us | {np.percentile(gpu, 99):.0f} us |")
+        print(lines[-1])
+    return lines + [""]
+
+
+def busy_gui(seconds: float = 20.0, load: bool = True) -> dict:
+    """20 s of MIDI chords from a JACK MIDI port into the real engine process while the app (its
+    own process, ``benchmarks/busy_gui.py``) is kept busy: resized over and over, its views
+    redrawn as fast as it can, a model loaded and crossfaded in. The rig runs here, in a third
+    process, as a keyboard would. -> the engine's counters over that time and JACK's culprits."""
+    import json
+    from collections import Counter
+
+    from jack_rig import JackServer, Rig, xrun_culprits
+    violin = ROOT / "models" / "violin.safetensors" if load else "-"
+    with JackServer(48000, 128, Path(tempfile.mkdtemp())) as server:
+        gui = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "busy_gui.py"), str(violin), str(seconds)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                               env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+        rig = None
+        try:
+            assert gui.stdout.readline().strip() == "ready", "the app did not start"
+            rig = Rig(seconds=seconds + 1.0)
+            t_end = time.monotonic() + 10
+            while not any(c.name.startswith("livewave") for c in rig.client.get_all_connections(rig.midi_out)):
+                assert time.monotonic() < t_end, "MIDI not connected"
+                time.sleep(0.05)
+            events, t = [], 4800
+            chords = ((60, 64, 67), (62, 65, 69), (57, 60, 64), (59, 62, 67))
+            for i in range(int(seconds * 4)):               # a chord every 250 ms
+                for n in chords[i % 4]:
+                    events += [(t, bytes([0x90, n, 70 + i % 50])), (t + 11000, bytes([0x80, n, 0]))]
+                t += 12000
+            events.sort(key=lambda e: e[0])
+            rig.schedule(events)
+            log_before = len(server.log_text())
+            rig.start()
+            gui.stdin.write("go\n")
+            gui.stdin.flush()
+            report = json.loads(gui.stdout.readline())
+            rig.wait_done(10)
+            report["culprits"] = dict(Counter(xrun_culprits(server.log_text()[log_before:])))
+            report["midi_sent"] = len(events)
+        finally:
+            if rig is not None:
+                rig.close()
+            gui.stdin.close()
+            gui.wait(60)
+    return report
 
 
 def render_speed(block=256):
@@ -160,15 +258,41 @@ def main() -> None:
     ap.add_argument("--no-jack", action="store_true")
     ap.add_argument("--jack-only", action="store_true", help="only the JACK latency part")
     ap.add_argument("--ddsp-only", action="store_true", help="only the DDSP instrument table")
+    ap.add_argument("--busy-gui-only", action="store_true", help="only the busy-GUI run on JACK")
+    ap.add_argument("--device", default="cpu", help="where the DDSP decoder runs: cpu (default) or cuda; "
+                    "with cuda the DDSP tables run on both, plus the decoder frame alone on the GPU")
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"), help="append the results here")
     args = ap.parse_args()
     voices = [1, 16, 32, 64] if args.quick else [1, 8, 16, 24, 32, 48, 64, 96, 128]
     lines = [f"## {time.strftime('%Y-%m-%d %H:%M')} — `python -m benchmarks.run"
              f"{' --quick' if args.quick else ''}{' --jack-only' if args.jack_only else ''}"
-             f"{' --ddsp-only' if args.ddsp_only else ''}`",
+             f"{' --ddsp-only' if args.ddsp_only else ''}{' --busy-gui-only' if args.busy_gui_only else ''}"
+             f"{'' if args.device == 'cpu' else ' --device ' + args.device}`",
              "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}, "
-             f"Python {platform.python_version()}, {platform.platform()}", ""]
-    if args.ddsp_only:
-        for model in sorted((ROOT / "models").glob("*.safetensors"))[:1]:
+             f"Python {platform.python_version()}, {platform.platform()}"
+             f"{'' if args.device == 'cpu' else ', GPU: ' + _gpu_name()}", ""]
+    models = sorted((ROOT / "models").glob("*.safetensors"))[:1]
+    if args.busy_gui_only:
+        lines += ["### A busy GUI while MIDI plays (JACK dummy driver, 48 kHz, period 128, rtmixer placement)", "",
+                  "20 s of chords from a JACK MIDI client (its own process) into the engine process, while the app's "
+                  "process resizes and redraws its window as fast as it can; with and without loading the violin "
+                  "a few seconds in (alternating runs).",
+                  "", "| run | model load | GUI rounds | MIDI received / sent | xruns (PortAudio) | ring underruns "
+                  "(engine late) | generator faults | JACK's culprits |",
+                  "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for i, load in enumerate((True, False, True, False)):
+            r = busy_gui(load=load)
+            print(r)
+            lines.append(f"| {i + 1} | {'violin' if load else 'none'} | {r['rounds']} | {r['midi_messages']} / "
+                         f"{r['midi_sent']} | {r['xruns']} | {r['ring_underruns']} | {r['generator_faults']} | "
+                         f"{r['culprits']} |")
+        lines.append("")
+        args.no_jack = True
+    elif args.ddsp_only:
+        for model in models:
+            if args.device != "cpu":
+                lines += gpu_step_table(model)
+                lines += ddsp_table(model, quick=args.quick, device=args.device)
             lines += ddsp_table(model, quick=args.quick)
             print("\n".join(lines))
         args.no_jack = True
@@ -180,7 +304,10 @@ def main() -> None:
         under = [v for v, m, _, _ in rows if m < 0.5]
         lines += ["", f"Largest polyphony measured with median under 50%: {max(under) if under else 0} voices.", ""]
         print("\n".join(lines))
-        for model in sorted((ROOT / "models").glob("*.safetensors"))[:1]:
+        for model in models:
+            if args.device != "cpu":
+                lines += gpu_step_table(model)
+                lines += ddsp_table(model, quick=args.quick, device=args.device)
             lines += ddsp_table(model, quick=args.quick)
             print("\n".join(lines[-14:]))
         sp = render_speed()
@@ -209,7 +336,7 @@ def main() -> None:
                              f"{r['device_latency_pa']:.0f} | {r['server_playback_latency']} | "
                              f"{r['xruns']}, {r['xrun_lines']} | {r['xrun_lines_startup']} |")
         lines.append("")
-    out = ROOT / "benchmarks" / "RESULTS.md"
+    out = Path(args.results)
     head = "" if out.exists() else "# Benchmark results\n\nNewest first is not guaranteed: each run is appended.\n\n"
     with open(out, "a") as f:
         f.write(head + "\n".join(lines) + "\n")

@@ -113,9 +113,16 @@ def read_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, tensors
 
 
+BUILTIN = "builtin:default"     # not a file: the built-in default instrument
+
+
 def load_generator(path):
-    """Read, validate and build the generator a checkpoint describes (not yet prepared)."""
+    """Read, validate and build the generator a checkpoint describes (not yet prepared).
+    ``BUILTIN`` names the built-in instrument (so a GUI can go back to it like to any model)."""
     from .generator import family_class
+    if str(path) == BUILTIN:
+        from .default_instrument import DefaultInstrument
+        return DefaultInstrument()
     meta, tensors = read_checkpoint(path)
     family = meta["family"]
     try:

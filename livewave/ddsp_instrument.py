@@ -11,10 +11,10 @@ The model was trained at one sample rate and knows nothing above that rate's Nyq
 any device rate it is played band-limited to it (harmonics masked, noise bands defined in
 Hz), so no resampler is needed for this family.
 
-Device: weights live on the device from ``prepare``. On CUDA the per-frame step is
-captured as a CUDA graph over static input/output tensors and replayed; on CPU it runs as
-a frozen TorchScript trace of the same step (eager when tracing is unavailable), under
-``torch.inference_mode``.
+Device: weights live on the device from ``prepare``. On CUDA the per-frame step, with its
+copies in from and out to pinned host memory, is captured as one CUDA graph on a
+high-priority stream of its own and replayed; on CPU it runs as a frozen TorchScript trace
+of the same step (eager when tracing is unavailable), under ``torch.inference_mode``.
 
 Threading: ``render`` runs on the render side; it writes into buffers allocated in
 ``prepare`` and imports nothing (torch is bound in ``prepare``). The CPU torch path
@@ -45,6 +45,8 @@ CONTROLS = (
             description="spectral tilt from velocity on top of the model (the soundfont data has none)"),
 )
 VIB_RATE, VIB_DEPTH, PORTAMENTO, BREATH, DYNAMICS, VEL_BRIGHTNESS = range(len(CONTROLS))
+IN_F0, IN_LD, IN_ACTIVE, IN_FRESH = range(4)     # rows of the per-frame input staging tensor
+N_INPUTS = 4
 
 
 @njit(nogil=True, cache=True)
@@ -142,37 +144,30 @@ class DDSPInstrument(Generator):
         self._torch = torch          # NB: the render side uses this; it never imports
         self.device = str(dev)
         self.model = self.model.to(dev)
-        pin = dev.type == "cuda"
-        self.gate = np.zeros((voices, max_block), np.float32)
-        self.ld_np = np.zeros(voices, np.float32)
-        self.f0_np = np.zeros(voices, np.float32)
-        self.mask_np = np.zeros(voices, np.bool_)
-        self.fresh = np.zeros(voices, np.bool_)
-        self.amp_np = np.zeros((voices, d.n_harmonics), np.float32)
-        self.mags_np = np.zeros((voices, d.n_bands), np.float32)
-        self.ld_host = torch.from_numpy(self.ld_np)
-        self.f0_host = torch.from_numpy(self.f0_np)
-        self.mask_host = torch.from_numpy(self.mask_np)
-        self.amp_host = torch.from_numpy(self.amp_np)
-        self.mags_host = torch.from_numpy(self.mags_np)
-        if pin:
-            self.ld_host, self.f0_host, self.mask_host = (t.pin_memory() for t in
-                                                          (self.ld_host, self.f0_host, self.mask_host))
-            self.amp_host, self.mags_host = self.amp_host.pin_memory(), self.mags_host.pin_memory()
-            self.amp_np, self.mags_np = self.amp_host.numpy(), self.mags_host.numpy()
-            self.ld_np, self.f0_np, self.mask_np = (t.numpy() for t in (self.ld_host, self.f0_host, self.mask_host))
-        self.ld_dev = torch.zeros(voices, device=dev)
-        self.f0_dev = torch.full((voices,), 440.0, device=dev)
-        self.mask_dev = torch.zeros(voices, dtype=torch.bool, device=dev)
-        self.h = torch.zeros(voices, d.hidden, device=dev)
-        self.amp_dev = torch.zeros(voices, d.n_harmonics, device=dev)
-        self.mags_dev = torch.zeros(voices, d.n_bands, device=dev)
-        self.graph = None
-        self._traced = None
         self.model.requires_grad_(False)
+        self.gate = np.zeros((voices, max_block), np.float32)
+        self.fresh = np.zeros(voices, np.bool_)
+        # One staging tensor each way. Inputs per voice: f0, loudness, active, fresh (zero the
+        # GRU state first); outputs: harmonic amplitudes then noise band magnitudes. On CUDA
+        # the host side is pinned and both copies are inside the captured graph, so a frame
+        # is one replay and one wait; on CPU host and device are the same tensor.
+        cuda = dev.type == "cuda"
+        self.in_host = torch.zeros(N_INPUTS, voices, pin_memory=cuda)
+        self.out_host = torch.zeros(voices, d.n_harmonics + d.n_bands, pin_memory=cuda)
+        self.in_dev = self.in_host.to(dev) if cuda else self.in_host
+        self.out_dev = self.out_host.to(dev) if cuda else self.out_host
+        inp = self.in_host.numpy()
+        self.f0_np, self.ld_np, self.active_np, self.fresh_np = inp[IN_F0], inp[IN_LD], inp[IN_ACTIVE], inp[IN_FRESH]
+        self.f0_np[:] = 440.0
+        outp = self.out_host.numpy()
+        self.amp_np, self.mags_np = outp[:, :d.n_harmonics], outp[:, d.n_harmonics:]
+        self.h = torch.zeros(voices, d.hidden, device=dev)
+        self.graph = None
+        self.stream = None
+        self._traced = None
         self._cond: Conditioning | None = None
         self._targets_cb = self._targets
-        if dev.type == "cuda":
+        if cuda:
             self._capture()
         else:
             self._traced = self._trace_step()
@@ -200,7 +195,8 @@ class DDSPInstrument(Generator):
             # overhead without a compiler toolchain; when it goes, the eager step takes over.
             with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                traced = torch.jit.trace(Step().eval(), (self.f0_dev, self.ld_dev, self.h), check_trace=False)
+                traced = torch.jit.trace(Step().eval(), (self.in_dev[IN_F0], self.in_dev[IN_LD], self.h),
+                                         check_trace=False)
                 return torch.jit.freeze(traced)
         except Exception:    # no torch.jit in this build: the eager step is always there
             return None
@@ -208,51 +204,59 @@ class DDSPInstrument(Generator):
     def _compute(self) -> None:
         """The per-frame step on the static device tensors (captured as a graph on CUDA)."""
         torch = self._torch
+        x = self.in_dev
+        f0, ld = x[IN_F0], x[IN_LD]
+        h = self.h * (1.0 - x[IN_FRESH]).unsqueeze(1)
         if self._traced is not None:
-            amps, mags, h_new = self._traced(self.f0_dev, self.ld_dev, self.h)
+            amps, mags, h_new = self._traced(f0, ld, h)
         else:
-            amps, mags, h_new = self.model.step(self.f0_dev, self.ld_dev, self.h, self.nyquist)
-        self.h.copy_(torch.where(self.mask_dev.unsqueeze(1), h_new, self.h))
-        self.amp_dev.copy_(amps)
-        self.mags_dev.copy_(mags)
+            amps, mags, h_new = self.model.step(f0, ld, h, self.nyquist)
+        self.h.copy_(torch.where(x[IN_ACTIVE].unsqueeze(1) > 0.5, h_new, h))
+        nh = amps.shape[1]
+        self.out_dev[:, :nh].copy_(amps)
+        self.out_dev[:, nh:].copy_(mags)
+
+    def _frame(self) -> None:
+        """Host inputs -> device, the step, outputs -> host (the body of the CUDA graph)."""
+        self.in_dev.copy_(self.in_host, non_blocking=True)
+        self._compute()
+        self.out_host.copy_(self.out_dev, non_blocking=True)
 
     def _capture(self) -> None:
+        """Capture on this (loader) thread; ``thread_local`` so that the render thread, which
+        may be replaying another model's graph meanwhile, neither breaks nor is refused."""
         import torch
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.inference_mode(), torch.cuda.stream(stream):
+        # A stream of its own at high priority, so that work queued by other threads (a model
+        # loading on the legacy default stream, a GUI) neither orders nor delays the frame.
+        _, hi = torch.cuda.Stream.priority_range()
+        self.stream = torch.cuda.Stream(device=self.in_dev.device, priority=hi)
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.inference_mode(), torch.cuda.stream(self.stream):
             for _ in range(3):             # warm-up before capture (kernel selection, allocator)
-                self._compute()
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(graph):
-            self._compute()
+                self._frame()
+            self.stream.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+                self._frame()
         self.graph = graph
         self.h.zero_()
+        self.stream.synchronize()
 
     def reset(self) -> None:
         self.core.reset()
         self.h.zero_()
+        self.fresh_np[:] = 0.0
 
     # -- render side -------------------------------------------------------------------
     def _step(self) -> None:
-        torch = self._torch
-        with torch.inference_mode():
-            if self.graph is not None:
-                self.f0_dev.copy_(self.f0_host, non_blocking=True)
-                self.ld_dev.copy_(self.ld_host, non_blocking=True)
-                self.mask_dev.copy_(self.mask_host, non_blocking=True)
+        if self.graph is not None:
+            with self._torch.cuda.stream(self.stream):     # NB: a graph replays on the current stream
                 self.graph.replay()
-                self.amp_host.copy_(self.amp_dev, non_blocking=True)
-                self.mags_host.copy_(self.mags_dev, non_blocking=True)
-                torch.cuda.current_stream().synchronize()
-            else:
-                self.f0_dev.copy_(self.f0_host)
-                self.ld_dev.copy_(self.ld_host)
-                self.mask_dev.copy_(self.mask_host)
+            self.stream.synchronize()
+        else:
+            with self._torch.inference_mode():
                 self._compute()
-                self.amp_host.copy_(self.amp_dev)
-                self.mags_host.copy_(self.mags_dev)
+        self.fresh_np[:] = 0.0      # consumed by this frame
 
     def _targets(self, t: int, mask: np.ndarray) -> None:
         c = self._cond
@@ -261,7 +265,7 @@ class DDSPInstrument(Generator):
                        cal["a"] + c.controls[DYNAMICS], cal["b"], cal["key_low"], cal["key_db"], cal["attack_db"],
                        self.attack_step, self.ld_np)
         np.copyto(self.f0_np, c.f0, casting="same_kind")
-        np.copyto(self.mask_np, mask)
+        np.copyto(self.active_np, mask)
         self._step()
         core = self.core
         np.copyto(core.new_amp, self.amp_np)
@@ -278,10 +282,8 @@ class DDSPInstrument(Generator):
         np.minimum(gate, 1.0, out=gate)
         fresh = self.fresh
         np.equal(cond.restart, RESTART_FRESH, out=fresh)
-        if fresh.any():
-            for v in range(fresh.shape[0]):
-                if fresh[v]:
-                    self.h[v].zero_()
+        if fresh.any():             # the GRU state of these voices is zeroed by the next frame
+            np.maximum(self.fresh_np, fresh, out=self.fresh_np)
         core.vib_rate = ctl[VIB_RATE]
         np.multiply(cond.mod, ctl[VIB_DEPTH] / 1200.0, out=core.vib_depth)
         core.f0_coef = 1.0 - math.exp(-1.0 / max(1.0, ctl[PORTAMENTO] * self.sample_rate))

@@ -17,6 +17,7 @@ distance (``spectral_loss.py``).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -121,6 +122,26 @@ class Progress:
         self.stream.flush()
 
 
+@contextlib.contextmanager
+def deterministic_kernels(device):
+    """On CUDA, torch's deterministic kernels where it has them (so one seed gives one set of
+    weights, as on CPU), restored afterwards. Where an op has none torch warns and goes on."""
+    import torch
+    if device.type != "cuda":
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
+
+
 def _pick_device(name: str, local_rank: int):
     import torch
     if name == "auto":
@@ -218,35 +239,36 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
     model.train()
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
     interrupted = False
-    try:
-        while step < end:
-            rng = np.random.default_rng([cfg.seed, step, rank])
-            f0, ld, audio = (torch.from_numpy(a).to(device) for a in sampler.batch(rng, cfg.batch))
-            gen = torch.Generator(device=device).manual_seed(int(rng.integers(0, 2 ** 62)))
-            white = torch.rand(cfg.batch, frames, hop, generator=gen, device=device) * 2.0 - 1.0
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step)
-            amps, mags, _ = net(f0, ld)
-            y = synthesize(upsample_f0(f0.double(), hop).float(), amps, mags, white, kernels, sr, hop)
-            loss = multiscale_spectral_distance(y, audio)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            step += 1
-            lv = float(loss.detach())
-            if not math.isfinite(lv):
-                raise FloatingPointError(f"loss became {lv} at step {step}; lower --lr (now {cfg.learning_rate})")
-            ema = lv if ema is None else 0.98 * ema + 0.02 * lv
-            if step % 10 == 0 or step == cfg.steps:
-                history.append([step, round(ema, 5)])
-            seconds = time.perf_counter() - t_start
-            if bar:
-                bar(step, ema, force=step == cfg.steps)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save(step == cfg.steps)
-    except KeyboardInterrupt:
-        interrupted = True
+    with deterministic_kernels(device):
+        try:
+            while step < end:
+                rng = np.random.default_rng([cfg.seed, step, rank])
+                f0, ld, audio = (torch.from_numpy(a).to(device) for a in sampler.batch(rng, cfg.batch))
+                gen = torch.Generator(device=device).manual_seed(int(rng.integers(0, 2 ** 62)))
+                white = torch.rand(cfg.batch, frames, hop, generator=gen, device=device) * 2.0 - 1.0
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step)
+                amps, mags, _ = net(f0, ld)
+                y = synthesize(upsample_f0(f0.double(), hop).float(), amps, mags, white, kernels, sr, hop)
+                loss = multiscale_spectral_distance(y, audio)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                step += 1
+                lv = float(loss.detach())
+                if not math.isfinite(lv):
+                    raise FloatingPointError(f"loss became {lv} at step {step}; lower --lr (now {cfg.learning_rate})")
+                ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+                if step % 10 == 0 or step == cfg.steps:
+                    history.append([step, round(ema, 5)])
+                seconds = time.perf_counter() - t_start
+                if bar:
+                    bar(step, ema, force=step == cfg.steps)
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    save(step == cfg.steps)
+        except KeyboardInterrupt:
+            interrupted = True
     if not interrupted and step < cfg.steps and step % cfg.checkpoint_every:
         save(False)          # a clean stop; after Ctrl-C the last periodic state stands (consistent)
     if (interrupted or step < cfg.steps) and main:

@@ -313,31 +313,35 @@ class EngineHost:
             self.send(("loaded", path, describe_generator(gen, path)))
 
     # -- status and reports --------------------------------------------------------------------------
-    def note_map(self) -> np.ndarray:
-        """[16, 128] from the engine's voice state (NB: read while the render side may change it;
-        a torn view lasts one update and only touches the display)."""
+    def note_map(self) -> tuple[np.ndarray, int]:
+        """[16, 128] from the engine's voice state, and the number of sounding voices counted in
+        the same pass (so the status's voice count agrees with its note map). NB: read while the
+        render side may change it; a torn view lasts one update and only touches the display."""
         nm = self._notes
         nm[:] = 0
         cond, voices = self.engine.cond, self.engine.voices
+        n = 0
         for v in range(cond.active.shape[0]):
             if cond.active[v]:
+                n += 1
                 vel = max(1, min(127, int(round(cond.velocity[v] * 127.0))))
                 nm[int(cond.channel[v]) & 15, int(voices.note_int[v]) & 127] = vel | (0 if cond.gate[v] else RELEASED)
-        return nm
+        return nm, n
 
     def write_status(self, state: int) -> None:
         eng, out, midi = self.engine, self.out, self.midi
         a = out.stats
+        notes, sounding = self.note_map()
         self.shm.write_status({
             "pid": os.getpid(), "state": state, "heartbeat": time.monotonic(),
             "sample_rate": out.sample_rate, "block": out.block, "polyphony": eng.config.polyphony,
-            "voices": eng.stats.voices, "load": a.load * 100.0, "load_peak": a.load_peak * 100.0,
+            "voices": sounding, "load": a.load * 100.0, "load_peak": a.load_peak * 100.0,
             "latency_ms": out.latency * 1000.0, "xruns": a.xruns, "ring_underruns": a.ring_underruns,
             "generator_faults": eng.stats.generator_faults, "sample_time": eng.sample_time,
             "callbacks": a.callbacks, "midi_messages": midi.messages if midi else 0,
             "midi_malformed": midi.malformed if midi else 0, "midi_late": midi.late if midi else 0,
             "dropped_events": eng.events.dropped, "model_generation": self.generation,
-        }, self.note_map())
+        }, notes)
 
     def forward_reports(self) -> None:
         eng = self.engine
