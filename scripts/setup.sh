@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 APT_PACKAGES="libportaudio2 libsndfile1 jackd2 fluidsynth fluid-soundfont-gm"
+# What the PyQt6 wheels' Qt needs from the system (offscreen and X11/xcb platforms).
+APT_PACKAGES="$APT_PACKAGES libegl1 libgl1 libfontconfig1 libfreetype6 libdbus-1-3 libglib2.0-0 libxkbcommon0
+  libxkbcommon-x11-0 libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
+  libxcb-render-util0 libxcb-shape0 libxcb-xkb1"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +199,14 @@ class Rig:
                 c.deactivate()
             finally:
                 c.close()
+
+
+def never_the_cause(culprits: list[str]) -> None:
+    """livewave (an engine process or instrument) was not the one late. This VM is shared: a cycle in which no client
+    got the CPU is the machine's stall (jack_rig.xrun_culprits). In a storm of those, JACK's
+    cycle timing slips and a client caught mid-cycle is named now and then: the child may be
+    named, rarely, never as the main cause."""
+    own = [c for c in culprits if c.startswith("livewave")]
+    stalls = len(culprits) - len(own)
+    # NB: none at all on a quiet machine; amid stalls, one caught mid-cycle (seen 1 in 4 runs here).
+    assert len(own) <= (0 if stalls == 0 else max(1, stalls // 10)), Counter(culprits)

@@ -1,0 +1,217 @@
+"""The PyQt6 app against the null engine (pytest-qt, offscreen): loading through the browser
+and by drag-and-drop, a corrupt file's error while the current model stays, the control panel
+built from the model's controls, the on-screen keyboard (mouse and computer keys), panic."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("PyQt6")
+pytest.importorskip("pytestqt")
+
+from PyQt6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
+from PyQt6.QtGui import QDropEvent  # noqa: E402
+
+from livewave.checkpoint import BUILTIN  # noqa: E402
+from livewave.engine_process import NullEngine  # noqa: E402
+from ui.engine_client import EngineClient  # noqa: E402
+from ui.main_window import MainWindow  # noqa: E402
+from ui.piano_keyboard import key_note  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VIOLIN = ROOT / "models" / "violin.safetensors"
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    client = EngineClient(NullEngine())
+    client.start({})
+    w = MainWindow(client, model_folders=[ROOT / "models", tmp_path])
+    qtbot.addWidget(w)
+    w.resize(1000, 640)
+    w.show()
+    yield w
+    w.close()
+
+
+def loaded_name(w):
+    return w.model_info.get("name")
+
+
+def test_load_through_the_browser_builds_the_controls(window, qtbot):
+    w = window
+    assert "vibrato_rate" in w.controls.sliders        # the built-in instrument's controls
+    item = w.browser.item_for(str(VIOLIN))
+    assert item is not None
+    w.browser.list.setCurrentItem(item)
+    assert "violin" in w.browser.card.text().lower() and "closer" in w.browser.card.text()
+    w.browser.list.itemActivated.emit(item)
+    qtbot.waitUntil(lambda: w.model_info.get("path") == str(VIOLIN), timeout=5000)
+    assert set(w.controls.sliders) >= {"vibrato_depth", "breath", "velocity_brightness"}
+    # A slider sends the control; the engine's answer (clamped) is shown.
+    s = w.controls.sliders["breath"]
+    s.slider.setValue(s.slider.maximum())
+    qtbot.waitUntil(lambda: abs(s.value - 2.0) < 1e-6, timeout=2000)
+    # And back to the built-in instrument, like any model.
+    w.browser.list.itemActivated.emit(w.browser.item_for(BUILTIN))
+    qtbot.waitUntil(lambda: w.model_info.get("path") == BUILTIN, timeout=5000)
+    assert "brightness" in w.controls.sliders
+
+
+def drop(w, path):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    ev = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                    Qt.KeyboardModifier.NoModifier)
+    w.dropEvent(ev)
+
+
+def test_drag_and_drop_loads_a_checkpoint(window, qtbot, tmp_path):
+    mine = tmp_path / "my-flute.safetensors"
+    mine.write_bytes((ROOT / "models" / "flute.safetensors").read_bytes())
+    drop(window, mine)
+    qtbot.waitUntil(lambda: window.model_info.get("path") == str(mine), timeout=5000)
+    assert window.browser.item_for(str(mine)) is not None
+    n = window.browser.list.count()
+    other = str(ROOT / "models" / ".." / "models" / "flute.safetensors")   # another spelling: no second entry
+    window.load(other)
+    qtbot.waitUntil(lambda: window.model_info.get("path") == other, timeout=5000)
+    assert window.browser.list.count() == n
+
+
+def test_a_corrupt_file_shows_an_error_and_the_model_stays(window, qtbot, tmp_path):
+    w = window
+    drop(w, VIOLIN)
+    qtbot.waitUntil(lambda: w.model_info.get("path") == str(VIOLIN), timeout=5000)
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(VIOLIN.read_bytes()[:5000])
+    drop(w, bad)
+    qtbot.waitUntil(lambda: w.error_box is not None and w.error_box.isVisible(), timeout=5000)
+    assert "broken.safetensors" in w.error_box.text()
+    assert w.error_box.informativeText()           # the reason, from the loader
+    assert w.model_info.get("path") == str(VIOLIN)
+    assert w.client.engine.model_info["path"] == str(VIOLIN)   # the engine plays on with it
+    w.error_box.close()
+
+
+def test_on_screen_keyboard_reaches_the_engine_and_shows_its_notes(window, qtbot):
+    w = window
+    eng = w.client.engine
+    r = w.keyboard.key_rect(60)
+    qtbot.mousePress(w.keyboard, Qt.MouseButton.LeftButton, pos=r.center().toPoint())
+    assert (0, 60) in {(c, k) for c, k, _, _ in eng.notes()}
+    qtbot.waitUntil(lambda: w.keyboard.sounding.get(60) is True, timeout=2000)   # held, from the engine's map
+    qtbot.mouseRelease(w.keyboard, Qt.MouseButton.LeftButton, pos=r.center().toPoint())
+    assert not eng.notes()
+    # Computer keys: Q is the upper row's C; ']' shifts an octave up.
+    assert key_note("q", 48) == 60 and key_note("z", 48) == 48 and key_note("k", 48) is None
+    qtbot.keyPress(w, "q")
+    assert [k for _, k, _, _ in eng.notes()] == [60]
+    qtbot.keyRelease(w, "q")
+    qtbot.keyClick(w, "]")
+    qtbot.keyPress(w, "q")
+    assert [k for _, k, _, _ in eng.notes()] == [72]
+    # Panic clears everything, including what the mouse or keys hold.
+    w.panic()
+    assert not eng.notes() and not w.keyboard.held
+
+
+def test_closing_the_window_stops_the_engine(qtbot, tmp_path):
+    client = EngineClient(NullEngine())
+    client.start({})
+    w = MainWindow(client, model_folders=[tmp_path])
+    qtbot.addWidget(w)
+    w.show()
+    w.close()
+    assert not client.engine.alive()
+
+
+def test_the_livewave_command_opens_the_app_only_with_a_display(monkeypatch):
+    from ui.launcher import wants_app
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert wants_app([]) is None
+    assert wants_app(["render", "x.mid"]) == "a sub-command"
+    assert wants_app(["--model", "m.safetensors"]) is not None
+    monkeypatch.delenv("QT_QPA_PLATFORM")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert wants_app([]) == "no display"
+
+
+@pytest.mark.jack
+def test_on_screen_keyboard_plays_through_the_real_engine_process(qtbot, tmp_path):
+    """The window on a real engine process on the JACK dummy device: a click on A4 sounds
+    at 440 Hz in the engine's own output (its scope ring), the status bar shows the device."""
+    import shutil
+    import time
+
+    from audio_checks import cents, f0_spectral
+    from jack_rig import JackServer
+
+    from livewave.engine_process import EngineProcess
+    if not shutil.which("jackd"):
+        pytest.skip("jackd is not installed (Debian package jackd2)")
+    pytest.importorskip("rtmixer")
+    (tmp_path / "jack").mkdir()
+    with JackServer(48000, 128, tmp_path / "jack"):
+        client = EngineClient(EngineProcess(ready_timeout=120, log_dir=tmp_path))
+        client.start({"audio": "system", "midi": "none", "block": 128, "placement": "rtmixer"})
+        w = MainWindow(client, model_folders=[tmp_path])
+        qtbot.addWidget(w)
+        w.show()
+        try:
+            r = w.keyboard.key_rect(69)
+            qtbot.mousePress(w.keyboard, Qt.MouseButton.LeftButton, pos=r.center().toPoint())
+            qtbot.waitUntil(lambda: 69 in w.keyboard.sounding, timeout=5000)
+            time.sleep(0.6)
+            x = client.engine.scope(16384)[-12000:]
+            qtbot.mouseRelease(w.keyboard, Qt.MouseButton.LeftButton, pos=r.center().toPoint())
+            assert np.sqrt(np.mean(x ** 2)) > 1e-3
+            assert abs(cents(f0_spectral(x, 48000), 440.0)) < 10.0
+            qtbot.waitUntil(lambda: "voices" in w.status_labels["voices"].text(), timeout=2000)
+            assert "JACK" in w.status_labels["device"].text() or "system" in w.status_labels["device"].text()
+            qtbot.waitUntil(lambda: not client.engine.notes(), timeout=5000)
+        finally:
+            w.close()
+        assert not client.engine.alive()
+
+
+def test_presets_save_and_restore_model_and_values_and_the_last_session(qtbot, tmp_path):
+    from ui.presets import PresetError, load_preset
+    session = tmp_path / "last-session.json"
+
+    def window():
+        client = EngineClient(NullEngine())
+        client.start({})
+        w = MainWindow(client, model_folders=[ROOT / "models"], session=session)
+        qtbot.addWidget(w)
+        w.show()
+        return w
+
+    w = window()
+    w.load(str(VIOLIN))
+    qtbot.waitUntil(lambda: w.model_info.get("path") == str(VIOLIN), timeout=5000)
+    w.controls.sliders["breath"].slider.setValue(750)          # 1.5 of 0..2
+    w.controls.volume.slider.setValue(500)                     # -27 dB of -60..6
+    qtbot.waitUntil(lambda: abs(w.controls.sliders["breath"].value - 1.5) < 1e-6, timeout=2000)
+    w.save_preset_to(tmp_path / "p.json")
+    p = load_preset(tmp_path / "p.json")
+    assert p["model"] == str(VIOLIN) and p["controls"]["breath"] == 1.5 and p["gain_db"] == -27.0
+    w.close()                                                  # saves the session
+    assert load_preset(session)["controls"]["breath"] == 1.5
+
+    w2 = window()                                              # restores it: model, then values
+    qtbot.waitUntil(lambda: w2.model_info.get("path") == str(VIOLIN), timeout=5000)
+    qtbot.waitUntil(lambda: abs(w2.controls.sliders["breath"].value - 1.5) < 1e-6, timeout=2000)
+    assert w2.controls.volume.value == -27.0
+    # A broken preset is refused with the reason; nothing changes.
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"kind": "livewave-preset", "format": 1, "controls": {"breath": "loud"}}')
+    with pytest.raises(PresetError, match="breath"):
+        load_preset(bad)
+    w2.load_preset_from(bad)
+    assert w2.error_box is not None and "bad.json" in w2.error_box.text()
+    assert w2.model_info.get("path") == str(VIOLIN) and w2.controls.sliders["breath"].value == 1.5
+    w2.close()

@@ -1,0 +1,100 @@
+"""Start the app: ``python -m ui`` (``--null`` for a window with no audio engine).
+
+The engine runs in its own process (``EngineProcess``); when it cannot start (no audio
+device) the window says why and opens on the null engine, so models can still be browsed.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+
+from PyQt6.QtCore import QSettings
+from PyQt6.QtGui import QColor, QPalette
+from PyQt6.QtWidgets import QApplication, QMessageBox
+
+from livewave.engine_process import EngineError, EngineProcess, NullEngine
+
+from .engine_client import EngineClient
+from .main_window import SESSION, MainWindow
+from .presets import PresetError, load_preset
+
+STYLE = """
+QWidget { font-size: 11pt; }
+QLabel#modelLabel { font-size: 15pt; font-weight: 600; color: #f0f0f0; }
+QPushButton#panic { background: #8a1c1c; color: white; font-weight: 700; padding: 8px 18px;
+                    border-radius: 4px; }
+QPushButton#panic:pressed { background: #c62828; }
+QGroupBox { border: 1px solid #2c3038; border-radius: 4px; margin-top: 1.2em; }
+QGroupBox::title { subcontrol-origin: margin; left: 8px; color: #9aa0a6; }
+QSlider::groove:horizontal { height: 6px; background: #2c3038; border-radius: 3px; }
+QSlider::handle:horizontal { width: 16px; margin: -6px 0; background: #3fa9f5; border-radius: 8px; }
+QListWidget { background: #14161a; border: 1px solid #2c3038; }
+QListWidget::item:selected { background: #1f5f8a; }
+"""
+
+
+def dark_palette() -> QPalette:
+    p = QPalette()
+    for role, col in ((QPalette.ColorRole.Window, "#1b1d22"), (QPalette.ColorRole.WindowText, "#e6e6e6"),
+                      (QPalette.ColorRole.Base, "#14161a"), (QPalette.ColorRole.AlternateBase, "#1f2228"),
+                      (QPalette.ColorRole.Text, "#e6e6e6"), (QPalette.ColorRole.Button, "#262a31"),
+                      (QPalette.ColorRole.ButtonText, "#e6e6e6"), (QPalette.ColorRole.Highlight, "#3fa9f5"),
+                      (QPalette.ColorRole.HighlightedText, "#0b0c0e"), (QPalette.ColorRole.ToolTipBase, "#262a31"),
+                      (QPalette.ColorRole.ToolTipText, "#e6e6e6")):
+        p.setColor(role, QColor(col))
+    return p
+
+
+def make_app(argv=None) -> QApplication:
+    app = QApplication.instance() or QApplication(list(argv or sys.argv))
+    app.setStyle("Fusion")
+    app.setPalette(dark_palette())
+    app.setStyleSheet(STYLE)
+    return app
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="livewave-app")
+    ap.add_argument("--model", help="checkpoint to start with (default: the last one played)")
+    ap.add_argument("--audio", help="output device, number or part of its name")
+    ap.add_argument("--block", type=int, default=64)
+    ap.add_argument("--null", action="store_true", help="no audio engine (browse models, try the window)")
+    args = ap.parse_args(argv)
+    app = make_app()
+    store = QSettings("livewave", "livewave")
+    try:
+        last = load_preset(SESSION).get("model") if SESSION.exists() else None
+    except PresetError:
+        last = None
+    model = args.model or last or store.value("model") or None
+    settings = {"model": model, "audio": args.audio, "block": args.block,
+                "placement": "rtmixer" if importlib.util.find_spec("rtmixer") else "callback"}
+    engine = NullEngine() if args.null else EngineProcess()
+    client = EngineClient(engine)
+    problem = None
+    try:
+        client.start(settings)
+    except EngineError as exc:
+        problem = exc
+    if problem is not None and model and not args.model:     # the remembered model no longer starts
+        try:
+            client.start({**settings, "model": None})
+            problem = None
+        except EngineError as exc:
+            problem = exc
+    if problem is not None:
+        QMessageBox.warning(None, "livewave: no audio", f"The audio engine did not start:\n{problem}\n\n"
+                            "The window opens without sound.")
+        client = EngineClient(NullEngine())
+        client.start({**settings, "model": None})
+    win = MainWindow(client, settings=store, session=SESSION,
+                     restore_session=not args.model)
+    app.installEventFilter(win)
+    win.resize(1100, 680)
+    win.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The control panel, built from the loaded generator's declared controls (name, range,
+default, unit), plus master volume. A slider sends ("control", name, value); the engine's
+answer (the value as clamped) is shown."""
+from __future__ import annotations
+
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import QGridLayout, QGroupBox, QLabel, QSlider, QWidget
+
+STEPS = 1000
+
+
+class ControlSlider(QWidget):
+    changed = pyqtSignal(str, float)
+
+    def __init__(self, spec: dict, parent=None):
+        super().__init__(parent)
+        self.spec = spec
+        self.name = spec["name"]
+        self.lo, self.hi = float(spec["min"]), float(spec["max"])
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, STEPS)
+        self.slider.setToolTip(spec.get("description") or self.name)
+        self.value_label = QLabel()
+        self.value_label.setMinimumWidth(80)
+        self.value_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.value = float(spec["default"])
+        self.set_value(self.value)
+        self.slider.valueChanged.connect(self._moved)
+
+    def to_pos(self, v: float) -> int:
+        return round((v - self.lo) / (self.hi - self.lo) * STEPS) if self.hi > self.lo else 0
+
+    def from_pos(self, pos: int) -> float:
+        return self.lo + (self.hi - self.lo) * pos / STEPS
+
+    def set_value(self, v: float) -> None:
+        """Show ``v`` (from the engine) without sending it back."""
+        self.value = float(v)
+        self.slider.blockSignals(True)
+        self.slider.setValue(self.to_pos(self.value))
+        self.slider.blockSignals(False)
+        self._show()
+
+    def _show(self) -> None:
+        unit = self.spec.get("unit") or ""
+        self.value_label.setText(f"{self.value:.3g} {unit}".strip())
+
+    def _moved(self, pos: int) -> None:
+        self.value = self.from_pos(pos)
+        self._show()
+        self.changed.emit(self.name, self.value)
+
+
+class ControlPanel(QGroupBox):
+    control_moved = pyqtSignal(str, float)
+    volume_moved = pyqtSignal(float)            # dB
+
+    def __init__(self, parent=None):
+        super().__init__("Controls", parent)
+        self.grid = QGridLayout(self)
+        self.sliders: dict[str, ControlSlider] = {}
+        self.volume = ControlSlider({"name": "volume", "min": -60.0, "max": 6.0, "default": 0.0, "unit": "dB",
+                                     "description": "master volume"})
+        self.volume.changed.connect(lambda _n, v: self.volume_moved.emit(v))
+        self.set_controls([])
+
+    def set_controls(self, specs: list[dict]) -> None:
+        while self.grid.count():
+            w = self.grid.takeAt(0).widget()
+            if w is not None and w is not self.volume and w.parent() is self:
+                w.setParent(None)
+        self.sliders = {}
+        rows = [self.volume] + [ControlSlider(s) for s in specs]
+        for r, cs in enumerate(rows):
+            label = QLabel(cs.name.replace("_", " "))
+            label.setToolTip(cs.spec.get("description") or "")
+            self.grid.addWidget(label, r, 0)
+            self.grid.addWidget(cs.slider, r, 1)
+            self.grid.addWidget(cs.value_label, r, 2)
+            if cs is not self.volume:
+                self.sliders[cs.name] = cs
+                cs.changed.connect(self.control_moved)
+        self.grid.setColumnStretch(1, 1)
+        self.grid.setRowStretch(len(rows), 1)
+
+    def show_value(self, name: str, value: float) -> None:
+        if name in self.sliders:
+            self.sliders[name].set_value(value)
+
+    def values(self) -> dict[str, float]:
+        return {n: s.value for n, s in self.sliders.items()}

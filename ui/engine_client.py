@@ -1,0 +1,71 @@
+"""The Qt adapter of the engine process: its events as Qt signals, drained on a GUI timer.
+
+The engine (``EngineProcess``, or ``NullEngine`` in tests) knows nothing of Qt. This object
+polls it every ``interval_ms`` on the GUI thread (DESIGN: real-time events are queued and
+drained, never emitted from the audio side), turns each event into a signal, and restarts
+the engine with the same model when it died.
+"""
+from __future__ import annotations
+
+from PyQt6.QtCore import QObject, QTimer, pyqtSignal
+
+from livewave.engine_process import EngineError
+
+
+class EngineClient(QObject):
+    loaded = pyqtSignal(str, dict)           # path, model info (controls, card, device)
+    load_failed = pyqtSignal(str, str)       # path, message
+    control_changed = pyqtSignal(str, float)
+    message = pyqtSignal(str)                # errors and reports from the engine
+    died = pyqtSignal(str)                   # how it ended; a restart follows
+    restarted = pyqtSignal(str)
+
+    def __init__(self, engine, interval_ms: int = 15, parent=None):
+        super().__init__(parent)
+        self.engine = engine
+        self.timer = QTimer(self)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.poll)
+
+    def start(self, settings: dict | None = None) -> dict:
+        info = self.engine.start(settings)
+        self.timer.start()
+        return info
+
+    def stop(self) -> None:
+        self.timer.stop()
+        self.engine.stop()
+
+    # -- commands (never raise into the GUI: a dead engine is reported by poll) ----------------
+    def send(self, *cmd) -> bool:
+        return self.engine.send(*cmd)
+
+    def load(self, path) -> bool:
+        return self.engine.send("load", str(path))
+
+    # -- events ---------------------------------------------------------------------------------
+    def poll(self) -> None:
+        for ev in self.engine.poll_events():
+            kind = ev[0]
+            if kind == "loaded":
+                self.loaded.emit(ev[1], ev[2])
+            elif kind == "load_failed":
+                self.load_failed.emit(ev[1], ev[2])
+            elif kind == "control":
+                self.control_changed.emit(ev[1], float(ev[2]))
+            elif kind in ("error", "report"):
+                self.message.emit(str(ev[1]))
+            elif kind == "restarted":
+                self.restarted.emit(str(ev[1]))
+        why = self.engine.check()
+        if why:
+            self.died.emit(why)
+            try:
+                info = self.engine.restart()
+            except EngineError as exc:
+                self.message.emit(f"the engine could not be restarted: {exc}")
+                return
+            self.loaded.emit(info.get("model", {}).get("path") or "", info.get("model", {}))
+            for ev in self.engine.poll_events():
+                if ev[0] == "restarted":
+                    self.restarted.emit(str(ev[1]))

@@ -1,0 +1,298 @@
+"""The main window: model browser, controls, scope and meter, on-screen keyboard, status.
+
+A thin client: everything it does goes through ``EngineClient`` (commands out, events in)
+and the engine's shared memory (notes, scope, status), read on a ~30 fps view timer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PyQt6.QtCore import QEvent, QObject, QSettings, Qt, QTimer
+from PyQt6.QtGui import QAction, QKeySequence
+from PyQt6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .control_panel import ControlPanel
+from .engine_client import EngineClient
+from .model_browser import SUFFIXES, ModelBrowser
+from .piano_keyboard import PianoKeyboard
+from .presets import PresetError, load_preset, make_preset, save_preset
+from .scope_view import LevelMeter, Oscilloscope
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_MODELS = ROOT / "models"
+USER_MODELS = Path.home() / ".local" / "share" / "livewave" / "models"
+SESSION = Path.home() / ".config" / "livewave" / "last-session.json"
+
+
+def dropped_checkpoint(mime) -> str | None:
+    """The first local checkpoint file in a drag's data, else None."""
+    if not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile() and Path(url.toLocalFile()).suffix in SUFFIXES:
+            return url.toLocalFile()
+    return None
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, client: EngineClient, model_folders=None, settings: QSettings | None = None,
+                 session: Path | None = None, restore_session: bool = True):
+        super().__init__()
+        self.client = client
+        self.settings = settings
+        self.session = session            # the last session's preset: restored at start, saved at close
+        self.pending_preset: dict | None = None
+        self.setWindowTitle("livewave")
+        self.setAcceptDrops(True)
+        self.error_box: QMessageBox | None = None
+        self.pending: str | None = None
+        self.model_info: dict = {}
+
+        self.browser = ModelBrowser(model_folders if model_folders is not None else [SHIPPED_MODELS, USER_MODELS])
+        self.controls = ControlPanel()
+        self.scope = Oscilloscope()
+        self.meter = LevelMeter()
+        self.keyboard = PianoKeyboard()
+        self.model_label = QLabel()
+        self.model_label.setObjectName("modelLabel")
+        self.panic_button = QPushButton("PANIC")
+        self.panic_button.setObjectName("panic")
+        self.panic_button.setToolTip("All notes off and reset the instrument (Esc)")
+
+        top = QHBoxLayout()
+        top.addWidget(self.model_label, 1)
+        top.addWidget(self.panic_button)
+        views = QHBoxLayout()
+        views.addWidget(self.scope, 1)
+        views.addWidget(self.meter)
+        centre = QVBoxLayout()
+        centre.addLayout(top)
+        centre.addWidget(self.controls, 1)
+        centre.addLayout(views, 1)
+        mid = QWidget()
+        mid.setLayout(centre)
+        split = QSplitter()
+        split.addWidget(self.browser)
+        split.addWidget(mid)
+        split.setStretchFactor(1, 1)
+        split.setSizes([260, 700])
+        outer = QVBoxLayout()
+        outer.addWidget(split, 1)
+        outer.addWidget(self.keyboard)
+        root = QWidget()
+        root.setLayout(outer)
+        self.setCentralWidget(root)
+
+        self.status_labels = {k: QLabel() for k in ("device", "load", "latency", "xruns", "voices")}
+        for lab in self.status_labels.values():
+            self.statusBar().addPermanentWidget(lab)
+
+        self._actions()
+        client.loaded.connect(self.on_loaded)
+        client.load_failed.connect(self.on_load_failed)
+        client.control_changed.connect(self.controls.show_value)
+        client.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        client.died.connect(lambda m: self.statusBar().showMessage(f"engine stopped: {m.splitlines()[0]}", 8000))
+        client.restarted.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.browser.load_requested.connect(self.load)
+        self.controls.control_moved.connect(lambda n, v: client.send("control", n, v))
+        self.controls.volume_moved.connect(lambda db: client.send("gain_db", db))
+        self.keyboard.note_on.connect(lambda n, v: client.send("midi", 0x90, n, v))
+        self.keyboard.note_off.connect(lambda n: client.send("midi", 0x80, n, 0))
+        self.panic_button.clicked.connect(self.panic)
+
+        self.view_timer = QTimer(self)
+        self.view_timer.setInterval(33)
+        self.view_timer.timeout.connect(self.refresh_views)
+        self.view_timer.start()
+        self.on_loaded(client.engine.model_info.get("path") or "", client.engine.model_info)
+        if restore_session and session is not None and Path(session).exists():
+            try:
+                self.apply_preset(load_preset(session))
+            except PresetError as exc:
+                self.statusBar().showMessage(f"the last session was not restored: {exc}", 8000)
+
+    def _actions(self) -> None:
+        def act(text, shortcut, slot):
+            a = QAction(text, self)
+            a.setShortcut(QKeySequence(shortcut))
+            a.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+            a.triggered.connect(slot)
+            self.addAction(a)
+            return a
+        self.open_action = act("Open model...", "Ctrl+O", self.open_dialog)
+        self.panic_action = act("Panic", "Esc", self.panic)
+        self.save_preset_action = act("Save preset...", "Ctrl+S", self.save_preset_dialog)
+        self.load_preset_action = act("Load preset...", "Ctrl+L", self.load_preset_dialog)
+        quit_action = act("Quit", "Ctrl+Q", self.close)
+        menu = self.menuBar().addMenu("&File")
+        for a in (self.open_action, self.load_preset_action, self.save_preset_action, self.panic_action, quit_action):
+            menu.addAction(a)
+
+    # -- models ---------------------------------------------------------------------------------
+    def load(self, path: str) -> None:
+        self.pending = path
+        self.statusBar().showMessage(f"loading {Path(path).name}... (the current model plays on)")
+        if not self.client.load(path):
+            self.statusBar().showMessage("the engine is not running; it restarts shortly", 5000)
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a livewave model", str(USER_MODELS),
+                                              "livewave checkpoints (*.safetensors)")
+        if path:
+            self.browser.add_path(Path(path))
+            self.load(path)
+
+    def on_loaded(self, path: str, info: dict) -> None:
+        self.pending = None
+        self.model_info = info
+        name = info.get("card", {}).get("instrument") or info.get("name") or "built-in instrument"
+        self.model_label.setText(f"{name}  ·  {info.get('family', '')}  ·  {info.get('device', 'cpu')}")
+        self.controls.set_controls(info.get("controls", []))
+        if path:
+            it = self.browser.item_for(path) or self.browser.add_path(Path(path))
+            self.browser.list.blockSignals(True)
+            self.browser.list.setCurrentItem(it)
+            self.browser.list.blockSignals(False)
+            self.browser.show_card(it)
+            if self.settings is not None:
+                self.settings.setValue("model", path)
+        self.statusBar().showMessage(f"playing {name}", 4000)
+        pp = self.pending_preset
+        if pp is not None and (pp.get("model") or "") in (path, ""):
+            self.pending_preset = None
+            self._apply_values(pp)
+
+    # -- presets --------------------------------------------------------------------------------
+    def current_preset(self) -> dict:
+        return make_preset(self.model_info.get("path"), self.controls.values(), self.controls.volume.value)
+
+    def apply_preset(self, preset: dict) -> None:
+        """Load the preset's model (if another one plays) and then set its values."""
+        model = preset.get("model")
+        if model and model != self.model_info.get("path"):
+            self.pending_preset = preset
+            self.load(model)
+        else:
+            self._apply_values(preset)
+
+    def _apply_values(self, preset: dict) -> None:
+        for name, value in preset["controls"].items():
+            if name in self.controls.sliders:
+                self.client.send("control", name, value)
+                self.controls.show_value(name, value)
+        self.controls.volume.set_value(preset["gain_db"])
+        self.client.send("gain_db", preset["gain_db"])
+
+    def save_preset_to(self, path) -> None:
+        save_preset(path, self.current_preset())
+        self.statusBar().showMessage(f"preset saved: {path}", 4000)
+
+    def load_preset_from(self, path) -> None:
+        try:
+            self.apply_preset(load_preset(path))
+        except PresetError as exc:
+            self.show_error("The preset did not load", f"{Path(path).name} did not load; nothing changed.", str(exc))
+
+    def save_preset_dialog(self) -> None:
+        self._preset_dialog(save=True)
+
+    def load_preset_dialog(self) -> None:
+        self._preset_dialog(save=False)
+
+    def _preset_dialog(self, save: bool) -> None:
+        ask = QFileDialog.getSaveFileName if save else QFileDialog.getOpenFileName
+        path, _ = ask(self, "Save preset" if save else "Load preset", str(SESSION.parent / "presets"),
+                      "livewave presets (*.json)")
+        if not path:
+            return
+        if not save:
+            self.load_preset_from(path)
+            return
+        try:
+            self.save_preset_to(path)
+        except OSError as exc:
+            self.show_error("The preset was not saved", f"{path} could not be written.", str(exc))
+
+    def on_load_failed(self, path: str, message: str) -> None:
+        self.pending = None
+        if self.pending_preset is not None and self.pending_preset.get("model") == path:
+            self.pending_preset = None
+        self.show_error("The model did not load", f"{Path(path).name} did not load; the current model plays on.",
+                        message)
+
+    def show_error(self, title: str, text: str, detail: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Critical, title, text, parent=self)
+        box.setInformativeText(detail)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        self.error_box = box
+        box.open()                    # NB: not exec(): the GUI (and its timers) keep running
+
+    def dragEnterEvent(self, ev):
+        if dropped_checkpoint(ev.mimeData()):
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev):
+        path = dropped_checkpoint(ev.mimeData())
+        if path:
+            ev.acceptProposedAction()
+            self.browser.add_path(Path(path))
+            self.load(path)
+
+    # -- playing --------------------------------------------------------------------------------
+    def panic(self) -> None:
+        self.keyboard.release_all()
+        self.client.send("panic")
+        self.statusBar().showMessage("panic: all notes off", 3000)
+
+    def keyPressEvent(self, ev):
+        if not self.keyboard.handle_key(ev.text(), True, ev.isAutoRepeat()):
+            super().keyPressEvent(ev)
+
+    def keyReleaseEvent(self, ev):
+        if not self.keyboard.handle_key(ev.text(), False, ev.isAutoRepeat()):
+            super().keyReleaseEvent(ev)
+
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
+        """Letters play notes whichever child has the focus (sliders take only arrows)."""
+        if ev.type() in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease) and self.isActiveWindow():
+            pressed = ev.type() == QEvent.Type.KeyPress
+            if not ev.modifiers() & ~Qt.KeyboardModifier.ShiftModifier and \
+                    self.keyboard.handle_key(ev.text(), pressed, ev.isAutoRepeat()):
+                return True
+        return super().eventFilter(obj, ev)
+
+    def refresh_views(self) -> None:
+        eng = self.client.engine
+        st = eng.status()
+        self.keyboard.show_notes(eng.notes())
+        self.scope.show_samples(eng.scope(2048))
+        self.meter.show_level(float(st.get("peak", 0.0)))
+        lab = self.status_labels
+        info = getattr(eng, "info", {}) or {}
+        lab["device"].setText(f"{info.get('device_name', '?')} · model on {self.model_info.get('device', 'cpu')}")
+        lab["load"].setText(f"DSP {st.get('load', 0.0):.0f}%")
+        lab["latency"].setText(f"latency {st.get('latency_ms', 0.0):.1f} ms")
+        lab["xruns"].setText(f"xruns {st.get('xruns', 0)}")
+        lab["voices"].setText(f"voices {st.get('voices', 0)}/{st.get('polyphony', 0)}")
+
+    def closeEvent(self, ev):
+        if self.session is not None:
+            try:
+                save_preset(self.session, self.current_preset())
+            except OSError:
+                pass                  # a read-only home: the session is simply not remembered
+        self.view_timer.stop()
+        self.keyboard.release_all()
+        self.client.stop()
+        super().closeEvent(ev)

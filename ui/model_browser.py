@@ -1,0 +1,108 @@
+"""The model browser: the checkpoints in the shipped ``models/`` folder and a user folder,
+each with its model card (family, instrument, sample rate, size, device, quality)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+
+from livewave.checkpoint import BUILTIN, CheckpointError, read_checkpoint
+
+SUFFIXES = (".safetensors",)
+
+
+def card_text(path: Path | None, meta: dict | None, device: str | None = None) -> str:
+    """A model card as short rich text for the browser."""
+    if path is None:
+        return "<b>Built-in instrument</b><br>the default harmonic-plus-noise synth"
+    if meta is None:
+        return f"<b>{path.name}</b><br>not readable"
+    card = meta.get("card", {})
+    q = card.get("quality", {})
+    tr = card.get("training", {})
+    rows = [f"<b>{card.get('instrument') or path.stem}</b> ({meta.get('family', '?')})",
+            f"{path.stat().st_size / 1e6:.2f} MB, {card.get('sample_rate', '?')} Hz"]
+    if tr:
+        rows.append(f"trained {tr.get('steps', '?')} steps on {tr.get('device', '?')}")
+    if q:
+        rows.append(f"{q.get('closer_than_default_pct', '?')}% closer than the default; pitch p95 "
+                    f"{q.get('pitch_p95_abs_cents', '?')} cents")
+    if device:
+        rows.append(f"playing on {device}")
+    return "<br>".join(rows)
+
+
+class ModelBrowser(QWidget):
+    load_requested = pyqtSignal(str)
+
+    def __init__(self, folders: list[Path], parent=None):
+        super().__init__(parent)
+        self.folders = [Path(f) for f in folders]
+        self.list = QListWidget()
+        self.card = QLabel()
+        self.card.setWordWrap(True)
+        self.card.setTextFormat(Qt.TextFormat.RichText)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(QLabel("Models"))
+        lay.addWidget(self.list, 1)
+        lay.addWidget(self.card)
+        self.list.currentItemChanged.connect(self.show_card)
+        self.list.itemActivated.connect(self._activated)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.list.clear()
+        item = QListWidgetItem("Built-in instrument")
+        item.setData(Qt.ItemDataRole.UserRole, BUILTIN)
+        self.list.addItem(item)
+        seen = set()
+        for folder in self.folders:
+            if not folder.is_dir():
+                continue
+            for p in sorted(folder.iterdir()):
+                if p.suffix in SUFFIXES and p.resolve() not in seen:
+                    seen.add(p.resolve())
+                    self.add_path(p)
+
+    def add_path(self, path: Path) -> QListWidgetItem:
+        found = self.item_for(str(path))
+        if found is not None:
+            return found
+        it = QListWidgetItem(f"{path.stem}  ({path.resolve().parent.name})")
+        it.setData(Qt.ItemDataRole.UserRole, str(path))
+        self.list.addItem(it)
+        return it
+
+    def item_for(self, path: str) -> QListWidgetItem | None:
+        """The entry of ``path`` (the same file under another spelling counts)."""
+        def same(a: str, b: str) -> bool:
+            if a == b:
+                return True
+            if BUILTIN in (a, b):
+                return False
+            try:
+                return Path(a).resolve() == Path(b).resolve()
+            except OSError:
+                return False
+        for i in range(self.list.count()):
+            if same(self.list.item(i).data(Qt.ItemDataRole.UserRole), path):
+                return self.list.item(i)
+        return None
+
+    def show_card(self, item, _prev=None) -> None:
+        if item is None:
+            return
+        path = item.data(Qt.ItemDataRole.UserRole)
+        if path == BUILTIN:
+            self.card.setText(card_text(None, None))
+            return
+        try:
+            meta = read_checkpoint(path)[0]
+        except (CheckpointError, OSError):
+            meta = None
+        self.card.setText(card_text(Path(path), meta))
+
+    def _activated(self, item) -> None:
+        self.load_requested.emit(item.data(Qt.ItemDataRole.UserRole))
