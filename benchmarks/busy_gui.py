@@ -28,15 +28,20 @@ def main(model: str, seconds: float) -> None:
     st0 = client.engine.status()
     t_end = time.monotonic() + seconds
     k, asked = 0, False
+    t_load, late_at, seen = None, [], st0["ring_underruns"]
     while time.monotonic() < t_end:
         k += 1
+        u = client.engine.status()["ring_underruns"]
+        if u != seen:       # when the engine was late, in ms after the load was asked for
+            late_at.append(round((time.monotonic() - (t_load or t_end)) * 1e3))
+            seen = u
         w.resize(900 + 200 * (k % 2), 600 + 100 * (k % 3))
         w.refresh_views()
         w.repaint()
         app.processEvents()
         if not asked and model != "-" and time.monotonic() > t_end - seconds + 4:
             w.load(model)
-            asked = True
+            asked, t_load = True, time.monotonic()
     t_wait = time.monotonic() + 20
     while model != "-" and w.model_info.get("path") != model and time.monotonic() < t_wait:
         app.processEvents()
@@ -45,6 +50,7 @@ def main(model: str, seconds: float) -> None:
     st = client.engine.status()
     keys = ("xruns", "ring_underruns", "generator_faults", "midi_messages")
     print(json.dumps({"rounds": k, "loaded": w.model_info.get("path") == model if model != "-" else None,
+                      "late_ms_after_load": late_at,
                       **{key: st[key] - st0[key] for key in keys}}), flush=True)
     w.close()
 

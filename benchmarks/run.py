@@ -278,13 +278,14 @@ def main() -> None:
                   "process resizes and redraws its window as fast as it can; with and without loading the violin "
                   "a few seconds in (alternating runs).",
                   "", "| run | model load | GUI rounds | MIDI received / sent | xruns (PortAudio) | ring underruns "
-                  "(engine late) | generator faults | JACK's culprits |",
-                  "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+                  "(engine late) | late at (ms after the load was asked) | generator faults | JACK's culprits |",
+                  "| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | --- |"]
         for i, load in enumerate((True, False, True, False)):
             r = busy_gui(load=load)
             print(r)
             lines.append(f"| {i + 1} | {'violin' if load else 'none'} | {r['rounds']} | {r['midi_messages']} / "
-                         f"{r['midi_sent']} | {r['xruns']} | {r['ring_underruns']} | {r['generator_faults']} | "
+                         f"{r['midi_sent']} | {r['xruns']} | {r['ring_underruns']} | {r['late_ms_after_load']} | "
+                         f"{r['generator_faults']} | "
                          f"{r['culprits']} |")
         lines.append("")
         args.no_jack = True

@@ -21,6 +21,7 @@ preallocated buffers and plain counters. ``open``/``start``/``stop`` run on the 
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import time
 
@@ -29,6 +30,7 @@ import numpy as np
 from .config import PLACEMENTS, ConfigError
 from .engine import Engine
 
+RENDER_NICE = -10     # the render thread's nice value where permitted (see AudioOutput._boost)
 _JACK_NAME = ctypes.create_string_buffer(b"livewave")   # PortAudio keeps the pointer: keep it alive
 _sd = None
 
@@ -106,6 +108,7 @@ class AudioStats:
         self.load_peak = 0.0
         self.dac_delay = 0.0          # seconds, measured per callback by PortAudio
         self.bad_sizes = 0            # callbacks larger than the prepared maximum
+        self.render_nice = None       # the render thread's nice value if it was raised, else None
 
 
 class AudioOutput:
@@ -346,7 +349,19 @@ class AudioOutput:
         while self._w - self._r < self.ahead * self.block:
             self._render_one()
 
+    def _boost(self) -> None:
+        """The render thread (thread and rtmixer placements) asks for a higher CPU priority than
+        the rest of the machine (the GUI, a browser) where it is permitted (root, CAP_SYS_NICE,
+        or an RLIMIT_NICE as audio groups set up): a nice value, not a real-time class, so a
+        thread it waits on for the GIL is never starved (SCHED_FIFO was tried: worse)."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICE)
+            self.stats.render_nice = RENDER_NICE
+        except (OSError, AttributeError):
+            self.stats.render_nice = None
+
     def _render_loop(self) -> None:
+        self._boost()
         nap = self.block / self.sample_rate / 4.0
         target = self.ahead * self.block
         while self._running:
@@ -367,6 +382,7 @@ class AudioOutput:
         self._note_load(t_start, self._tmp.shape[0])
 
     def _rtmixer_loop(self) -> None:
+        self._boost()
         nap = self.block / self.sample_rate / 4.0
         target = self.ahead * self.block
         rb, st, eng = self._rb, self.stats, self.engine

@@ -99,7 +99,10 @@ def cmd_play(args) -> int:
     # holder to yield; the audio callback must not wait that long for the status loop or a
     # MIDI thread, so make the holders yield far more often than a block lasts.
     sys.setswitchinterval(min(0.00025, 0.25 * block / args.rate))
+    from .generator import preload_families
+    unavailable = preload_families() if args.model else []     # torch: one thread, jit warmed up
     eng = _engine(args, args.rate, block)
+    eng.reports.extend(f"a generator family is unavailable: {m}" for m in unavailable)
     out = AudioOutput(eng, device=args.audio, sample_rate=args.rate, block=block, policy=args.placement,
                       ahead=args.ahead, input_channels=args.input_channels)
     out.open()

@@ -47,6 +47,7 @@ CONTROLS = (
 VIB_RATE, VIB_DEPTH, PORTAMENTO, BREATH, DYNAMICS, VEL_BRIGHTNESS = range(len(CONTROLS))
 IN_F0, IN_LD, IN_ACTIVE, IN_FRESH = range(4)     # rows of the per-frame input staging tensor
 N_INPUTS = 4
+WARM_CALLS = 3          # decoder steps run in prepare (TorchScript optimises on its first calls)
 
 
 @njit(nogil=True, cache=True)
@@ -172,12 +173,15 @@ class DDSPInstrument(Generator):
         else:
             self._traced = self._trace_step()
             with torch.inference_mode():
-                self._compute()
+                for _ in range(WARM_CALLS):    # NB: TorchScript profiles, then optimises, on its
+                    self._compute()            # first calls: not on the render side
         self.reset()
 
     def _trace_step(self):
-        """The step as a frozen TorchScript graph (CPU): the same numbers as the eager step with
-        about 30% less dispatch overhead per frame (175 vs 250 us at 16 voices, measured)."""
+        """The step as a TorchScript trace (CPU): the same numbers as the eager step with about
+        a third less dispatch overhead per frame (263 vs 397 us at 16 voices, measured). Not
+        frozen: ``torch.jit.freeze`` saves another 4% per frame but holds the GIL for ~4.5 ms,
+        which stalls the render side of a live engine while a model loads beside it."""
         import torch
         model, nyquist = self.model, float(self.nyquist)
 
@@ -195,9 +199,8 @@ class DDSPInstrument(Generator):
             # overhead without a compiler toolchain; when it goes, the eager step takes over.
             with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                traced = torch.jit.trace(Step().eval(), (self.in_dev[IN_F0], self.in_dev[IN_LD], self.h),
-                                         check_trace=False)
-                return torch.jit.freeze(traced)
+                return torch.jit.trace(Step().eval(), (self.in_dev[IN_F0], self.in_dev[IN_LD], self.h),
+                                       check_trace=False)
         except Exception:    # no torch.jit in this build: the eager step is always there
             return None
 

@@ -8,13 +8,20 @@ Channels:
     ("gain_db", value)                   answered ("gain_db", value as clamped)
     ("panic",) ("release_all",)
     ("midi", status, d1[, d2])           a channel message, e.g. from an on-screen keyboard
-    ("midi_ports",)                      answered ("midi_ports", [connected inputs], selection)
+    ("midi_ports"[, selection])          changes the MIDI input selection (all, none, a number or part
+                                         of a name; applied by the hot-plug poller) when given; answered
+                                         ("midi_ports", [connected inputs], selection, [available inputs])
+    ("devices",)                         answered ("devices", [audio outputs as dicts], name in use)
+    ("learn", name)                      the next CC binds to control name ("" cancels); answered
+                                         ("learning", name), then ("learned", name, channel, cc)
+    ("bind", name, channel, cc) ("unbind", name)   answered ("bindings", {name: [channel, cc]})
     ("ping", token)                      answered ("pong", token)
     ("stop",)                            release all, let the release ring out, close, exit 0
 - events (child -> parent, same pipe, sent by the child's command loop only, never by its
   audio thread): ("ready", info), ("fatal", message), ("loaded", path, model info),
-  ("load_failed", path, message), ("report", text), ("error", message), ("stopped", status)
-  and the answers above; the parent adds ("died", message) and ("restarted", message).
+  ("load_failed", path, message), ("report", text), ("error", message), ("stopped", status),
+  ("control", name, value) also when a bound MIDI CC moved a control, and the answers above;
+  the parent adds ("died", message) and ("restarted", message).
 - shared memory (``SharedState``), written by the child, read by the parent without locks.
 """
 from __future__ import annotations
@@ -39,6 +46,7 @@ DEFAULT_SETTINGS = {
     "channels": "all",        # MIDI channel filter
     "gain": 0.0,              # master gain, dB
     "device": "auto",         # where a neural model runs
+    "bindings": {},           # MIDI CC bindings {control name: [channel 0..15, cc]}
 }
 
 
@@ -73,7 +81,9 @@ def _byte(name: str, what: str, x, lo: int = 0, hi: int = 127) -> int:
 
 _ARITY = {"load": (1, 1, "path"), "control": (2, 2, "name or index, value"), "gain_db": (1, 1, "dB"),
           "panic": (0, 0, ""), "release_all": (0, 0, ""), "midi": (2, 3, "status, data1[, data2]"),
-          "midi_ports": (0, 1, "[selection]"), "ping": (1, 1, "token"), "stop": (0, 0, "")}
+          "midi_ports": (0, 1, "[selection]"), "devices": (0, 0, ""), "learn": (1, 1, "control name"),
+          "bind": (3, 3, "control name, channel, cc"), "unbind": (1, 1, "control name"),
+          "ping": (1, 1, "token"), "stop": (0, 0, "")}
 COMMANDS = tuple(_ARITY)
 
 
@@ -112,6 +122,12 @@ def check_command(cmd) -> tuple:
         if args and not isinstance(args[0], str):
             raise CommandError(f"midi_ports: selection {args[0]!r:.40} is not a string")
         return (name, *args)
+    if name in ("learn", "bind", "unbind"):
+        if not isinstance(args[0], str) or (name != "learn" and not args[0]):
+            raise CommandError(f"{name}: {args[0]!r:.40} is not a control name")
+        if name == "bind":
+            return (name, args[0], _byte(name, "channel", args[1], 0, 15), _byte(name, "cc", args[2]))
+        return (name, args[0])
     if name == "ping":
         tok = args[0]
         if not (tok is None or isinstance(tok, (str, bool)) or _is_number(tok)):
@@ -141,6 +157,12 @@ def check_settings(settings: dict | None) -> dict:
         out["audio"] = str(out["audio"])
     for k in ("placement", "midi", "midi_api", "channels", "device"):
         out[k] = str(out[k])
+    if not isinstance(out["bindings"], dict):
+        raise EngineError(f"engine setting bindings={out['bindings']!r:.60} must be {{control: [channel, cc]}}")
+    for k, v in out["bindings"].items():
+        if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) for x in v)):
+            raise EngineError(f"engine setting bindings: {k!r} -> {v!r:.40} is not [channel, cc]")
+    out["bindings"] = {str(k): [int(v[0]), int(v[1])] for k, v in out["bindings"].items()}
     return out
 
 

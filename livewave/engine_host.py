@@ -49,6 +49,9 @@ from .engine_process import (
 
 STATUS_PERIOD = 0.010      # seconds between status updates in shared memory
 REPORT_PERIOD = 0.050      # seconds between report forwards
+LOADER_NICE = 10           # the loader thread's nice value (see _load_loop)
+LOADER_GIL_BUSY = 0.0005   # the loader holds the GIL at most about this long at a time...
+LOADER_GIL_PAUSE = 0.001   # ...then lets it go for this long (see gil_yielding)
 RETIRE_AFTER = 2.0         # seconds a swapped-out generator is kept alive (see _finish_loads)
 
 
@@ -73,6 +76,37 @@ def scope_write(block, ring, render_i, meters):
     meters[1] = math.sqrt(acc / n) if n > 0 else 0.0
     render_i[1] += 1
     return w + n
+
+
+class gil_yielding:
+    """Within this context the calling thread gives the GIL away for ``pause`` seconds after
+    every ``busy`` seconds of Python running (checked at each Python and C function call and
+    return, through a profile hook of this thread only).
+
+    Why: the render side takes the GIL again after every call that released it (a TorchScript
+    step, a Numba kernel). Beside a thread running Python or torch ops, each of those takes
+    waits up to the switch interval, and a DDSP frame makes dozens: a model load beside a
+    playing DDSP model made its frames 20x slower (measured: a late block every decoder frame
+    for the whole load on a 2-core VM). With this hook the loader holds the GIL at most about a
+    third of the time; one C call that holds it longer (a torch trace step) still does."""
+
+    def __init__(self, busy: float, pause: float):
+        self.busy, self.pause = busy, pause
+        self._since = 0.0
+
+    def _hook(self, frame, event, arg) -> None:
+        now = time.perf_counter()
+        if now - self._since > self.busy:
+            time.sleep(self.pause)
+            self._since = time.perf_counter()
+
+    def __enter__(self):
+        self._since = time.perf_counter()
+        sys.setprofile(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.setprofile(None)
 
 
 class _Scope:
@@ -133,6 +167,7 @@ class EngineHost:
         self._retired: list = []        # (generator, time) swapped out, released off the render side
         self._loader = None
         self._notes = np.zeros((16, 128), np.uint8)
+        self._shown: tuple = (None, np.zeros(0))   # (generator, control values the GUI was told)
 
     # -- start-up -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -147,9 +182,17 @@ class EngineHost:
         # NB: as in cmd_play: GIL holders (this loop, the loader, the MIDI poller) must yield far
         # more often than a block lasts, or a Python audio callback waits for them
         sys.setswitchinterval(min(0.00025, 0.25 * block / rate))
+        from .generator import preload_families
+        unavailable = preload_families()     # NB: no first import of torch beside a running stream
         args = Namespace(model=s["model"], polyphony=s["polyphony"], bend_range=s["bend_range"],
                          channels=s["channels"], gain=s["gain"], device=s["device"])
         self.engine = eng = _engine(args, rate, block)
+        eng.reports.extend(f"a generator family is unavailable: {m}" for m in unavailable)
+        if s["bindings"]:
+            try:
+                eng.set_bindings(s["bindings"])
+            except ValueError as exc:
+                eng.reports.append(f"MIDI bindings not restored: {exc}")
         self.model_path = s["model"]
         self.out = out = AudioOutput(eng, device=s["audio"], sample_rate=rate, block=block, policy=s["placement"],
                                      ahead=s["ahead"], input_channels=s["input_channels"])
@@ -208,6 +251,7 @@ class EngineHost:
             if now >= next_report:
                 next_report = now + REPORT_PERIOD
                 self.forward_reports()
+                self.watch_controls()
             if os.getppid() != ppid:
                 self.parent_gone = True
                 break
@@ -236,6 +280,8 @@ class EngineHost:
             raise IndexError(f"control index {key} out of range 0..{len(controls) - 1} "
                              f"({', '.join(c.name for c in controls)})")
         applied = self.engine.set_control(key, value)
+        if self._shown[0] is self.engine.generator:     # the GUI is told here; not again by watch_controls
+            self._shown[1][key if isinstance(key, int) else self.engine.control_index(key)] = applied
         self.send(("control", controls[key].name if isinstance(key, int) else key, applied))
 
     def _cmd_gain_db(self, value: float) -> None:
@@ -252,12 +298,51 @@ class EngineHost:
         self.engine.push_midi(status, d1, d2)
 
     def _cmd_midi_ports(self, selection: str | None = None) -> None:
-        if selection is not None:
-            # NB: MidiInputs' hot-plug thread owns its port table; changing the selection under
-            # it would race, and under JACK rtmidi must not be touched while audio runs
-            raise ValueError("changing the MIDI selection needs a restart (EngineProcess.restart(midi=...))")
         m = self.midi
-        self.send(("midi_ports", sorted(m.open_ports) if m else [], self.settings["midi"]))
+        if selection is not None:
+            if m is None:
+                raise ValueError("MIDI input was off at start (midi='none'); choosing inputs needs a restart")
+            m.select(selection)       # NB: applied by the hot-plug poller, which owns the ports
+            self.settings["midi"] = selection
+        self.send(("midi_ports", sorted(m.open_ports) if m else [], self.settings["midi"],
+                   list(m.available) if m else []))
+
+    def _cmd_devices(self) -> None:
+        from .audio_io import list_output_devices
+        devs = [d for d in list_output_devices() if d["outputs"] > 0]
+        self.send(("devices", devs, self.out.device_name))
+
+    def _cmd_learn(self, name: str) -> None:
+        self.engine.learn_cc(name or None)
+        self.send(("learning", name))
+
+    def _cmd_bind(self, name: str, channel: int, cc: int) -> None:
+        self.engine.bind_cc(name, channel, cc)
+        self._send_bindings()
+
+    def _cmd_unbind(self, name: str) -> None:
+        self.engine.unbind_cc(name)
+        self._send_bindings()
+
+    def _send_bindings(self) -> None:
+        self.send(("bindings", {k: list(v) for k, v in self.engine.bindings.bindings.items()}))
+
+    def watch_controls(self) -> None:
+        """Learning, and controls moved by bound MIDI CCs, told to the GUI (command loop)."""
+        eng = self.engine
+        learned = eng.poll_learned()
+        if learned is not None:
+            self.send(("learned", *learned))
+            self._send_bindings()
+        eng.refresh_bindings()
+        gen, values = eng.generator, eng.cond.controls
+        if self._shown[0] is not gen or self._shown[1].shape != values.shape:
+            self._shown = (gen, values.copy())
+            return
+        shown = self._shown[1]
+        for i in np.flatnonzero(shown != values):
+            shown[i] = values[i]
+            self.send(("control", gen.info.controls[i].name, float(values[i])))
 
     def _cmd_ping(self, token) -> None:
         self.send(("pong", token))
@@ -269,15 +354,23 @@ class EngineHost:
     def _load_loop(self) -> None:
         from .checkpoint import load_generator
         from .engine import Engine
+        try:
+            # NB: a load is background work: on a machine with few cores the render thread must
+            # win the CPU over it. Only niced, not idled: the loader sometimes holds the GIL the
+            # render side waits for, so it must still get the CPU promptly (priority inversion).
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
+        except (OSError, AttributeError):
+            pass
         while True:
             path = self._loads.get()
             if path is None:
                 return
             try:
-                gen = load_generator(path)
-                # prepared and played once on a throwaway engine with the running engine's settings
-                # (kernels compiled, torch warmed up) before it goes near the render side
-                probe = Engine(self.engine.config, gen).prepare()
+                with gil_yielding(LOADER_GIL_BUSY, LOADER_GIL_PAUSE):
+                    gen = load_generator(path)
+                    # prepared and played once on a throwaway engine with the running engine's
+                    # settings (kernels compiled, torch warmed up) before it nears the render side
+                    probe = Engine(self.engine.config, gen).prepare()
                 if probe.warmup_faults:
                     raise ValueError(f"the model faulted on a test note ({probe.warmup_fault})")
                 self._results.put((path, gen, None))

@@ -9,7 +9,7 @@ The commands and events are in ``engine_commands``, the shared-memory layout in
 ``engine_shared_state``.
 
 Threading: one thread of the parent (the GUI's) uses an ``EngineProcess``; nothing here
-starts threads. ``NullEngine`` has the same API and plays nothing (GUI tests).
+starts threads. ``null_engine.NullEngine`` has the same API and plays nothing (GUI tests).
 """
 from __future__ import annotations
 
@@ -255,6 +255,10 @@ class EngineProcess:
             return None
         if ev and ev[0] == "loaded":
             self.model_info = ev[2]
+        elif ev and ev[0] == "bindings":     # a restart keeps what was learned, and the inputs chosen
+            self.settings["bindings"] = dict(ev[1])
+        elif ev and ev[0] == "midi_ports":
+            self.settings["midi"] = ev[2]
         return ev
 
     def _drain(self) -> list:
@@ -330,170 +334,3 @@ class EngineProcess:
     def _tail_text(self) -> str:
         tail = self.log_tail()
         return ("; its last output:\n  " + "\n  ".join(tail)) if tail else ""
-
-
-class NullEngine:
-    """``EngineProcess``'s API without a process or audio (GUI tests): commands are checked and
-    answered, checkpoints really validated (read and built, not prepared), notes from ("midi",
-    ...) tracked; it renders nothing."""
-
-    def __init__(self):
-        self.settings: dict = {}
-        self.info: dict = {}
-        self.model_info: dict = {}
-        self.restarts = 0
-        self.log_path = None
-        self._events: list = []
-        self._alive = False
-        self._gen = None
-        self._notes = np.zeros((16, 128), np.uint8)
-        self._generation = 0
-        self._midi = 0
-
-    def start(self, settings: dict | None = None) -> dict:
-        self.settings = check_settings(settings)
-        gen = self._build(self.settings["model"]) if self.settings["model"] else None
-        if gen is None:
-            from .default_instrument import DefaultInstrument
-            gen = DefaultInstrument()
-        self._gen = gen
-        self.model_info = describe_generator(gen, self.settings["model"])
-        self.info = {"device_name": "null (no audio)", "rate": self.settings["rate"], "block": self.settings["block"],
-                     "placement": "none", "latency_ms": 0.0, "pid": os.getpid(), "midi_ports": [],
-                     "model": self.model_info}
-        self._alive = True
-        return self.info
-
-    @staticmethod
-    def _build(path: str):
-        from .checkpoint import CheckpointError, load_generator
-        try:
-            return load_generator(path)
-        except CheckpointError as exc:
-            raise EngineError(f"the engine did not start: {exc}") from None
-
-    def send(self, *cmd) -> bool:
-        cmd = check_command(cmd)
-        if not self._alive:
-            return False
-        self._handle(cmd)
-        return True
-
-    def send_raw(self, cmd) -> bool:
-        if not self._alive:
-            return False
-        try:
-            cmd = check_command(cmd)
-        except CommandError as exc:
-            self._events.append(("error", str(exc)))
-            return True
-        self._handle(cmd)
-        return True
-
-    def _handle(self, cmd: tuple) -> None:
-        name, args = cmd[0], cmd[1:]
-        ev = self._events
-        if name == "load":
-            path = args[0]
-            try:
-                from .checkpoint import load_generator
-                gen = load_generator(path)
-            except Exception as exc:       # as the engine host: every failure is an answer
-                msg = str(exc) if path in str(exc) else f"{path}: {type(exc).__name__}: {exc}"
-                ev.append(("load_failed", path, msg))
-                return
-            self._gen = gen
-            self._generation += 1
-            self.model_info = describe_generator(gen, path)
-            ev.append(("loaded", path, self.model_info))
-        elif name == "control":
-            controls = self._gen.info.controls
-            key = args[0]
-            idx = key if isinstance(key, int) else next((i for i, c in enumerate(controls) if c.name == key), None)
-            if idx is None or not 0 <= idx < len(controls):
-                names = ", ".join(c.name for c in controls)
-                ev.append(("error", f"control: no control {key!r} on {self._gen.info.name} (controls: {names})"))
-                return
-            ev.append(("control", controls[idx].name, controls[idx].clamp(args[1])))
-        elif name == "gain_db":
-            ev.append(("gain_db", min(12.0, max(-90.0, args[0]))))
-        elif name in ("panic", "release_all"):
-            self._notes[:] = 0
-        elif name == "midi":
-            status, d1, d2 = args
-            ch, kind = status & 0x0F, status & 0xF0
-            self._midi += 1
-            if kind == 0x90 and d2 > 0:
-                self._notes[ch, d1] = d2
-            elif kind in (0x80, 0x90):
-                self._notes[ch, d1] = 0
-        elif name == "midi_ports":
-            if args:
-                ev.append(("error", "midi_ports: changing the MIDI selection needs a restart (restart(midi=...))"))
-            else:
-                ev.append(("midi_ports", [], self.settings["midi"]))
-        elif name == "ping":
-            ev.append(("pong", args[0]))
-        elif name == "stop":
-            self._notes[:] = 0
-            ev.append(("stopped", self.status()))
-            self._alive = False
-
-    def load(self, path) -> bool:
-        return self.send("load", path)
-
-    def poll_events(self) -> list:
-        out, self._events = self._events, []
-        return out
-
-    def wait_event(self, kinds, timeout: float = 0.0, events: list | None = None):
-        kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
-        for i, ev in enumerate(self._events):
-            if ev[0] in kinds:
-                del self._events[i]
-                return ev
-        return None
-
-    def ping(self, timeout: float = 2.0) -> float | None:
-        return 0.0 if self._alive else None
-
-    def status(self) -> dict:
-        vals = {name: (0 if kind == "i" else 0.0) for name, kind in STATUS_FIELDS}
-        s = self.settings
-        vals.update(magic=MAGIC, version=LAYOUT_VERSION, pid=os.getpid(),
-                    state=STATE_RUNNING if self._alive else STATE_STOPPED, heartbeat=time.monotonic(),
-                    sample_rate=s.get("rate", 0), block=s.get("block", 0), polyphony=s.get("polyphony", 0),
-                    voices=int(np.count_nonzero(self._notes)), midi_messages=self._midi,
-                    model_generation=self._generation)
-        vals.update(torn=False, state_name=STATE_NAMES[vals["state"]], age_s=0.0, peak=0.0, rms=0.0, write_index=0,
-                    alive=self._alive)
-        return vals
-
-    def scope(self, n: int) -> np.ndarray:
-        return np.zeros(int(n), np.float32)
-
-    def notes(self) -> list[tuple[int, int, int, bool]]:
-        return [(int(c), int(k), int(self._notes[c, k]), True) for c, k in zip(*np.nonzero(self._notes), strict=True)]
-
-    def alive(self) -> bool:
-        return self._alive
-
-    def check(self) -> str | None:
-        return None
-
-    def restart(self, **changes) -> dict:
-        settings = {**self.settings, **changes}
-        if "model" not in changes and self.model_info.get("path"):
-            settings["model"] = self.model_info["path"]
-        info = self.start(settings)
-        self.restarts += 1
-        self._events.append(("restarted", "engine restarted (null engine)"))
-        return info
-
-    def stop(self, timeout: float = 10.0) -> dict | None:
-        if self._alive:
-            self.send("stop")
-        return self.status()
-
-    def log_tail(self, lines: int = 15) -> list[str]:
-        return []

@@ -82,3 +82,10 @@ class EventQueue:
     def clear(self) -> None:
         """Consumer side: drop everything queued (used by a hard reset)."""
         self._read = self._write
+
+    def restart_clock(self) -> None:
+        """Drop everything and let times start again from 0 (the engine's clock went back to
+        0: without this, the first events after a reset were held until the old last time)."""
+        with self._lock:
+            self._read = self._write
+            self._last_time = 0

@@ -130,3 +130,33 @@ def family_class(family: str):
         known = ", ".join(sorted(eps)) or "none"
         raise LookupError(f"unknown generator family {family!r} (installed families: {known})")
     return eps[family].load()
+
+
+def preload_families(torch_threads: int = 1) -> list[str]:
+    """Import every installed family (and torch) now, before the audio stream starts: a first
+    ``import torch`` holds the GIL for ~200 ms, which a model load on a live engine must not
+    do to the render side (measured: a 187 ms stall of a 1 ms sleeper thread). Sets torch's
+    intra-op threads to ``torch_threads``: the per-block model calls are small, and a pool
+    spinning on every core starves the render thread of a 2-core machine. Returns the
+    families that failed to import, with the reason (they fail again, clearly, on load)."""
+    failed = []
+    for name, ep in available_families().items():
+        try:
+            ep.load()
+        except Exception as exc:
+            failed.append(f"{name}: {type(exc).__name__}: {exc}")
+    try:
+        import torch
+    except ImportError:
+        return failed
+    torch.set_num_threads(max(1, int(torch_threads)))
+    import warnings
+    with warnings.catch_warnings(), torch.no_grad():
+        # NB: the first trace imports and builds much of torch.jit (a 2 s first load, then an
+        # underrun at its swap, measured); do it here, where the stream has not started
+        warnings.simplefilter("ignore")
+        try:
+            torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2), check_trace=False)(torch.zeros(1, 2))
+        except Exception:
+            pass
+    return failed

@@ -102,6 +102,8 @@ class MidiInputs:
         self._ctl = None           # JACK-Client control client (JACK only)
         self._jack_in = None       # the one rtmidi input (JACK only)
         self._jack_port = ""
+        self.available: tuple[str, ...] = ()     # input ports seen by the last scan (replaced whole)
+        self._selection_pending: str | None = None
 
     # -- selection --------------------------------------------------------------------
     def _wanted(self, index: int, name: str) -> bool:
@@ -111,6 +113,23 @@ class MidiInputs:
         if sel.isdigit():
             return index == int(sel)
         return sel.lower() in name.lower()
+
+    def select(self, selection: str) -> None:
+        """Change which inputs are open (any thread). The hot-plug poller applies it at its next
+        scan: inputs that no longer match are closed (their held notes released), new matches
+        opened. NB: only the poller touches the port table."""
+        self._selection_pending = str(selection)
+
+    def _apply_selection(self, ports: list[str], key) -> list[str]:
+        """Poller thread: take a pending selection; return the open inputs it no longer wants
+        (``ports``: the full port list; ``key``: port -> the name ``open_ports`` uses)."""
+        sel, self._selection_pending = self._selection_pending, None
+        if sel is None or sel == self.selection:
+            return []
+        self.selection = sel
+        self.reports.append(f"MIDI input selection: {sel}")
+        keep = {key(p) for i, p in enumerate(ports) if self._wanted(i, p)}
+        return [n for n in self.open_ports if n not in keep]
 
     def start(self) -> MidiInputs:
         """Open the inputs. Under JACK, call this before the audio stream starts."""
@@ -165,8 +184,17 @@ class MidiInputs:
         except Exception as exc:
             self.reports.append(f"MIDI port scan failed: {exc}")
             return
+        self.available = tuple(p for p in sources if not p.startswith(self.client_name))
         present = set(sources)
         mi, pid = self._jack_in
+        for name in self._apply_selection(sources, str):
+            self.open_ports.pop(name)
+            try:
+                self._ctl.disconnect(name, self._jack_port)
+            except Exception as exc:
+                self.reports.append(f"could not disconnect MIDI input {name!r}: {exc}")
+            self._release_held(pid)
+            self.reports.append(f"MIDI input closed (not selected): {name}")
         for name in list(self.open_ports):
             if name not in present:
                 self.open_ports.pop(name)
@@ -200,6 +228,10 @@ class MidiInputs:
         except Exception as exc:
             self.reports.append(f"MIDI port scan failed: {exc}")
             return
+        self.available = tuple(p for p in ports if not p.startswith(self.client_name))
+        for name in self._apply_selection(ports, stable_name):
+            self._close(name)
+            self.reports.append(f"MIDI input closed (not selected): {name}")
         present = {stable_name(p) for p in ports}
         for name in list(self.open_ports):
             if name not in present:

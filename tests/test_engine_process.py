@@ -24,11 +24,11 @@ from livewave.engine_process import (
     CommandError,
     EngineError,
     EngineProcess,
-    NullEngine,
     SharedState,
     check_command,
     check_settings,
 )
+from livewave.null_engine import NullEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -290,10 +290,42 @@ def test_child_answers_bad_commands_with_errors_and_changes_nothing(host):
     host.handle(("midi", 0x90, 69, 100))
     host.handle(("midi_ports",))
     assert host.conn.sent == [("control", "breath", 1.0), ("control", "brightness", -0.25), ("gain_db", 12.0),
-                              ("pong", "t1"), ("midi_ports", [], "none")]
+                              ("pong", "t1"), ("midi_ports", [], "none", [])]
     assert eng.events._write == queued + 1
     host.handle(("stop",))
     assert host.stopping
+
+
+def test_child_binds_learns_and_tells_the_gui_what_a_knob_moved(host):
+    eng = host.engine
+    out = np.zeros((64, 1), np.float32)
+
+    def knob(ch, cc, value):
+        eng.push_event(eng.sample_time, 0xB0 | ch, cc, value)
+        eng.render(out)
+    host.watch_controls()                     # the GUI knows the values from here on
+    host.handle(("bind", "breath", 0, 21))
+    host.handle(("bind", "nope", 0, 22))
+    host.handle(("bind", "breath", 0, 6))     # data entry: MIDI structure
+    assert host.conn.sent[0] == ("bindings", {"breath": [0, 21]})
+    assert [e[0] for e in host.conn.sent[1:]] == ["error", "error"]
+    assert "no control 'nope'" in host.conn.sent[1][1] and "CC 6" in host.conn.sent[2][1]
+    host.conn.sent.clear()
+    knob(0, 21, 127)
+    host.watch_controls()
+    assert host.conn.sent == [("control", "breath", 1.0)]
+    host.conn.sent.clear()
+    host.handle(("learn", "brightness"))
+    knob(5, 22, 0)
+    host.watch_controls()
+    assert host.conn.sent[:3] == [("learning", "brightness"), ("learned", "brightness", 5, 22),
+                                  ("bindings", {"breath": [0, 21], "brightness": [5, 22]})]
+    host.conn.sent.clear()
+    host.handle(("control", "breath", 0.5))   # told once, by its answer, not again by the watch
+    host.watch_controls()
+    assert host.conn.sent == [("control", "breath", 0.5)]
+    host.handle(("unbind", "breath"))
+    assert host.conn.sent[-1] == ("bindings", {"brightness": [5, 22]})
 
 
 def _finish(host, timeout=60.0):

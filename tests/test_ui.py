@@ -15,7 +15,7 @@ from PyQt6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PyQt6.QtGui import QDropEvent  # noqa: E402
 
 from livewave.checkpoint import BUILTIN  # noqa: E402
-from livewave.engine_process import NullEngine  # noqa: E402
+from livewave.null_engine import NullEngine  # noqa: E402
 from ui.engine_client import EngineClient  # noqa: E402
 from ui.main_window import MainWindow  # noqa: E402
 from ui.piano_keyboard import key_note  # noqa: E402
@@ -215,3 +215,57 @@ def test_presets_save_and_restore_model_and_values_and_the_last_session(qtbot, t
     assert w2.error_box is not None and "bad.json" in w2.error_box.text()
     assert w2.model_info.get("path") == str(VIOLIN) and w2.controls.sliders["breath"].value == 1.5
     w2.close()
+
+
+def test_midi_learn_binds_a_knob_and_presets_keep_the_bindings(window, qtbot, tmp_path):
+    """Learn through the right-click menu; the CC (sent as the engine receives it) moves the
+    slider; forget removes it; a preset saves the binding and restores it."""
+    from ui.presets import load_preset
+    w = window
+    menu = w.controls.learn_menu("breath")
+    assert [a.text() for a in menu.actions()] == ["MIDI learn (then move a knob)"]
+    menu.actions()[0].trigger()
+    qtbot.waitUntil(lambda: w.controls.learning == "breath", timeout=2000)
+    assert "move a knob" in w.controls.names["breath"].text()
+    w.client.send("midi", 0xB0, 101, 0)               # RPN select: structure, never learned
+    w.client.send("midi", 0xB3, 21, 10)               # a knob on channel 4
+    qtbot.waitUntil(lambda: w.controls.bindings == {"breath": (3, 21)}, timeout=2000)
+    assert w.controls.learning is None and "CC21/4" in w.controls.names["breath"].text()
+    w.client.send("midi", 0xB3, 21, 127)
+    qtbot.waitUntil(lambda: w.controls.sliders["breath"].value == pytest.approx(1.0), timeout=2000)
+    w.save_preset_to(tmp_path / "learned.json")
+    assert load_preset(tmp_path / "learned.json")["midi_bindings"] == {"breath": [3, 21]}
+    assert "Forget MIDI CC 21 (channel 4)" in [a.text() for a in w.controls.learn_menu("breath").actions()]
+    w.controls.learn_menu("breath").actions()[1].trigger()
+    qtbot.waitUntil(lambda: w.controls.bindings == {}, timeout=2000)
+    w.client.send("midi", 0xB3, 21, 0)
+    qtbot.wait(50)
+    assert w.controls.sliders["breath"].value == pytest.approx(1.0)     # unbound: nothing moves
+    w.load_preset_from(tmp_path / "learned.json")
+    qtbot.waitUntil(lambda: w.controls.bindings == {"breath": (3, 21)}, timeout=2000)
+    assert w.client.engine.settings["bindings"] == {"breath": [3, 21]}
+
+
+def test_device_pickers_restart_the_engine_and_are_remembered(qtbot, tmp_path):
+    from PyQt6.QtCore import QSettings
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    client = EngineClient(NullEngine())
+    client.start({"rate": 48000, "block": 64})
+    w = MainWindow(client, model_folders=[ROOT / "models"], settings=store, session=None)
+    qtbot.addWidget(w)
+    w.show()
+    d = w.devices
+    assert d.choice()["rate"] == 48000 and d.choice()["block"] == 64
+    d.block.setCurrentIndex(d.block.findData(256))
+    d.block.activated.emit(d.block.currentIndex())
+    assert client.engine.restarts == 1 and client.engine.settings["block"] == 256
+    assert int(store.value("block")) == 256
+    # MIDI: the list the engine reports, "All inputs" first; a pick goes to the engine, live
+    client.engine._events.append(("midi_ports", ["Keystation 49:0"], "all", ["Keystation 49:0", "Nord 2"]))
+    client.poll()
+    texts = [d.midi.itemText(i) for i in range(d.midi.count())]
+    assert texts[:2] == ["All inputs", "None"] and "Keystation 49:0  (connected)" in texts and "Nord 2" in texts
+    d.midi.setCurrentIndex(d.midi.findData("Nord 2"))
+    d.midi.activated.emit(d.midi.currentIndex())
+    assert client.engine.settings["midi"] == "Nord 2" and store.value("midi") == "Nord 2"
+    w.close()

@@ -13,7 +13,8 @@ from PyQt6.QtCore import QSettings
 from PyQt6.QtGui import QColor, QPalette
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
-from livewave.engine_process import EngineError, EngineProcess, NullEngine
+from livewave.engine_process import EngineError, EngineProcess
+from livewave.null_engine import NullEngine
 
 from .engine_client import EngineClient
 from .main_window import SESSION, MainWindow
@@ -32,6 +33,13 @@ QSlider::handle:horizontal { width: 16px; margin: -6px 0; background: #3fa9f5; b
 QListWidget { background: #14161a; border: 1px solid #2c3038; }
 QListWidget::item:selected { background: #1f5f8a; }
 """
+
+
+# The app's engine: 64-sample blocks with 4 of them rendered ahead (5.3 ms of slack at 48 kHz).
+# Measured with a DDSP model under a busy window on a 2-core VM (tests/test_ui_live.py), late
+# blocks in 20 s: 128 x 2 ahead, 0-3 a run; 64 x 4, 0 and 1 (amid machine stalls) in 2 runs;
+# 128 x 3, 0 in 3 runs.
+LIVE_DEFAULTS = {"block": 64, "ahead": 4}
 
 
 def dark_palette() -> QPalette:
@@ -57,8 +65,10 @@ def make_app(argv=None) -> QApplication:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="livewave-app")
     ap.add_argument("--model", help="checkpoint to start with (default: the last one played)")
-    ap.add_argument("--audio", help="output device, number or part of its name")
-    ap.add_argument("--block", type=int, default=64)
+    ap.add_argument("--audio", help="output device, number or part of its name (default: the last one chosen)")
+    ap.add_argument("--rate", type=int, help="sample rate (default: the last one chosen, else 48000)")
+    ap.add_argument("--block", type=int, help="block size (default: the last one chosen, else 64)")
+    ap.add_argument("--midi", help="MIDI input: all, none, or part of a port name (default: the last one chosen)")
     ap.add_argument("--null", action="store_true", help="no audio engine (browse models, try the window)")
     args = ap.parse_args(argv)
     app = make_app()
@@ -68,8 +78,27 @@ def main(argv=None) -> int:
     except PresetError:
         last = None
     model = args.model or last or store.value("model") or None
-    settings = {"model": model, "audio": args.audio, "block": args.block,
+    bindings = {}
+    try:
+        bindings = load_preset(SESSION).get("midi_bindings", {}) if SESSION.exists() else {}
+    except PresetError:
+        pass
+
+    def remembered(key, arg, default, kind=str):
+        if arg is not None:
+            return arg
+        value = store.value(key)
+        try:
+            return kind(value) if value not in (None, "") else default
+        except (TypeError, ValueError):
+            return default
+    settings = {**LIVE_DEFAULTS, "model": model, "audio": remembered("audio", args.audio, None),
+                "rate": remembered("rate", args.rate, 48000, int),
+                "block": remembered("block", args.block, LIVE_DEFAULTS["block"], int),
+                "midi": remembered("midi", args.midi, "all"), "bindings": {k: list(v) for k, v in bindings.items()},
                 "placement": "rtmixer" if importlib.util.find_spec("rtmixer") else "callback"}
+    if settings["placement"] == "callback":
+        settings.pop("ahead")
     engine = NullEngine() if args.null else EngineProcess()
     client = EngineClient(engine)
     problem = None
@@ -77,9 +106,11 @@ def main(argv=None) -> int:
         client.start(settings)
     except EngineError as exc:
         problem = exc
-    if problem is not None and model and not args.model:     # the remembered model no longer starts
-        try:
-            client.start({**settings, "model": None})
+    for fallback in ({"model": None}, {"model": None, "audio": None, "rate": 48000, "block": 64}):
+        if problem is None:
+            break
+        try:                     # the remembered model or device no longer starts: the defaults
+            client.start({**settings, **fallback})
             problem = None
         except EngineError as exc:
             problem = exc

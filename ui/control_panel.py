@@ -1,10 +1,14 @@
 """The control panel, built from the loaded generator's declared controls (name, range,
 default, unit), plus master volume. A slider sends ("control", name, value); the engine's
-answer (the value as clamped) is shown."""
+answer (the value as clamped) is shown, and so is a value a bound MIDI knob set.
+
+MIDI learn: right-click a control, choose "MIDI learn", move a knob on the keyboard: the
+engine binds that CC to the control (``learn_requested``; the binding comes back as the
+engine's ("bindings", ...) and is shown next to the value). "Forget" removes it."""
 from __future__ import annotations
 
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtWidgets import QGridLayout, QGroupBox, QLabel, QSlider, QWidget
+from PyQt6.QtWidgets import QGridLayout, QGroupBox, QLabel, QMenu, QSlider, QWidget
 
 STEPS = 1000
 
@@ -54,11 +58,16 @@ class ControlSlider(QWidget):
 class ControlPanel(QGroupBox):
     control_moved = pyqtSignal(str, float)
     volume_moved = pyqtSignal(float)            # dB
+    learn_requested = pyqtSignal(str)           # "" cancels
+    unbind_requested = pyqtSignal(str)
 
     def __init__(self, parent=None):
         super().__init__("Controls", parent)
         self.grid = QGridLayout(self)
         self.sliders: dict[str, ControlSlider] = {}
+        self.names: dict[str, QLabel] = {}
+        self.bindings: dict[str, tuple[int, int]] = {}
+        self.learning: str | None = None
         self.volume = ControlSlider({"name": "volume", "min": -60.0, "max": 6.0, "default": 0.0, "unit": "dB",
                                      "description": "master volume"})
         self.volume.changed.connect(lambda _n, v: self.volume_moved.emit(v))
@@ -79,9 +88,54 @@ class ControlPanel(QGroupBox):
             self.grid.addWidget(cs.value_label, r, 2)
             if cs is not self.volume:
                 self.sliders[cs.name] = cs
+                self.names[cs.name] = label
                 cs.changed.connect(self.control_moved)
+                for w in (label, cs.slider):
+                    w.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+                    w.customContextMenuRequested.connect(lambda pos, n=cs.name, w=w: self._menu(n, w.mapToGlobal(pos)))
         self.grid.setColumnStretch(1, 1)
         self.grid.setRowStretch(len(rows), 1)
+        self.learning = None
+        self._show_names()
+
+    # -- MIDI learn -----------------------------------------------------------------------------
+    def learn_menu(self, name: str) -> QMenu:
+        """The right-click menu of control ``name`` (built, not shown)."""
+        menu = QMenu(self)
+        if self.learning == name:
+            menu.addAction("Cancel MIDI learn", lambda: self.learn_requested.emit(""))
+        else:
+            menu.addAction("MIDI learn (then move a knob)", lambda: self.learn_requested.emit(name))
+        if name in self.bindings:
+            ch, cc = self.bindings[name]
+            menu.addAction(f"Forget MIDI CC {cc} (channel {ch + 1})", lambda: self.unbind_requested.emit(name))
+        return menu
+
+    def _menu(self, name: str, where) -> None:
+        self.learn_menu(name).popup(where)
+
+    def show_learning(self, name: str | None) -> None:
+        self.learning = name or None
+        self._show_names()
+
+    def show_bindings(self, bindings: dict) -> None:
+        self.bindings = {k: (int(v[0]), int(v[1])) for k, v in bindings.items()}
+        if self.learning in self.bindings:
+            self.learning = None
+        self._show_names()
+
+    def _show_names(self) -> None:
+        for name, label in self.names.items():
+            text = name.replace("_", " ")
+            if name == self.learning:
+                label.setText(f"{text}  · move a knob…")
+                label.setStyleSheet("color: #ffb74d; font-weight: 600;")
+                continue
+            label.setStyleSheet("")
+            if name in self.bindings:
+                ch, cc = self.bindings[name]
+                text += f"  · CC{cc}" + (f"/{ch + 1}" if ch else "")
+            label.setText(text)
 
     def show_value(self, name: str, value: float) -> None:
         if name in self.sliders:

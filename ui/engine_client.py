@@ -19,6 +19,12 @@ class EngineClient(QObject):
     message = pyqtSignal(str)                # errors and reports from the engine
     died = pyqtSignal(str)                   # how it ended; a restart follows
     restarted = pyqtSignal(str)
+    devices = pyqtSignal(list, str)          # audio outputs, the one in use
+    midi_ports = pyqtSignal(list, str, list) # available inputs, selection, connected inputs
+    bindings = pyqtSignal(dict)              # {control: [channel, cc]}
+    learning = pyqtSignal(str)               # control waiting for a CC ("" = none)
+    learned = pyqtSignal(str, int, int)      # control, channel, cc
+    reconfigured = pyqtSignal(dict)          # the engine's ready info after a device change
 
     def __init__(self, engine, interval_ms: int = 15, parent=None):
         super().__init__(parent)
@@ -43,6 +49,22 @@ class EngineClient(QObject):
     def load(self, path) -> bool:
         return self.engine.send("load", str(path))
 
+    def reconfigure(self, **changes) -> dict | None:
+        """Restart the engine on other audio settings (device, rate, block) with the same
+        model and bindings. If it does not start on them, back to the settings it had."""
+        before = {k: self.engine.settings.get(k) for k in changes}
+        try:
+            info = self.engine.restart(**changes)
+        except EngineError as exc:
+            self.message.emit(f"the engine did not start on {changes}: {exc}; back to the previous settings")
+            try:
+                info = self.engine.restart(**before)
+            except EngineError as exc2:
+                self.message.emit(f"the engine could not be restarted: {exc2}")
+                return None
+        self.reconfigured.emit(info)
+        return info
+
     # -- events ---------------------------------------------------------------------------------
     def poll(self) -> None:
         for ev in self.engine.poll_events():
@@ -57,6 +79,16 @@ class EngineClient(QObject):
                 self.message.emit(str(ev[1]))
             elif kind == "restarted":
                 self.restarted.emit(str(ev[1]))
+            elif kind == "devices":
+                self.devices.emit(list(ev[1]), str(ev[2]))
+            elif kind == "midi_ports":
+                self.midi_ports.emit(list(ev[3]) if len(ev) > 3 else [], str(ev[2]), list(ev[1]))
+            elif kind == "bindings":
+                self.bindings.emit(dict(ev[1]))
+            elif kind == "learning":
+                self.learning.emit(str(ev[1]))
+            elif kind == "learned":
+                self.learned.emit(str(ev[1]), int(ev[2]), int(ev[3]))
         why = self.engine.check()
         if why:
             self.died.emit(why)

@@ -1,4 +1,5 @@
-"""The main window: model browser, controls, scope and meter, on-screen keyboard, status.
+"""The main window: model browser, audio and MIDI pickers, controls with MIDI learn, scope,
+spectrogram and meter, on-screen keyboard, status.
 
 A thin client: everything it does goes through ``EngineClient`` (commands out, events in)
 and the engine's shared memory (notes, scope, status), read on a ~30 fps view timer.
@@ -22,11 +23,13 @@ from PyQt6.QtWidgets import (
 )
 
 from .control_panel import ControlPanel
+from .device_panel import DevicePanel
 from .engine_client import EngineClient
 from .model_browser import SUFFIXES, ModelBrowser
 from .piano_keyboard import PianoKeyboard
 from .presets import PresetError, load_preset, make_preset, save_preset
 from .scope_view import LevelMeter, Oscilloscope
+from .spectrogram_view import Spectrogram
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_MODELS = ROOT / "models"
@@ -61,6 +64,10 @@ class MainWindow(QMainWindow):
         self.browser = ModelBrowser(model_folders if model_folders is not None else [SHIPPED_MODELS, USER_MODELS])
         self.controls = ControlPanel()
         self.scope = Oscilloscope()
+        self.devices = DevicePanel()
+        info = getattr(client.engine, "info", {}) or {}
+        self.spectrogram = Spectrogram(rate=int(info.get("rate") or 48000))
+        self.devices.set_format(int(info.get("rate") or 48000), int(info.get("block") or 64))
         self.meter = LevelMeter()
         self.keyboard = PianoKeyboard()
         self.model_label = QLabel()
@@ -74,6 +81,7 @@ class MainWindow(QMainWindow):
         top.addWidget(self.panic_button)
         views = QHBoxLayout()
         views.addWidget(self.scope, 1)
+        views.addWidget(self.spectrogram, 1)
         views.addWidget(self.meter)
         centre = QVBoxLayout()
         centre.addLayout(top)
@@ -81,8 +89,13 @@ class MainWindow(QMainWindow):
         centre.addLayout(views, 1)
         mid = QWidget()
         mid.setLayout(centre)
+        left = QWidget()
+        side = QVBoxLayout(left)
+        side.setContentsMargins(0, 0, 0, 0)
+        side.addWidget(self.browser, 1)
+        side.addWidget(self.devices)
         split = QSplitter()
-        split.addWidget(self.browser)
+        split.addWidget(left)
         split.addWidget(mid)
         split.setStretchFactor(1, 1)
         split.setSizes([260, 700])
@@ -107,6 +120,18 @@ class MainWindow(QMainWindow):
         self.browser.load_requested.connect(self.load)
         self.controls.control_moved.connect(lambda n, v: client.send("control", n, v))
         self.controls.volume_moved.connect(lambda db: client.send("gain_db", db))
+        self.controls.learn_requested.connect(lambda n: client.send("learn", n))
+        self.controls.unbind_requested.connect(lambda n: client.send("unbind", n))
+        client.bindings.connect(self.controls.show_bindings)
+        client.learning.connect(self.controls.show_learning)
+        client.learned.connect(lambda n, ch, cc: self.statusBar().showMessage(
+            f"MIDI learn: CC {cc} on channel {ch + 1} now drives {n}", 5000))
+        client.devices.connect(self.devices.set_devices)
+        client.midi_ports.connect(self.devices.set_midi)
+        client.reconfigured.connect(self.on_reconfigured)
+        client.restarted.connect(lambda _m: self.on_reconfigured(getattr(client.engine, "info", {}) or {}))
+        self.devices.audio_changed.connect(self.change_audio)
+        self.devices.midi_changed.connect(self.change_midi)
         self.keyboard.note_on.connect(lambda n, v: client.send("midi", 0x90, n, v))
         self.keyboard.note_off.connect(lambda n: client.send("midi", 0x80, n, 0))
         self.panic_button.clicked.connect(self.panic)
@@ -115,6 +140,13 @@ class MainWindow(QMainWindow):
         self.view_timer.setInterval(33)
         self.view_timer.timeout.connect(self.refresh_views)
         self.view_timer.start()
+        self.ports_timer = QTimer(self)           # MIDI hot-plug: the list follows the ports
+        self.ports_timer.setInterval(1000)
+        self.ports_timer.timeout.connect(lambda: client.send("midi_ports"))
+        self.ports_timer.start()
+        client.send("devices")
+        client.send("midi_ports")
+        self.controls.show_bindings(client.engine.settings.get("bindings") or {})
         self.on_loaded(client.engine.model_info.get("path") or "", client.engine.model_info)
         if restore_session and session is not None and Path(session).exists():
             try:
@@ -173,9 +205,35 @@ class MainWindow(QMainWindow):
             self.pending_preset = None
             self._apply_values(pp)
 
+    # -- audio and MIDI devices ------------------------------------------------------------------
+    def change_audio(self, changes: dict) -> None:
+        """Restart the engine on another output, rate or block (same model, same bindings)."""
+        self.statusBar().showMessage("restarting the audio engine...")
+        self.keyboard.release_all()
+        info = self.client.reconfigure(**changes)
+        if info is not None and self.settings is not None:
+            for k in ("audio", "rate", "block"):
+                self.settings.setValue(k, self.client.engine.settings.get(k))
+        self.on_reconfigured(getattr(self.client.engine, "info", {}) or {})
+
+    def on_reconfigured(self, info: dict) -> None:
+        if info.get("rate"):
+            self.devices.set_format(int(info["rate"]), int(info["block"]))
+            self.spectrogram.set_rate(int(info["rate"]))
+        self.client.send("devices")
+        self.client.send("midi_ports")
+        self.controls.show_bindings(self.client.engine.settings.get("bindings") or {})
+
+    def change_midi(self, selection: str) -> None:
+        self.client.send("midi_ports", selection)
+        if self.settings is not None:
+            self.settings.setValue("midi", selection)
+        self.statusBar().showMessage(f"MIDI input: {selection}", 4000)
+
     # -- presets --------------------------------------------------------------------------------
     def current_preset(self) -> dict:
-        return make_preset(self.model_info.get("path"), self.controls.values(), self.controls.volume.value)
+        return make_preset(self.model_info.get("path"), self.controls.values(), self.controls.volume.value,
+                           self.controls.bindings)
 
     def apply_preset(self, preset: dict) -> None:
         """Load the preset's model (if another one plays) and then set its values."""
@@ -193,6 +251,12 @@ class MainWindow(QMainWindow):
                 self.controls.show_value(name, value)
         self.controls.volume.set_value(preset["gain_db"])
         self.client.send("gain_db", preset["gain_db"])
+        wanted = preset.get("midi_bindings", {})
+        for name in set(self.controls.bindings) - set(wanted):
+            self.client.send("unbind", name)
+        for name, (ch, cc) in wanted.items():
+            if self.controls.bindings.get(name) != (ch, cc):
+                self.client.send("bind", name, ch, cc)
 
     def save_preset_to(self, path) -> None:
         save_preset(path, self.current_preset())
@@ -276,7 +340,9 @@ class MainWindow(QMainWindow):
         eng = self.client.engine
         st = eng.status()
         self.keyboard.show_notes(eng.notes())
-        self.scope.show_samples(eng.scope(2048))
+        samples = eng.scope(2048)
+        self.scope.show_samples(samples)
+        self.spectrogram.show_samples(samples)
         self.meter.show_level(float(st.get("peak", 0.0)))
         lab = self.status_labels
         info = getattr(eng, "info", {}) or {}
@@ -293,6 +359,7 @@ class MainWindow(QMainWindow):
             except OSError:
                 pass                  # a read-only home: the session is simply not remembered
         self.view_timer.stop()
+        self.ports_timer.stop()
         self.keyboard.release_all()
         self.client.stop()
         super().closeEvent(ev)

@@ -1,0 +1,90 @@
+"""Audio output, sample rate, block size and MIDI input pickers.
+
+The lists come from the engine (("devices",) and ("midi_ports",) answers): the engine process
+owns PortAudio and the MIDI ports. MIDI inputs are polled about once a second, so a keyboard
+plugged in while the app runs appears in the list; "All inputs" follows hot-plug by itself.
+A pick emits ``audio_changed`` (settings to restart the engine with) or ``midi_changed``
+(a selection the engine applies live); the window remembers both.
+"""
+from __future__ import annotations
+
+from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtWidgets import QComboBox, QGridLayout, QGroupBox, QLabel
+
+RATES = (44100, 48000, 88200, 96000)
+BLOCKS = (32, 64, 128, 256, 512, 1024)
+ALL_INPUTS = "all"
+NO_INPUT = "none"
+
+
+class DevicePanel(QGroupBox):
+    audio_changed = pyqtSignal(dict)       # {"audio": name or None, "rate": int, "block": int}
+    midi_changed = pyqtSignal(str)         # all, none, or a port name
+
+    def __init__(self, parent=None):
+        super().__init__("Audio and MIDI", parent)
+        self.audio = QComboBox()
+        self.rate = QComboBox()
+        self.block = QComboBox()
+        self.midi = QComboBox()
+        self.audio.setToolTip("audio output device (the engine restarts on it)")
+        self.midi.setToolTip("MIDI input: all inputs (new keyboards join by themselves), none, or one port")
+        for r in RATES:
+            self.rate.addItem(f"{r} Hz", r)
+        for b in BLOCKS:
+            self.block.addItem(f"{b} samples", b)
+        grid = QGridLayout(self)
+        for row, (text, box) in enumerate((("Output", self.audio), ("Rate", self.rate), ("Block", self.block),
+                                           ("MIDI in", self.midi))):
+            grid.addWidget(QLabel(text), row, 0)
+            grid.addWidget(box, row, 1)
+        grid.setColumnStretch(1, 1)
+        self.set_midi([], ALL_INPUTS, [])
+        for box in (self.audio, self.rate, self.block):
+            box.activated.connect(self._audio_picked)
+        self.midi.activated.connect(lambda _i: self.midi_changed.emit(self.midi.currentData()))
+
+    # -- from the engine -------------------------------------------------------------------------
+    def set_devices(self, devices: list[dict], current: str) -> None:
+        """Output devices (``list_output_devices`` dicts) and the name of the one in use."""
+        self._refill(self.audio, [(f"{d['name']} ({d['hostapi']})", d["name"]) for d in devices], current)
+
+    def set_format(self, rate: int, block: int) -> None:
+        for box, value in ((self.rate, rate), (self.block, block)):
+            if box.findData(value) < 0:
+                box.addItem(str(value), value)
+            box.setCurrentIndex(box.findData(value))
+
+    def set_midi(self, available: list[str], selection: str, connected: list[str]) -> None:
+        if self.midi.view().isVisible():
+            return                  # NB: never refill a list the performer has open
+        items = [("All inputs", ALL_INPUTS), ("None", NO_INPUT)]
+        items += [(f"{p}{'  (connected)' if p in connected or any(c in p for c in connected) else ''}", p)
+                  for p in available]
+        if selection not in (ALL_INPUTS, NO_INPUT) and selection not in available:
+            items.append((f"{selection}  (not plugged in)", selection))
+        self._refill(self.midi, items, selection)
+
+    @staticmethod
+    def _refill(box: QComboBox, items: list[tuple[str, object]], current) -> None:
+        if [(box.itemText(i), box.itemData(i)) for i in range(box.count())] == items \
+                and box.currentData() == current:
+            return
+        box.blockSignals(True)
+        box.clear()
+        for text, data in items:
+            box.addItem(text, data)
+        i = box.findData(current)
+        if i < 0 and current:
+            box.addItem(str(current), current)
+            i = box.count() - 1
+        box.setCurrentIndex(max(i, 0))
+        box.blockSignals(False)
+
+    # -- from the performer ------------------------------------------------------------------------
+    def choice(self) -> dict:
+        return {"audio": self.audio.currentData(), "rate": int(self.rate.currentData()),
+                "block": int(self.block.currentData())}
+
+    def _audio_picked(self, _i: int) -> None:
+        self.audio_changed.emit(self.choice())
