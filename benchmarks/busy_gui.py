@@ -19,7 +19,8 @@ def main(model: str, seconds: float) -> None:
     from ui.main_window import MainWindow
     app = make_app(["busy"])
     client = EngineClient(EngineProcess(ready_timeout=120))
-    client.start({"audio": "system", "midi": "lwtest", "block": 128, "placement": "rtmixer", "ahead": 2})
+    from ui.app import LIVE_DEFAULTS
+    client.start({**LIVE_DEFAULTS, "audio": "system", "midi": "lwtest", "placement": "rtmixer"})   # as the app
     w = MainWindow(client, model_folders=[ROOT / "models"], session=None)
     w.show()
     app.processEvents()

@@ -273,7 +273,8 @@ def main() -> None:
              f"{'' if args.device == 'cpu' else ', GPU: ' + _gpu_name()}", ""]
     models = sorted((ROOT / "models").glob("*.safetensors"))[:1]
     if args.busy_gui_only:
-        lines += ["### A busy GUI while MIDI plays (JACK dummy driver, 48 kHz, period 128, rtmixer placement)", "",
+        lines += ["### A busy GUI while MIDI plays (JACK dummy driver, 48 kHz, period 128; the app's engine "
+                  "settings: rtmixer placement, 64-sample blocks, 4 ahead)", "",
                   "20 s of chords from a JACK MIDI client (its own process) into the engine process, while the app's "
                   "process resizes and redraws its window as fast as it can; with and without loading the violin "
                   "a few seconds in (alternating runs).",
