@@ -26,7 +26,7 @@ from .config import EngineConfig
 from .envelope import envelope_block, envelope_coefficients
 from .event_queue import NO_EVENT, EventQueue
 from .generator import RESTART_FRESH, Conditioning, Generator
-from .midi_learn import ControlBindings
+from .midi_learn import MASTER, ControlBindings
 from .post_chain import PostChain, crossfade, guard
 from .voice_allocator import VoiceAllocator
 
@@ -170,8 +170,9 @@ class Engine:
         return (self.generator, pending[0] if pending is not None else None)
 
     def bind_cc(self, name: str, channel: int, cc: int) -> None:
-        """MIDI CC ``cc`` on ``channel`` (0..15) drives control ``name`` over its range."""
-        if name not in {c.name for g in self._generators() if g is not None for c in g.info.controls}:
+        """MIDI CC ``cc`` on ``channel`` (0..15) drives control ``name`` over its range
+        (``midi_learn.MASTER``, "volume": the master volume)."""
+        if name != MASTER and name not in {c.name for g in self._generators() if g is not None for c in g.info.controls}:
             self.control_index(name)            # the error names the controls there are
         self.bindings.bind(name, channel, cc, self._generators())
 
@@ -183,7 +184,7 @@ class Engine:
 
     def learn_cc(self, name: str | None) -> None:
         """The next CC that arrives binds to ``name`` (see ``poll_learned``); None cancels."""
-        if name:
+        if name and name != MASTER:
             self.control_index(name)
         self.bindings.learn(name)
 
@@ -288,7 +289,8 @@ class Engine:
             while q.peek_time() <= t:
                 status, d1, d2, _ = q.pop()
                 if status & 0xF0 == 0xB0 and self.channels.mask[status & 0x0F]:
-                    self.bindings.on_cc(self.generator, self.cond.controls, status & 0x0F, d1 & 0x7F, d2 & 0x7F)
+                    self.bindings.on_cc(self.generator, self.cond.controls, status & 0x0F, d1 & 0x7F, d2 & 0x7F,
+                                        self.post)
                 handle(status, d1, d2, t)
             nt = q.peek_time()
             seg_end = n if (nt == NO_EVENT or nt >= end) else nt - t0

@@ -168,6 +168,7 @@ class EngineHost:
         self._loader = None
         self._notes = np.zeros((16, 128), np.uint8)
         self._shown: tuple = (None, np.zeros(0))   # (generator, control values the GUI was told)
+        self._master_seen = 0                     # volume changes by a bound CC the GUI was told
 
     # -- start-up -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -335,6 +336,9 @@ class EngineHost:
             self.send(("learned", *learned))
             self._send_bindings()
         eng.refresh_bindings()
+        if eng.bindings.master_serial != self._master_seen:
+            self._master_seen = eng.bindings.master_serial
+            self.send(("gain_db", eng.bindings.master_db))
         gen, values = eng.generator, eng.cond.controls
         if self._shown[0] is not gen or self._shown[1].shape != values.shape:
             self._shown = (gen, values.copy())

@@ -13,12 +13,17 @@ Threading:
 
 Bindings are by control name, so they survive a model change when the new model has a
 control of that name (and are kept, inactive, when it has not). The CC's 0..127 maps
-linearly onto the control's range. The MIDI controllers that carry structure (bank select,
+linearly onto the control's range. ``MASTER`` ("volume") names the master volume, whatever
+the model: a CC bound to it spans ``MASTER_RANGE`` dB. The MIDI controllers that carry structure (bank select,
 data entry, (N)RPN numbers, channel-mode messages) are never learned.
 """
 from __future__ import annotations
 
 import numpy as np
+
+MASTER = "volume"              # the master volume (post chain), learnable like any control
+MASTER_RANGE = (-60.0, 6.0)    # dB a bound CC spans (the app's volume slider)
+_MASTER_ROW = -2               # its entry in a table (controls are >= 0, unbound -1)
 
 # bank select, data entry MSB/LSB, data increment/decrement, NRPN/RPN numbers, channel mode
 NOT_LEARNABLE = frozenset((0, 32, 6, 38, 96, 97, 98, 99, 100, 101, *range(120, 128)))
@@ -35,6 +40,8 @@ class ControlBindings:
         self.last_cc = np.zeros(4, np.int64)                 # render side: serial, channel, cc, value
         self._learn_serial = 0
         self._tables: tuple = ()                             # ((generator, map, lo, hi), ...)
+        self.master_db = 0.0                                 # render side: the last volume a CC set...
+        self.master_serial = 0                               # ...and how many times it set one
 
     # -- control side ---------------------------------------------------------------------
     @staticmethod
@@ -83,6 +90,8 @@ class ControlBindings:
         for name, (ch, cc) in self.bindings.items():
             if name in index:
                 table[ch, cc] = index[name]
+            elif name == MASTER:
+                table[ch, cc] = _MASTER_ROW
         return (generator, table, lo, hi)
 
     def publish(self, generators) -> None:
@@ -112,7 +121,8 @@ class ControlBindings:
         return name, ch, cc
 
     # -- render side ------------------------------------------------------------------------
-    def on_cc(self, generator, controls: np.ndarray, ch: int, cc: int, value: int) -> None:
+    def on_cc(self, generator, controls: np.ndarray, ch: int, cc: int, value: int, post=None) -> None:
+        """``post``: the post chain whose gain a CC bound to ``MASTER`` sets (None: only noted)."""
         last = self.last_cc
         last[1] = ch
         last[2] = cc
@@ -123,4 +133,10 @@ class ControlBindings:
                 i = table[ch, cc]
                 if i >= 0:
                     controls[i] = lo[i] + (hi[i] - lo[i]) * (value / 127.0)
+                elif i == _MASTER_ROW:
+                    db = MASTER_RANGE[0] + (MASTER_RANGE[1] - MASTER_RANGE[0]) * (value / 127.0)
+                    if post is not None:
+                        post.set_gain_db(db)
+                    self.master_db = db
+                    self.master_serial += 1
                 return

@@ -15,6 +15,7 @@ import numpy as np
 
 from .engine_commands import CommandError, EngineError, check_command, check_settings, describe_generator
 from .engine_shared_state import LAYOUT_VERSION, MAGIC, STATE_NAMES, STATE_RUNNING, STATE_STOPPED, STATUS_FIELDS
+from .midi_learn import MASTER
 
 
 class NullEngine:
@@ -142,7 +143,7 @@ class NullEngine:
     def _bindings_command(self, name: str, args: tuple) -> None:
         """As the engine host does, with the same ``ControlBindings`` (CCs come from "midi")."""
         b, gens = self._bind, (self._gen,)
-        if args[0] and args[0] not in {c.name for c in self._gen.info.controls}:
+        if args[0] and args[0] != MASTER and args[0] not in {c.name for c in self._gen.info.controls}:
             self._events.append(("error", f"{name}: no control {args[0]!r} on {self._gen.info.name}"))
             return
         try:
@@ -160,7 +161,10 @@ class NullEngine:
     def _cc(self, ch: int, cc: int, value: int) -> None:
         b = self._bind
         b.publish((self._gen,))
+        serial = b.master_serial
         b.on_cc(self._gen, self._controls, ch, cc, value)
+        if b.master_serial != serial:
+            self._events.append(("gain_db", b.master_db))
         learned = b.poll_learned((self._gen,))
         if learned is not None:
             self.settings["bindings"] = {k: list(v) for k, v in b.bindings.items()}

@@ -120,3 +120,16 @@ def test_the_render_side_allocates_nothing_for_a_cc():
     tracemalloc.stop()
     assert peak < 512                            # no arrays, no lists: a few boxed floats at most
     assert controls[eng.control_index("breath")] == pytest.approx(99 / 127)
+
+
+def test_the_master_volume_binds_like_a_control_whatever_the_model():
+    from livewave.midi_learn import MASTER, MASTER_RANGE
+    eng = engine()
+    eng.bind_cc(MASTER, 0, 7 + 20)
+    eng.push_event(eng.sample_time, 0xB0, 27, 0)
+    play(eng)
+    assert eng.post.target_gain == pytest.approx(10 ** (MASTER_RANGE[0] / 20))
+    assert eng.bindings.master_db == MASTER_RANGE[0] and eng.bindings.master_serial == 1
+    eng.push_event(eng.sample_time, 0xB0, 27, 127)
+    play(eng)
+    assert eng.post.target_gain == pytest.approx(10 ** (MASTER_RANGE[1] / 20))

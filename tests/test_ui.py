@@ -269,3 +269,18 @@ def test_device_pickers_restart_the_engine_and_are_remembered(qtbot, tmp_path):
     d.midi.activated.emit(d.midi.currentIndex())
     assert client.engine.settings["midi"] == "Nord 2" and store.value("midi") == "Nord 2"
     w.close()
+
+
+def test_the_master_volume_is_learnable_too(window, qtbot):
+    w = window
+    w.controls.learn_menu("volume").actions()[0].trigger()
+    w.client.send("midi", 0xB0, 7 + 20, 127)          # CC 27, full up
+    qtbot.waitUntil(lambda: w.controls.bindings == {"volume": (0, 27)}, timeout=2000)
+    assert "CC27" in w.controls.names["volume"].text()
+    w.client.send("midi", 0xB0, 27, 0)
+    qtbot.waitUntil(lambda: w.controls.volume.value == pytest.approx(-60.0), timeout=2000)
+    w.load(str(VIOLIN))                                # a model change keeps it
+    qtbot.waitUntil(lambda: w.model_info.get("path") == str(VIOLIN), timeout=5000)
+    w.client.send("midi", 0xB0, 27, 127)
+    qtbot.waitUntil(lambda: w.controls.volume.value == pytest.approx(6.0), timeout=2000)
+    assert "CC27" in w.controls.names["volume"].text()

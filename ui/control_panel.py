@@ -10,6 +10,8 @@ from __future__ import annotations
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import QGridLayout, QGroupBox, QLabel, QMenu, QSlider, QWidget
 
+from livewave.midi_learn import MASTER, MASTER_RANGE
+
 STEPS = 1000
 
 
@@ -65,12 +67,15 @@ class ControlPanel(QGroupBox):
         super().__init__("Controls", parent)
         self.grid = QGridLayout(self)
         self.sliders: dict[str, ControlSlider] = {}
-        self.names: dict[str, QLabel] = {}
+        self.names: dict[str, QLabel] = {}          # every row's name label, volume's too
         self.bindings: dict[str, tuple[int, int]] = {}
         self.learning: str | None = None
-        self.volume = ControlSlider({"name": "volume", "min": -60.0, "max": 6.0, "default": 0.0, "unit": "dB",
-                                     "description": "master volume"})
+        self.volume = ControlSlider({"name": MASTER, "min": MASTER_RANGE[0], "max": MASTER_RANGE[1], "default": 0.0,
+                                     "unit": "dB", "description": "master volume"})
         self.volume.changed.connect(lambda _n, v: self.volume_moved.emit(v))
+        self.volume.slider.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.volume.slider.customContextMenuRequested.connect(
+            lambda pos: self._menu(MASTER, self.volume.slider.mapToGlobal(pos)))
         self.set_controls([])
 
     def set_controls(self, specs: list[dict]) -> None:
@@ -79,6 +84,7 @@ class ControlPanel(QGroupBox):
             if w is not None and w is not self.volume and w.parent() is self:
                 w.setParent(None)
         self.sliders = {}
+        self.names = {}
         rows = [self.volume] + [ControlSlider(s) for s in specs]
         for r, cs in enumerate(rows):
             label = QLabel(cs.name.replace("_", " "))
@@ -86,13 +92,13 @@ class ControlPanel(QGroupBox):
             self.grid.addWidget(label, r, 0)
             self.grid.addWidget(cs.slider, r, 1)
             self.grid.addWidget(cs.value_label, r, 2)
+            self.names[cs.name] = label
             if cs is not self.volume:
                 self.sliders[cs.name] = cs
-                self.names[cs.name] = label
                 cs.changed.connect(self.control_moved)
-                for w in (label, cs.slider):
-                    w.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-                    w.customContextMenuRequested.connect(lambda pos, n=cs.name, w=w: self._menu(n, w.mapToGlobal(pos)))
+            for w in (label, cs.slider) if cs is not self.volume else (label,):   # NB: volume's slider: once
+                w.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+                w.customContextMenuRequested.connect(lambda pos, n=cs.name, w=w: self._menu(n, w.mapToGlobal(pos)))
         self.grid.setColumnStretch(1, 1)
         self.grid.setRowStretch(len(rows), 1)
         self.learning = None

@@ -25,6 +25,7 @@ class EngineClient(QObject):
     learning = pyqtSignal(str)               # control waiting for a CC ("" = none)
     learned = pyqtSignal(str, int, int)      # control, channel, cc
     reconfigured = pyqtSignal(dict)          # the engine's ready info after a device change
+    gain_changed = pyqtSignal(float)         # master volume dB (answer, or a bound CC moved it)
 
     def __init__(self, engine, interval_ms: int = 15, parent=None):
         super().__init__(parent)
@@ -79,6 +80,8 @@ class EngineClient(QObject):
                 self.message.emit(str(ev[1]))
             elif kind == "restarted":
                 self.restarted.emit(str(ev[1]))
+            elif kind == "gain_db":
+                self.gain_changed.emit(float(ev[1]))
             elif kind == "devices":
                 self.devices.emit(list(ev[1]), str(ev[2]))
             elif kind == "midi_ports":

@@ -123,6 +123,7 @@ class MainWindow(QMainWindow):
         self.controls.learn_requested.connect(lambda n: client.send("learn", n))
         self.controls.unbind_requested.connect(lambda n: client.send("unbind", n))
         client.bindings.connect(self.controls.show_bindings)
+        client.gain_changed.connect(self.controls.volume.set_value)
         client.learning.connect(self.controls.show_learning)
         client.learned.connect(lambda n, ch, cc: self.statusBar().showMessage(
             f"MIDI learn: CC {cc} on channel {ch + 1} now drives {n}", 5000))
