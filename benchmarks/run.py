@@ -11,7 +11,8 @@
    by another JACK client; median measured latency beside the engine's own report and the
    server's playback latency.
 4. Only with its flag: ``--ddsp-only [--device cuda]``, the DDSP tables (and the decoder frame
-   on the GPU); ``--busy-gui-only``, xruns and engine lateness while the app is kept busy.
+   on the GPU); ``--busy-gui-only``, xruns and engine lateness while the app is kept busy;
+   ``--vocoder-only [--device cuda]``, the streamed MelGAN generator (benchmarks/vocoder.py).
 Times on a shared VM are noisy: read ratios and medians, not single numbers.
 """
 from __future__ import annotations
@@ -259,6 +260,7 @@ def main() -> None:
     ap.add_argument("--jack-only", action="store_true", help="only the JACK latency part")
     ap.add_argument("--ddsp-only", action="store_true", help="only the DDSP instrument table")
     ap.add_argument("--busy-gui-only", action="store_true", help="only the busy-GUI run on JACK")
+    ap.add_argument("--vocoder-only", action="store_true", help="only the vocoder streaming table")
     ap.add_argument("--device", default="cpu", help="where the DDSP decoder runs: cpu (default) or cuda; "
                     "with cuda the DDSP tables run on both, plus the decoder frame alone on the GPU")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"), help="append the results here")
@@ -267,12 +269,17 @@ def main() -> None:
     lines = [f"## {time.strftime('%Y-%m-%d %H:%M')} — `python -m benchmarks.run"
              f"{' --quick' if args.quick else ''}{' --jack-only' if args.jack_only else ''}"
              f"{' --ddsp-only' if args.ddsp_only else ''}{' --busy-gui-only' if args.busy_gui_only else ''}"
+             f"{' --vocoder-only' if args.vocoder_only else ''}"
              f"{'' if args.device == 'cpu' else ' --device ' + args.device}`",
              "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}, "
              f"Python {platform.python_version()}, {platform.platform()}"
              f"{'' if args.device == 'cpu' else ', GPU: ' + _gpu_name()}", ""]
     models = sorted((ROOT / "models").glob("*.safetensors"))[:1]
-    if args.busy_gui_only:
+    if args.vocoder_only:
+        from benchmarks.vocoder import melgan_stream_table
+        lines += melgan_stream_table(args.device)
+        args.no_jack = True
+    elif args.busy_gui_only:
         lines += ["### A busy GUI while MIDI plays (JACK dummy driver, 48 kHz, period 128; the app's engine "
                   "settings: rtmixer placement, 64-sample blocks, 4 ahead)", "",
                   "20 s of chords from a JACK MIDI client (its own process) into the engine process, while the app's "
