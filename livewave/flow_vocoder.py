@@ -1,0 +1,213 @@
+"""A WaveGlow-style flow vocoder (Prenger et al. 2019), causal in time, so it streams.
+
+Audio ``[batch, samples]`` is squeezed into groups of ``n_group`` samples
+(``[batch, n_group, samples / n_group]``) and passed through ``n_flows`` steps, each an
+invertible 1x1 convolution over the group channels followed by an affine coupling layer:
+the first half of the channels, with the mel conditioning, drives a WaveNet-like network
+(gated dilated convolutions) that outputs ``log s`` and ``t`` for the second half,
+``b' = b * exp(log s) + t``. Every ``n_early_every`` steps ``n_early_size`` channels leave
+early (they are part of ``z`` from there on). Training maximises the exact likelihood
+(``negative_log_likelihood``); sampling inverts the flow from ``z ~ N(0, sigma^2)``, with the
+temperature ``sigma`` below 1 (0.6 by default, as the paper) trading variety for cleanliness
+(see shared/background on typicality).
+
+Causal: the WaveNet convolutions look only at past groups (``streaming_conv``) and the mel
+frames are held for their ``hop / n_group`` groups (upsampling by repetition, then a causal
+conv), so ``infer`` can run block by block (``step``) and give what it gives offline for the
+same ``z``. The 1x1 convolutions and the couplings are otherwise pointwise in time.
+
+Shapes: mel ``[batch, n_mels, frames]``; audio ``[batch, frames * hop]``.
+Threading: one stream per object.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .streaming_conv import CausalConv1d, reset_stream
+
+SIGMA = 0.6         # the sampling temperature the WaveGlow paper uses
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    n_mels: int = 80
+    hop: int = 256
+    n_group: int = 8
+    n_flows: int = 12
+    n_early_every: int = 4
+    n_early_size: int = 2
+    wn_layers: int = 8
+    wn_channels: int = 64
+    wn_kernel: int = 3
+    sample_rate: int = 22050
+
+    def check(self) -> FlowConfig:
+        for k, v in asdict(self).items():
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"flow vocoder config: {k} must be a positive integer, got {v!r}")
+        if self.n_group % 2 or self.hop % self.n_group:
+            raise ValueError(f"flow vocoder config: n_group ({self.n_group}) must be even and divide hop ({self.hop})")
+        remaining = self.n_group - self.n_early_size * ((self.n_flows - 1) // self.n_early_every)
+        if remaining < 2 or remaining % 2:
+            raise ValueError(f"flow vocoder config: {remaining} channels would be left after the early outputs; "
+                             "need an even number >= 2")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FlowConfig:
+        return cls(**{k: d[k] for k in asdict(cls()) if k in d}).check()
+
+
+class Invertible1x1(nn.Module):
+    """``W x`` over the channels, W initialised as a random rotation (det +1)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        w = torch.linalg.qr(torch.randn(channels, channels))[0]
+        if torch.det(w) < 0:
+            w[:, 0] = -w[:, 0]
+        self.weight = nn.Parameter(w)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logdet = x.shape[2] * torch.linalg.slogdet(self.weight)[1]
+        return torch.einsum("ij,bjt->bit", self.weight, x), logdet
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("ij,bjt->bit", torch.linalg.inv(self.weight), z)
+
+
+class WaveNet(nn.Module):
+    """Causal gated WaveNet: ``[batch, n_in, groups]`` and conditioning -> (log s, t)."""
+
+    def __init__(self, n_in: int, n_cond: int, layers: int, channels: int, kernel: int):
+        super().__init__()
+        self.start = CausalConv1d(n_in, channels, 1)
+        self.dilated = nn.ModuleList(CausalConv1d(channels, 2 * channels, kernel, dilation=2 ** i)
+                                     for i in range(layers))
+        self.cond = CausalConv1d(n_cond, 2 * channels * layers, 1)
+        self.res_skip = nn.ModuleList(CausalConv1d(channels, 2 * channels if i < layers - 1 else channels, 1)
+                                      for i in range(layers))
+        self.end = CausalConv1d(channels, 2 * n_in, 1)
+        nn.init.zeros_(self.end.weight)          # starts as the identity flow (WaveGlow's trick)
+        nn.init.zeros_(self.end.bias)
+        self.channels = channels
+
+    def run(self, a: torch.Tensor, cond: torch.Tensor, stream: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        go = (lambda m, v: m.step(v)) if stream else (lambda m, v: m(v))
+        h = go(self.start, a)
+        c_all = go(self.cond, cond)
+        skip = 0.0
+        c2 = 2 * self.channels
+        for i, (dil, rs) in enumerate(zip(self.dilated, self.res_skip, strict=True)):
+            z = go(dil, h) + c_all[:, i * c2:(i + 1) * c2]
+            g = torch.tanh(z[:, :self.channels]) * torch.sigmoid(z[:, self.channels:])
+            out = go(rs, g)
+            if i < len(self.dilated) - 1:
+                h = h + out[:, :self.channels]
+                skip = skip + out[:, self.channels:]
+            else:
+                skip = skip + out
+        st = go(self.end, skip)
+        n = st.shape[1] // 2
+        return st[:, :n], st[:, n:]
+
+
+class FlowVocoder(nn.Module):
+    def __init__(self, config: FlowConfig | None = None):
+        super().__init__()
+        self.config = cfg = (config or FlowConfig()).check()
+        self.per_frame = cfg.hop // cfg.n_group          # groups per mel frame
+        self.cond = CausalConv1d(cfg.n_mels, cfg.n_mels, 3)
+        self.convs = nn.ModuleList()
+        self.couplings = nn.ModuleList()
+        self.sizes = []                                  # channels in play at each flow step
+        ch = cfg.n_group
+        for k in range(cfg.n_flows):
+            if k % cfg.n_early_every == 0 and k > 0:
+                ch -= cfg.n_early_size
+            self.sizes.append(ch)
+            self.convs.append(Invertible1x1(ch))
+            self.couplings.append(WaveNet(ch // 2, cfg.n_mels, cfg.wn_layers, cfg.wn_channels, cfg.wn_kernel))
+
+    @property
+    def hop(self) -> int:
+        return self.config.hop
+
+    def _condition(self, mel: torch.Tensor, stream: bool) -> torch.Tensor:
+        if mel.dim() != 3 or mel.shape[1] != self.config.n_mels:
+            raise ValueError(f"flow vocoder: mel must be [batch, {self.config.n_mels} bands, frames]; got "
+                             f"{tuple(mel.shape)}")
+        held = torch.repeat_interleave(mel, self.per_frame, dim=2)     # each frame held for its groups
+        return self.cond.step(held) if stream else self.cond(held)
+
+    # -- training: audio -> z ----------------------------------------------------------------
+    def forward(self, audio: torch.Tensor, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (z ``[batch, n_group, groups]`` in the order ``infer`` reads it, log-determinant
+        ``[batch]`` of the whole flow)."""
+        cfg = self.config
+        b = audio.shape[0]
+        x = audio.reshape(b, -1, cfg.n_group).transpose(1, 2)          # [b, n_group, groups]
+        cond = self._condition(mel, False)[:, :, :x.shape[2]]
+        early, logdet = [], audio.new_zeros(b)
+        for k, (conv, wn) in enumerate(zip(self.convs, self.couplings, strict=True)):
+            if k % cfg.n_early_every == 0 and k > 0:
+                early.append(x[:, :cfg.n_early_size])
+                x = x[:, cfg.n_early_size:]
+            x, ld = conv(x)
+            logdet = logdet + ld
+            half = x.shape[1] // 2
+            log_s, t = wn.run(x[:, :half], cond, False)
+            x = torch.cat((x[:, :half], x[:, half:] * torch.exp(log_s) + t), dim=1)
+            logdet = logdet + log_s.sum(dim=(1, 2))
+        return torch.cat(early + [x], dim=1), logdet
+
+    def negative_log_likelihood(self, audio: torch.Tensor, mel: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+        """-log p(audio | mel) in nats per sample, under z ~ N(0, sigma^2) (the training loss)."""
+        z, logdet = self(audio, mel)
+        n = z[0].numel()
+        gauss = 0.5 * (z ** 2).sum(dim=(1, 2)) / sigma ** 2 + n * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+        return ((gauss - logdet) / n).mean()
+
+    # -- sampling: z -> audio ---------------------------------------------------------------------
+    def run_inverse(self, z: torch.Tensor, mel: torch.Tensor, stream: bool) -> torch.Tensor:
+        cfg = self.config
+        cond = self._condition(mel, stream)[:, :, :z.shape[2]]
+        n_final = self.sizes[-1]
+        x = z[:, cfg.n_group - n_final:]
+        early_at = cfg.n_group - n_final
+        for k in range(cfg.n_flows - 1, -1, -1):
+            half = x.shape[1] // 2
+            log_s, t = self.couplings[k].run(x[:, :half], cond, stream)
+            x = torch.cat((x[:, :half], (x[:, half:] - t) * torch.exp(-log_s)), dim=1)
+            x = self.convs[k].inverse(x)
+            if k % cfg.n_early_every == 0 and k > 0:
+                early_at -= cfg.n_early_size
+                x = torch.cat((z[:, early_at:early_at + cfg.n_early_size], x), dim=1)
+        return x.transpose(1, 2).reshape(z.shape[0], -1)
+
+    def noise(self, mel: torch.Tensor, sigma: float = SIGMA, generator: torch.Generator | None = None) -> torch.Tensor:
+        groups = mel.shape[2] * self.per_frame
+        return sigma * torch.randn(mel.shape[0], self.config.n_group, groups, generator=generator,
+                                   device=mel.device, dtype=mel.dtype)
+
+    def infer(self, mel: torch.Tensor, sigma: float = SIGMA, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Offline: mel ``[batch, n_mels, frames]`` -> audio ``[batch, frames * hop]``."""
+        return self.run_inverse(self.noise(mel, sigma) if z is None else z, mel, False)
+
+    def step(self, mel: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The next frames of a stream, with their noise ``z`` (``[batch, n_group, frames * hop
+        / n_group]``, e.g. ``noise(mel, sigma)``)."""
+        return self.run_inverse(z, mel, True)
+
+    def reset(self) -> None:
+        reset_stream(self)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
