@@ -13,7 +13,7 @@ Hz), so no resampler is needed for this family.
 
 Device: weights live on the device from ``prepare``. On CUDA the per-frame step, with its
 copies in from and out to pinned host memory, is captured as one CUDA graph on a
-high-priority stream of its own and replayed; on CPU it runs as a frozen TorchScript trace
+high-priority stream of its own and replayed; on CPU it runs as a TorchScript trace
 of the same step (eager when tracing is unavailable), under ``torch.inference_mode``.
 
 Threading: ``render`` runs on the render side; it writes into buffers allocated in
