@@ -24,6 +24,17 @@ from torch.nn.utils.parametrizations import weight_norm
 SLOPE = 0.2
 
 
+def _stack(layers, out, x):
+    """LeakyReLU after each of ``layers``, then ``out``: (score, every activation)."""
+    feats = []
+    for layer in layers:
+        x = F.leaky_relu(layer(x), SLOPE)
+        feats.append(x)
+    x = out(x)
+    feats.append(x)
+    return x, feats
+
+
 class ScaleDiscriminator(nn.Module):
     def __init__(self, channels: int = 16, max_channels: int = 1024, groups_cap: int = 256):
         super().__init__()
@@ -38,13 +49,7 @@ class ScaleDiscriminator(nn.Module):
         self.out = weight_norm(nn.Conv1d(ch, 1, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        feats = []
-        for layer in self.layers:
-            x = F.leaky_relu(layer(x), SLOPE)
-            feats.append(x)
-        x = self.out(x)
-        feats.append(x)
-        return x, feats
+        return _stack(self.layers, self.out, x)
 
 
 class MultiScaleDiscriminator(nn.Module):
@@ -80,13 +85,7 @@ class PeriodDiscriminator(nn.Module):
         b, c, t = x.shape
         if t % self.period:
             x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
-        x = x.reshape(b, c, -1, self.period)
-        feats = []
-        for layer in self.layers:
-            x = F.leaky_relu(layer(x), SLOPE)
-            feats.append(x)
-        x = self.out(x)
-        feats.append(x)
+        x, feats = _stack(self.layers, self.out, x.reshape(b, c, -1, self.period))
         return x.flatten(1, -1), feats
 
 

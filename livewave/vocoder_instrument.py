@@ -1,0 +1,166 @@
+"""The MelGAN family's generator, driven by live audio in: play or sing into it, and it comes
+out rendered by the vocoder (resynthesis, or timbre transfer with a vocoder trained on
+another instrument).
+
+Per render call, on the render side:
+    input channel 1 (device rate) -> input gain -> resample to the model's rate (soxr)
+    -> streamed log-mel analysis (``mel_analysis.MelStream``, causal frames)
+    -> each completed frame through the causal MelGAN (``melgan``, one ``step`` per call)
+    -> resample to the device rate -> ``DelayLine`` -> out.
+Every stage is chunk-independent, and the delay line pays out a fixed delay chosen in
+``prepare`` (the chain's worst shortfall, measured with silence at block sizes 1, 17, 64 and
+the largest), so the output does not depend on the block size and the declared lookahead
+is exact. Latency = that delay; the analysis window (``n_fft``) reaches back in time, not ahead.
+
+Checkpoint config: ``{"melgan": MelGANConfig dict, "mel": {n_fft, hop, n_mels, fmin, fmax,
+floor, log10}, "name": ...}``; tensors: the generator's state dict.
+Threading: ``render`` on the render side only; torch is bound in ``prepare``.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from numba import njit
+
+from .config import ConfigError
+from .generator import Control, Generator, GeneratorInfo
+from .mel_analysis import MelStream
+from .melgan import MelGANConfig, MelGANGenerator
+from .streaming_resampler import DelayLine, Resampler
+
+CONTROLS = (Control("input_gain", -24.0, 24.0, 0.0, "dB", cc=7 + 20, description="level of the input into the analysis"),)
+INPUT_GAIN = 0
+MEL_KEYS = {"n_fft": int, "hop": int, "n_mels": int, "fmin": float, "fmax": (float, type(None)), "floor": float,
+            "log10": bool}
+DEFAULT_MEL = {"n_fft": 1024, "hop": 256, "n_mels": 80, "fmin": 0.0, "fmax": None, "floor": 1e-5, "log10": False}
+
+
+@njit(nogil=True, cache=True)
+def take_input(src, n, gain, dst):
+    """``dst[:n] = src[:n] * gain``; NaN/Inf become 0, the rest is clipped to +-4."""
+    for i in range(n):
+        x = src[i] * gain
+        if not (x == x) or x > 1e30 or x < -1e30:
+            x = 0.0
+        dst[i] = min(4.0, max(-4.0, x))
+
+
+def check_mel_config(mel: dict, model: MelGANConfig) -> dict:
+    out = dict(DEFAULT_MEL)
+    for k, v in (mel or {}).items():
+        if k not in MEL_KEYS:
+            raise ValueError(f"unknown mel setting {k!r} (settings: {', '.join(MEL_KEYS)})")
+        if isinstance(v, bool) != (MEL_KEYS[k] is bool) or not isinstance(v, MEL_KEYS[k] if MEL_KEYS[k] is not float
+                                                                          else (int, float)):
+            raise ValueError(f"mel setting {k}={v!r} has the wrong type")
+        out[k] = v
+    if out["hop"] != model.hop:
+        raise ValueError(f"mel hop {out['hop']} differs from the generator's hop {model.hop} (product of its ratios)")
+    if out["n_mels"] != model.n_mels:
+        raise ValueError(f"mel bands {out['n_mels']} differ from the generator's input bands {model.n_mels}")
+    return out
+
+
+class MelGANVocoder(Generator):
+    def __init__(self, model: MelGANGenerator, mel: dict | None = None, name: str = "melgan", card: dict | None = None):
+        self.model = model.eval()
+        self.mcfg = model.config
+        self.mel_cfg = check_mel_config(mel or {}, self.mcfg)
+        self.info = GeneratorInfo(family="melgan", name=name, sample_rate=self.mcfg.sample_rate, hop=self.mcfg.hop,
+                                  polyphonic=False, conditioning="audio", controls=CONTROLS, card=dict(card or {}))
+        self.device = "cpu"
+
+    @classmethod
+    def from_checkpoint(cls, config: dict, card: dict, tensors: dict) -> MelGANVocoder:
+        import torch
+        mcfg = MelGANConfig.from_dict(config.get("melgan") or {})
+        model = MelGANGenerator(mcfg)
+        own = model.state_dict()
+        missing = sorted(set(own) - set(tensors))
+        extra = sorted(set(tensors) - set(own))
+        if missing or extra:
+            raise ValueError(f"weights do not match the config: missing {missing[:4]}{'...' if len(missing) > 4 else ''}"
+                             f", unexpected {extra[:4]}{'...' if len(extra) > 4 else ''}")
+        for k, v in own.items():
+            if tuple(tensors[k].shape) != tuple(v.shape):
+                raise ValueError(f"weights do not match the config: {k} is {tuple(tensors[k].shape)}, "
+                                 f"the config makes it {tuple(v.shape)}")
+        model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(t)) for k, t in tensors.items()})
+        return cls(model, config.get("mel"), str(config.get("name", "melgan"))[:200], card)
+
+    def checkpoint_parts(self) -> tuple[dict, dict]:
+        """(config, tensors) for ``checkpoint.save_checkpoint(path, "melgan", ...)``."""
+        return ({"melgan": self.mcfg.to_dict(), "mel": dict(self.mel_cfg), "name": self.info.name},
+                {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()})
+
+    # -- set-up --------------------------------------------------------------------------------
+    def prepare(self, sample_rate: int, max_block: int, voices: int, device: str = "cpu") -> None:
+        import torch
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU")
+        self._torch = torch               # NB: the render side uses this; it never imports
+        self.dev = torch.device(device)
+        self.device = str(self.dev)
+        self.model.to(self.dev)
+        self.sample_rate, self.max_block = int(sample_rate), int(max_block)
+        mr, m = self.mcfg.sample_rate, self.mel_cfg
+        self.rs_in, self.rs_out = Resampler(sample_rate, mr), Resampler(mr, sample_rate)
+        burst = 4096 + 4 * max_block * max(1, -(-mr // sample_rate))
+        self.mel = MelStream(mr, m["n_fft"], m["hop"], m["n_mels"], m["fmin"], m["fmax"], m["floor"], m["log10"],
+                             max_block=burst)
+        self.line = DelayLine(self.chain_delay(max_block))
+        self.info = replace(self.info, lookahead=self.line.delay)
+        self.x_in = np.zeros(max_block, np.float32)
+        self.reset()
+        cond_in = np.zeros((max_block, 1), np.float32)        # warm up every kernel and the model
+        out = np.zeros(max_block, np.float32)
+        for _ in range(4):
+            self._render(cond_in[:, 0], 0, max_block, 1.0, out)
+        self.reset()
+
+    def chain_delay(self, max_block: int) -> int:
+        """The smallest delay the output never runs short with: silence through the chain's
+        stages (counts only: the model emits ``hop`` samples per completed frame) at block
+        sizes 1, 17, 64 and ``max_block``; the worst shortfall over 2 s of each."""
+        mr, hop, sr = self.mcfg.sample_rate, self.mcfg.hop, self.sample_rate
+        worst = 0
+        for block in sorted({1, 17, 64, max_block}):
+            rs_in, rs_out = Resampler(sr, mr), Resampler(mr, sr)
+            z = np.zeros(block, np.float32)
+            fed = got = model_in = frames = 0
+            while fed < 2 * sr:
+                model_in += rs_in.process(z).shape[0]
+                k = model_in // hop - frames
+                frames += k
+                got += rs_out.process(np.zeros(k * hop, np.float32)).shape[0]
+                fed += block
+                worst = max(worst, fed - got)
+        return worst
+
+    def reset(self) -> None:
+        self.rs_in.reset()
+        self.rs_out.reset()
+        self.mel.reset()
+        self.model.reset()
+        self.line.reset()
+
+    # -- render side -------------------------------------------------------------------------------
+    def render(self, cond, out: np.ndarray) -> None:
+        n = cond.frames
+        gain = 10.0 ** (cond.controls[INPUT_GAIN] / 20.0)
+        self._render(cond.audio_in[:, 0], cond.audio_in_offset, n, gain, out)
+
+    def _render(self, audio_in: np.ndarray, offset: int, n: int, gain: float, out: np.ndarray) -> None:
+        torch = self._torch
+        x = self.x_in
+        take_input(audio_in[offset:offset + n], n, gain, x)
+        frames = self.mel.push(self.rs_in.process(x[:n]))
+        if frames.shape[0]:
+            with torch.inference_mode():
+                mel = torch.from_numpy(frames.T[None].copy()).to(self.dev)
+                y = self.model.step(mel)[0, 0].float().cpu().numpy()
+            self.line.push(self.rs_out.process(y))
+        self.line.pull(out, n)
