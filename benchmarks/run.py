@@ -193,6 +193,7 @@ def render_speed(block=256):
 def jack_latency(period, split, placement="callback", notes=16, rate=48000):
     """``split``: the MIDI comes from a client of its own (a source, like a hardware keyboard's
     capture port); else from the recording client (JACK runs it after the instrument)."""
+    from audio_checks import onset_from_silence
     from jack_rig import JackServer, Rig
     tmp = ROOT / "out" / "bench"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -237,10 +238,9 @@ def jack_latency(period, split, placement="callback", notes=16, rate=48000):
         lats = []
         for i in range(notes):
             t = ev[2 * i][0]
-            seg = np.abs(x[t:t + step // 5])
-            hit = np.flatnonzero(seg > 1e-3)
-            if hit.size and np.abs(x[t - rate // 100:t]).max() < 1e-4:    # silent before: a clean onset
-                lats.append(int(hit[0]))
+            hit = onset_from_silence(x[t:t + step // 5])
+            if hit >= 0 and np.abs(x[t - rate // 100:t]).max() < 1e-4:    # silent before: a clean onset
+                lats.append(hit)
         from jack_rig import xrun_culprits
         xr = [c for c in xrun_culprits(window_log) if c.startswith("livewave")]
         xr_all = [c for c in xrun_culprits(server.log_text()) if c.startswith("livewave")]
@@ -328,14 +328,15 @@ def main() -> None:
                   "sound in the recording client (the server's playback latency is not in this figure; "
                   "the engine's report includes it). Source 'keyboard': the MIDI comes from a client of "
                   "its own (as a hardware keyboard's capture port); 'loop': from the recording client, "
-                  "which JACK runs after the instrument, so each message waits one more period.", "",
+                  "which JACK runs after the instrument's audio client. Notes are sent at 16 phases of the "
+                  "period: min = max means sample-accurate.", "",
                   "| period | placement | source | measured min / median / max | engine report | of which: scheduling "
                   "delay | look-ahead | late-drain allowance | late messages | PortAudio device latency | "
                   "server playback latency | xruns while playing (all seen by PortAudio; livewave late per "
                   "JACK log) | xruns with livewave late during start-up |",
                   "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for period in (64, 128, 256):
-            for placement, split in (("callback", True), ("callback", False), ("rtmixer", True)):
+            for placement, split in (("callback", True), ("callback", False), ("thread", True), ("rtmixer", True)):
                 r = jack_latency(period, split, placement)
                 print(r)
                 lines.append(f"| {period} | {placement} | {'keyboard' if split else 'loop'} | {r['measured_min']} / "

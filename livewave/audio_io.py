@@ -29,6 +29,7 @@ import numpy as np
 
 from .config import PLACEMENTS, ConfigError
 from .engine import Engine
+from .jack_midi_client import frame_diff
 
 RENDER_NICE = -10     # the render thread's nice value where permitted (see AudioOutput._boost)
 _JACK_NAME = ctypes.create_string_buffer(b"livewave")   # PortAudio keeps the pointer: keep it alive
@@ -134,6 +135,14 @@ class AudioOutput:
         self.device_name = ""
         self._declared = 0.0      # PortAudio's declared output latency, kept after the stream closes
         self.pre_render = None    # called on the render side before each block (MIDI drain)
+        # JACK's cycle clock (the first frame of the current cycle), set by MidiInputs.attach where
+        # it makes the frame anchor exact: a Python callback, a block dividing JACK's period.
+        self.cycle_clock = None
+        self._cycle = -1
+        self._cycle_sub = 0
+        self._period = 0              # JACK's period (rtmixer's frame anchor)
+        self._k_hist = np.zeros(16, np.int64)
+        self._k_i = 0
         # Called on the render side after each block with the block just rendered
         # (float32 [frames, channels], valid only during the call: meters, scope). Same rules as the
         # callback: no allocation, no locks, no logging or I/O, no exceptions; copy into preallocated
@@ -291,10 +300,23 @@ class AudioOutput:
         if 0.0 < d < 1.0:
             self.stats.dac_delay = d
 
+    def _frame_anchor(self, frames: int, sample: int) -> None:
+        """Pin ``sample`` to the JACK frame this callback's block starts at: the cycle's first
+        frame plus the blocks already played in this cycle (PortAudio calls a block that divides
+        the period several times per cycle, in order)."""
+        f = self.cycle_clock()
+        if f != self._cycle:
+            self._cycle = f
+            self._cycle_sub = 0
+        self.engine.frame_anchor = ((f + self._cycle_sub) & 0xFFFFFFFF, sample)
+        self._cycle_sub += frames
+
     def _callback_direct(self, outdata, frames, time_info, status, indata=None):
         t_start = time.perf_counter()
         eng = self.engine
         eng.clock_anchor = (t_start, eng.sample_time)
+        if self.cycle_clock is not None:
+            self._frame_anchor(frames, eng.sample_time)
         self._dac(time_info)
         if self.pre_render is not None:
             self.pre_render()
@@ -323,6 +345,8 @@ class AudioOutput:
             self.stats.ring_underruns += 1
         self._r = r + n
         self.engine.clock_anchor = (t_start, self._r)
+        if self.cycle_clock is not None:
+            self._frame_anchor(frames, self._r)
         self.stats.callbacks += 1
         if status.output_underflow:
             self.stats.xruns += 1
@@ -381,6 +405,21 @@ class AudioOutput:
         self._w += self._tmp.shape[0]
         self._note_load(t_start, self._tmp.shape[0])
 
+    def _rtmixer_frame_anchor(self, consumed: int) -> None:
+        """Pin the output to JACK frames without a Python callback. The C callbacks of cycle C
+        take the samples that play at frames C .. C+P (P: JACK's period), so sample s plays at
+        frame s + K for a constant K. Seen from this thread during cycle C, ``consumed`` is
+        C - K + P once that cycle's callbacks ran and C - K before: ``C + P - consumed`` is K or
+        K + P. The smallest of the last 16 looks is K; an underrun (the ring ran dry, the cycles
+        went on) raises K, which the window forgets within 16 looks."""
+        c = self.cycle_clock()
+        est = frame_diff(c + self._period, consumed)
+        hist = self._k_hist
+        hist[self._k_i & 15] = est
+        self._k_i += 1
+        k = int(hist.min()) if self._k_i >= 16 else int(hist[:self._k_i].min())
+        self.engine.frame_anchor = ((consumed + k) & 0xFFFFFFFF, consumed)
+
     def _rtmixer_loop(self) -> None:
         self._boost()
         nap = self.block / self.sample_rate / 4.0
@@ -398,6 +437,8 @@ class AudioOutput:
                 self._seen = consumed
                 self._seen_t = time.perf_counter()
                 eng.clock_anchor = (self._seen_t, consumed)
+                if self.cycle_clock is not None:
+                    self._rtmixer_frame_anchor(consumed)
                 # NB: rtmixer's own counter of PortAudio's underflow flags, read without its
                 # fetch action (a plain integer field; a stale read is one count behind)
                 st.xruns = int(self.stream._state.stats.output_underflows)

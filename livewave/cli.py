@@ -5,6 +5,7 @@
     livewave devices         audio devices and MIDI inputs, numbered
     livewave play            headless live instrument
     livewave render IN.mid   offline render through the live path
+    livewave resynth IN.wav  a recording re-rendered by a vocoder, offline
     livewave data soundfont  training data rendered from a soundfont (fluidsynth)
     livewave data audio DIR  training data from your own recordings
 """
@@ -18,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import PLACEMENTS
+from .config import PLACEMENTS, ConfigError
 
 os.environ.setdefault("JACK_NO_START_SERVER", "1")   # listing devices must never spawn a jackd
 
@@ -29,17 +30,16 @@ class UsageError(Exception):
     pass
 
 
-def _engine(args, sample_rate: int, block: int):
+def _engine(args, sample_rate: int, block: int, input_channels: int = 0, gen=None):
     from .config import EngineConfig, parse_channels
     from .engine import Engine
-    gen = None
-    if getattr(args, "model", None):
+    if gen is None and getattr(args, "model", None):
         from .checkpoint import load_generator
         gen = load_generator(args.model)
     cfg = EngineConfig(sample_rate=sample_rate, max_block=max(block, 1024),
                        polyphony=args.polyphony, bend_range=args.bend_range,
                        midi_channels=parse_channels(args.channels), master_gain_db=args.gain,
-                       device=args.device)
+                       device=args.device, input_channels=input_channels)
     return Engine(cfg, gen)
 
 
@@ -112,7 +112,7 @@ def cmd_play(args) -> int:
     midi = None
     if args.midi != "none":
         midi = MidiInputs(eng, args.midi, api=api).start()
-        out.pre_render = midi.drain
+        midi.attach(out)
     stop = {"now": False}
 
     def on_signal(signum, frame):
@@ -198,6 +198,62 @@ def cmd_render(args) -> int:
     print(f"livewave: rendered {song.path} ({len(song.events)} events, {secs:.1f} s) to {out} "
           f"at {args.rate} Hz, block {block}: {secs / max(el, 1e-9):.1f}x real time; "
           f"peak {20 * __import__('math').log10(max(1e-9, float(abs(audio).max()))):.1f} dBFS")
+    return 0
+
+
+# -- resynth ----------------------------------------------------------------------------
+def read_audio(path, rate: int):
+    """Any file soundfile reads, any channel count: mixed to mono float32 ``[frames, 1]`` at
+    ``rate`` (soxr, high quality). Non-finite samples become 0 (counted in the message)."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+    try:
+        x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise ConfigError(f"{path}: not an audio file soundfile can read ({exc})") from None
+    if x.shape[0] == 0:
+        raise ConfigError(f"{path}: the file holds no samples")
+    x = x.mean(axis=1)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        print(f"livewave: {path}: {int(bad.sum())} samples were NaN or Inf and are played as silence",
+              file=sys.stderr)
+        x[bad] = 0.0
+    if sr != rate:
+        x = soxr.resample(x, sr, rate, quality="HQ").astype(np.float32)
+    return x[:, None]
+
+
+def cmd_resynth(args) -> int:
+    """An audio-driven model (a vocoder) re-renders a recording: the live path with the file
+    as its input, offline."""
+    import soundfile as sf
+
+    from .checkpoint import load_generator
+    from .offline_render import ProgressBar, render_audio
+    block = args.block or 256
+    if not args.model:
+        raise ConfigError("resynth needs --model: a vocoder checkpoint (the built-in instrument is played from MIDI)")
+    gen = load_generator(args.model)
+    info = gen.info
+    if info.conditioning != "audio":
+        raise ConfigError(f"{args.model}: resynth needs a model driven by audio (a vocoder); this one is a "
+                          f"{info.family} model played from MIDI")
+    rate = args.rate or int(info.sample_rate)
+    x = read_audio(args.input, rate)
+    eng = _engine(args, rate, block, input_channels=1, gen=gen).prepare()
+    bar = ProgressBar(rate, label=Path(args.input).name) if not args.quiet else None
+    t0 = time.perf_counter()
+    y = render_audio(eng, x, block=block, progress=bar)
+    el = time.perf_counter() - t0
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(out), y[:, 0], rate, subtype="FLOAT" if out.suffix.lower() == ".wav" else None)
+    secs = y.shape[0] / rate
+    print(f"livewave: resynthesised {args.input} ({secs:.1f} s) with {info.name} ({info.family}) to {out} at "
+          f"{rate} Hz, block {block}: {secs / max(el, 1e-9):.1f}x real time; latency compensated "
+          f"{eng.latency_samples} samples")
     return 0
 
 
@@ -300,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true")
     _add_engine_options(r)
     r.set_defaults(func=cmd_render)
+    rs = sub.add_parser("resynth", help="re-render a recording through an audio-driven model (a vocoder)")
+    rs.add_argument("input", help="audio file: any rate or channel count (mixed to mono, resampled)")
+    rs.add_argument("-o", "--output", required=True, help="output audio file (.wav, .flac)")
+    rs.add_argument("-q", "--quiet", action="store_true")
+    _add_engine_options(rs)
+    rs.set_defaults(func=cmd_resynth, rate=None)
     _add_data_parsers(sub)
     from .train_cli import add_parsers as add_training
     add_training(sub)

@@ -62,6 +62,9 @@ class Engine:
         self._release_all = False
         self.clock_anchor = (time.perf_counter(), 0)   # (perf_counter seconds, sample time)
         self.midi_delay = 0      # samples between a live event's arrival and its sounding (set by audio_io)
+        # (JACK frame, output sample) pinned by the audio callback under JACK, else None: live
+        # JACK MIDI then lands at its frame's sample + midi_delay (midi_input)
+        self.frame_anchor: tuple[int, int] | None = None
         self.midi_late = 0       # recent worst lateness of live events, samples (set by the MIDI drain)
         self.bindings = ControlBindings()   # MIDI CC -> control (see midi_learn)
 
@@ -89,6 +92,7 @@ class Engine:
         self._restart_hold = np.zeros(p, np.int8)
         self.sample_time = 0
         self.clock_anchor = (time.perf_counter(), 0)
+        self.frame_anchor = None
         self.prepared = True
         self._warm_up()
         return self

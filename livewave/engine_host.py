@@ -205,7 +205,7 @@ class EngineHost:
             api = "jack" if "JACK" in out.device_name else None
         if s["midi"] != "none":
             self.midi = MidiInputs(eng, s["midi"], api=api).start()
-            out.pre_render = self.midi.drain
+            self.midi.attach(out)
         out.post_render = _Scope(self.shm, out.channels, block).post_render
         self._loader = threading.Thread(target=self._load_loop, name="livewave-loader", daemon=True)
         self._loader.start()

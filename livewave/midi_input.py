@@ -12,14 +12,20 @@ A background thread polls the port list for hot-plug: ports that appear and matc
 selection are opened; a port that vanishes is closed and the notes it was holding are
 released, so the instrument plays on.
 
-JACK: python-rtmidi keeps the GIL during its JACK calls (client open, port open/close,
-delete); while the audio stream runs, JACK waits for our Python audio callback, which waits
-for that GIL: a deadlock. So under JACK one rtmidi client with one virtual input port
-``<name>-midi:in`` is made before the audio stream starts and never touched again while it
-runs; hot-plug connects and disconnects sources to it through JACK-Client (cffi releases the
-GIL around every JACK call). All sources share that port: when one vanishes, the notes held
-through the port are released (with several keyboards, also those of the others). Messages are re-validated
-(``MidiParser.parse_message``); malformed ones are dropped, counted and reported.
+JACK: livewave does not use rtmidi. RtMidi 5 stamps a JACK message with the time its client
+ran (the frame inside the period is lost), and python-rtmidi keeps the GIL during its JACK
+calls, which deadlocks against a Python audio callback that JACK waits for. Instead one
+``JackMidiClient`` (``jack_midi_client``: a compiled process callback, no GIL) with one input
+port ``<name>-midi:in`` is made before the audio stream starts; it records each message's
+absolute JACK frame. ``attach`` gives the audio output the JACK cycle clock, so the audio
+callback anchors the output to JACK frames and every message lands on its exact sample, one
+block after its frame (``frame_anchor``); where that anchor cannot be exact (rtmixer, or a
+block that does not divide JACK's period), frames go through JACK's frame timer to
+``perf_counter``. Hot-plug connects and disconnects sources to the port through JACK-Client
+(cffi releases the GIL around every JACK call). All sources share that port: when one
+vanishes, the notes held through the port are released (with several keyboards, also those
+of the others). Messages are re-validated (``MidiParser.parse_message``); malformed ones are
+dropped, counted and reported.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from collections import deque
 
 import numpy as np
 
+from .jack_midi_client import frame_diff, parse_records
 from .midi_parser import MidiParser
 
 _API_NAMES = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACOSX_CORE",
@@ -100,7 +107,8 @@ class MidiInputs:
         self._probe = None
         self._jack = (api or "").lower() == "jack"
         self._ctl = None           # JACK-Client control client (JACK only)
-        self._jack_in = None       # the one rtmidi input (JACK only)
+        self._jack_in = None       # (JackMidiClient, port id) (JACK only)
+        self._overflows = 0
         self._jack_port = ""
         self.available: tuple[str, ...] = ()     # input ports seen by the last scan (replaced whole)
         self._selection_pending: str | None = None
@@ -155,28 +163,38 @@ class MidiInputs:
         return self
 
     def _start_jack(self) -> None:
-        rtmidi = _rtmidi()
+        from .jack_midi_client import JackMidiClient
         try:
             import jack
             self._ctl = jack.Client(f"{self.client_name}-ctl", no_start_server=True)
-            mi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=f"{self.client_name}-midi", queue_size_limit=16384)
-            mi.ignore_types(sysex=True, timing=True, active_sense=True)
-            mi.open_virtual_port("in")
-        except Exception as exc:
+            jmc = JackMidiClient(f"{self.client_name}-midi", "in")
+        except Exception as exc:      # ImportError, jack.JackError, JackMidiError
+            if self._ctl is not None:
+                self._ctl.close()
+                self._ctl = None
             raise MidiPortError(f"cannot open JACK MIDI (is the JACK server running?): {exc}") from None
         pid = self._next_id
         self._next_id += 1
         self._held[pid] = np.zeros((16, 128), np.bool_)
         self._parsers[pid] = MidiParser()
-        self._clock[pid] = [0.0, float("inf")]
-        self._jack_in = (mi, pid)
-        self._rt = ((mi, pid),)
-        own = [p.name for p in self._ctl.get_ports(f"^{self.client_name}-midi.*:in$", is_midi=True,
-                                                      is_input=True)]
-        if not own:
-            raise MidiPortError("JACK MIDI input port was not created")
-        self._jack_port = own[-1]
+        self._jack_in = (jmc, pid)
+        self._jack_port = jmc.port_name
         self.scan()
+
+    def attach(self, out) -> None:
+        """Drain into ``out``'s render side before every block and, under JACK, hand it JACK's
+        cycle clock, which pins the output to JACK frames (audio_io): on a JACK device, with a
+        block that divides JACK's period (PortAudio then calls back in step with JACK's cycles)."""
+        out.pre_render = self.drain
+        if self._jack_in is None:
+            return
+        jmc = self._jack_in[0]
+        if "JACK" in out.device_name and out.block <= jmc.period and jmc.period % out.block == 0:
+            out._period = jmc.period
+            out.cycle_clock = jmc.cycle_frame
+            # a message is seen only in the cycle after its frame's (JACK may run this client
+            # after the audio client): with several blocks per period, wait for the whole period
+            self.engine.midi_delay += jmc.period - out.block
 
     def _scan_jack(self) -> None:
         try:
@@ -283,12 +301,10 @@ class MidiInputs:
         if self._thread is not None:
             self._thread.join(timeout=2.0)
         if self._jack:
-            self._rt = ()
             self.open_ports.clear()
             if self._jack_in is not None:
                 self._release_held(self._jack_in[1])
-                self._jack_in[0].close_port()
-                self._jack_in[0].delete()
+                self._jack_in[0].close()
                 self._jack_in = None
             if self._ctl is not None:
                 self._ctl.close()
@@ -303,7 +319,11 @@ class MidiInputs:
     # -- render side ------------------------------------------------------------------------
     def drain(self) -> None:
         """Move every queued message into the engine (called at the start of each block)."""
+        if self._jack_in is not None:
+            self._drain_jack()
+            return
         now = time.perf_counter()
+        eng = self.engine
         for mi, pid in self._rt:
             item = mi.get_message()
             if item is None:
@@ -315,10 +335,31 @@ class MidiInputs:
                 bound = now - clock[0]
                 if bound < clock[1]:
                     clock[1] = bound
-                self._on_message(msg, pid, clock[0] + clock[1])
+                self._on_message(msg, pid, eng.live_time(clock[0] + clock[1]))
                 item = mi.get_message()
 
-    def _on_message(self, msg, pid: int, when: float) -> None:
+    def _drain_jack(self) -> None:
+        jmc, pid = self._jack_in
+        records = jmc.read()
+        if jmc.overflows != self._overflows:
+            self.reports.append(f"MIDI input overflow: {jmc.overflows - self._overflows} messages dropped "
+                                "(the render side fell behind)")
+            self._overflows = jmc.overflows
+        if not len(records):
+            return
+        eng = self.engine
+        anchor = eng.frame_anchor
+        if anchor is None:
+            jmc.sync_clock()
+        for frame, msg in parse_records(records):
+            if anchor is not None:
+                t = anchor[1] + frame_diff(frame, anchor[0]) + eng.midi_delay
+            else:
+                t = eng.live_time(jmc.frame_to_perf(frame))
+            self._on_message(msg, pid, t)
+
+    def _on_message(self, msg, pid: int, t: int) -> None:
+        """One message from port ``pid``, due at output sample ``t``."""
         parser = self._parsers.get(pid)
         if parser is None or not msg:
             return
@@ -337,7 +378,6 @@ class MidiInputs:
             self._held[pid][status & 0x0F, d1] = False
         self.messages += 1
         eng = self.engine
-        t = eng.live_time(when)
         late = eng.sample_time - t          # > 0: the block it was due in has begun
         if late > 0:
             self.late += 1

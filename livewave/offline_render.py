@@ -85,5 +85,26 @@ class ProgressBar:
         self.stream.flush()
 
 
+def render_audio(engine: Engine, audio_in: np.ndarray, block: int = 256, progress=None) -> np.ndarray:
+    """Feed ``audio_in`` (float32 ``[frames, channels]`` at the engine's rate) through the live
+    path as a duplex stream's input would arrive, a block at a time, and return the output
+    aligned with it: the engine's declared latency is rendered past the end (on silence) and
+    cut from the front. Block-size independent like ``render_events``."""
+    sr_lat = engine.latency_samples
+    n = audio_in.shape[0]
+    total = n + sr_lat
+    ch_in = max(1, engine.config.input_channels)
+    src = np.zeros((total, ch_in), np.float32)
+    k = min(ch_in, audio_in.shape[1])
+    src[:n, :k] = audio_in[:, :k]
+    out = np.zeros((total, engine.config.channels), np.float32)
+    for j in range(0, total, block):
+        b = min(block, total - j)
+        engine.render(out[j:j + b], src[j:j + b])
+        if progress is not None:
+            progress(j + b, total)
+    return out[sr_lat:]
+
+
 def render_song(engine: Engine, song: MidiSong, block: int = 256, progress=None) -> np.ndarray:
     return render_events(engine, song.events, song.duration, block=block, progress=progress)

@@ -29,6 +29,27 @@ def add_parsers(sub) -> None:
     d.add_argument("--name", help="instrument name in the model card (default: the file name)")
     d.add_argument("-q", "--quiet", action="store_true")
     d.set_defaults(func=cmd_train_ddsp)
+    m = fam.add_parser("melgan", help="a MelGAN vocoder (mel frames to audio), from any folder of audio",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m.add_argument("--data", required=True, help="folder of audio files (a livewave dataset or your recordings)")
+    m.add_argument("--out", required=True, help="checkpoint to write; OUT.train.pt holds the state a rerun resumes from")
+    m.add_argument("--steps", type=int, default=20000)
+    m.add_argument("--batch", type=int, default=16)
+    m.add_argument("--crop-frames", type=int, default=32, help="mel frames per training crop")
+    m.add_argument("--lr", type=float, default=2e-4)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--checkpoint-every", type=int, default=500)
+    m.add_argument("--gan-start", type=int, default=2000, help="steps of spectral loss alone before the GAN joins")
+    m.add_argument("--discriminators", default="msd", choices=("msd", "msd+mpd"),
+                   help="MelGAN's multi-scale, or with HiFi-GAN's multi-period discriminator as well")
+    m.add_argument("--rate", type=int, default=22050, help="the model's sample rate")
+    m.add_argument("--ngf", type=int, default=32, help="generator width (32: 4.3 M parameters)")
+    m.add_argument("--ratios", default="8,8,2,2", help="upsampling ratios; their product is the hop")
+    m.add_argument("--n-mels", type=int, default=80)
+    m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    m.add_argument("--name", help="name in the model card (default: the file name)")
+    m.add_argument("-q", "--quiet", action="store_true")
+    m.set_defaults(func=cmd_train_melgan)
     e = sub.add_parser("eval", help="measure a DDSP model on held-out data against the default instrument")
     e.add_argument("model")
     e.add_argument("--data", required=True, help="held-out dataset folder (with the clips' .mid files)")
@@ -51,6 +72,25 @@ def cmd_train_ddsp(args) -> int:
     if r["steps"] >= args.steps:
         print(f"livewave: trained {r['out']}: {r['steps']} steps in {r['seconds']:.0f} s on {r['device']}, "
               f"loss {r['loss']:.4f}")
+    return 0
+
+
+def cmd_train_melgan(args) -> int:
+    from .vocoder_training import VocoderTrainConfig, train_melgan
+    try:
+        ratios = tuple(int(r) for r in args.ratios.split(","))
+        cfg = VocoderTrainConfig(steps=args.steps, batch=args.batch, crop_frames=args.crop_frames,
+                                 learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                                 gan_start=args.gan_start, discriminators=args.discriminators, device=args.device,
+                                 sample_rate=args.rate, n_mels=args.n_mels, ngf=args.ngf, ratios=ratios)
+        r = train_melgan(args.data, args.out, cfg, name=args.name, progress=not args.quiet)
+    except (ValueError, FileNotFoundError, FloatingPointError) as exc:
+        print(f"livewave: error: {exc}", file=sys.stderr)
+        return 2
+    for line in r["skipped"]:
+        print(f"livewave: skipped {line}", file=sys.stderr)
+    print(f"livewave: trained {r['out']}: {r['steps']} steps in {r['seconds']:.0f} s on {r['device']}, "
+          f"loss {r['loss']:.4f}")
     return 0
 
 

@@ -9,6 +9,14 @@ def first_sample_above(x: np.ndarray, threshold: float) -> int:
     return int(idx[0]) if idx.size else -1
 
 
+def onset_from_silence(x: np.ndarray, step: float = 5e-5) -> int:
+    """The first sample that steps away from (near) silence, in either direction: a note's first
+    sample moves by over 1e-4 while a DC blocker's tail moves by about 1e-5 a sample. Unlike a
+    level threshold it does not depend on the phase the waveform starts at. -1: none."""
+    idx = np.flatnonzero(np.abs(np.diff(x)) > step)
+    return int(idx[0]) + 1 if idx.size else -1
+
+
 def f0_spectral(x: np.ndarray, rate: int, fmin: float = 20.0, fmax: float = 5000.0) -> float:
     """Fundamental of a steady harmonic tone: the strongest peak's harmonic number is resolved
     by checking sub-multiples, then refined by parabolic interpolation on a zero-padded

@@ -1,6 +1,9 @@
 """The MelGAN family driven by audio in: the output does not depend on the block size, and
 the declared lookahead is the delay line's."""
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
 from livewave.generator import Conditioning
@@ -31,3 +34,96 @@ def test_the_output_does_not_depend_on_the_block_size():
     a, b = take(17, x), take(256, x)
     assert np.isfinite(a).all() and np.abs(a).max() > 1e-4
     assert np.allclose(a, b, atol=1e-6)
+
+
+# -- the vocoder as an engine family: checkpoint, load, resynth ---------------------------------
+def tiny_vocoder_checkpoint(path, **cfg):
+    from livewave.checkpoint import save_checkpoint
+    torch.manual_seed(1)
+    g = MelGANGenerator(MelGANConfig(n_mels=20, ngf=4, ratios=(4, 4, 2, 2), sample_rate=22050, **cfg))
+    v = MelGANVocoder(g, {"n_mels": 20, "hop": 64}, name="tiny")
+    config, tensors = v.checkpoint_parts()
+    save_checkpoint(path, "melgan", config, {"note": "random weights (test)"}, tensors)
+    return path
+
+
+def test_a_vocoder_checkpoint_loads_as_an_engine_family(tmp_path):
+    from livewave.checkpoint import load_generator
+    from livewave.config import EngineConfig
+    from livewave.engine import Engine
+    gen = load_generator(tiny_vocoder_checkpoint(tmp_path / "v.safetensors"))
+    assert isinstance(gen, MelGANVocoder) and gen.info.conditioning == "audio"
+    eng = Engine(EngineConfig(sample_rate=48000, max_block=1024, input_channels=1), gen).prepare()
+    assert eng.latency_samples == eng.post.latency + gen.info.lookahead
+    x = np.zeros((256, 1), np.float32)
+    x[:, 0] = 0.3 * np.sin(np.arange(256) * 0.1)
+    out = np.zeros((256, 2), np.float32)
+    for _ in range(40):
+        eng.render(out, x)
+    assert np.isfinite(out).all() and np.abs(out).max() > 1e-5
+
+
+def test_a_checkpoint_whose_weights_do_not_match_its_config_is_refused(tmp_path):
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    from livewave.checkpoint import CheckpointError, load_generator
+    p = tiny_vocoder_checkpoint(tmp_path / "v.safetensors")
+    from safetensors import safe_open
+    with safe_open(str(p), "np") as f:
+        meta = f.metadata()
+    cfg = json.loads(meta["config"])
+    cfg["melgan"]["ngf"] = 8                         # the weights are ngf=4
+    meta["config"] = json.dumps(cfg)
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(str(p)), str(bad), metadata=meta)
+    with pytest.raises(CheckpointError, match="do not match the config"):
+        load_generator(bad)
+    cfg["melgan"]["ngf"] = 4
+    cfg["mel"]["n_mels"] = 80                        # mel bands the generator does not take
+    meta["config"] = json.dumps(cfg)
+    save_file(load_file(str(p)), str(bad), metadata=meta)
+    with pytest.raises(CheckpointError, match="mel bands 80"):
+        load_generator(bad)
+
+
+def _resynth(tmp_path, model, inp, *extra):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "livewave", "resynth", str(inp), "-o", str(tmp_path / "out.wav"),
+                           "--model", str(model), "-q", *extra], capture_output=True, text=True, timeout=300)
+
+
+def test_resynth_any_rate_and_channels_same_at_any_block(tmp_path):
+    import soundfile as sf
+    model = tiny_vocoder_checkpoint(tmp_path / "v.safetensors")
+    t = np.arange(44100) / 44100
+    x = np.stack([0.5 * np.sin(2 * np.pi * 330 * t), 0.2 * np.sin(2 * np.pi * 440 * t)], 1).astype(np.float32)
+    x[500, 0] = np.nan
+    sf.write(tmp_path / "in.wav", x, 44100, subtype="FLOAT")          # stereo, 44.1 kHz, a NaN
+    outs = []
+    for block in ("17", "512"):
+        r = _resynth(tmp_path, model, tmp_path / "in.wav", "--block", block)
+        assert r.returncode == 0, r.stderr
+        assert "NaN or Inf" in r.stderr and "latency compensated" in r.stdout
+        y, sr = sf.read(tmp_path / "out.wav", dtype="float32")
+        assert sr == 22050 and abs(y.shape[0] - 22050) <= 1          # the model's rate, the input's length
+        outs.append(y)
+    assert np.isfinite(outs[0]).all() and np.abs(outs[0]).max() > 1e-4
+    assert np.abs(outs[0] - outs[1]).max() <= 1e-5        # frames batched differently: float rounding only
+    r = _resynth(tmp_path, model, tmp_path / "in.wav", "--rate", "48000")
+    assert r.returncode == 0, r.stderr
+    assert sf.info(tmp_path / "out.wav").samplerate == 48000
+
+
+def test_resynth_bad_input_gets_one_clear_line(tmp_path):
+    model = tiny_vocoder_checkpoint(tmp_path / "v.safetensors")
+    (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00junk" * 10)
+    r = _resynth(tmp_path, model, tmp_path / "junk.wav")
+    assert r.returncode == 2 and "not an audio file" in r.stderr, r.stderr
+    ddsp = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.safetensors"))[0]
+    import soundfile as sf
+    sf.write(tmp_path / "in.wav", np.zeros(1000, np.float32), 16000)
+    r = _resynth(tmp_path, ddsp, tmp_path / "in.wav")
+    assert r.returncode == 2 and "needs a model driven by audio" in r.stderr, r.stderr

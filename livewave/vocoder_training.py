@@ -1,0 +1,269 @@
+"""Training a MelGAN vocoder: ``livewave train melgan --data DIR --out models/NAME.safetensors``.
+
+Data: every audio file under ``DIR`` (a ``livewave data`` dataset, or a folder of your own
+recordings), mixed to mono and resampled to the model's rate. The log-mel frames are computed
+once by the same Numba analysis the live engine runs (``mel_analysis.analyse``: causal frames,
+frame t ending at sample (t+1) * hop), so what the model learns from is exactly what it will be
+fed. Each step takes random crops ``[batch, frames]`` of (mel, audio); mel frame t conditions the
+audio samples t * hop .. (t+1) * hop.
+
+Loss: the multi-resolution STFT distance (``spectral_loss``) from the first step, so a short run
+already sounds right; from ``gan_start`` on, a least-squares GAN with MelGAN's multi-scale
+discriminator (``--discriminators msd``) or that plus HiFi-GAN's multi-period one (``msd+mpd``),
+with feature matching (weight 10 as in MelGAN, halved per discriminator set).
+
+- Deterministic with a seed: weights from ``seed``; each step's crops from a generator seeded
+  by (seed, step), so a resumed run continues exactly as an uninterrupted one would.
+- Every ``checkpoint_every`` steps the training state (both networks, both optimisers, step)
+  goes to ``OUT.train.pt`` (tensors only; read back with ``weights_only=True``) and a playable
+  checkpoint to ``OUT``, both written atomically; the same command again resumes.
+- CPU or CUDA (``device='auto'`` takes CUDA when present). Multi-GPU (DDP) is not wired for the
+  vocoders yet.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import atomic_write, save_checkpoint
+
+STATE_VERSION = 1
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+
+
+@dataclass(frozen=True)
+class VocoderTrainConfig:
+    steps: int = 20000
+    batch: int = 16
+    crop_frames: int = 32
+    learning_rate: float = 2e-4
+    seed: int = 0
+    checkpoint_every: int = 500
+    gan_start: int = 2000
+    discriminators: str = "msd"
+    device: str = "auto"
+    sample_rate: int = 22050
+    n_mels: int = 80
+    ngf: int = 32
+    ratios: tuple[int, ...] = (8, 8, 2, 2)
+    n_residual_layers: int = 3
+    n_fft: int = 1024
+
+    def validate(self) -> VocoderTrainConfig:
+        if not (1 <= self.steps <= 10_000_000):
+            raise ValueError(f"steps={self.steps}: need 1..10000000")
+        if not (1 <= self.batch <= 4096):
+            raise ValueError(f"batch={self.batch}: need 1..4096")
+        if not (2 <= self.crop_frames <= 4096):
+            raise ValueError(f"crop_frames={self.crop_frames}: need 2..4096")
+        if not (0.0 < self.learning_rate < 1.0):
+            raise ValueError(f"learning_rate={self.learning_rate}: need 0..1")
+        if self.checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
+        if self.discriminators not in ("msd", "msd+mpd"):
+            raise ValueError(f"discriminators={self.discriminators!r}: use msd or msd+mpd")
+        if not (8000 <= self.sample_rate <= 96000):
+            raise ValueError(f"sample_rate={self.sample_rate}: need 8000..96000")
+        hop = math.prod(self.ratios)
+        if hop > self.n_fft:
+            raise ValueError(f"hop {hop} (product of the ratios) is larger than n_fft {self.n_fft}")
+        return self
+
+
+def load_audio_folder(folder, sample_rate: int) -> tuple[list[np.ndarray], list[str]]:
+    """Every readable audio file under ``folder`` as mono float32 at ``sample_rate``; the second
+    list names the files skipped and why (unreadable, empty, silent, non-finite)."""
+    import soundfile as sf
+    import soxr
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such data folder")
+    clips, skipped = [], []
+    for p in sorted(q for q in folder.rglob("*") if q.suffix.lower() in AUDIO_SUFFIXES):
+        try:
+            x, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        except Exception as exc:
+            skipped.append(f"{p.name}: unreadable ({exc})")
+            continue
+        x = x.mean(axis=1)
+        if x.size == 0 or not np.isfinite(x).all():
+            skipped.append(f"{p.name}: empty or not finite")
+            continue
+        if np.abs(x).max() < 1e-4:
+            skipped.append(f"{p.name}: silent")
+            continue
+        if sr != sample_rate:
+            x = soxr.resample(x, sr, sample_rate, quality="HQ").astype(np.float32)
+        clips.append(np.clip(x, -1.0, 1.0))
+    if not clips:
+        why = "; ".join(skipped[:5]) or "no audio files"
+        raise ValueError(f"{folder}: no usable audio ({why})")
+    return clips, skipped
+
+
+class MelCrops:
+    """Clips with their mel frames; random aligned crops reproducible from (seed, step)."""
+
+    def __init__(self, clips: list[np.ndarray], cfg: VocoderTrainConfig):
+        from .mel_analysis import analyse
+        self.hop = math.prod(cfg.ratios)
+        self.frames = cfg.crop_frames
+        self.items = []
+        for x in clips:
+            mel = analyse(x, cfg.sample_rate, n_fft=cfg.n_fft, hop=self.hop, n_mels=cfg.n_mels)
+            if mel.shape[0] >= self.frames:
+                self.items.append((mel, x))
+        if not self.items:
+            longest = max(c.shape[0] for c in clips)
+            raise ValueError(f"no clip is as long as one crop ({self.frames * self.hop} samples; "
+                             f"the longest has {longest})")
+        lengths = np.array([m.shape[0] - self.frames + 1 for m, _ in self.items], np.float64)
+        self.p = lengths / lengths.sum()
+        self.seconds = sum(x.shape[0] for _, x in self.items) / cfg.sample_rate
+
+    def batch(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        f, h = self.frames, self.hop
+        mels = np.zeros((n, self.items[0][0].shape[1], f), np.float32)
+        audio = np.zeros((n, f * h), np.float32)
+        for b in range(n):
+            mel, x = self.items[int(rng.choice(len(self.items), p=self.p))]
+            t = int(rng.integers(0, mel.shape[0] - f + 1))
+            mels[b] = mel[t:t + f].T
+            audio[b] = x[t * h:(t + f) * h]
+        return mels, audio
+
+
+def _device(name: str):
+    import torch
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def train_melgan(data, out, cfg: VocoderTrainConfig, name: str | None = None, progress: bool = True) -> dict:
+    """Train (or resume) and write ``out``; returns a summary dict."""
+    import torch
+
+    from .gan_discriminators import (
+        MultiPeriodDiscriminator,
+        MultiScaleDiscriminator,
+        discriminator_loss,
+        feature_matching_loss,
+        generator_adversarial_loss,
+    )
+    from .melgan import MelGANConfig, MelGANGenerator
+    from .spectral_loss import multiscale_spectral_distance, scaled_fft_sizes
+    from .vocoder_instrument import MelGANVocoder
+
+    cfg = cfg.validate()
+    out = Path(out)
+    state_path = out.with_name(out.name + ".train.pt")
+    dev = _device(cfg.device)
+    clips, skipped = load_audio_folder(data, cfg.sample_rate)
+    crops = MelCrops(clips, cfg)
+
+    torch.manual_seed(cfg.seed)
+    mcfg = MelGANConfig(n_mels=cfg.n_mels, ngf=cfg.ngf, ratios=tuple(cfg.ratios),
+                        n_residual_layers=cfg.n_residual_layers, sample_rate=cfg.sample_rate)
+    gen = MelGANGenerator(mcfg).to(dev)
+    discs = torch.nn.ModuleList([MultiScaleDiscriminator()])
+    if cfg.discriminators == "msd+mpd":
+        discs.append(MultiPeriodDiscriminator())
+    discs = discs.to(dev)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.learning_rate, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(discs.parameters(), lr=cfg.learning_rate, betas=(0.5, 0.9))
+    step, seconds, last_loss = 0, 0.0, float("nan")
+    if state_path.exists():
+        st = torch.load(state_path, map_location=dev, weights_only=True)
+        if int(st.get("version", -1)) != STATE_VERSION or st.get("config") != _config_key(cfg):
+            raise ValueError(f"{state_path}: training state of another run or version; delete it to start over")
+        gen.load_state_dict(st["generator"])
+        discs.load_state_dict(st["discriminators"])
+        opt_g.load_state_dict(st["opt_g"])
+        opt_d.load_state_dict(st["opt_d"])
+        step, seconds = int(st["step"]), float(st["seconds"])
+    fft_sizes = scaled_fft_sizes(cfg.sample_rate)
+
+    def save(step_now: int, loss: float) -> None:
+        cpu_gen = MelGANGenerator(mcfg)
+        cpu_gen.load_state_dict({k: v.detach().cpu() for k, v in gen.state_dict().items()})
+        voc = MelGANVocoder(cpu_gen, {"n_fft": cfg.n_fft, "hop": mcfg.hop, "n_mels": cfg.n_mels},
+                            name=name or out.stem)
+        config, tensors = voc.checkpoint_parts()
+        card = {"instrument": name or out.stem, "family": "melgan", "sample_rate": cfg.sample_rate,
+                "parameters": cpu_gen.parameter_count(),
+                "data": {"folder": str(data), "files": len(clips), "skipped": skipped[:20],
+                         "seconds": round(crops.seconds, 1)},
+                "training": {"steps": step_now, "seconds": round(seconds, 1), "device": str(dev),
+                             "final_loss": round(loss, 5) if math.isfinite(loss) else None,
+                             **{k: v for k, v in asdict(cfg).items() if k != "device"}}}
+        save_checkpoint(out, "melgan", config, card, tensors)
+        state = {"version": STATE_VERSION, "config": _config_key(cfg), "step": step_now, "seconds": seconds,
+                 "generator": gen.state_dict(), "discriminators": discs.state_dict(),
+                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+        atomic_write(state_path, lambda tmp: torch.save(state, tmp))
+
+    gen.train()
+    discs.train()
+    t_run = time.perf_counter()
+    start_step = step
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([cfg.seed, step])
+        mel_np, audio_np = crops.batch(rng, cfg.batch)
+        mel = torch.from_numpy(mel_np).to(dev)
+        real = torch.from_numpy(audio_np).to(dev)[:, None]
+        fake = gen(mel)
+        adversarial = step >= cfg.gan_start
+        if adversarial:
+            opt_d.zero_grad(set_to_none=True)
+            d_loss = sum(discriminator_loss(d(real)[0], d(fake.detach())[0]) for d in discs)
+            d_loss.backward()
+            opt_d.step()
+        opt_g.zero_grad(set_to_none=True)
+        loss = multiscale_spectral_distance(fake[:, 0], real[:, 0], fft_sizes=fft_sizes)
+        if adversarial:
+            for d in discs:
+                real_out, real_feats = d(real)
+                fake_out, fake_feats = d(fake)
+                loss = loss + generator_adversarial_loss(fake_out) \
+                    + 10.0 / len(discs) * feature_matching_loss([[f.detach() for f in r] for r in real_feats],
+                                                                fake_feats)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {float(loss)} at step {step}; the last checkpoint is kept")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(gen.parameters(), 10.0)
+        opt_g.step()
+        step += 1
+        seconds += time.perf_counter() - t0
+        last_loss = float(loss)
+        if progress:
+            done = step - start_step
+            rate = done / max(1e-9, time.perf_counter() - t_run)
+            eta = (cfg.steps - step) / max(rate, 1e-9)
+            sys.stderr.write(f"\rtrain melgan step {step}/{cfg.steps} loss {last_loss:.4f} "
+                             f"{'(GAN) ' if adversarial else ''}{rate:.2f} steps/s ETA {eta / 60:.1f} min ")
+            sys.stderr.flush()
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save(step, last_loss)
+    if progress:
+        sys.stderr.write("\n")
+    if not out.exists():
+        save(step, last_loss)
+    return {"out": str(out), "steps": step, "seconds": seconds, "device": str(dev), "loss": last_loss,
+            "skipped": skipped}
+
+
+def _config_key(cfg: VocoderTrainConfig) -> str:
+    """What must not change between a run and its resumption (steps and device may)."""
+    d = asdict(cfg)
+    for k in ("steps", "device", "checkpoint_every"):
+        d.pop(k)
+    return repr(sorted(d.items()))

@@ -1,0 +1,121 @@
+"""The compiled JACK MIDI input client on a real JACK server: exact frames, SysEx, overflow."""
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from jack_rig import JackServer
+
+pytestmark = pytest.mark.jack
+jack = pytest.importorskip("jack")
+if subprocess.run(["which", "jackd"], capture_output=True).returncode != 0:
+    pytest.skip("jackd is not installed (Debian package jackd2)", allow_module_level=True)
+
+from livewave.jack_midi_client import JackMidiClient, _callbacks, frame_diff, parse_records  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with JackServer(48000, 128, tmp_path_factory.mktemp("jack")) as s:
+        yield s
+
+
+class Source:
+    """A JACK MIDI source sending ``batches``: one list of (offset, bytes) per cycle."""
+
+    def __init__(self, batches):
+        self.client = jack.Client("lwsrc", no_start_server=True)
+        self.out = self.client.midi_outports.register("out")
+        self.batches = list(batches)
+        self.sent: list[tuple[int, bytes]] = []
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+        self.armed = False
+
+    def _process(self, frames):
+        self.out.clear_buffer()
+        if self.armed and self.batches:
+            now = self.client.last_frame_time
+            for off, data in self.batches.pop(0):
+                self.out.write_midi_event(off, data)
+                self.sent.append((now + off, data))
+
+    def close(self):
+        self.client.deactivate()
+        self.client.close()
+
+
+def _play(batches, ring_records=1 << 14):
+    mc = JackMidiClient("lwmc", "in", ring_records=ring_records)
+    src = Source(batches)
+    try:
+        src.client.connect("lwsrc:out", mc.port_name)
+        time.sleep(0.2)
+        src.armed = True
+        t_end = time.monotonic() + 5
+        while src.batches and time.monotonic() < t_end:
+            time.sleep(0.02)
+        time.sleep(0.1)
+        got = parse_records(mc.read())
+        return mc, src.sent, got
+    finally:
+        src.close()
+        mc.close()
+
+
+def test_every_message_arrives_with_its_exact_frame(server):
+    batches = [[(o, bytes([0x90, 60 + i % 24, 100]))] for i, o in enumerate([0, 1, 63, 64, 100, 127] * 4)]
+    batches += [[(5, bytes([0x80, 60, 0])), (5, bytes([0xB0, 64, 127])), (90, bytes([0xE0, 0, 70]))]]
+    mc, sent, got = _play(batches)
+    assert [(f & 0xFFFFFFFF, d) for f, d in sent] == got
+    assert mc.sample_rate == 48000 and mc.period == 128 and mc.overflows == 0
+    assert mc.port_name == "lwmc:in" and mc.cycles > 0
+
+
+def test_sysex_is_recorded_as_long_and_the_notes_around_it_arrive(server):
+    sysex = bytes([0xF0] + [0x11] * 62 + [0xF7])
+    batches = [[(3, bytes([0x90, 60, 100])), (4, sysex), (5, bytes([0x80, 60, 0]))]]
+    _, sent, got = _play(batches)
+    assert [d for _, d in got] == [bytes([0x90, 60, 100]), b"", bytes([0x80, 60, 0])]
+    assert [f for f, _ in got] == [f & 0xFFFFFFFF for f, _ in sent]
+
+
+def test_a_full_ring_drops_and_counts_instead_of_blocking(server):
+    batches = [[(i, bytes([0x90, 60 + i, 100])) for i in range(10)]]
+    mc, _, got = _play(batches, ring_records=4)
+    # jack_ringbuffer keeps one byte free: 4 records of 16 bytes hold 3
+    assert len(got) == 3 and mc.overflows == 7
+
+
+def test_frame_arithmetic_wraps_like_jack_frames():
+    assert frame_diff(5, 0xFFFFFFFB) == 10
+    assert frame_diff(0xFFFFFFFB, 5) == -10
+    assert frame_diff(1000, 200) == 800
+
+
+def test_the_process_callback_calls_no_python_and_allocates_nothing():
+    """The JACK-thread code: besides libjack and memcpy, nothing is called on its normal path
+    (the Python API appears only in Numba's error path, which the body never takes)."""
+    _, process, _ = _callbacks()
+    ir = process.inspect_llvm()
+    body = ir.split("define ")[1:]
+    inner = [f for f in body if "cfunc." not in f.split("(")[0] and "NRT_decref" not in f.split("(")[0]]
+    calls = [ln.strip() for f in inner for ln in f.splitlines() if " call " in ln or ln.strip().startswith("call ")]
+    assert calls, "expected the libjack calls"
+    assert not any("NRT_" in c or "@Py" in c for c in calls), calls
+
+
+def test_no_server_is_a_clear_error(monkeypatch):
+    from livewave.jack_midi_client import JackMidiError
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "livewave-no-such-server")
+    with pytest.raises(JackMidiError, match="JACK server running"):
+        JackMidiClient("lwnone")
+
+
+def test_records_parse_to_frames_and_bytes():
+    rec = np.zeros((2, 16), np.uint8)
+    rec[0, :4] = np.frombuffer(np.uint32(123456).tobytes(), np.uint8)
+    rec[0, 4:8] = np.frombuffer(np.uint32(3).tobytes(), np.uint8)
+    rec[0, 8:11] = [0x90, 60, 1]
+    rec[1, 4:8] = np.frombuffer(np.uint32(300).tobytes(), np.uint8)
+    assert parse_records(rec) == [(123456, bytes([0x90, 60, 1])), (0, b"")]

@@ -1,0 +1,87 @@
+"""``livewave train melgan``: a few steps on tiny data learn, resume exactly, and make a
+checkpoint the engine plays; bad data folders are refused with the reason."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from livewave.vocoder_training import VocoderTrainConfig, train_melgan
+
+TINY = dict(batch=4, crop_frames=16, sample_rate=16000, n_mels=32, ngf=4, ratios=(4, 4, 4), n_fft=256,
+            learning_rate=3e-3, device="cpu")
+
+
+def tones(folder: Path, seconds: float = 1.5) -> Path:
+    """Two harmonic tones (stereo 44.1 kHz and mono 16 kHz), plus files that must be skipped."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, f0, sr, ch in (("a.wav", 220.0, 44100, 2), ("b.flac", 330.0, 16000, 1)):
+        t = np.arange(int(seconds * sr)) / sr
+        x = sum(0.3 / k * np.sin(2 * np.pi * f0 * k * t) for k in range(1, 6)) * np.minimum(1, t * 20)
+        sf.write(folder / name, np.repeat(x[:, None], ch, 1).astype(np.float32), sr)
+    sf.write(folder / "silent.wav", np.zeros(16000, np.float32), 16000)
+    (folder / "broken.wav").write_bytes(b"RIFF not really")
+    return folder
+
+
+def test_a_few_steps_learn_and_the_checkpoint_plays(tmp_path):
+    from livewave.checkpoint import load_generator
+    from livewave.mel_analysis import analyse
+    from livewave.spectral_loss import spectral_distance_np
+    data = tones(tmp_path / "data")
+    out = tmp_path / "v.safetensors"
+
+    def distance(path):
+        gen = load_generator(path)
+        x, _ = sf.read(data / "b.flac", dtype="float32")
+        mel = analyse(x, 16000, n_fft=256, hop=64, n_mels=32)
+        with torch.no_grad():
+            y = gen.model(torch.from_numpy(mel.T[None].copy()))[0, 0].numpy()
+        return spectral_distance_np(y, x[:y.shape[0]], 16000)
+
+    r0 = train_melgan(data, out, VocoderTrainConfig(steps=1, checkpoint_every=30, gan_start=1000, **TINY),
+                      progress=False)
+    before = distance(out)
+    r = train_melgan(data, out, VocoderTrainConfig(steps=60, checkpoint_every=30, gan_start=1000, **TINY),
+                     progress=False)
+    assert r["steps"] == 60 and r0["steps"] == 1
+    assert sorted(s.split(":")[0] for s in r["skipped"]) == ["broken.wav", "silent.wav"]
+    after = distance(out)
+    print(f"copy-synthesis spectral distance: {before:.3f} after 1 step, {after:.3f} after 60")
+    assert after < 0.9 * before          # measured: 4.79 -> 3.95 (18% closer) in 60 steps
+    gen = load_generator(out)
+    assert gen.info.family == "melgan" and gen.info.card["training"]["steps"] == 60
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    data = tones(tmp_path / "data", seconds=1.0)
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    cfg = dict(checkpoint_every=3, gan_start=2, discriminators="msd+mpd", **TINY)
+    train_melgan(data, a, VocoderTrainConfig(steps=6, **cfg), progress=False)
+    train_melgan(data, b, VocoderTrainConfig(steps=3, **cfg), progress=False)      # "killed" after 3
+    assert b.with_name(b.name + ".train.pt").exists()
+    train_melgan(data, b, VocoderTrainConfig(steps=6, **cfg), progress=False)      # the same command again
+    from safetensors.numpy import load_file
+    ta, tb = load_file(str(a)), load_file(str(b))
+    assert ta.keys() == tb.keys()
+    assert all(np.array_equal(ta[k], tb[k]) for k in ta)
+    with pytest.raises(ValueError, match="another run"):
+        train_melgan(data, b, VocoderTrainConfig(steps=8, **{**cfg, "ngf": 8}), progress=False)
+
+
+def test_bad_data_folders_are_refused_with_the_reason(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "livewave", "train", "melgan", "--data", str(tmp_path / "nope"),
+                        "--out", str(tmp_path / "x.safetensors"), "-q"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no such data folder" in r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    sf.write(empty / "quiet.wav", np.zeros(8000, np.float32), 16000)
+    r = subprocess.run([sys.executable, "-m", "livewave", "train", "melgan", "--data", str(empty),
+                        "--out", str(tmp_path / "x.safetensors"), "-q"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no usable audio" in r.stderr and "silent" in r.stderr
+    assert not (tmp_path / "x.safetensors").exists()
+    with pytest.raises(ValueError, match="discriminators"):
+        VocoderTrainConfig(discriminators="wavenet").validate()
