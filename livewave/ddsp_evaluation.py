@@ -104,17 +104,19 @@ def align(x: np.ndarray, ref: np.ndarray, max_lag: int) -> np.ndarray:
     return np.concatenate([np.zeros(best_lag, x.dtype), x])[:x.size]
 
 
+PLOT_LABELS = ("soundfont (reference)", "trained model, played from the MIDI", "default instrument, played from the MIDI")
+
+
 def plot_comparison(ref: np.ndarray, model: np.ndarray, default: np.ndarray, sample_rate: int, path,
-                    title: str, seconds: float = 12.0) -> None:
-    """Spectrograms (dB) of the soundfont reference, the model and the default instrument, one above
-    the other, over the first ``seconds`` of a held-out phrase."""
+                    title: str, seconds: float = 12.0, labels: tuple[str, str, str] = PLOT_LABELS) -> None:
+    """Spectrograms (dB) of the soundfont reference, the model and the default instrument (or what
+    ``labels`` name), one above the other, over the first ``seconds`` of a held-out phrase."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     n = min(ref.size, int(seconds * sample_rate))
     fig, axes = plt.subplots(3, 1, figsize=(12, 9), sharex=True)
-    for ax, (name, x) in zip(axes, (("soundfont (reference)", ref), ("trained model, played from the MIDI", model),
-                                    ("default instrument, played from the MIDI", default)), strict=True):
+    for ax, name, x in zip(axes, labels, (ref, model, default), strict=True):
         with np.errstate(divide="ignore"):
             ax.specgram(x[:n] + 1e-9, NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma", vmin=-130, vmax=-20)
         ax.set_ylabel("Hz")

@@ -19,7 +19,8 @@ import numpy as np
 ENTRY_POINT_GROUP = "livewave.generators"
 BUILTIN_FAMILIES = {"default": "livewave.default_instrument:DefaultInstrument",
                     "ddsp": "livewave.ddsp_instrument:DDSPInstrument",
-                    "melgan": "livewave.vocoder_instrument:MelGANVocoder"}
+                    "melgan": "livewave.vocoder_instrument:MelGANVocoder",
+                    "flow": "livewave.vocoder_instrument:FlowVocoderInstrument"}
 
 # Voice restart codes, set by the engine on the first call after a voice (re)starts.
 RESTART_NONE = 0

@@ -50,9 +50,11 @@ def add_parsers(sub) -> None:
     m.add_argument("--name", help="name in the model card (default: the file name)")
     m.add_argument("-q", "--quiet", action="store_true")
     m.set_defaults(func=cmd_train_melgan)
-    e = sub.add_parser("eval", help="measure a DDSP model on held-out data against the default instrument")
+    e = sub.add_parser("eval", help="measure a model on held-out data: a DDSP model against the default instrument, "
+                                    "a vocoder by copy synthesis against Griffin-Lim")
     e.add_argument("model")
-    e.add_argument("--data", required=True, help="held-out dataset folder (with the clips' .mid files)")
+    e.add_argument("--data", required=True, help="held-out folder: a dataset with the clips' .mid files (DDSP) or "
+                                                 "any audio (vocoders)")
     e.add_argument("--rate", type=int, default=48000, help="engine rate for the renders")
     e.add_argument("--write-card", action="store_true",
                    help="store the figures in the model card and write MODEL.md and MODEL.png beside it")
@@ -97,19 +99,27 @@ def cmd_train_melgan(args) -> int:
 def cmd_eval(args) -> int:
     from pathlib import Path
 
-    from .ddsp_evaluation import evaluate
+    from .checkpoint import CheckpointError, read_checkpoint
     from .ddsp_training import update_card
     png = Path(args.model).with_suffix(".png") if args.write_card else None
     try:
-        q = evaluate(args.model, args.data, render_rate=args.rate, plot=png)
-    except (ValueError, FileNotFoundError) as exc:
+        family = read_checkpoint(args.model)[0]["family"]
+        if family in ("melgan", "flow"):
+            from .vocoder_evaluation import evaluate_vocoder, write_vocoder_card_markdown
+            q = evaluate_vocoder(args.model, args.data, plot=png)
+            write_md = write_vocoder_card_markdown
+        else:
+            from .ddsp_evaluation import evaluate
+            q = evaluate(args.model, args.data, render_rate=args.rate, plot=png)
+            write_md = write_card_markdown
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"livewave: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(q, indent=1))
     if args.write_card:
         q["spectrogram"] = png.name
         update_card(args.model, q)
-        md = write_card_markdown(args.model)
+        md = write_md(args.model)
         print(f"livewave: figures written to the model card of {args.model}, {md} and {png}")
     return 0
 

@@ -1,19 +1,21 @@
-"""The MelGAN family's generator, driven by live audio in: play or sing into it, and it comes
-out rendered by the vocoder (resynthesis, or timbre transfer with a vocoder trained on
-another instrument).
+"""The vocoder families' generators (``melgan``, ``flow``), driven by live audio in: play or sing
+into it, and it comes out rendered by the vocoder (resynthesis, or timbre transfer with a
+vocoder trained on another instrument).
 
 Per render call, on the render side:
     input channel 1 (device rate) -> input gain -> resample to the model's rate (soxr)
     -> streamed log-mel analysis (``mel_analysis.MelStream``, causal frames)
-    -> each completed frame through the causal MelGAN (``melgan``, one ``step`` per call)
+    -> each completed frame through the causal vocoder (``melgan`` or ``flow_vocoder``, one ``step``
+       per call; the flow draws its noise frame by frame from a seeded generator and scales it
+       by the ``sigma`` control)
     -> resample to the device rate -> ``DelayLine`` -> out.
 Every stage is chunk-independent, and the delay line pays out a fixed delay chosen in
 ``prepare`` (the chain's worst shortfall, measured with silence at block sizes 1, 17, 64 and
 the largest), so the output does not depend on the block size and the declared lookahead
 is exact. Latency = that delay; the analysis window (``n_fft``) reaches back in time, not ahead.
 
-Checkpoint config: ``{"melgan": MelGANConfig dict, "mel": {n_fft, hop, n_mels, fmin, fmax,
-floor, log10}, "name": ...}``; tensors: the generator's state dict.
+Checkpoint config: ``{"melgan" | "flow": the model's config dict, "mel": {n_fft, hop, n_mels,
+fmin, fmax, floor, log10}, "name": ...}``; tensors: the model's state dict.
 Threading: ``render`` on the render side only; torch is bound in ``prepare``.
 """
 from __future__ import annotations
@@ -24,13 +26,16 @@ import numpy as np
 from numba import njit
 
 from .config import ConfigError
+from .flow_vocoder import SIGMA, FlowConfig, FlowVocoder
 from .generator import Control, Generator, GeneratorInfo
 from .mel_analysis import MelStream
 from .melgan import MelGANConfig, MelGANGenerator
 from .streaming_resampler import DelayLine, Resampler
 
 CONTROLS = (Control("input_gain", -24.0, 24.0, 0.0, "dB", cc=7 + 20, description="level of the input into the analysis"),)
-INPUT_GAIN = 0
+FLOW_CONTROLS = CONTROLS + (Control("sigma", 0.0, 1.2, SIGMA, "", cc=71,
+                                    description="sampling temperature: lower is cleaner, higher more varied"),)
+INPUT_GAIN, SIGMA_CONTROL = 0, 1
 MEL_KEYS = {"n_fft": int, "hop": int, "n_mels": int, "fmin": float, "fmax": (float, type(None)), "floor": float,
             "log10": bool}
 DEFAULT_MEL = {"n_fft": 1024, "hop": 256, "n_mels": 80, "fmin": 0.0, "fmax": None, "floor": 1e-5, "log10": False}
@@ -46,7 +51,9 @@ def take_input(src, n, gain, dst):
         dst[i] = min(4.0, max(-4.0, x))
 
 
-def check_mel_config(mel: dict, model: MelGANConfig) -> dict:
+def check_mel_config(mel: dict, model) -> dict:
+    """The mel settings, completed with the defaults and checked against the model's config
+    (anything with ``hop`` and ``n_mels``)."""
     out = dict(DEFAULT_MEL)
     for k, v in (mel or {}).items():
         if k not in MEL_KEYS:
@@ -56,43 +63,67 @@ def check_mel_config(mel: dict, model: MelGANConfig) -> dict:
             raise ValueError(f"mel setting {k}={v!r} has the wrong type")
         out[k] = v
     if out["hop"] != model.hop:
-        raise ValueError(f"mel hop {out['hop']} differs from the generator's hop {model.hop} (product of its ratios)")
+        raise ValueError(f"mel hop {out['hop']} differs from the generator's hop {model.hop}")
     if out["n_mels"] != model.n_mels:
         raise ValueError(f"mel bands {out['n_mels']} differ from the generator's input bands {model.n_mels}")
     return out
 
 
-class MelGANVocoder(Generator):
-    def __init__(self, model: MelGANGenerator, mel: dict | None = None, name: str = "melgan", card: dict | None = None):
+def _load_state(model, tensors: dict) -> None:
+    """Weights into ``model`` after checking every name and shape against its config."""
+    import torch
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    if missing or extra:
+        raise ValueError(f"weights do not match the config: missing {missing[:4]}{'...' if len(missing) > 4 else ''}"
+                         f", unexpected {extra[:4]}{'...' if len(extra) > 4 else ''}")
+    for k, v in own.items():
+        if tuple(tensors[k].shape) != tuple(v.shape):
+            raise ValueError(f"weights do not match the config: {k} is {tuple(tensors[k].shape)}, "
+                             f"the config makes it {tuple(v.shape)}")
+    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(t)) for k, t in tensors.items()})
+
+
+class AudioVocoder(Generator):
+    """The audio-in chain around a causal vocoder; subclasses give the model's step."""
+
+    family = ""
+    config_key = ""
+    config_class = None
+    model_class = None
+    controls = CONTROLS
+
+    def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None):
         self.model = model.eval()
         self.mcfg = model.config
         self.mel_cfg = check_mel_config(mel or {}, self.mcfg)
-        self.info = GeneratorInfo(family="melgan", name=name, sample_rate=self.mcfg.sample_rate, hop=self.mcfg.hop,
-                                  polyphonic=False, conditioning="audio", controls=CONTROLS, card=dict(card or {}))
+        self.info = GeneratorInfo(family=self.family, name=name or self.family, sample_rate=self.mcfg.sample_rate,
+                                  hop=self.mcfg.hop, polyphonic=False, conditioning="audio", controls=self.controls,
+                                  card=dict(card or {}))
         self.device = "cpu"
 
     @classmethod
-    def from_checkpoint(cls, config: dict, card: dict, tensors: dict) -> MelGANVocoder:
-        import torch
-        mcfg = MelGANConfig.from_dict(config.get("melgan") or {})
-        model = MelGANGenerator(mcfg)
-        own = model.state_dict()
-        missing = sorted(set(own) - set(tensors))
-        extra = sorted(set(tensors) - set(own))
-        if missing or extra:
-            raise ValueError(f"weights do not match the config: missing {missing[:4]}{'...' if len(missing) > 4 else ''}"
-                             f", unexpected {extra[:4]}{'...' if len(extra) > 4 else ''}")
-        for k, v in own.items():
-            if tuple(tensors[k].shape) != tuple(v.shape):
-                raise ValueError(f"weights do not match the config: {k} is {tuple(tensors[k].shape)}, "
-                                 f"the config makes it {tuple(v.shape)}")
-        model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(t)) for k, t in tensors.items()})
-        return cls(model, config.get("mel"), str(config.get("name", "melgan"))[:200], card)
+    def from_checkpoint(cls, config: dict, card: dict, tensors: dict):
+        model = cls.model_class(cls.config_class.from_dict(config.get(cls.config_key) or {}))
+        _load_state(model, tensors)
+        return cls(model, config.get("mel"), str(config.get("name", cls.family))[:200], card)
 
     def checkpoint_parts(self) -> tuple[dict, dict]:
-        """(config, tensors) for ``checkpoint.save_checkpoint(path, "melgan", ...)``."""
-        return ({"melgan": self.mcfg.to_dict(), "mel": dict(self.mel_cfg), "name": self.info.name},
+        """(config, tensors) for ``checkpoint.save_checkpoint(path, self.family, ...)``."""
+        return ({self.config_key: self.mcfg.to_dict(), "mel": dict(self.mel_cfg), "name": self.info.name},
                 {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()})
+
+    def _step(self, mel, controls) -> object:
+        """The model's audio (a torch tensor ``[samples]``) for mel ``[1, n_mels, frames]``."""
+        raise NotImplementedError
+
+    def offline(self, mel: np.ndarray) -> np.ndarray:
+        """Copy synthesis at the model's rate, not streamed: mel ``[frames, n_mels]`` -> audio
+        ``[frames * hop]`` (evaluation)."""
+        import torch
+        with torch.inference_mode():
+            return self._offline(torch.from_numpy(np.ascontiguousarray(mel.T[None], np.float32))).float().numpy()
 
     # -- set-up --------------------------------------------------------------------------------
     def prepare(self, sample_rate: int, max_block: int, voices: int, device: str = "cpu") -> None:
@@ -118,7 +149,7 @@ class MelGANVocoder(Generator):
         cond_in = np.zeros((max_block, 1), np.float32)        # warm up every kernel and the model
         out = np.zeros(max_block, np.float32)
         for _ in range(4):
-            self._render(cond_in[:, 0], 0, max_block, 1.0, out)
+            self._render(cond_in[:, 0], 0, max_block, 1.0, out, self.default_controls())
         self.reset()
 
     def chain_delay(self, max_block: int) -> int:
@@ -151,9 +182,9 @@ class MelGANVocoder(Generator):
     def render(self, cond, out: np.ndarray) -> None:
         n = cond.frames
         gain = 10.0 ** (cond.controls[INPUT_GAIN] / 20.0)
-        self._render(cond.audio_in[:, 0], cond.audio_in_offset, n, gain, out)
+        self._render(cond.audio_in[:, 0], cond.audio_in_offset, n, gain, out, cond.controls)
 
-    def _render(self, audio_in: np.ndarray, offset: int, n: int, gain: float, out: np.ndarray) -> None:
+    def _render(self, audio_in: np.ndarray, offset: int, n: int, gain: float, out: np.ndarray, controls) -> None:
         torch = self._torch
         x = self.x_in
         take_input(audio_in[offset:offset + n], n, gain, x)
@@ -161,6 +192,52 @@ class MelGANVocoder(Generator):
         if frames.shape[0]:
             with torch.inference_mode():
                 mel = torch.from_numpy(frames.T[None].copy()).to(self.dev)
-                y = self.model.step(mel)[0, 0].float().cpu().numpy()
+                y = self._step(mel, controls).float().cpu().numpy()
             self.line.push(self.rs_out.process(y))
         self.line.pull(out, n)
+
+
+class MelGANVocoder(AudioVocoder):
+    family = config_key = "melgan"
+    config_class, model_class = MelGANConfig, MelGANGenerator
+
+    def _step(self, mel, controls):
+        return self.model.step(mel)[0, 0]
+
+    def _offline(self, mel):
+        return self.model(mel)[0, 0]
+
+
+class FlowVocoderInstrument(AudioVocoder):
+    """The flow vocoder: its noise is drawn one mel frame at a time from a generator seeded at
+    ``reset``, so the output does not depend on how frames are batched, and scaled by the
+    ``sigma`` control (clamped to 0..1.2 by the engine; 0.6 by default, as WaveGlow)."""
+    family = config_key = "flow"
+    config_class, model_class = FlowConfig, FlowVocoder
+    controls = FLOW_CONTROLS
+    seed = 1234
+
+    def reset(self) -> None:
+        super().reset()
+        gen = getattr(self, "_noise", None)
+        if gen is not None:
+            gen.manual_seed(self.seed)
+
+    def prepare(self, sample_rate: int, max_block: int, voices: int, device: str = "cpu") -> None:
+        import torch
+        self._noise = torch.Generator(device="cpu")
+        self._noise.manual_seed(self.seed)
+        super().prepare(sample_rate, max_block, voices, device)
+
+    def _step(self, mel, controls):
+        torch = self._torch
+        per = self.model.per_frame
+        n_group = self.mcfg.n_group
+        sigma = float(controls[SIGMA_CONTROL])
+        z = torch.cat([torch.randn(1, n_group, per, generator=self._noise) for _ in range(mel.shape[2])], dim=2)
+        return self.model.step(mel, (sigma * z).to(mel.device, mel.dtype))[0]
+
+    def _offline(self, mel):
+        import torch
+        g = torch.Generator().manual_seed(self.seed)
+        return self.model.infer(mel, SIGMA, z=self.model.noise(mel, SIGMA, generator=g))[0]

@@ -243,7 +243,7 @@ def train_melgan(data, out, cfg: VocoderTrainConfig, name: str | None = None, pr
         opt_g.step()
         step += 1
         seconds += time.perf_counter() - t0
-        last_loss = float(loss)
+        last_loss = float(loss.detach())
         if progress:
             done = step - start_step
             rate = done / max(1e-9, time.perf_counter() - t_run)

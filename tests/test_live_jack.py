@@ -139,20 +139,21 @@ def test_jack_midi_is_sample_accurate(server, tmp_path, placement, split, block)
     lat = []
     for t in starts:
         seg = x[t - 100:t + 2400]
-        assert np.abs(seg[:100]).max() < 1e-4, "the previous note rang into this one"
-        lat.append(onset_from_silence(seg) - 100)
+        clean = np.abs(seg[:100]).max() < 1e-4           # silent before: a clean onset
+        lat.append(onset_from_silence(seg) - 100 if clean else None)
     print(f"{placement} split={split} block={block}: MIDI-to-sound frames {lat}; "
           f"engine reports {st['latency_s'] * RATE:.0f} (device {st.get('device_latency_s', 0) * RATE:.0f}); "
-          f"late messages {st.get('midi_late', 0)}; "
-          f"xruns {st.get('xruns')} underruns {st.get('ring_underruns')}")
-    # An xrun or a ring underrun delays everything after it by the gap (and JACK may drop that
-    # cycle's MIDI); only those notes may differ, and on a quiet run none does.
+          f"late messages {st.get('midi_late', 0)}; xruns {st.get('xruns')} underruns {st.get('ring_underruns')}")
+    # An xrun or a ring underrun delays everything after it by the gap, can leave a click
+    # before a note, and JACK may drop that cycle's MIDI: only that many notes may differ, and
+    # on a run without them, none does.
     glitches = st["xruns"] + st["ring_underruns"]
-    usual = max(set(lat), key=lat.count)
-    assert sum(abs(v - usual) <= 1 for v in lat) >= max(len(lat) - glitches, 9), lat
+    measured = [v for v in lat if v is not None]
+    usual = max(set(measured), key=measured.count)
+    assert sum(abs(v - usual) <= 1 for v in measured) >= max(len(lat) - glitches, 9), lat
     assert usual <= round(st["latency_s"] * RATE), (lat, st["latency_s"])
     if glitches == 0:
-        assert max(lat) - min(lat) <= 1 and st["midi_late"] == 0, lat
+        assert len(measured) == len(lat) and max(lat) - min(lat) <= 1 and st["midi_late"] == 0, lat
 
 
 def test_twenty_seconds_of_chords_bends_and_pedal_without_xruns(server, tmp_path):
