@@ -31,25 +31,22 @@ def add_parsers(sub) -> None:
     d.set_defaults(func=cmd_train_ddsp)
     m = fam.add_parser("melgan", help="a MelGAN vocoder (mel frames to audio), from any folder of audio",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    m.add_argument("--data", required=True, help="folder of audio files (a livewave dataset or your recordings)")
-    m.add_argument("--out", required=True, help="checkpoint to write; OUT.train.pt holds the state a rerun resumes from")
-    m.add_argument("--steps", type=int, default=20000)
-    m.add_argument("--batch", type=int, default=16)
-    m.add_argument("--crop-frames", type=int, default=32, help="mel frames per training crop")
-    m.add_argument("--lr", type=float, default=2e-4)
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--checkpoint-every", type=int, default=500)
+    _vocoder_options(m, steps=20000, lr=2e-4)
     m.add_argument("--gan-start", type=int, default=2000, help="steps of spectral loss alone before the GAN joins")
     m.add_argument("--discriminators", default="msd", choices=("msd", "msd+mpd"),
                    help="MelGAN's multi-scale, or with HiFi-GAN's multi-period discriminator as well")
-    m.add_argument("--rate", type=int, default=22050, help="the model's sample rate")
     m.add_argument("--ngf", type=int, default=32, help="generator width (32: 4.3 M parameters)")
     m.add_argument("--ratios", default="8,8,2,2", help="upsampling ratios; their product is the hop")
-    m.add_argument("--n-mels", type=int, default=80)
-    m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    m.add_argument("--name", help="name in the model card (default: the file name)")
-    m.add_argument("-q", "--quiet", action="store_true")
-    m.set_defaults(func=cmd_train_melgan)
+    m.set_defaults(func=cmd_train_vocoder, family="melgan")
+    f = fam.add_parser("flow", help="a WaveGlow-style flow vocoder (exact likelihood), from any folder of audio",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _vocoder_options(f, steps=50000, lr=1e-4)
+    f.add_argument("--hop", type=int, default=256, help="mel hop in samples")
+    f.add_argument("--n-group", type=int, default=8, help="samples squeezed into one group")
+    f.add_argument("--n-flows", type=int, default=12)
+    f.add_argument("--wn-layers", type=int, default=8, help="layers of each coupling's WaveNet")
+    f.add_argument("--wn-channels", type=int, default=64, help="channels of each coupling's WaveNet")
+    f.set_defaults(func=cmd_train_vocoder, family="flow")
     e = sub.add_parser("eval", help="measure a model on held-out data: a DDSP model against the default instrument, "
                                     "a vocoder by copy synthesis against Griffin-Lim")
     e.add_argument("model")
@@ -77,15 +74,35 @@ def cmd_train_ddsp(args) -> int:
     return 0
 
 
-def cmd_train_melgan(args) -> int:
-    from .vocoder_training import VocoderTrainConfig, train_melgan
+def _vocoder_options(p, steps: int, lr: float) -> None:
+    p.add_argument("--data", required=True, help="folder of audio files (a livewave dataset or your recordings)")
+    p.add_argument("--out", required=True, help="checkpoint to write; OUT.train.pt holds the state a rerun resumes from")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop-frames", type=int, default=32, help="mel frames per training crop")
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--rate", type=int, default=22050, help="the model's sample rate")
+    p.add_argument("--n-mels", type=int, default=80)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--name", help="name in the model card (default: the file name)")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
+def cmd_train_vocoder(args) -> int:
+    from .vocoder_training import VocoderTrainConfig, train_vocoder
     try:
-        ratios = tuple(int(r) for r in args.ratios.split(","))
-        cfg = VocoderTrainConfig(steps=args.steps, batch=args.batch, crop_frames=args.crop_frames,
-                                 learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                                 gan_start=args.gan_start, discriminators=args.discriminators, device=args.device,
-                                 sample_rate=args.rate, n_mels=args.n_mels, ngf=args.ngf, ratios=ratios)
-        r = train_melgan(args.data, args.out, cfg, name=args.name, progress=not args.quiet)
+        common = dict(family=args.family, steps=args.steps, batch=args.batch, crop_frames=args.crop_frames,
+                      learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      device=args.device, sample_rate=args.rate, n_mels=args.n_mels)
+        if args.family == "flow":
+            cfg = VocoderTrainConfig(**common, flow_hop=args.hop, n_group=args.n_group, n_flows=args.n_flows,
+                                     wn_layers=args.wn_layers, wn_channels=args.wn_channels)
+        else:
+            cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
+                                     ngf=args.ngf, ratios=tuple(int(r) for r in args.ratios.split(",")))
+        r = train_vocoder(args.data, args.out, cfg, name=args.name, progress=not args.quiet)
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:
         print(f"livewave: error: {exc}", file=sys.stderr)
         return 2

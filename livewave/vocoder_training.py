@@ -1,4 +1,4 @@
-"""Training a MelGAN vocoder: ``livewave train melgan --data DIR --out models/NAME.safetensors``.
+"""Training a vocoder: ``livewave train melgan|flow --data DIR --out models/NAME.safetensors``.
 
 Data: every audio file under ``DIR`` (a ``livewave data`` dataset, or a folder of your own
 recordings), mixed to mono and resampled to the model's rate. The log-mel frames are computed
@@ -7,10 +7,11 @@ frame t ending at sample (t+1) * hop), so what the model learns from is exactly 
 fed. Each step takes random crops ``[batch, frames]`` of (mel, audio); mel frame t conditions the
 audio samples t * hop .. (t+1) * hop.
 
-Loss: the multi-resolution STFT distance (``spectral_loss``) from the first step, so a short run
-already sounds right; from ``gan_start`` on, a least-squares GAN with MelGAN's multi-scale
-discriminator (``--discriminators msd``) or that plus HiFi-GAN's multi-period one (``msd+mpd``),
-with feature matching (weight 10 as in MelGAN, halved per discriminator set).
+Loss, MelGAN: the multi-resolution STFT distance (``spectral_loss``) from the first step, so a
+short run already sounds right; from ``gan_start`` on, a least-squares GAN with MelGAN's
+multi-scale discriminator (``--discriminators msd``) or that plus HiFi-GAN's multi-period one
+(``msd+mpd``), with feature matching (weight 10 as in MelGAN, halved per discriminator set).
+Loss, flow: the exact negative log-likelihood in nats per sample (``FlowVocoder``), z ~ N(0, 1).
 
 - Deterministic with a seed: weights from ``seed``; each step's crops from a generator seeded
   by (seed, step), so a resumed run continues exactly as an uninterrupted one would.
@@ -38,6 +39,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 
 @dataclass(frozen=True)
 class VocoderTrainConfig:
+    family: str = "melgan"
     steps: int = 20000
     batch: int = 16
     crop_frames: int = 32
@@ -53,8 +55,20 @@ class VocoderTrainConfig:
     ratios: tuple[int, ...] = (8, 8, 2, 2)
     n_residual_layers: int = 3
     n_fft: int = 1024
+    # the flow family (ratios unused: its hop is flow_hop)
+    flow_hop: int = 256
+    n_group: int = 8
+    n_flows: int = 12
+    wn_layers: int = 8
+    wn_channels: int = 64
+
+    @property
+    def hop(self) -> int:
+        return self.flow_hop if self.family == "flow" else math.prod(self.ratios)
 
     def validate(self) -> VocoderTrainConfig:
+        if self.family not in ("melgan", "flow"):
+            raise ValueError(f"family={self.family!r}: melgan or flow")
         if not (1 <= self.steps <= 10_000_000):
             raise ValueError(f"steps={self.steps}: need 1..10000000")
         if not (1 <= self.batch <= 4096):
@@ -69,9 +83,8 @@ class VocoderTrainConfig:
             raise ValueError(f"discriminators={self.discriminators!r}: use msd or msd+mpd")
         if not (8000 <= self.sample_rate <= 96000):
             raise ValueError(f"sample_rate={self.sample_rate}: need 8000..96000")
-        hop = math.prod(self.ratios)
-        if hop > self.n_fft:
-            raise ValueError(f"hop {hop} (product of the ratios) is larger than n_fft {self.n_fft}")
+        if self.hop > self.n_fft:
+            raise ValueError(f"hop {self.hop} is larger than n_fft {self.n_fft}")
         return self
 
 
@@ -111,7 +124,7 @@ class MelCrops:
 
     def __init__(self, clips: list[np.ndarray], cfg: VocoderTrainConfig):
         from .mel_analysis import analyse
-        self.hop = math.prod(cfg.ratios)
+        self.hop = cfg.hop
         self.frames = cfg.crop_frames
         self.items = []
         for x in clips:
@@ -147,22 +160,37 @@ def _device(name: str):
     return torch.device(name)
 
 
+def _build(cfg: VocoderTrainConfig):
+    """(model, its config, the generator class wrapping it for the engine)."""
+    from .vocoder_instrument import FlowVocoderInstrument, MelGANVocoder
+    if cfg.family == "flow":
+        from .flow_vocoder import FlowConfig, FlowVocoder
+        fcfg = FlowConfig(n_mels=cfg.n_mels, hop=cfg.flow_hop, n_group=cfg.n_group, n_flows=cfg.n_flows,
+                          wn_layers=cfg.wn_layers, wn_channels=cfg.wn_channels, sample_rate=cfg.sample_rate)
+        return FlowVocoder(fcfg), fcfg, FlowVocoderInstrument
+    from .melgan import MelGANConfig, MelGANGenerator
+    mcfg = MelGANConfig(n_mels=cfg.n_mels, ngf=cfg.ngf, ratios=tuple(cfg.ratios),
+                        n_residual_layers=cfg.n_residual_layers, sample_rate=cfg.sample_rate)
+    return MelGANGenerator(mcfg), mcfg, MelGANVocoder
+
+
 def train_melgan(data, out, cfg: VocoderTrainConfig, name: str | None = None, progress: bool = True) -> dict:
+    """Train (or resume) the vocoder ``cfg.family`` names and write ``out``; returns a summary."""
+    return train_vocoder(data, out, cfg, name, progress)
+
+
+def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, progress: bool = True) -> dict:
     """Train (or resume) and write ``out``; returns a summary dict."""
     import torch
 
     from .gan_discriminators import (
         MultiPeriodDiscriminator,
         MultiScaleDiscriminator,
-        discriminator_loss,
-        feature_matching_loss,
-        generator_adversarial_loss,
     )
-    from .melgan import MelGANConfig, MelGANGenerator
-    from .spectral_loss import multiscale_spectral_distance, scaled_fft_sizes
-    from .vocoder_instrument import MelGANVocoder
+    from .spectral_loss import scaled_fft_sizes
 
     cfg = cfg.validate()
+    flow = cfg.family == "flow"
     out = Path(out)
     state_path = out.with_name(out.name + ".train.pt")
     dev = _device(cfg.device)
@@ -170,15 +198,14 @@ def train_melgan(data, out, cfg: VocoderTrainConfig, name: str | None = None, pr
     crops = MelCrops(clips, cfg)
 
     torch.manual_seed(cfg.seed)
-    mcfg = MelGANConfig(n_mels=cfg.n_mels, ngf=cfg.ngf, ratios=tuple(cfg.ratios),
-                        n_residual_layers=cfg.n_residual_layers, sample_rate=cfg.sample_rate)
-    gen = MelGANGenerator(mcfg).to(dev)
-    discs = torch.nn.ModuleList([MultiScaleDiscriminator()])
-    if cfg.discriminators == "msd+mpd":
+    gen, mcfg, wrapper = _build(cfg)
+    gen = gen.to(dev)
+    discs = torch.nn.ModuleList([] if flow else [MultiScaleDiscriminator()])
+    if cfg.discriminators == "msd+mpd" and not flow:
         discs.append(MultiPeriodDiscriminator())
     discs = discs.to(dev)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.learning_rate, betas=(0.5, 0.9))
-    opt_d = torch.optim.Adam(discs.parameters(), lr=cfg.learning_rate, betas=(0.5, 0.9))
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.999) if flow else (0.5, 0.9))
+    opt_d = torch.optim.Adam(discs.parameters(), lr=cfg.learning_rate, betas=(0.5, 0.9)) if not flow else None
     step, seconds, last_loss = 0, 0.0, float("nan")
     if state_path.exists():
         st = torch.load(state_path, map_location=dev, weights_only=True)
@@ -187,27 +214,27 @@ def train_melgan(data, out, cfg: VocoderTrainConfig, name: str | None = None, pr
         gen.load_state_dict(st["generator"])
         discs.load_state_dict(st["discriminators"])
         opt_g.load_state_dict(st["opt_g"])
-        opt_d.load_state_dict(st["opt_d"])
+        if opt_d is not None:
+            opt_d.load_state_dict(st["opt_d"])
         step, seconds = int(st["step"]), float(st["seconds"])
     fft_sizes = scaled_fft_sizes(cfg.sample_rate)
 
     def save(step_now: int, loss: float) -> None:
-        cpu_gen = MelGANGenerator(mcfg)
-        cpu_gen.load_state_dict({k: v.detach().cpu() for k, v in gen.state_dict().items()})
-        voc = MelGANVocoder(cpu_gen, {"n_fft": cfg.n_fft, "hop": mcfg.hop, "n_mels": cfg.n_mels},
-                            name=name or out.stem)
+        cpu_model, _, _ = _build(cfg)
+        cpu_model.load_state_dict({k: v.detach().cpu() for k, v in gen.state_dict().items()})
+        voc = wrapper(cpu_model, {"n_fft": cfg.n_fft, "hop": cfg.hop, "n_mels": cfg.n_mels}, name=name or out.stem)
         config, tensors = voc.checkpoint_parts()
-        card = {"instrument": name or out.stem, "family": "melgan", "sample_rate": cfg.sample_rate,
-                "parameters": cpu_gen.parameter_count(),
+        card = {"instrument": name or out.stem, "family": cfg.family, "sample_rate": cfg.sample_rate,
+                "parameters": cpu_model.parameter_count(),
                 "data": {"folder": str(data), "files": len(clips), "skipped": skipped[:20],
                          "seconds": round(crops.seconds, 1)},
                 "training": {"steps": step_now, "seconds": round(seconds, 1), "device": str(dev),
                              "final_loss": round(loss, 5) if math.isfinite(loss) else None,
                              **{k: v for k, v in asdict(cfg).items() if k != "device"}}}
-        save_checkpoint(out, "melgan", config, card, tensors)
+        save_checkpoint(out, cfg.family, config, card, tensors)
         state = {"version": STATE_VERSION, "config": _config_key(cfg), "step": step_now, "seconds": seconds,
                  "generator": gen.state_dict(), "discriminators": discs.state_dict(),
-                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d is not None else {}}
         atomic_write(state_path, lambda tmp: torch.save(state, tmp))
 
     gen.train()
@@ -220,22 +247,13 @@ def train_melgan(data, out, cfg: VocoderTrainConfig, name: str | None = None, pr
         mel_np, audio_np = crops.batch(rng, cfg.batch)
         mel = torch.from_numpy(mel_np).to(dev)
         real = torch.from_numpy(audio_np).to(dev)[:, None]
-        fake = gen(mel)
-        adversarial = step >= cfg.gan_start
-        if adversarial:
-            opt_d.zero_grad(set_to_none=True)
-            d_loss = sum(discriminator_loss(d(real)[0], d(fake.detach())[0]) for d in discs)
-            d_loss.backward()
-            opt_d.step()
-        opt_g.zero_grad(set_to_none=True)
-        loss = multiscale_spectral_distance(fake[:, 0], real[:, 0], fft_sizes=fft_sizes)
-        if adversarial:
-            for d in discs:
-                real_out, real_feats = d(real)
-                fake_out, fake_feats = d(fake)
-                loss = loss + generator_adversarial_loss(fake_out) \
-                    + 10.0 / len(discs) * feature_matching_loss([[f.detach() for f in r] for r in real_feats],
-                                                                fake_feats)
+        if flow:
+            opt_g.zero_grad(set_to_none=True)
+            loss = gen.negative_log_likelihood(real[:, 0], mel)
+            adversarial = False
+        else:
+            loss = _gan_step(gen, discs, opt_d, opt_g, mel, real, step >= cfg.gan_start, fft_sizes)
+            adversarial = step >= cfg.gan_start
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss)} at step {step}; the last checkpoint is kept")
         loss.backward()
@@ -248,7 +266,7 @@ def train_melgan(data, out, cfg: VocoderTrainConfig, name: str | None = None, pr
             done = step - start_step
             rate = done / max(1e-9, time.perf_counter() - t_run)
             eta = (cfg.steps - step) / max(rate, 1e-9)
-            sys.stderr.write(f"\rtrain melgan step {step}/{cfg.steps} loss {last_loss:.4f} "
+            sys.stderr.write(f"\rtrain {cfg.family} step {step}/{cfg.steps} loss {last_loss:.4f} "
                              f"{'(GAN) ' if adversarial else ''}{rate:.2f} steps/s ETA {eta / 60:.1f} min ")
             sys.stderr.flush()
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
@@ -261,9 +279,34 @@ def train_melgan(data, out, cfg: VocoderTrainConfig, name: str | None = None, pr
             "skipped": skipped}
 
 
+def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes):
+    """One MelGAN step up to the generator's loss (returned; the caller runs backward and steps):
+    the discriminators' update first when ``adversarial``."""
+    from .gan_discriminators import discriminator_loss, feature_matching_loss, generator_adversarial_loss
+    from .spectral_loss import multiscale_spectral_distance
+    fake = gen(mel)
+    if adversarial:
+        opt_d.zero_grad(set_to_none=True)
+        d_loss = sum(discriminator_loss(d(real)[0], d(fake.detach())[0]) for d in discs)
+        d_loss.backward()
+        opt_d.step()
+    opt_g.zero_grad(set_to_none=True)
+    loss = multiscale_spectral_distance(fake[:, 0], real[:, 0], fft_sizes=fft_sizes)
+    if adversarial:
+        for d in discs:
+            _, real_feats = d(real)
+            fake_out, fake_feats = d(fake)
+            loss = loss + generator_adversarial_loss(fake_out) \
+                + 10.0 / len(discs) * feature_matching_loss([[f.detach() for f in r] for r in real_feats], fake_feats)
+    return loss
+
+
 def _config_key(cfg: VocoderTrainConfig) -> str:
     """What must not change between a run and its resumption (steps and device may)."""
     d = asdict(cfg)
     for k in ("steps", "device", "checkpoint_every"):
         d.pop(k)
+    if cfg.family == "melgan":      # NB: the key MelGAN runs had before the flow family existed
+        for k in ("family", "flow_hop", "n_group", "n_flows", "wn_layers", "wn_channels"):
+            d.pop(k)
     return repr(sorted(d.items()))
