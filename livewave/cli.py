@@ -6,6 +6,7 @@
     livewave play            headless live instrument
     livewave render IN.mid   offline render through the live path
     livewave resynth IN.wav  a recording re-rendered by a vocoder, offline
+    livewave import ...      a reference HiFi-GAN or MelGAN checkpoint as a livewave model
     livewave data soundfont  training data rendered from a soundfont (fluidsynth)
     livewave data audio DIR  training data from your own recordings
 """
@@ -240,7 +241,7 @@ def cmd_resynth(args) -> int:
     if info.conditioning != "audio":
         raise ConfigError(f"{args.model}: resynth needs a model driven by audio (a vocoder); this one is a "
                           f"{info.family} model played from MIDI")
-    rate = args.rate or int(info.sample_rate)
+    rate = args.rate or max(22050, int(info.sample_rate))     # the engine's lowest rate is 22050
     x = read_audio(args.input, rate)
     eng = _engine(args, rate, block, input_channels=1, gen=gen).prepare()
     bar = ProgressBar(rate, label=Path(args.input).name) if not args.quiet else None
@@ -254,6 +255,22 @@ def cmd_resynth(args) -> int:
     print(f"livewave: resynthesised {args.input} ({secs:.1f} s) with {info.name} ({info.family}) to {out} at "
           f"{rate} Hz, block {block}: {secs / max(el, 1e-9):.1f}x real time; latency compensated "
           f"{eng.latency_samples} samples")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .vocoder_import import import_hifigan, import_melgan
+    if args.kind == "hifigan":
+        out = import_hifigan(args.weights, args.config, args.output, name=args.name)
+    else:
+        out = import_melgan(args.weights, args.output, n_mels=args.n_mels, ngf=args.ngf,
+                            n_residual_layers=args.n_residual_layers, sample_rate=args.rate, args_yml=args.args,
+                            name=args.name)
+    from .checkpoint import load_generator
+    info = load_generator(out).info
+    left, right = info.card.get("receptive_field_frames") or (0, 0)
+    print(f"livewave: imported {args.weights} as {out} ({info.family}, {info.sample_rate} Hz, hop {info.hop}); "
+          f"it streams exactly with {right} frames of lookahead ({right * info.hop / info.sample_rate * 1e3:.0f} ms)")
     return 0
 
 
@@ -362,6 +379,25 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("-q", "--quiet", action="store_true")
     _add_engine_options(rs)
     rs.set_defaults(func=cmd_resynth, rate=None)
+    im = sub.add_parser("import", help="convert a reference HiFi-GAN or MelGAN generator checkpoint")
+    isub = im.add_subparsers(dest="kind", required=True)
+    h = isub.add_parser("hifigan", help="a generator file of the HiFi-GAN reference code (g_XXXXXXXX) and its "
+                                       "config JSON")
+    h.add_argument("weights")
+    h.add_argument("--config", required=True, help="the config JSON it was trained with (V1, V2, V3, ...)")
+    h.add_argument("-o", "--output", required=True, help="livewave checkpoint to write (.safetensors)")
+    h.add_argument("--name")
+    h.set_defaults(func=cmd_import)
+    mg = isub.add_parser("melgan", help="a generator state dict of the MelGAN reference code (netG.pt)")
+    mg.add_argument("weights")
+    mg.add_argument("--args", help="its args.yml (n_mel_channels, ngf, n_residual_layers)")
+    mg.add_argument("--n-mels", type=int, default=80)
+    mg.add_argument("--ngf", type=int, default=32)
+    mg.add_argument("--n-residual-layers", type=int, default=3)
+    mg.add_argument("--rate", type=int, default=22050, help="the sample rate it was trained at")
+    mg.add_argument("-o", "--output", required=True, help="livewave checkpoint to write (.safetensors)")
+    mg.add_argument("--name")
+    mg.set_defaults(func=cmd_import)
     _add_data_parsers(sub)
     from .train_cli import add_parsers as add_training
     add_training(sub)

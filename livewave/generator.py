@@ -20,7 +20,9 @@ ENTRY_POINT_GROUP = "livewave.generators"
 BUILTIN_FAMILIES = {"default": "livewave.default_instrument:DefaultInstrument",
                     "ddsp": "livewave.ddsp_instrument:DDSPInstrument",
                     "melgan": "livewave.vocoder_instrument:MelGANVocoder",
-                    "flow": "livewave.vocoder_instrument:FlowVocoderInstrument"}
+                    "flow": "livewave.vocoder_instrument:FlowVocoderInstrument",
+                    "hifigan": "livewave.vocoder_instrument:HiFiGANVocoder",
+                    "melgan_reference": "livewave.vocoder_instrument:MelGANReferenceVocoder"}
 
 # Voice restart codes, set by the engine on the first call after a voice (re)starts.
 RESTART_NONE = 0

@@ -30,6 +30,7 @@ from .flow_vocoder import SIGMA, FlowConfig, FlowVocoder
 from .generator import Control, Generator, GeneratorInfo
 from .mel_analysis import MelStream
 from .melgan import MelGANConfig, MelGANGenerator
+from .reference_vocoders import HiFiGANConfig, HiFiGANGenerator, MelGANReferenceConfig, MelGANReferenceGenerator
 from .streaming_resampler import DelayLine, Resampler
 
 CONTROLS = (Control("input_gain", -24.0, 24.0, 0.0, "dB", cc=7 + 20, description="level of the input into the analysis"),)
@@ -93,6 +94,8 @@ class AudioVocoder(Generator):
     config_class = None
     model_class = None
     controls = CONTROLS
+    lag_frames = 0        # frames of lookahead: block t is emitted once frame t + lag_frames has arrived
+    content_delay = 0     # model-rate samples the output lags its input by, beyond the chain's delay
 
     def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None):
         self.model = model.eval()
@@ -143,7 +146,8 @@ class AudioVocoder(Generator):
         self.mel = MelStream(mr, m["n_fft"], m["hop"], m["n_mels"], m["fmin"], m["fmax"], m["floor"], m["log10"],
                              max_block=burst)
         self.line = DelayLine(self.chain_delay(max_block))
-        self.info = replace(self.info, lookahead=self.line.delay)
+        # NB: a model fed frames centred later than livewave's causal ones sounds that much late too
+        self.info = replace(self.info, lookahead=self.line.delay + round(self.content_delay * sample_rate / mr))
         self.x_in = np.zeros(max_block, np.float32)
         self.reset()
         cond_in = np.zeros((max_block, 1), np.float32)        # warm up every kernel and the model
@@ -164,7 +168,7 @@ class AudioVocoder(Generator):
             fed = got = model_in = frames = 0
             while fed < 2 * sr:
                 model_in += rs_in.process(z).shape[0]
-                k = model_in // hop - frames
+                k = max(0, model_in // hop - self.lag_frames) - frames    # blocks the model can emit
                 frames += k
                 got += rs_out.process(np.zeros(k * hop, np.float32)).shape[0]
                 fed += block
@@ -175,8 +179,11 @@ class AudioVocoder(Generator):
         self.rs_in.reset()
         self.rs_out.reset()
         self.mel.reset()
-        self.model.reset()
+        self._reset_model()
         self.line.reset()
+
+    def _reset_model(self) -> None:
+        self.model.reset()
 
     # -- render side -------------------------------------------------------------------------------
     def render(self, cond, out: np.ndarray) -> None:
@@ -241,3 +248,37 @@ class FlowVocoderInstrument(AudioVocoder):
         import torch
         g = torch.Generator().manual_seed(self.seed)
         return self.model.infer(mel, SIGMA, z=self.model.noise(mel, SIGMA, generator=g))[0]
+
+
+class _ReferenceVocoder(AudioVocoder):
+    """A non-causal vocoder from the reference code, streamed with its exact lookahead
+    (``reference_vocoders.LookaheadStreamer``). Its mel frames were centred on its blocks, so
+    it sounds ``(n_fft - hop) / 2`` samples later than the input on top of the lookahead."""
+
+    def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None):
+        from .reference_vocoders import LookaheadStreamer, receptive_field
+        super().__init__(model, mel, name, card)
+        left, right = receptive_field(type(model), model.config)
+        self.lag_frames = right
+        self.content_delay = (int(self.mel_cfg["n_fft"]) - self.mcfg.hop) // 2
+        self.streamer = LookaheadStreamer(model, left, right, self.mcfg.n_mels, self.mcfg.hop)
+        self.info = replace(self.info, card={**self.info.card, "receptive_field_frames": [left, right]})
+
+    def _reset_model(self) -> None:
+        self.streamer.reset()
+
+    def _step(self, mel, controls):
+        return self.streamer.push(mel)[0, 0]
+
+    def _offline(self, mel):
+        return self.model(mel)[0, 0]
+
+
+class HiFiGANVocoder(_ReferenceVocoder):
+    family = config_key = "hifigan"
+    config_class, model_class = HiFiGANConfig, HiFiGANGenerator
+
+
+class MelGANReferenceVocoder(_ReferenceVocoder):
+    family = config_key = "melgan_reference"
+    config_class, model_class = MelGANReferenceConfig, MelGANReferenceGenerator
