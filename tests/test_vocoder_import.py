@@ -65,10 +65,12 @@ class RefHiFiGAN(nn.Module):
         self.conv_pre = weight_norm(nn.Conv1d(80, c0, 7, 1, padding=3))
         self.ups = nn.ModuleList(weight_norm(nn.ConvTranspose1d(c0 // 2 ** i, c0 // 2 ** (i + 1), k, u,
                                                                 padding=(k - u) // 2))
-                                 for i, (u, k) in enumerate(zip(h["upsample_rates"], h["upsample_kernel_sizes"], strict=True)))
+                                 for i, (u, k) in enumerate(zip(h["upsample_rates"], h["upsample_kernel_sizes"],
+                                                                strict=True)))
         self.resblocks = nn.ModuleList(RefResBlock(c0 // 2 ** (i + 1), k, d, h["resblock"])
                                        for i in range(len(self.ups))
-                                       for k, d in zip(h["resblock_kernel_sizes"], h["resblock_dilation_sizes"], strict=True))
+                                       for k, d in zip(h["resblock_kernel_sizes"], h["resblock_dilation_sizes"],
+                                                       strict=True))
         self.conv_post = weight_norm(nn.Conv1d(c0 // 2 ** len(self.ups), 1, 7, 1, padding=3))
 
     def forward(self, x):
