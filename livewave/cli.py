@@ -7,6 +7,7 @@
     livewave render IN.mid   offline render through the live path
     livewave resynth IN.wav  a recording re-rendered by a vocoder, offline
     livewave import ...      a reference HiFi-GAN or MelGAN checkpoint as a livewave model
+    livewave chain SRC VOC   an instrument played from MIDI, re-rendered by a vocoder
     livewave data soundfont  training data rendered from a soundfont (fluidsynth)
     livewave data audio DIR  training data from your own recordings
 """
@@ -258,6 +259,16 @@ def cmd_resynth(args) -> int:
     return 0
 
 
+def cmd_chain(args) -> int:
+    from .checkpoint import load_generator
+    from .vocoder_chain import make_chain
+    out = make_chain(args.source, args.vocoder, args.output, name=args.name)
+    info = load_generator(out).info
+    print(f"livewave: wrote {out}: {info.name} ({len(info.controls)} controls); play it with "
+          f"livewave play --model {out}")
+    return 0
+
+
 def cmd_import(args) -> int:
     from .vocoder_import import import_hifigan, import_melgan
     if args.kind == "hifigan":
@@ -398,6 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("-o", "--output", required=True, help="livewave checkpoint to write (.safetensors)")
     mg.add_argument("--name")
     mg.set_defaults(func=cmd_import)
+    ch = sub.add_parser("chain", help="one model of an instrument played from MIDI re-rendered by a vocoder")
+    ch.add_argument("source", help="a DDSP (or other MIDI-played) checkpoint, or builtin:default")
+    ch.add_argument("vocoder", help="a vocoder checkpoint (melgan, flow, hifigan, ...)")
+    ch.add_argument("-o", "--output", required=True, help="the chain checkpoint to write (.safetensors)")
+    ch.add_argument("--name")
+    ch.set_defaults(func=cmd_chain)
     _add_data_parsers(sub)
     from .train_cli import add_parsers as add_training
     add_training(sub)

@@ -22,7 +22,8 @@ BUILTIN_FAMILIES = {"default": "livewave.default_instrument:DefaultInstrument",
                     "melgan": "livewave.vocoder_instrument:MelGANVocoder",
                     "flow": "livewave.vocoder_instrument:FlowVocoderInstrument",
                     "hifigan": "livewave.vocoder_instrument:HiFiGANVocoder",
-                    "melgan_reference": "livewave.vocoder_instrument:MelGANReferenceVocoder"}
+                    "melgan_reference": "livewave.vocoder_instrument:MelGANReferenceVocoder",
+                    "chain": "livewave.vocoder_chain:VocoderChain"}
 
 # Voice restart codes, set by the engine on the first call after a voice (re)starts.
 RESTART_NONE = 0
