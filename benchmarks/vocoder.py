@@ -72,3 +72,82 @@ def melgan_stream_table(device: str = "cpu", frames: int = 200) -> list[str]:
                          + " | ".join(cells) + " |")
             print(lines[-1])
     return lines + [""]
+
+
+def vocoder_configs(quick: bool = False) -> list[tuple[str, object]]:
+    """(label, generator) for every vocoder family, random weights at the reference sizes."""
+    import torch
+
+    from livewave.flow_vocoder import FlowConfig, FlowVocoder
+    from livewave.melgan import MelGANConfig, MelGANGenerator
+    from livewave.reference_vocoders import HiFiGANConfig, HiFiGANGenerator
+    from livewave.vocoder_instrument import FlowVocoderInstrument, HiFiGANVocoder, MelGANVocoder
+    torch.manual_seed(0)
+    out = [("melgan ngf 16 (causal)", MelGANVocoder(MelGANGenerator(MelGANConfig(ngf=16)))),
+           ("melgan ngf 32 (causal)", MelGANVocoder(MelGANGenerator(MelGANConfig(ngf=32)))),
+           ("flow 12 x WN 8x64 (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig())))]
+    v3 = HiFiGANConfig(resblock="2", upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
+                       upsample_initial_channel=256, resblock_kernel_sizes=(3, 5, 7),
+                       resblock_dilation_sizes=((1, 2), (2, 6), (3, 12)))
+    mel = {"n_fft": 1024, "hop": 256, "n_mels": 80, "fmax": 8000.0}
+    out += [("hifigan V3 (imported, lookahead)", HiFiGANVocoder(HiFiGANGenerator(v3), mel)),
+            ("hifigan V2 (imported, lookahead)", HiFiGANVocoder(HiFiGANGenerator(HiFiGANConfig(
+                upsample_initial_channel=128)), mel))]
+    if not quick:
+        out.append(("hifigan V1 (imported, lookahead)", HiFiGANVocoder(HiFiGANGenerator(HiFiGANConfig()), mel)))
+    return out
+
+
+def vocoder_engine_table(device: str = "cpu", seconds: float = 4.0, quick: bool = False) -> list[str]:
+    """Each vocoder family as the engine runs it (audio in -> soxr -> streamed mel -> model ->
+    soxr -> delay line) at 48 kHz: per device block, the mean cost and the 99th percentile as a
+    share of the block's duration, and offline copy synthesis as x real time."""
+    import torch
+
+    from livewave.generator import Conditioning
+    sr = 48000
+    blocks = (64, 128, 256, 512)
+    lines = [f"### Vocoders in the engine on {device} (48 kHz device, model at 22.05 kHz, hop 256; random weights: "
+             "speed only)", "",
+             "Per device block: mean cost / p99 cost, each as a share of the block's duration (a model frame falls "
+             "in one block of every 557 samples; the p99 is that block). Real time needs the mean under 100%; "
+             "the goal's 2x headroom at 512 is a p99 under 50%. Offline: the model alone on 4 s of mel.", "",
+             "| vocoder | threads | parameters | lookahead (ms) | offline x real time | "
+             + " | ".join(f"block {b}" for b in blocks) + " |",
+             "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in blocks) + " |"]
+    t = np.arange(int(seconds * sr)) / sr
+    x = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.02 * np.random.default_rng(0).standard_normal(t.size)).astype(np.float32)
+    for threads in ((1, 2) if device == "cpu" else (1,)):
+        torch.set_num_threads(threads)
+        for label, voc in vocoder_configs(quick):
+            voc.prepare(sr, 512, 1, device)
+            mel = torch.randn(1, 80, int(seconds * 22050 / 256), device=voc.dev)
+            with torch.inference_mode():
+                runs = []
+                for _ in range(2):
+                    t0 = time.perf_counter()
+                    voc._offline(mel) if hasattr(voc, "_offline") else None
+                    if device.startswith("cuda"):
+                        torch.cuda.synchronize()
+                    runs.append(time.perf_counter() - t0)
+            offline = seconds / min(runs)
+            cells = []
+            for b in blocks:
+                voc.reset()
+                cond = Conditioning(1, 512, len(voc.info.controls), 1)
+                cond.controls[:] = voc.default_controls()
+                out = np.zeros(b, np.float32)
+                ts = []
+                for i in range(0, x.size - b, b):
+                    cond.frames, cond.audio_in_offset = b, 0
+                    cond.audio_in[:b, 0] = x[i:i + b]
+                    t0 = time.perf_counter()
+                    voc.render(cond, out)
+                    ts.append(time.perf_counter() - t0)
+                ts = np.array(ts[20:]) / (b / sr)
+                cells.append(f"{ts.mean() * 100:.0f}% / {np.percentile(ts, 99) * 100:.0f}%")
+            params = sum(p.numel() for p in voc.model.parameters())
+            lines.append(f"| {label} | {threads} | {params / 1e6:.2f} M | {voc.info.lookahead / sr * 1e3:.1f} | "
+                         f"{offline:.1f} | " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
+    return lines + [""]

@@ -284,3 +284,27 @@ def test_the_master_volume_is_learnable_too(window, qtbot):
     w.client.send("midi", 0xB0, 27, 127)
     qtbot.waitUntil(lambda: w.controls.volume.value == pytest.approx(6.0), timeout=2000)
     assert "CC27" in w.controls.names["volume"].text()
+
+
+def test_vocoders_show_their_cards_and_controls(window, qtbot, tmp_path):
+    """A flow vocoder (sigma on the panel at 0.6) and a chain, from the browser like any model."""
+    from test_vocoder_instrument import tiny_flow, tiny_vocoder_checkpoint
+
+    from livewave.checkpoint import save_checkpoint
+    from livewave.vocoder_chain import make_chain
+    w = window
+    config, tensors = tiny_flow().checkpoint_parts()
+    flow = save_checkpoint(tmp_path / "flow.safetensors", "flow", config, {"instrument": "tiny flow"}, tensors)
+    chain = make_chain(BUILTIN, tiny_vocoder_checkpoint(tmp_path / "v.safetensors"), tmp_path / "chain.safetensors")
+    w.browser.refresh()
+    w.browser.list.setCurrentItem(w.browser.item_for(str(flow)))
+    assert "driven by audio in" in w.browser.card.text()
+    w.browser.list.setCurrentItem(w.browser.item_for(str(chain)))
+    assert "re-rendered by" in w.browser.card.text()
+    w.browser.list.itemActivated.emit(w.browser.item_for(str(flow)))
+    qtbot.waitUntil(lambda: w.model_info.get("path") == str(flow), timeout=5000)
+    assert set(w.controls.sliders) == {"input_gain", "sigma"}
+    assert w.controls.sliders["sigma"].value == pytest.approx(0.6)
+    w.browser.list.itemActivated.emit(w.browser.item_for(str(chain)))
+    qtbot.waitUntil(lambda: w.model_info.get("path") == str(chain), timeout=5000)
+    assert {"brightness", "input_gain"} <= set(w.controls.sliders)

@@ -12,6 +12,9 @@ from livewave.checkpoint import BUILTIN, CheckpointError, read_checkpoint
 SUFFIXES = (".safetensors",)
 
 
+AUDIO_DRIVEN = ("melgan", "flow", "hifigan", "melgan_reference")
+
+
 def card_text(path: Path | None, meta: dict | None, device: str | None = None) -> str:
     """A model card as short rich text for the browser."""
     if path is None:
@@ -23,9 +26,20 @@ def card_text(path: Path | None, meta: dict | None, device: str | None = None) -
     tr = card.get("training", {})
     rows = [f"<b>{card.get('instrument') or path.stem}</b> ({meta.get('family', '?')})",
             f"{path.stat().st_size / 1e6:.2f} MB, {card.get('sample_rate', '?')} Hz"]
+    family = meta.get("family", "")
+    if family in AUDIO_DRIVEN:
+        rows.append("a vocoder driven by audio in: it needs an audio input (or use it in a chain)")
+    if family == "chain":
+        src, voc = card.get("source", {}), card.get("vocoder", {})
+        rows.append(f"{src.get('instrument', 'an instrument')} re-rendered by {voc.get('instrument', 'a vocoder')}")
+    if card.get("imported"):
+        rows.append(f"imported: {card['imported'].get('source', '?')}")
     if tr:
         rows.append(f"trained {tr.get('steps', '?')} steps on {tr.get('device', '?')}")
-    if q:
+    if q and "mrstft_model" in q:
+        rows.append(f"copy synthesis: STFT distance {q['mrstft_model']} (Griffin-Lim {q['mrstft_griffin_lim']}), "
+                    f"log-mel L1 {q['logmel_l1_model']} (Griffin-Lim {q['logmel_l1_griffin_lim']})")
+    elif q:
         rows.append(f"{q.get('closer_than_default_pct', '?')}% closer than the default; pitch p95 "
                     f"{q.get('pitch_p95_abs_cents', '?')} cents")
     if device:
