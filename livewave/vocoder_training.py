@@ -228,9 +228,9 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                 "parameters": cpu_model.parameter_count(),
                 "data": {"folder": str(data), "files": len(clips), "skipped": skipped[:20],
                          "seconds": round(crops.seconds, 1)},
-                "training": {"steps": step_now, "seconds": round(seconds, 1), "device": str(dev),
-                             "final_loss": round(loss, 5) if math.isfinite(loss) else None,
-                             **{k: v for k, v in asdict(cfg).items() if k != "device"}}}
+                "training": {**{k: v for k, v in asdict(cfg).items() if k not in ("device", "steps")},
+                             "steps": step_now, "target_steps": cfg.steps, "seconds": round(seconds, 1),
+                             "device": str(dev), "final_loss": round(loss, 5) if math.isfinite(loss) else None}}
         save_checkpoint(out, cfg.family, config, card, tensors)
         state = {"version": STATE_VERSION, "config": _config_key(cfg), "step": step_now, "seconds": seconds,
                  "generator": gen.state_dict(), "discriminators": discs.state_dict(),
