@@ -104,6 +104,21 @@ def align(x: np.ndarray, ref: np.ndarray, max_lag: int) -> np.ndarray:
     return np.concatenate([np.zeros(best_lag, x.dtype), x])[:x.size]
 
 
+def write_card_page(path, lines: list[str], q: dict | None):
+    """``PATH.md`` beside a checkpoint: ``lines`` (the card's data and training), then the
+    measured figures' metric and the spectrogram picture, or 'Not measured yet.'."""
+    from pathlib import Path
+    path = Path(path)
+    if q:
+        lines = lines + [f"Metric: {q['metric']}.", "",
+                         f"![spectrograms]({q.get('spectrogram', path.stem + '.png')})", ""]
+    else:
+        lines = lines + ["Not measured yet.", ""]
+    md = path.with_suffix(".md")
+    md.write_text("\n".join(lines))
+    return md
+
+
 PLOT_LABELS = ("soundfont (reference)", "trained model, played from the MIDI", "default instrument, played from the MIDI")
 
 

@@ -176,10 +176,6 @@ def write_card_markdown(model_path):
                   f"| default instrument (level-matched) | {q['spectral_distance_default']} |", "",
                   f"The model is **{q['closer_than_default_pct']}% closer** than the default instrument. "
                   f"Pitch on sustained notes: median {q['pitch_median_abs_cents']} cents, "
-                  f"95th percentile {q['pitch_p95_abs_cents']} cents ({q['pitch_frames']} frames).", "",
-                  f"Metric: {q['metric']}.", "", f"![spectrograms]({q.get('spectrogram', path.stem + '.png')})", ""]
-    else:
-        lines += ["Not measured yet.", ""]
-    md = path.with_suffix(".md")
-    md.write_text("\n".join(lines))
-    return md
+                  f"95th percentile {q['pitch_p95_abs_cents']} cents ({q['pitch_frames']} frames).", ""]
+    from .ddsp_evaluation import write_card_page
+    return write_card_page(path, lines, q)

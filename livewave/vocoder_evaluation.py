@@ -143,10 +143,6 @@ def write_vocoder_card_markdown(model_path) -> Path:
                   f"| this vocoder | {q['mrstft_model']} | {q['logmel_l1_model']} |",
                   f"| Griffin-Lim, 32 iterations (the floor) | {q['mrstft_griffin_lim']} | {q['logmel_l1_griffin_lim']} |",
                   "", f"Against Griffin-Lim: {q['mrstft_better_than_griffin_lim_pct']}% lower STFT distance, "
-                  f"{q['logmel_better_than_griffin_lim_pct']}% lower log-mel L1 (negative: worse).", "",
-                  f"Metric: {q['metric']}.", "", f"![spectrograms]({q.get('spectrogram', path.stem + '.png')})", ""]
-    else:
-        lines += ["Not measured yet.", ""]
-    md = path.with_suffix(".md")
-    md.write_text("\n".join(lines))
-    return md
+                  f"{q['logmel_better_than_griffin_lim_pct']}% lower log-mel L1 (negative: worse).", ""]
+    from .ddsp_evaluation import write_card_page
+    return write_card_page(path, lines, q)

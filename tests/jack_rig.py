@@ -210,3 +210,46 @@ def never_the_cause(culprits: list[str]) -> None:
     stalls = len(culprits) - len(own)
     # NB: none at all on a quiet machine; amid stalls, one caught mid-cycle (seen 1 in 4 runs here).
     assert len(own) <= (0 if stalls == 0 else max(1, stalls // 10)), Counter(culprits)
+
+
+# The default instrument's DSP load at 16 voices, 64-sample blocks, 48 kHz, measured now (the
+# benchmark's "DSP load" row): 6-8% of a block on quiet days of this shared 2-core VM, 14-18% on
+# slow ones (2026-11-22, 2026-12-01), when the same code gets half the CPU.
+QUIET_DAY_LOAD = 0.09
+
+
+def dsp_load_probe(blocks: int = 600, repeats: int = 3) -> float:
+    """Render time of a block over its duration (see QUIET_DAY_LOAD): the smallest of
+    ``repeats`` medians, the machine at its best right now."""
+    import time as _time
+
+    from livewave.config import EngineConfig
+    from livewave.engine import Engine
+    e = Engine(EngineConfig(sample_rate=48000, max_block=64, polyphony=16)).prepare()
+    for k in range(16):
+        e.push_event(0, 0x90, 36 + (k * 7) % 48, 90)
+    out = np.zeros((64, 2), np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        ts = np.zeros(blocks)
+        for i in range(blocks):
+            t = _time.perf_counter()
+            e.render(out)
+            ts[i] = _time.perf_counter() - t
+        best = min(best, float(np.median(ts[blocks // 5:])) * 48000 / 64)
+    return best
+
+
+def on_time_or_slow_machine(ok: bool, what: str) -> None:
+    """Assert the engine kept its deadlines (``ok``). Where it did not, measure the machine now:
+    on a slow day (the probe above QUIET_DAY_LOAD) the test is marked xfail with both figures
+    instead of failing, since timing on a shared machine belongs in the benchmarks
+    (DEVELOPERS.md); on a quiet machine it fails."""
+    if ok:
+        return
+    import pytest
+    load = dsp_load_probe()
+    if load > QUIET_DAY_LOAD:
+        pytest.xfail(f"{what}, on a slow machine: the probe's DSP load is {load:.1%} (quiet days: 6-8%)")
+    raise AssertionError(f"{what}; the machine measures quiet (probe DSP load {load:.1%})")
+

@@ -15,15 +15,22 @@ def take(block: int, x: np.ndarray) -> np.ndarray:
     torch.manual_seed(0)
     g = MelGANGenerator(MelGANConfig(n_mels=20, ngf=4, ratios=(4, 4, 2, 2), sample_rate=22050))
     v = MelGANVocoder(g, {"n_mels": 20, "hop": 64})
+    out = stream_through(v, x, block)
+    assert v.line.underflows == 0 and v.info.lookahead == v.line.delay > 0
+    return out
+
+
+def stream_through(v, x: np.ndarray, block: int, controls=None) -> np.ndarray:
+    """``x`` through an audio-driven generator at 48 kHz, ``block`` samples per call."""
     v.prepare(48000, 512, 1)
-    cond = Conditioning(1, 512, 1, 1)
+    cond = Conditioning(1, 512, len(v.info.controls), 1)
+    cond.controls[:] = v.default_controls() if controls is None else controls
     out = np.zeros(x.size, np.float32)
     for i in range(0, x.size, block):
         n = min(block, x.size - i)
         cond.frames, cond.audio_in_offset = n, 0
         cond.audio_in[:n, 0] = x[i:i + n]
         v.render(cond, out[i:i + n])
-    assert v.line.underflows == 0 and v.info.lookahead == v.line.delay > 0
     return out
 
 
@@ -140,17 +147,7 @@ def tiny_flow():
 
 
 def flow_take(block: int, x: np.ndarray, sigma: float = 0.6) -> np.ndarray:
-    v = tiny_flow()
-    v.prepare(48000, 512, 1)
-    cond = Conditioning(1, 512, 2, 1)
-    cond.controls[:] = [0.0, sigma]
-    out = np.zeros(x.size, np.float32)
-    for i in range(0, x.size, block):
-        n = min(block, x.size - i)
-        cond.frames, cond.audio_in_offset = n, 0
-        cond.audio_in[:n, 0] = x[i:i + n]
-        v.render(cond, out[i:i + n])
-    return out
+    return stream_through(tiny_flow(), x, block, [0.0, sigma])
 
 
 def test_the_flow_vocoder_plays_the_same_at_any_block_size_and_sigma_sets_its_energy():
