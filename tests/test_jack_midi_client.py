@@ -28,9 +28,9 @@ class Source:
         self.out = self.client.midi_outports.register("out")
         self.batches = list(batches)
         self.sent: list[tuple[int, bytes]] = []
+        self.armed = False
         self.client.set_process_callback(self._process)
         self.client.activate()
-        self.armed = False
 
     def _process(self, frames):
         self.out.clear_buffer()
