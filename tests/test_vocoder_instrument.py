@@ -176,3 +176,44 @@ def test_a_flow_checkpoint_loads_and_resynthesises(tmp_path):
     assert r.returncode == 0, r.stderr
     y, sr = sf.read(tmp_path / "out.wav", dtype="float32")
     assert sr == 22050 and np.isfinite(y).all() and np.abs(y).max() > 1e-4
+
+
+@pytest.mark.parametrize("family", ["melgan", "flow", "hifigan"])
+def test_the_declared_latency_is_when_the_input_reaches_the_output(family):
+    """A click into the input at sample k first changes the output (against the same run on
+    silence) about ``lookahead`` samples later, within a model hop. A non-causal model's answer
+    starts its lookahead (R frames) earlier: its receptive field reaches R frames back from
+    where the click lands, which is what its declared latency waits for."""
+    from test_vocoder_import import TINY_V1
+
+    from livewave.reference_vocoders import HiFiGANConfig, HiFiGANGenerator
+    from livewave.vocoder_instrument import HiFiGANVocoder
+
+    def make():
+        if family == "melgan":
+            torch.manual_seed(1)
+            return MelGANVocoder(MelGANGenerator(MelGANConfig(n_mels=20, ngf=4, ratios=(4, 4, 2, 2),
+                                                               sample_rate=22050)), {"n_mels": 20, "hop": 64})
+        if family == "flow":
+            v = tiny_flow()
+            g = torch.Generator().manual_seed(3)
+            with torch.no_grad():          # WaveGlow zeroes each coupling's last layer: untrained, the mel is unused
+                for p in v.model.parameters():
+                    p.add_(0.05 * torch.randn(p.shape, generator=g))
+            return v
+        torch.manual_seed(1)
+        return HiFiGANVocoder(HiFiGANGenerator(HiFiGANConfig.from_dict({**TINY_V1, "sampling_rate": 22050})),
+                              {"n_fft": 64, "hop": 16, "n_mels": 80, "fmax": 8000.0})
+
+    x = np.zeros(24000, np.float32)
+    k = 9000
+    x[k:k + 40] = 0.8
+    quiet, click = make(), make()
+    a = stream_through(quiet, np.zeros_like(x), 64)
+    b = stream_through(click, x, 64)
+    first = int(np.flatnonzero(np.abs(a - b) > 1e-7)[0])
+    hop = click.info.hop * 48000 / click.info.sample_rate
+    reach = click.lag_frames * hop
+    print(f"{family}: declared {click.info.lookahead}, lookahead frames {click.lag_frames}; the output changes "
+          f"{first - k} samples after the click (hop {hop:.0f})")
+    assert click.info.lookahead - reach - hop <= first - k <= click.info.lookahead - reach + hop
