@@ -105,6 +105,10 @@ def cmd_play(args) -> int:
     unavailable = preload_families() if args.model else []     # torch: one thread, jit warmed up
     eng = _engine(args, args.rate, block)
     eng.reports.extend(f"a generator family is unavailable: {m}" for m in unavailable)
+    from .generator import missing_input_warning
+    warn = missing_input_warning(eng.generator.info, args.input_channels)
+    if warn:
+        eng.reports.append(warn)
     out = AudioOutput(eng, device=args.audio, sample_rate=args.rate, block=block, policy=args.placement,
                       ahead=args.ahead, input_channels=args.input_channels)
     out.open()

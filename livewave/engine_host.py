@@ -46,6 +46,7 @@ from .engine_process import (
     check_command,
     describe_generator,
 )
+from .generator import missing_input_warning
 
 STATUS_PERIOD = 0.010      # seconds between status updates in shared memory
 REPORT_PERIOD = 0.050      # seconds between report forwards
@@ -408,6 +409,9 @@ class EngineHost:
             self.model_path = path
             self.generation += 1
             self.send(("loaded", path, describe_generator(gen, path)))
+            warn = missing_input_warning(gen.info, eng.config.input_channels)
+            if warn:
+                eng.reports.append(warn)
 
     # -- status and reports --------------------------------------------------------------------------
     def note_map(self) -> tuple[np.ndarray, int]:

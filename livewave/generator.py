@@ -116,6 +116,15 @@ class Generator:
         return np.array([c.default for c in self.info.controls], np.float64)
 
 
+def missing_input_warning(info: GeneratorInfo, input_channels: int) -> str | None:
+    """A line for the performer when a model driven by audio in has no input to hear."""
+    if info.conditioning != "audio" or input_channels > 0:
+        return None
+    return (f"{info.name} ({info.family}) is driven by audio in, but no audio input is open: it plays what it "
+            "makes of silence. Open one (livewave play --input-channels 1 --placement callback) or play it from "
+            "MIDI through a chain (livewave chain SOURCE VOCODER -o OUT)")
+
+
 def midi_to_hz(note: float) -> float:
     return 440.0 * math.pow(2.0, (note - 69.0) / 12.0)
 

@@ -64,3 +64,12 @@ def test_a_chain_needs_a_midi_source_and_a_vocoder(tmp_path):
     with pytest.raises(CheckpointError, match="must take audio"):
         make_chain(BUILTIN, BUILTIN, tmp_path / "x.safetensors")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_an_audio_driven_model_without_an_input_is_said_so(tmp_path):
+    """`play` and the app's engine report this line when such a model starts or loads."""
+    from livewave.generator import missing_input_warning
+    gen = load_generator(tiny_vocoder_checkpoint(tmp_path / "v.safetensors"))
+    assert "no audio input is open" in missing_input_warning(gen.info, 0)
+    assert missing_input_warning(gen.info, 1) is None
+    assert missing_input_warning(load_generator(BUILTIN).info, 0) is None
