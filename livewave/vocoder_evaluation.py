@@ -132,6 +132,7 @@ def write_vocoder_card_markdown(model_path) -> Path:
              f"- {t.get('steps')} steps (batch {t.get('batch')}, crops of {t.get('crop_frames')} frames, lr "
              f"{t.get('learning_rate')}, seed {t.get('seed')}) on {t.get('device')}, "
              f"{(t.get('seconds') or 0) / 60:.1f} min; final loss {t.get('final_loss')}",
+             "- the exact negative log-likelihood, z ~ N(0, 1)" if meta["family"] == "flow" else
              f"- multi-resolution STFT loss; the GAN ({t.get('discriminators')}) from step {t.get('gan_start')}"
              + (" (not reached)" if (t.get("gan_start") or 0) >= (t.get("steps") or 0) else ""),
              *[f"- {line}" for line in card.get("training_notes", [])],
