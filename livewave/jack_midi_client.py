@@ -159,6 +159,8 @@ class JackMidiClient:
         lib = self.lib
         self.state = np.zeros(_ST_LEN, np.int64)
         self._buf = np.zeros(ring_records * RECORD, np.uint8)     # the reader's copy of the ring
+        self._none = self._buf[:0].reshape(0, RECORD)             # NB: returned when nothing came (no allocation)
+        self._buf_addr = self._buf.ctypes.data
         self.state[_ST_BASE] = self.state.ctypes.data
         status = np.zeros(1, np.int32)
         self.client = lib.client_open(name.encode(), _JACK_NO_START_SERVER, status.ctypes.data)
@@ -227,13 +229,14 @@ class JackMidiClient:
     def read(self) -> np.ndarray:
         """Take every queued record: a view of uint8 [n, 16] valid until the next call."""
         if not self.client or self.state[_ST_SHUTDOWN]:
-            return self._buf[:0].reshape(0, RECORD)
+            return self._none
         lib = self.lib
         n = int(lib.rb_read_space(self.rb))
         n -= n % RECORD
         n = min(n, self._buf.shape[0])
-        if n:
-            lib.rb_read(self.rb, self._buf.ctypes.data, n)
+        if not n:
+            return self._none
+        lib.rb_read(self.rb, self._buf_addr, n)
         return self._buf[:n].reshape(-1, RECORD)
 
     def sync_clock(self) -> None:
