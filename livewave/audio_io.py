@@ -135,8 +135,7 @@ class AudioOutput:
         self.device_name = ""
         self._declared = 0.0      # PortAudio's declared output latency, kept after the stream closes
         self.pre_render = None    # called on the render side before each block (MIDI drain)
-        # JACK's cycle clock (the first frame of the current cycle), set by MidiInputs.attach where
-        # it makes the frame anchor exact: a Python callback, a block dividing JACK's period.
+        # JACK's cycle clock (the first frame of the current cycle), see ``set_cycle_clock``
         self.cycle_clock = None
         self._cycle = -1
         self._cycle_sub = 0
@@ -198,8 +197,28 @@ class AudioOutput:
             except Exception as exc:
                 raise AudioDeviceError(f"could not open {self.device_name} at {self.sample_rate} Hz, "
                                        f"block {self.block}: {exc}") from None
-        self.engine.midi_delay = (self.ahead + 1) * self.block
+        self._set_midi_delay()
         return self
+
+    def _set_midi_delay(self) -> None:
+        """The one place the MIDI delay is set: a message sounds this many samples after its time
+        on the output clock (one block, plus the ring in the thread placements, plus the rest of
+        JACK's period where a block is shorter than it; see ``set_cycle_clock``)."""
+        extra = self._period - self.block if self.cycle_clock is not None else 0
+        self.engine.midi_delay = (self.ahead + 1) * self.block + extra
+
+    def set_cycle_clock(self, clock, period: int) -> bool:
+        """Pin the output to JACK frames (``clock()``: the first frame of JACK's current cycle)
+        where that is exact: a JACK device and a block that divides the period, so PortAudio calls
+        back in step with JACK's cycles. Call after ``open``. A message of JACK's cycle is only
+        certain to be seen in the next one (JACK may run the MIDI client after the audio client),
+        so with several blocks per period the MIDI delay grows to the whole period."""
+        if "JACK" not in self.device_name or self.block > period or period % self.block:
+            return False
+        self._period = int(period)
+        self.cycle_clock = clock
+        self._set_midi_delay()
+        return True
 
     def _open_rtmixer(self, idx: int, ch: int) -> None:
         try:

@@ -18,10 +18,10 @@ calls, which deadlocks against a Python audio callback that JACK waits for. Inst
 ``JackMidiClient`` (``jack_midi_client``: a compiled process callback, no GIL) with one input
 port ``<name>-midi:in`` is made before the audio stream starts; it records each message's
 absolute JACK frame. ``attach`` gives the audio output the JACK cycle clock, so the audio
-callback anchors the output to JACK frames and every message lands on its exact sample, one
-block after its frame (``frame_anchor``); where that anchor cannot be exact (rtmixer, or a
-block that does not divide JACK's period), frames go through JACK's frame timer to
-``perf_counter``. Hot-plug connects and disconnects sources to the port through JACK-Client
+callback (or, with rtmixer, the render thread) anchors the output to JACK frames and every
+message lands on its exact sample, one block after its frame (``frame_anchor``); where that
+anchor cannot be exact (a block that does not divide JACK's period), frames go through JACK's
+frame timer to ``perf_counter``. Hot-plug connects and disconnects sources to the port through JACK-Client
 (cffi releases the GIL around every JACK call). All sources share that port: when one
 vanishes, the notes held through the port are released (with several keyboards, also those
 of the others). Messages are re-validated (``MidiParser.parse_message``); malformed ones are
@@ -182,19 +182,12 @@ class MidiInputs:
         self.scan()
 
     def attach(self, out) -> None:
-        """Drain into ``out``'s render side before every block and, under JACK, hand it JACK's
-        cycle clock, which pins the output to JACK frames (audio_io): on a JACK device, with a
-        block that divides JACK's period (PortAudio then calls back in step with JACK's cycles)."""
+        """Drain into ``out``'s render side before every block and, under JACK, offer it JACK's
+        cycle clock (``AudioOutput.set_cycle_clock``)."""
         out.pre_render = self.drain
-        if self._jack_in is None:
-            return
-        jmc = self._jack_in[0]
-        if "JACK" in out.device_name and out.block <= jmc.period and jmc.period % out.block == 0:
-            out._period = jmc.period
-            out.cycle_clock = jmc.cycle_frame
-            # a message is seen only in the cycle after its frame's (JACK may run this client
-            # after the audio client): with several blocks per period, wait for the whole period
-            self.engine.midi_delay += jmc.period - out.block
+        if self._jack_in is not None:
+            jmc = self._jack_in[0]
+            out.set_cycle_clock(jmc.cycle_frame, jmc.period)
 
     def _scan_jack(self) -> None:
         try:

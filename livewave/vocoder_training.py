@@ -174,13 +174,8 @@ def _build(cfg: VocoderTrainConfig):
     return MelGANGenerator(mcfg), mcfg, MelGANVocoder
 
 
-def train_melgan(data, out, cfg: VocoderTrainConfig, name: str | None = None, progress: bool = True) -> dict:
-    """Train (or resume) the vocoder ``cfg.family`` names and write ``out``; returns a summary."""
-    return train_vocoder(data, out, cfg, name, progress)
-
-
 def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, progress: bool = True) -> dict:
-    """Train (or resume) and write ``out``; returns a summary dict."""
+    """Train (or resume) the vocoder ``cfg.family`` names and write ``out``; returns a summary."""
     import torch
 
     from .gan_discriminators import (

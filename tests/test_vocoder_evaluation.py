@@ -51,10 +51,10 @@ def test_livewave_eval_of_a_vocoder_writes_its_card(tmp_path):
     from test_vocoder_training import TINY, tones
 
     from livewave.checkpoint import read_checkpoint
-    from livewave.vocoder_training import VocoderTrainConfig, train_melgan
+    from livewave.vocoder_training import VocoderTrainConfig, train_vocoder
     data = tones(tmp_path / "data", seconds=1.0)
     model = tmp_path / "voc.safetensors"
-    train_melgan(data, model, VocoderTrainConfig(steps=2, checkpoint_every=2, gan_start=100, **TINY), progress=False)
+    train_vocoder(data, model, VocoderTrainConfig(steps=2, checkpoint_every=2, gan_start=100, **TINY), progress=False)
     r = subprocess.run([sys.executable, "-m", "livewave", "eval", str(model), "--data", str(data), "--write-card"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

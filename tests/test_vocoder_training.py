@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from livewave.vocoder_training import VocoderTrainConfig, train_melgan
+from livewave.vocoder_training import VocoderTrainConfig, train_vocoder
 
 TINY = dict(batch=4, crop_frames=16, sample_rate=16000, n_mels=32, ngf=4, ratios=(4, 4, 4), n_fft=256,
             learning_rate=3e-3, device="cpu")
@@ -42,10 +42,10 @@ def test_a_few_steps_learn_and_the_checkpoint_plays(tmp_path):
             y = gen.model(torch.from_numpy(mel.T[None].copy()))[0, 0].numpy()
         return spectral_distance_np(y, x[:y.shape[0]], 16000)
 
-    r0 = train_melgan(data, out, VocoderTrainConfig(steps=1, checkpoint_every=30, gan_start=1000, **TINY),
+    r0 = train_vocoder(data, out, VocoderTrainConfig(steps=1, checkpoint_every=30, gan_start=1000, **TINY),
                       progress=False)
     before = distance(out)
-    r = train_melgan(data, out, VocoderTrainConfig(steps=60, checkpoint_every=30, gan_start=1000, **TINY),
+    r = train_vocoder(data, out, VocoderTrainConfig(steps=60, checkpoint_every=30, gan_start=1000, **TINY),
                      progress=False)
     assert r["steps"] == 60 and r0["steps"] == 1
     assert sorted(s.split(":")[0] for s in r["skipped"]) == ["broken.wav", "silent.wav"]
@@ -73,9 +73,9 @@ def test_a_few_flow_steps_raise_the_likelihood_of_held_out_audio(tmp_path):
         with torch.no_grad():
             return float(load_generator(path).model.negative_log_likelihood(torch.from_numpy(x)[None], mel))
 
-    train_melgan(data, out, VocoderTrainConfig(steps=1, checkpoint_every=40, **TINY_FLOW), progress=False)
+    train_vocoder(data, out, VocoderTrainConfig(steps=1, checkpoint_every=40, **TINY_FLOW), progress=False)
     before = nll(out)
-    r = train_melgan(data, out, VocoderTrainConfig(steps=40, checkpoint_every=40, **TINY_FLOW), progress=False)
+    r = train_vocoder(data, out, VocoderTrainConfig(steps=40, checkpoint_every=40, **TINY_FLOW), progress=False)
     after = nll(out)
     print(f"flow NLL of a held-out take: {before:.3f} nats/sample after 1 step, {after:.3f} after 40")
     assert r["steps"] == 40 and after < before - 0.3
@@ -88,16 +88,16 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, family):
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     cfg = dict(checkpoint_every=3, gan_start=2, discriminators="msd+mpd", **TINY) if family == "melgan" else \
         dict(checkpoint_every=3, **TINY_FLOW)
-    train_melgan(data, a, VocoderTrainConfig(steps=6, **cfg), progress=False)
-    train_melgan(data, b, VocoderTrainConfig(steps=3, **cfg), progress=False)      # "killed" after 3
+    train_vocoder(data, a, VocoderTrainConfig(steps=6, **cfg), progress=False)
+    train_vocoder(data, b, VocoderTrainConfig(steps=3, **cfg), progress=False)      # "killed" after 3
     assert b.with_name(b.name + ".train.pt").exists()
-    train_melgan(data, b, VocoderTrainConfig(steps=6, **cfg), progress=False)      # the same command again
+    train_vocoder(data, b, VocoderTrainConfig(steps=6, **cfg), progress=False)      # the same command again
     from safetensors.numpy import load_file
     ta, tb = load_file(str(a)), load_file(str(b))
     assert ta.keys() == tb.keys()
     assert all(np.array_equal(ta[k], tb[k]) for k in ta)
     with pytest.raises(ValueError, match="another run"):
-        train_melgan(data, b, VocoderTrainConfig(steps=8, **{**cfg, "n_mels": 16}), progress=False)
+        train_vocoder(data, b, VocoderTrainConfig(steps=8, **{**cfg, "n_mels": 16}), progress=False)
 
 
 def test_bad_data_folders_are_refused_with_the_reason(tmp_path):
