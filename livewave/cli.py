@@ -293,8 +293,14 @@ def cmd_import(args) -> int:
 def cmd_data_soundfont(args) -> int:
     from .soundfont_data import DatasetError, make_soundfont_dataset
     try:
-        make_soundfont_dataset(args.out, args.program, args.minutes, sample_rate=args.rate, seed=args.seed,
-                               low=args.low, high=args.high, soundfont=args.soundfont, tune=not args.no_tuning)
+        if args.polyphonic:
+            from .roll_data import make_roll_dataset
+            make_roll_dataset(args.out, args.program, args.minutes, sample_rate=args.rate or 22050, seed=args.seed,
+                              low=args.low, high=args.high, soundfont=args.soundfont, pedal=not args.no_pedal)
+        else:
+            make_soundfont_dataset(args.out, args.program, args.minutes, sample_rate=args.rate or 16000,
+                                   seed=args.seed, low=args.low, high=args.high, soundfont=args.soundfont,
+                                   tune=not args.no_tuning)
     except DatasetError as exc:
         print(f"livewave: error: {exc}", file=sys.stderr)
         return 2
@@ -318,15 +324,20 @@ def _usage(parser) -> int:
 
 
 def _add_data_parsers(sub) -> None:
-    da = sub.add_parser("data", help="make training data for a DDSP instrument")
+    da = sub.add_parser("data", help="make training data (DDSP instruments, MIDI-to-mel, vocoders)")
     dsub = da.add_subparsers(dest="data_command")
     da.set_defaults(func=lambda args: _usage(da))
     s = dsub.add_parser("soundfont", help="render varied phrases of one GM program with fluidsynth")
     s.add_argument("--program", type=int, required=True, help="GM program, 0-based (violin 40, flute 73)")
     s.add_argument("--minutes", type=float, required=True, help="minutes of audio to render")
     s.add_argument("--out", required=True, help="dataset folder (new, empty, or an earlier dataset)")
-    s.add_argument("--rate", type=int, default=16000, help="sample rate in Hz")
+    s.add_argument("--rate", type=int, default=None,
+                   help="sample rate in Hz (default: 16000, or 22050 with --polyphonic: the vocoders' rate)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--polyphonic", action="store_true",
+                   help="polyphonic phrases with the sustain pedal, labelled with their notes: data for "
+                        "MIDI-to-mel models (livewave train midi2mel) and vocoders")
+    s.add_argument("--no-pedal", action="store_true", help="with --polyphonic: never use the sustain pedal")
     s.add_argument("--low", type=int, default=None, help="lowest MIDI key (default: the program's range)")
     s.add_argument("--high", type=int, default=None, help="highest MIDI key")
     s.add_argument("--soundfont", default="/usr/share/sounds/sf2/FluidR3_GM.sf2")

@@ -23,7 +23,8 @@ BUILTIN_FAMILIES = {"default": "livewave.default_instrument:DefaultInstrument",
                     "flow": "livewave.vocoder_instrument:FlowVocoderInstrument",
                     "hifigan": "livewave.vocoder_instrument:HiFiGANVocoder",
                     "melgan_reference": "livewave.vocoder_instrument:MelGANReferenceVocoder",
-                    "chain": "livewave.vocoder_chain:VocoderChain"}
+                    "chain": "livewave.vocoder_chain:VocoderChain",
+                    "midi2mel": "livewave.midi_to_mel_instrument:MidiToMelInstrument"}
 
 # Voice restart codes, set by the engine on the first call after a voice (re)starts.
 RESTART_NONE = 0

@@ -47,8 +47,30 @@ def add_parsers(sub) -> None:
     f.add_argument("--wn-layers", type=int, default=8, help="layers of each coupling's WaveNet")
     f.add_argument("--wn-channels", type=int, default=64, help="channels of each coupling's WaveNet")
     f.set_defaults(func=cmd_train_vocoder, family="flow")
+    mm = fam.add_parser("midi2mel", help="MIDI to mel: the piano roll to a vocoder's mel frames (a vocoder you play "
+                                         "from MIDI), from livewave data soundfont --polyphonic",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    mm.add_argument("--data", required=True, help="a polyphonic dataset folder, or a folder of them")
+    mm.add_argument("--out", required=True, help="checkpoint to write; OUT.train.pt holds the state a rerun resumes from")
+    mm.add_argument("--vocoder", help="vocoder checkpoint to play through (its mel settings are used); without one, "
+                                      "add it later with livewave chain OUT VOCODER -o PLAYABLE")
+    mm.add_argument("--heldout", help="held-out dataset(s) to measure on at the end (figures into the card)")
+    mm.add_argument("--steps", type=int, default=4000)
+    mm.add_argument("--decay-steps", type=int, default=4000, help="length of the learning rate's cosine decay")
+    mm.add_argument("--batch-frames", type=int, default=1024, help="mel frames per step (any frames: no state)")
+    mm.add_argument("--lr", type=float, default=2e-3)
+    mm.add_argument("--seed", type=int, default=0)
+    mm.add_argument("--checkpoint-every", type=int, default=500)
+    mm.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    mm.add_argument("--hidden", type=int, default=192, help="width of the per-note network")
+    mm.add_argument("--layers", type=int, default=3)
+    mm.add_argument("--tail", type=float, default=1.5, help="seconds a released note still sounds")
+    mm.add_argument("--name", help="name in the model card (default: the file name)")
+    mm.add_argument("-q", "--quiet", action="store_true")
+    mm.set_defaults(func=cmd_train_midi2mel)
     e = sub.add_parser("eval", help="measure a model on held-out data: a DDSP model against the default instrument, "
-                                    "a vocoder by copy synthesis against Griffin-Lim")
+                                    "a vocoder by copy synthesis against Griffin-Lim, MIDI-to-mel against the "
+                                    "analysed audio")
     e.add_argument("model")
     e.add_argument("--data", required=True, help="held-out folder: a dataset with the clips' .mid files (DDSP) or "
                                                  "any audio (vocoders)")
@@ -113,6 +135,27 @@ def cmd_train_vocoder(args) -> int:
     return 0
 
 
+def cmd_train_midi2mel(args) -> int:
+    from .checkpoint import CheckpointError
+    from .midi_to_mel_training import MidiToMelTrainConfig, train_midi2mel
+    from .soundfont_data import DatasetError
+    try:
+        cfg = MidiToMelTrainConfig(steps=args.steps, decay_steps=args.decay_steps, batch_frames=args.batch_frames,
+                                   learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                                   device=args.device, hidden=args.hidden, layers=args.layers, tail=args.tail)
+        r = train_midi2mel(args.data, args.out, cfg, vocoder=args.vocoder, name=args.name, heldout=args.heldout,
+                           progress=not args.quiet)
+    except (ValueError, FileNotFoundError, FloatingPointError, CheckpointError, DatasetError) as exc:
+        print(f"livewave: error: {exc}", file=sys.stderr)
+        return 2
+    q = r["quality"]
+    extra = (f"; held out: log-mel L1 {q['log_mel_l1']['all']} (mean-frame floor {q['floors']['mean_frame']['all']})"
+             if q else "")
+    print(f"livewave: trained {r['out']}: {r['steps']} steps in {r['seconds']:.0f} s, log-mel L1 {r['loss']:.4f}"
+          f"{extra}{'' if args.vocoder else '; no vocoder yet: livewave chain OUT VOCODER -o PLAYABLE'}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from pathlib import Path
 
@@ -125,11 +168,15 @@ def cmd_eval(args) -> int:
             from .vocoder_evaluation import evaluate_vocoder, write_vocoder_card_markdown
             q = evaluate_vocoder(args.model, args.data, plot=png)
             write_md = write_vocoder_card_markdown
+        elif family == "midi2mel":
+            from .midi_to_mel_training import evaluate_checkpoint, write_midi2mel_card_markdown
+            q = evaluate_checkpoint(args.model, args.data, png=png)
+            write_md = write_midi2mel_card_markdown
         else:
             from .ddsp_evaluation import evaluate
             q = evaluate(args.model, args.data, render_rate=args.rate, plot=png)
             write_md = write_card_markdown
-    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:     # NB: DatasetError is a ValueError
         print(f"livewave: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(q, indent=1))

@@ -90,6 +90,8 @@ def make_chain(source_path, vocoder_path, out, name: str | None = None):
     from pathlib import Path
 
     from .checkpoint import BUILTIN, CheckpointError, load_generator, read_checkpoint, save_checkpoint
+    if str(source_path) != BUILTIN and read_checkpoint(source_path)[0]["family"] == "midi2mel":
+        return _midi2mel_with(source_path, vocoder_path, out, name)
     source, vocoder = load_generator(source_path), load_generator(vocoder_path)
     try:
         chain = VocoderChain(source, vocoder, name or Path(out).stem)
@@ -107,4 +109,29 @@ def make_chain(source_path, vocoder_path, out, name: str | None = None):
     card = {"instrument": chain.info.name, "made_from": [str(source_path), str(vocoder_path)]}
     save_checkpoint(out, "chain", config, card, tensors)
     load_generator(out)
+    return out
+
+
+def _midi2mel_with(model_path, vocoder_path, out, name: str | None):
+    """A MIDI-to-mel checkpoint with ``vocoder_path`` as its vocoder (replacing any it had)."""
+    from .checkpoint import CheckpointError, load_generator, read_checkpoint, save_checkpoint
+    meta, tensors = read_checkpoint(model_path)
+    vmeta, vtensors = read_checkpoint(vocoder_path)
+    load_generator(vocoder_path)
+    config = {**meta["config"], "vocoder": {"family": vmeta["family"], "config": vmeta["config"],
+                                            "card": vmeta["card"]}}
+    if name:
+        config["name"] = name
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("vocoder/") and k != "_empty"}
+    tensors.update({f"vocoder/{k}": v for k, v in vtensors.items() if k != "_empty"})
+    card = {**meta["card"], "vocoder": vmeta["card"].get("instrument") or vmeta["family"]}
+    from pathlib import Path
+    tmp = Path(out).with_name(Path(out).name + ".check.safetensors")
+    save_checkpoint(tmp, "midi2mel", config, card, tensors)
+    try:
+        load_generator(tmp)
+    except CheckpointError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"{model_path} + {vocoder_path}: {exc}") from None
+    tmp.replace(out)
     return out

@@ -121,6 +121,17 @@ class AudioVocoder(Generator):
         """The model's audio (a torch tensor ``[samples]``) for mel ``[1, n_mels, frames]``."""
         raise NotImplementedError
 
+    def synthesize(self, mel, controls) -> object:
+        """Streamed: model-rate audio (torch ``[samples]``) for the next completed mel frames
+        ``[1, n_mels, frames]`` on the prepared device, the model's state carried; fewer samples
+        than ``frames * hop`` while a lookahead fills. For a host that makes its own mel frames
+        (``midi2mel``); render side, after ``prepare``."""
+        return self._step(mel, controls)
+
+    def reset_model(self) -> None:
+        """Back to silence: the model's streaming state only."""
+        self._reset_model()
+
     def offline(self, mel: np.ndarray) -> np.ndarray:
         """Copy synthesis at the model's rate, not streamed: mel ``[frames, n_mels]`` -> audio
         ``[frames * hop]`` (evaluation)."""

@@ -1,0 +1,206 @@
+"""A vocoder played from MIDI: the ``midi2mel`` family (MIDI-to-mel model, then a vocoder).
+
+Per render call, on the render side:
+    the engine's voices (pitch with bend, velocity, onset, held or released and when, gain)
+    -> for each mel frame that ends inside this call, every sounding voice's roll features
+       (``piano_roll.note_features``, the training definition, at the frame's end time)
+    -> ``MidiToMel``: one log-mel frame holding the whole chord
+    -> the vocoder's streamed step (``melgan``, ``flow``, ``hifigan``, ...: its own state)
+    -> resample to the device rate (soxr) -> ``DelayLine`` -> out.
+
+Timing: model frame ``t`` ends at model sample ``(t + 1) * hop``, i.e. at device sample
+``e_t = (t + 1) * hop * device_rate / model_rate`` counted from the first call after a reset;
+it is made in the call holding the device sample just before ``e_t``, from the voices' state
+there, which is the state after every event strictly before ``e_t`` (the engine splits its
+calls at events). So a note is heard from the first frame ending after it (onsets fall on the
+frame grid: ``hop`` model samples, 11.6 ms at 22.05 kHz and hop 256) and the output does not
+depend on the block size. The delay line pays out a fixed delay (the worst shortfall of the
+frame clock and the resampler, measured with silence at block sizes 1, 17, 64 and the
+largest): that delay, plus a non-causal vocoder's centring, is the declared lookahead.
+
+The engine's envelope is a gate here (the model makes the attack, decay and release): a voice
+lives ``tail`` seconds past its release, the time the model was trained to ring out.
+
+Checkpoint: config ``{"midi2mel": MidiToMelConfig, "vocoder": {family, config, card}, "name"}``,
+tensors: the model's and the vocoder's prefixed ``vocoder/``. A model saved without a vocoder
+cannot sound; ``livewave chain MODEL VOCODER -o OUT`` adds one.
+Threading: ``render`` on the render side only; torch is bound in ``prepare``.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from numba import njit
+
+from .config import ConfigError, EnvelopeConfig
+from .generator import Generator, GeneratorInfo
+from .midi_to_mel import MidiToMel, MidiToMelConfig
+from .piano_roll import N_FEATURES, ONSET_TAUS, RELEASE_TAUS, note_features
+from .streaming_resampler import DelayLine, Resampler
+
+TRAINING_GAIN = (100 / 127) ** 2     # the engine's channel gain at the data's CC7 100, CC11 127
+
+
+@njit(nogil=True, cache=True)
+def fill_roll(active, gate, note, velocity, gain, onset_time, release_time, taus, k, rate, tail,
+              onset_taus, release_taus, feats, rows, gains):
+    """The sounding voices' features at the ``k`` frame end times ``taus`` (device samples,
+    absolute) into ``feats``/``rows``/``gains``; returns how many rows."""
+    p = 0
+    for j in range(k):
+        tau = taus[j]
+        for v in range(active.shape[0]):
+            if not active[v] or onset_time[v] >= tau:
+                continue
+            held = gate[v]
+            t_rel = 0.0
+            if not held:
+                rel = release_time[v] if release_time[v] >= 0 else onset_time[v]
+                t_rel = (tau - rel) / rate
+                if t_rel > tail:
+                    continue
+            note_features(note[v], velocity[v], (tau - onset_time[v]) / rate, held, t_rel, onset_taus,
+                          release_taus, feats[p])
+            rows[p] = j
+            gains[p] = gain[v] / TRAINING_GAIN
+            p += 1
+    return p
+
+
+
+class MidiToMelInstrument(Generator):
+    def __init__(self, model: MidiToMel, vocoder, name: str = "", card: dict | None = None):
+        c = model.config
+        if vocoder.info.conditioning != "audio" or not hasattr(vocoder, "synthesize"):
+            raise ValueError(f"{vocoder.info.name} ({vocoder.info.family}) is not a vocoder")
+        vm, vr = vocoder.mel_cfg, vocoder.info.sample_rate
+        mine = c.mel_settings()
+        diff = [k for k in mine if vm.get(k) != mine[k]]
+        if vr != c.sample_rate or diff:
+            raise ValueError(f"the vocoder's mel ({vr} Hz, {', '.join(f'{k}={vm.get(k)}' for k in diff) or 'same'}) "
+                             f"is not the model's ({c.sample_rate} Hz, "
+                             f"{', '.join(f'{k}={mine[k]}' for k in diff) or 'same'})")
+        self.model, self.vocoder, self.mcfg = model.eval(), vocoder, c
+        self.voc_index = [i for i, ctl in enumerate(vocoder.info.controls) if ctl.name != "input_gain"]
+        controls = tuple(vocoder.info.controls[i] for i in self.voc_index)
+        self.info = GeneratorInfo(
+            family="midi2mel", name=name or "midi2mel", sample_rate=c.sample_rate, hop=c.hop, polyphonic=True,
+            conditioning="voices", controls=controls, card=dict(card or {}),
+            envelope=EnvelopeConfig(attack_s=0.002, decay_s=1.0, sustain=1.0, release_s=c.tail + 0.05))
+        self.device = "cpu"
+
+    @classmethod
+    def from_checkpoint(cls, config: dict, card: dict, tensors: dict) -> MidiToMelInstrument:
+        from .generator import family_class
+        from .vocoder_instrument import _load_state
+        model = MidiToMel(MidiToMelConfig.from_dict(config.get("midi2mel") or {}))
+        _load_state(model, {k: v for k, v in tensors.items() if not k.startswith("vocoder/")})
+        spec = config.get("vocoder")
+        if not isinstance(spec, dict) or "family" not in spec:
+            raise ValueError("this MIDI-to-mel model has no vocoder to sound through; add one with "
+                             "livewave chain MODEL VOCODER -o OUT")
+        sub = {k[len("vocoder/"):]: v for k, v in tensors.items() if k.startswith("vocoder/")}
+        vocoder = family_class(spec["family"]).from_checkpoint(spec.get("config") or {}, spec.get("card") or {}, sub)
+        return cls(model, vocoder, str(config.get("name", "midi2mel"))[:200], card)
+
+    # -- set-up --------------------------------------------------------------------------------
+    def prepare(self, sample_rate: int, max_block: int, voices: int, device: str = "cpu") -> None:
+        import torch
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU")
+        self._torch = torch            # NB: the render side uses this; it never imports
+        self.dev = torch.device(device)
+        self.model.to(self.dev)
+        self.vocoder.prepare(sample_rate, max_block, 1, device)
+        self.device = str(self.dev)
+        self.sample_rate, self.max_block = int(sample_rate), int(max_block)
+        c, mr = self.mcfg, self.mcfg.sample_rate
+        self.frame_num, self.frame_den = c.hop * self.sample_rate, mr      # e_t = (t + 1) * num / den
+        self.rs_out = Resampler(mr, self.sample_rate)
+        self.lag = int(self.vocoder.lag_frames)
+        self.line = DelayLine(self.chain_delay(max_block))
+        content = round(self.vocoder.content_delay * self.sample_rate / mr)
+        self.info = replace(self.info, lookahead=self.line.delay + content)
+        max_k = max_block * mr // (self.sample_rate * c.hop) + 2
+        self.taus = np.zeros(max_k, np.float64)
+        self.feats = np.zeros((max_k * voices, N_FEATURES), np.float32)
+        self.rows = np.zeros(max_k * voices, np.int64)
+        self.gains = np.zeros(max_k * voices, np.float32)
+        self.t_feats, self.t_rows, self.t_gains = (torch.from_numpy(a) for a in (self.feats, self.rows, self.gains))
+        self.vcontrols = self.vocoder.default_controls()
+        self.reset()
+        from .generator import Conditioning
+        cond = Conditioning(voices, max_block, len(self.info.controls))
+        cond.controls[:] = self.default_controls()
+        cond.active[:] = True
+        cond.gate[:] = True
+        cond.velocity[:] = 0.5
+        cond.note[:] = 60.0
+        cond.gain[:] = TRAINING_GAIN
+        out = np.zeros(max_block, np.float32)
+        for i in range(8):             # every kernel, the model at full polyphony, the vocoder
+            cond.sample_time, cond.frames = i * max_block, max_block
+            self.render(cond, out)
+        self.reset()
+
+    def chain_delay(self, max_block: int) -> int:
+        """The smallest delay the output never runs short with (the frame clock, the vocoder's
+        lag and the resampler, with silence) at block sizes 1, 17, 64 and ``max_block``."""
+        hop, worst = self.mcfg.hop, 0
+        for block in sorted({1, 17, 64, max_block}):
+            rs = Resampler(self.mcfg.sample_rate, self.sample_rate)
+            fed = got = made = 0
+            while fed < 2 * self.sample_rate:
+                fed += block
+                k = max(0, (fed * self.frame_den) // self.frame_num - self.lag) - made
+                made += k
+                got += rs.process(np.zeros(k * hop, np.float32)).shape[0]
+                worst = max(worst, fed - got)
+        return worst
+
+    def reset(self) -> None:
+        self.rs_out.reset()
+        self.line.reset()
+        self.vocoder.reset_model()
+        self.next_frame = 0
+        self.anchor = -1
+
+    # -- render side -------------------------------------------------------------------------------
+    def render(self, cond, out: np.ndarray) -> None:
+        n = cond.frames
+        if self.anchor < 0:
+            self.anchor = cond.sample_time
+        end = cond.sample_time - self.anchor + n
+        last = (end * self.frame_den) // self.frame_num        # frames whose end is <= end
+        k = min(last - self.next_frame, self.taus.shape[0])
+        if k > 0:
+            for j in range(k):
+                self.taus[j] = self.anchor + (self.next_frame + j + 1) * self.frame_num / self.frame_den
+            self.next_frame += k
+            self._frames(cond, k)
+        self.line.pull(out, n)
+
+    def _frames(self, cond, k: int) -> None:
+        torch = self._torch
+        p = fill_roll(cond.active, cond.gate, cond.note, cond.velocity, cond.gain, cond.onset_time,
+                      cond.release_time, self.taus, k, float(self.sample_rate), self.mcfg.tail, ONSET_TAUS,
+                      RELEASE_TAUS, self.feats, self.rows, self.gains)
+        for i, j in enumerate(self.voc_index):
+            self.vcontrols[j] = cond.controls[i]
+        with torch.inference_mode():
+            mel = self.model(self.t_feats[:p].to(self.dev), self.t_rows[:p].to(self.dev), k,
+                             self.t_gains[:p].to(self.dev))
+            y = self.vocoder.synthesize(mel.T[None].contiguous(), self.vcontrols).float().cpu().numpy()
+        self.line.push(self.rs_out.process(y))
+
+    def checkpoint_parts(self) -> tuple[dict, dict]:
+        vconf, vtens = self.vocoder.checkpoint_parts()
+        config = {"midi2mel": self.mcfg.to_dict(), "name": self.info.name,
+                  "vocoder": {"family": self.vocoder.info.family, "config": vconf, "card": self.vocoder.info.card}}
+        tensors = {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+        tensors.update({f"vocoder/{k}": v for k, v in vtens.items()})
+        return config, tensors
+
