@@ -38,6 +38,17 @@ def add_parsers(sub) -> None:
     m.add_argument("--ngf", type=int, default=32, help="generator width (32: 4.3 M parameters)")
     m.add_argument("--ratios", default="8,8,2,2", help="upsampling ratios; their product is the hop")
     m.set_defaults(func=cmd_train_vocoder, family="melgan")
+    i = fam.add_parser("istft", help="a causal GAN vocoder with an inverse-STFT output (iSTFTNet/Vocos style: cheap, "
+                                     "learns fast), from any folder of audio",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _vocoder_options(i, steps=20000, lr=5e-4)
+    i.add_argument("--gan-start", type=int, default=4000, help="steps of spectral loss alone before the GAN joins")
+    i.add_argument("--discriminators", default="msd+mpd", choices=("msd", "msd+mpd"))
+    i.add_argument("--hop", type=int, default=256, help="mel hop in samples")
+    i.add_argument("--n-fft", type=int, default=512, help="synthesis window: 2 or 4 hops")
+    i.add_argument("--channels", type=int, default=256)
+    i.add_argument("--blocks", type=int, default=6)
+    i.set_defaults(func=cmd_train_vocoder, family="istft")
     f = fam.add_parser("flow", help="a WaveGlow-style flow vocoder (exact likelihood), from any folder of audio",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _vocoder_options(f, steps=50000, lr=1e-4)
@@ -118,7 +129,11 @@ def cmd_train_vocoder(args) -> int:
         common = dict(family=args.family, steps=args.steps, batch=args.batch, crop_frames=args.crop_frames,
                       learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       device=args.device, sample_rate=args.rate, n_mels=args.n_mels)
-        if args.family == "flow":
+        if args.family == "istft":
+            cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
+                                     istft_hop=args.hop, istft_n_fft=args.n_fft, istft_channels=args.channels,
+                                     istft_blocks=args.blocks)
+        elif args.family == "flow":
             cfg = VocoderTrainConfig(**common, flow_hop=args.hop, n_group=args.n_group, n_flows=args.n_flows,
                                      wn_layers=args.wn_layers, wn_channels=args.wn_channels)
         else:
@@ -164,7 +179,7 @@ def cmd_eval(args) -> int:
     png = Path(args.model).with_suffix(".png") if args.write_card else None
     try:
         family = read_checkpoint(args.model)[0]["family"]
-        if family in ("melgan", "flow"):
+        if family in ("melgan", "istft", "flow"):
             from .vocoder_evaluation import evaluate_vocoder, write_vocoder_card_markdown
             q = evaluate_vocoder(args.model, args.data, plot=png)
             write_md = write_vocoder_card_markdown

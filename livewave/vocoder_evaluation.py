@@ -114,7 +114,12 @@ def write_vocoder_card_markdown(model_path) -> Path:
     card, cfg = meta["card"], meta["config"]
     d, t, q = card.get("data", {}), card.get("training", {}), card.get("quality", {})
     mc, mel = cfg.get("melgan", {}), cfg.get("mel", {})
-    if meta["family"] == "flow":
+    if meta["family"] == "istft":
+        ic = cfg.get("istft", {})
+        arch = (f"A causal iSTFT GAN vocoder ({ic.get('blocks')} residual blocks of {ic.get('channels')} channels at "
+                f"the frame rate, then an inverse FFT of {ic.get('n_fft')} with overlap-add; it sounds one hop behind "
+                "its input)")
+    elif meta["family"] == "flow":
         fc = cfg.get("flow", {})
         arch = (f"A causal WaveGlow-style flow ({fc.get('n_flows')} flows, groups of {fc.get('n_group')}, WaveNets of "
                 f"{fc.get('wn_layers')} layers x {fc.get('wn_channels')} channels), sampled at sigma 0.6")
@@ -123,7 +128,9 @@ def write_vocoder_card_markdown(model_path) -> Path:
     lines = [f"# {path.stem}: {card.get('instrument', '')} ({meta['family']})", "",
              f"`{path.name}`, {path.stat().st_size / 1e6:.2f} MB, {card.get('parameters', '?')} parameters, "
              f"{card.get('sample_rate')} Hz. {arch}, hop {mel.get('hop')}, on {mel.get('n_mels')} log-mel bands "
-             f"(n_fft {mel.get('n_fft')}), the engine's own analysis. It streams with no lookahead.", "",
+             f"(n_fft {mel.get('n_fft')}), the engine's own analysis. "
+             + ("It sounds one hop behind its input (declared as latency)." if meta["family"] == "istft"
+                else "It streams with no lookahead."), "",
              "## Data", "",
              f"- {d.get('seconds')} s of audio from {d.get('files')} files under `{d.get('folder')}`"
              + (f" ({len(d.get('skipped') or [])} skipped)" if d.get("skipped") else ""),

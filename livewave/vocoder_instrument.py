@@ -1,4 +1,4 @@
-"""The vocoder families' generators (``melgan``, ``flow``), driven by live audio in: play or sing
+"""The vocoder families' generators (``melgan``, ``istft``, ``flow``), driven by live audio in: play or sing
 into it, and it comes out rendered by the vocoder (resynthesis, or timbre transfer with a
 vocoder trained on another instrument).
 
@@ -28,6 +28,7 @@ from numba import njit
 from .config import ConfigError
 from .flow_vocoder import SIGMA, FlowConfig, FlowVocoder
 from .generator import Control, Generator, GeneratorInfo
+from .istft_vocoder import ISTFTConfig, ISTFTVocoder
 from .mel_analysis import MelStream
 from .melgan import MelGANConfig, MelGANGenerator
 from .reference_vocoders import HiFiGANConfig, HiFiGANGenerator, MelGANReferenceConfig, MelGANReferenceGenerator
@@ -224,6 +225,16 @@ class MelGANVocoder(AudioVocoder):
 
     def _offline(self, mel):
         return self.model(mel)[0, 0]
+
+
+class ISTFTVocoderInstrument(MelGANVocoder):
+    """The causal iSTFT GAN vocoder: it sounds one hop behind its input (trained so)."""
+    family = config_key = "istft"
+    config_class, model_class = ISTFTConfig, ISTFTVocoder
+
+    def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None):
+        super().__init__(model, mel, name, card)
+        self.content_delay = model.output_delay
 
 
 class FlowVocoderInstrument(AudioVocoder):

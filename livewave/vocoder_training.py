@@ -1,4 +1,4 @@
-"""Training a vocoder: ``livewave train melgan|flow --data DIR --out models/NAME.safetensors``.
+"""Training a vocoder: ``livewave train melgan|istft|flow --data DIR --out models/NAME.safetensors``.
 
 Data: every audio file under ``DIR`` (a ``livewave data`` dataset, or a folder of your own
 recordings), mixed to mono and resampled to the model's rate. The log-mel frames are computed
@@ -11,6 +11,7 @@ Loss, MelGAN: the multi-resolution STFT distance (``spectral_loss``) from the fi
 short run already sounds right; from ``gan_start`` on, a least-squares GAN with MelGAN's
 multi-scale discriminator (``--discriminators msd``) or that plus HiFi-GAN's multi-period one
 (``msd+mpd``), with feature matching (weight 10 as in MelGAN, halved per discriminator set).
+Loss, istft: as MelGAN's, the output compared one hop behind the audio (``output_delay``).
 Loss, flow: the exact negative log-likelihood in nats per sample (``FlowVocoder``), z ~ N(0, 1).
 
 - Deterministic with a seed: weights from ``seed``; each step's crops from a generator seeded
@@ -61,14 +62,21 @@ class VocoderTrainConfig:
     n_flows: int = 12
     wn_layers: int = 8
     wn_channels: int = 64
+    # the istft family (ratios unused: its hop is istft_hop; synthesis window istft_n_fft)
+    istft_hop: int = 256
+    istft_n_fft: int = 512
+    istft_channels: int = 256
+    istft_blocks: int = 6
 
     @property
     def hop(self) -> int:
+        if self.family == "istft":
+            return self.istft_hop
         return self.flow_hop if self.family == "flow" else math.prod(self.ratios)
 
     def validate(self) -> VocoderTrainConfig:
-        if self.family not in ("melgan", "flow"):
-            raise ValueError(f"family={self.family!r}: melgan or flow")
+        if self.family not in ("melgan", "flow", "istft"):
+            raise ValueError(f"family={self.family!r}: melgan, istft or flow")
         if not (1 <= self.steps <= 10_000_000):
             raise ValueError(f"steps={self.steps}: need 1..10000000")
         if not (1 <= self.batch <= 4096):
@@ -162,7 +170,12 @@ def _device(name: str):
 
 def _build(cfg: VocoderTrainConfig):
     """(model, its config, the generator class wrapping it for the engine)."""
-    from .vocoder_instrument import FlowVocoderInstrument, MelGANVocoder
+    from .vocoder_instrument import FlowVocoderInstrument, ISTFTVocoderInstrument, MelGANVocoder
+    if cfg.family == "istft":
+        from .istft_vocoder import ISTFTConfig, ISTFTVocoder
+        icfg = ISTFTConfig(n_mels=cfg.n_mels, hop=cfg.istft_hop, n_fft=cfg.istft_n_fft, channels=cfg.istft_channels,
+                           blocks=cfg.istft_blocks, sample_rate=cfg.sample_rate)
+        return ISTFTVocoder(icfg), icfg, ISTFTVocoderInstrument
     if cfg.family == "flow":
         from .flow_vocoder import FlowConfig, FlowVocoder
         fcfg = FlowConfig(n_mels=cfg.n_mels, hop=cfg.flow_hop, n_group=cfg.n_group, n_flows=cfg.n_flows,
@@ -280,6 +293,9 @@ def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes)
     from .gan_discriminators import discriminator_loss, feature_matching_loss, generator_adversarial_loss
     from .spectral_loss import multiscale_spectral_distance
     fake = gen(mel)
+    delay = int(getattr(gen, "output_delay", 0))     # a model trained to lag its input (istft)
+    if delay:
+        fake, real = fake[..., delay:], real[..., :-delay]
     if adversarial:
         opt_d.zero_grad(set_to_none=True)
         d_loss = sum(discriminator_loss(d(real)[0], d(fake.detach())[0]) for d in discs)
@@ -301,6 +317,9 @@ def _config_key(cfg: VocoderTrainConfig) -> str:
     d = asdict(cfg)
     for k in ("steps", "device", "checkpoint_every"):
         d.pop(k)
+    if cfg.family != "istft":       # NB: the keys runs had before the istft family existed
+        for k in ("istft_hop", "istft_n_fft", "istft_channels", "istft_blocks"):
+            d.pop(k)
     if cfg.family == "melgan":      # NB: the key MelGAN runs had before the flow family existed
         for k in ("family", "flow_hop", "n_group", "n_flows", "wn_layers", "wn_channels"):
             d.pop(k)

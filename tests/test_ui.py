@@ -308,3 +308,27 @@ def test_vocoders_show_their_cards_and_controls(window, qtbot, tmp_path):
     w.browser.list.itemActivated.emit(w.browser.item_for(str(chain)))
     qtbot.waitUntil(lambda: w.model_info.get("path") == str(chain), timeout=5000)
     assert {"brightness", "input_gain"} <= set(w.controls.sliders)
+
+
+def test_a_vocoder_played_from_midi_shows_its_card_and_the_vocoders_controls(window, qtbot, tmp_path):
+    """A midi2mel model through a flow vocoder: its card says it plays from MIDI; its panel has
+    the flow's sigma and no input gain (there is no audio in); the keyboard plays it."""
+    from test_vocoder_instrument import tiny_flow
+
+    from livewave.checkpoint import save_checkpoint
+    from livewave.midi_to_mel import MidiToMel, MidiToMelConfig
+    from livewave.midi_to_mel_instrument import MidiToMelInstrument
+    w = window
+    inst = MidiToMelInstrument(MidiToMel(MidiToMelConfig(sample_rate=22050, hop=64, n_mels=20, hidden=16, layers=2)),
+                               tiny_flow(), name="tiny piano")
+    config, tensors = inst.checkpoint_parts()
+    path = save_checkpoint(tmp_path / "m2m.safetensors", "midi2mel", config, {"instrument": "tiny piano",
+                                                                             "vocoder": "tiny-flow"}, tensors)
+    w.browser.refresh()
+    w.browser.list.setCurrentItem(w.browser.item_for(str(path)))
+    assert "played from MIDI, through the vocoder tiny-flow" in w.browser.card.text()
+    w.browser.list.itemActivated.emit(w.browser.item_for(str(path)))
+    qtbot.waitUntil(lambda: w.model_info.get("path") == str(path), timeout=5000)
+    assert set(w.controls.sliders) == {"sigma"}
+    assert w.controls.sliders["sigma"].value == pytest.approx(0.6)
+    assert w.model_info.get("family") == "midi2mel"

@@ -12,7 +12,7 @@ from livewave.checkpoint import BUILTIN, CheckpointError, read_checkpoint
 SUFFIXES = (".safetensors",)
 
 
-AUDIO_DRIVEN = ("melgan", "flow", "hifigan", "melgan_reference")
+AUDIO_DRIVEN = ("melgan", "istft", "flow", "hifigan", "melgan_reference")
 
 
 def card_text(path: Path | None, meta: dict | None, device: str | None = None) -> str:
@@ -32,11 +32,19 @@ def card_text(path: Path | None, meta: dict | None, device: str | None = None) -
     if family == "chain":
         src, voc = card.get("source", {}), card.get("vocoder", {})
         rows.append(f"{src.get('instrument', 'an instrument')} re-rendered by {voc.get('instrument', 'a vocoder')}")
+    if family == "midi2mel":
+        voc = meta.get("config", {}).get("vocoder")
+        through = (f"the vocoder {card.get('vocoder', voc['family'])}" if voc
+                   else "no vocoder yet (livewave chain adds one)")
+        rows.append(f"played from MIDI, through {through}")
     if card.get("imported"):
         rows.append(f"imported: {card['imported'].get('source', '?')}")
     if tr:
         rows.append(f"trained {tr.get('steps', '?')} steps on {tr.get('device', '?')}")
-    if q and "mrstft_model" in q:
+    if q and "log_mel_l1" in q:
+        rows.append(f"held-out log-mel L1 {q['log_mel_l1']['sounding']} (the mean frame: "
+                    f"{q['floors']['mean_frame']['sounding']})")
+    elif q and "mrstft_model" in q:
         rows.append(f"copy synthesis: STFT distance {q['mrstft_model']} (Griffin-Lim {q['mrstft_griffin_lim']}), "
                     f"log-mel L1 {q['logmel_l1_model']} (Griffin-Lim {q['logmel_l1_griffin_lim']})")
     elif q:
