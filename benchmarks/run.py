@@ -276,9 +276,15 @@ def main() -> None:
              f"{'' if args.device == 'cpu' else ', GPU: ' + _gpu_name()}", ""]
     models = sorted((ROOT / "models").glob("*.safetensors"))[:1]
     if args.vocoder_only:
-        from benchmarks.vocoder import mel_analysis_table, melgan_stream_table, vocoder_engine_table
+        from benchmarks.vocoder import (
+            mel_analysis_table,
+            melgan_stream_table,
+            midi2mel_engine_table,
+            vocoder_engine_table,
+        )
         lines += mel_analysis_table() + melgan_stream_table(args.device)
         lines += vocoder_engine_table(args.device, quick=args.quick)
+        lines += midi2mel_engine_table()
         args.no_jack = True
     elif args.busy_gui_only:
         lines += ["### A busy GUI while MIDI plays (JACK dummy driver, 48 kHz, period 128; the app's engine "

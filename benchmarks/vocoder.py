@@ -79,11 +79,18 @@ def vocoder_configs(quick: bool = False) -> list[tuple[str, object]]:
     import torch
 
     from livewave.flow_vocoder import FlowConfig, FlowVocoder
+    from livewave.istft_vocoder import ISTFTVocoder
     from livewave.melgan import MelGANConfig, MelGANGenerator
     from livewave.reference_vocoders import HiFiGANConfig, HiFiGANGenerator
-    from livewave.vocoder_instrument import FlowVocoderInstrument, HiFiGANVocoder, MelGANVocoder
+    from livewave.vocoder_instrument import (
+        FlowVocoderInstrument,
+        HiFiGANVocoder,
+        ISTFTVocoderInstrument,
+        MelGANVocoder,
+    )
     torch.manual_seed(0)
-    out = [("melgan ngf 16 (causal)", MelGANVocoder(MelGANGenerator(MelGANConfig(ngf=16)))),
+    out = [("istft 256 x 6 (causal)", ISTFTVocoderInstrument(ISTFTVocoder())),
+           ("melgan ngf 16 (causal)", MelGANVocoder(MelGANGenerator(MelGANConfig(ngf=16)))),
            ("melgan ngf 32 (causal)", MelGANVocoder(MelGANGenerator(MelGANConfig(ngf=32)))),
            ("flow 12 x WN 8x64 (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig())))]
     v3 = HiFiGANConfig(resblock="2", upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
@@ -149,5 +156,52 @@ def vocoder_engine_table(device: str = "cpu", seconds: float = 4.0, quick: bool 
             params = sum(p.numel() for p in voc.model.parameters())
             lines.append(f"| {label} | {threads} | {params / 1e6:.2f} M | {voc.info.lookahead / sr * 1e3:.1f} | "
                          f"{offline:.1f} | " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
+    return lines + [""]
+
+
+def midi2mel_engine_table(seconds: float = 4.0, voices=(1, 8, 16, 32)) -> list[str]:
+    """A vocoder played from MIDI as the engine runs it (voices -> MIDI-to-mel -> the iSTFT
+    vocoder -> soxr -> delay line) at 48 kHz, with ``n`` notes sounding all along (a held
+    chord, restruck every second so every note stays in its attack-to-release life): per device
+    block, the mean and p99 cost as a share of the block's duration."""
+    import torch
+
+    from livewave.generator import Conditioning
+    from livewave.istft_vocoder import ISTFTVocoder
+    from livewave.midi_to_mel import MidiToMel
+    from livewave.midi_to_mel_instrument import TRAINING_GAIN, MidiToMelInstrument
+    from livewave.vocoder_instrument import ISTFTVocoderInstrument
+    sr, blocks = 48000, (64, 128, 256, 512)
+    lines = ["### A vocoder played from MIDI in the engine (MIDI to mel, 72 k parameters, then the iSTFT vocoder "
+             "256 x 6; 48 kHz device; random weights: speed only)", "",
+             "Per device block: mean / p99 cost as a share of the block's duration, with that many notes sounding.",
+             "", "| threads | notes | " + " | ".join(f"block {b}" for b in blocks) + " |",
+             "| ---: | ---: | " + " | ".join("---:" for _ in blocks) + " |"]
+    torch.manual_seed(0)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for n in voices:
+            inst = MidiToMelInstrument(MidiToMel(), ISTFTVocoderInstrument(ISTFTVocoder()))
+            inst.prepare(sr, 512, max(voices), "cpu")
+            cells = []
+            for b in blocks:
+                inst.reset()
+                cond = Conditioning(max(voices), 512, len(inst.info.controls))
+                cond.controls[:] = inst.default_controls()
+                cond.active[:n] = cond.gate[:n] = True
+                cond.note[:n] = 48 + 3 * np.arange(n) % 40
+                cond.velocity[:n], cond.gain[:n] = 0.7, TRAINING_GAIN
+                out = np.zeros(b, np.float32)
+                ts = []
+                for i in range(0, int(seconds * sr) - b, b):
+                    cond.sample_time, cond.frames = i, b
+                    cond.onset_time[:n] = (i // sr) * sr
+                    t0 = time.perf_counter()
+                    inst.render(cond, out)
+                    ts.append(time.perf_counter() - t0)
+                ts = np.array(ts[20:]) / (b / sr)
+                cells.append(f"{ts.mean() * 100:.0f}% / {np.percentile(ts, 99) * 100:.0f}%")
+            lines.append(f"| {threads} | {n} | " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
     return lines + [""]

@@ -69,3 +69,18 @@ def spectral_distance_np(x, y, sample_rate: int | None = None, **kw) -> float:
         kw["fft_sizes"] = scaled_fft_sizes(sample_rate, kw.get("fft_sizes", DEFAULT_FFT_SIZES))
     with torch.no_grad():
         return float(multiscale_spectral_distance(xt, yt, **kw))
+
+
+def log_mel_distance(x: torch.Tensor, y: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop: int = 256,
+                     n_mels: int = 80, floor: float = 1e-5) -> torch.Tensor:
+    """Mean ``|log(max(floor, mel(x))) - log(max(floor, mel(y)))|`` (natural log): the log-mel L1
+    that vocoder evaluations report (HiFi-GAN trains on it too), with livewave's filterbank
+    (Slaney, magnitudes) on centred Hann frames. Differentiable; ``[B, N]`` or ``[N]``."""
+    from .mel_analysis import mel_filterbank
+    if x.shape != y.shape:
+        raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+    fb = torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels)).to(x.device, x.dtype)
+    window = torch.hann_window(n_fft, periodic=True, dtype=x.dtype, device=x.device)
+    mx = torch.matmul(fb, _magnitudes(x, n_fft, hop, window))
+    my = torch.matmul(fb, _magnitudes(y, n_fft, hop, window))
+    return (torch.log(mx.clamp(min=floor)) - torch.log(my.clamp(min=floor))).abs().mean()

@@ -48,6 +48,7 @@ def add_parsers(sub) -> None:
     i.add_argument("--n-fft", type=int, default=512, help="synthesis window: 2 or 4 hops")
     i.add_argument("--channels", type=int, default=256)
     i.add_argument("--blocks", type=int, default=6)
+    i.add_argument("--mel-weight", type=float, default=1.0, help="weight of the log-mel L1 loss")
     i.set_defaults(func=cmd_train_vocoder, family="istft")
     f = fam.add_parser("flow", help="a WaveGlow-style flow vocoder (exact likelihood), from any folder of audio",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -132,7 +133,7 @@ def cmd_train_vocoder(args) -> int:
         if args.family == "istft":
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
                                      istft_hop=args.hop, istft_n_fft=args.n_fft, istft_channels=args.channels,
-                                     istft_blocks=args.blocks)
+                                     istft_blocks=args.blocks, mel_weight=args.mel_weight)
         elif args.family == "flow":
             cfg = VocoderTrainConfig(**common, flow_hop=args.hop, n_group=args.n_group, n_flows=args.n_flows,
                                      wn_layers=args.wn_layers, wn_channels=args.wn_channels)

@@ -12,6 +12,7 @@ short run already sounds right; from ``gan_start`` on, a least-squares GAN with 
 multi-scale discriminator (``--discriminators msd``) or that plus HiFi-GAN's multi-period one
 (``msd+mpd``), with feature matching (weight 10 as in MelGAN, halved per discriminator set).
 Loss, istft: as MelGAN's, the output compared one hop behind the audio (``output_delay``).
+``mel_weight`` adds the log-mel L1 (HiFi-GAN's reconstruction loss, the evaluation's measure).
 Loss, flow: the exact negative log-likelihood in nats per sample (``FlowVocoder``), z ~ N(0, 1).
 
 - Deterministic with a seed: weights from ``seed``; each step's crops from a generator seeded
@@ -67,6 +68,7 @@ class VocoderTrainConfig:
     istft_n_fft: int = 512
     istft_channels: int = 256
     istft_blocks: int = 6
+    mel_weight: float = 0.0      # weight of the log-mel L1 (``spectral_loss.log_mel_distance``) in G's loss
 
     @property
     def hop(self) -> int:
@@ -260,7 +262,8 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
             loss = gen.negative_log_likelihood(real[:, 0], mel)
             adversarial = False
         else:
-            loss = _gan_step(gen, discs, opt_d, opt_g, mel, real, step >= cfg.gan_start, fft_sizes)
+            loss = _gan_step(gen, discs, opt_d, opt_g, mel, real, step >= cfg.gan_start, fft_sizes,
+                             (cfg.mel_weight, cfg.sample_rate, cfg.n_fft, cfg.n_mels))
             adversarial = step >= cfg.gan_start
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss)} at step {step}; the last checkpoint is kept")
@@ -287,7 +290,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
             "skipped": skipped}
 
 
-def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes):
+def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes, mel_loss=(0.0, 0, 0, 0)):
     """One MelGAN step up to the generator's loss (returned; the caller runs backward and steps):
     the discriminators' update first when ``adversarial``."""
     from .gan_discriminators import discriminator_loss, feature_matching_loss, generator_adversarial_loss
@@ -303,6 +306,11 @@ def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes)
         opt_d.step()
     opt_g.zero_grad(set_to_none=True)
     loss = multiscale_spectral_distance(fake[:, 0], real[:, 0], fft_sizes=fft_sizes)
+    weight, rate, n_fft, n_mels = mel_loss
+    if weight:
+        from .spectral_loss import log_mel_distance
+        hop = getattr(gen, "hop", 256)
+        loss = loss + weight * log_mel_distance(fake[:, 0], real[:, 0], rate, n_fft, hop, n_mels)
     if adversarial:
         for d in discs:
             _, real_feats = d(real)
@@ -320,6 +328,8 @@ def _config_key(cfg: VocoderTrainConfig) -> str:
     if cfg.family != "istft":       # NB: the keys runs had before the istft family existed
         for k in ("istft_hop", "istft_n_fft", "istft_channels", "istft_blocks"):
             d.pop(k)
+    if not cfg.mel_weight:
+        d.pop("mel_weight")
     if cfg.family == "melgan":      # NB: the key MelGAN runs had before the flow family existed
         for k in ("family", "flow_hop", "n_group", "n_flows", "wn_layers", "wn_channels"):
             d.pop(k)
