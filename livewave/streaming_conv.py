@@ -32,7 +32,22 @@ class CausalConv1d(nn.Conv1d):
         self._cache: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv1d(F.pad(x, (self.context, 0)), self.weight, self.bias, dilation=self.dilation)
+        return self._conv(F.pad(x, (self.context, 0)))
+
+    def _conv(self, xx: torch.Tensor) -> torch.Tensor:
+        """The valid convolution of ``xx`` (context included). NB: on the CPU, torch's kernel for a
+        dilated conv is a slow fallback (an element-wise gather: 1.8 ms of a 3.6 ms vocoder frame,
+        profiled) and its im2col conv costs ~100 us for a few frames; so on the CPU a dilated conv,
+        or any conv over at most 16 steps (a streamed frame-rate step), stacks the ``kernel``
+        taps as channels and does one matrix product: the same sums in another order."""
+        d, k = self.dilation[0], self.kernel_size[0]
+        t = xx.shape[2] - self.context
+        if xx.device.type != "cpu" or (d == 1 and t > 16):
+            return F.conv1d(xx, self.weight, self.bias, dilation=self.dilation)
+        # taps[:, c * k + i] = xx[:, c, i * d:], the weight's own layout (a view of it, no copy)
+        taps = xx if k == 1 else torch.stack([xx[:, :, i * d:i * d + t] for i in range(k)], dim=2).flatten(1, 2)
+        y = torch.matmul(self.weight.reshape(self.out_channels, k * self.in_channels), taps)
+        return y if self.bias is None else y + self.bias[:, None]
 
     def reset(self) -> None:
         self._cache = None
@@ -45,7 +60,7 @@ class CausalConv1d(nn.Conv1d):
             cache = x.new_zeros(x.shape[0], x.shape[1], self.context)
         xx = torch.cat((cache, x), dim=2)
         self._cache = xx[:, :, -self.context:]
-        return F.conv1d(xx, self.weight, self.bias, dilation=self.dilation)
+        return self._conv(xx)
 
 
 class CausalConvTranspose1d(nn.ConvTranspose1d):
