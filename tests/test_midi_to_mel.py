@@ -244,3 +244,19 @@ def test_the_command_line_trains_chains_measures_and_renders_a_midi2mel(roll_dat
     import soundfile as sf
     y, sr = sf.read(str(tmp_path / "song.wav"))
     assert sr == 48000 and np.isfinite(y).all() and np.abs(y).max() > 1e-4
+
+
+def test_a_midi2mel_checkpoint_whose_config_does_not_match_its_weights_is_refused(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+    path, _ = tiny_midi2mel(tmp_path)
+    with safe_open(str(path), "np") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(meta["config"])
+    config["midi2mel"]["hidden"] = 24
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={**meta, "config": json.dumps(config)})
+    with pytest.raises(CheckpointError, match="do not match the config"):
+        load_generator(tmp_path / "bad.safetensors")
