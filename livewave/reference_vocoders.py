@@ -336,3 +336,13 @@ class LookaheadStreamer:
             self.buf = self.buf[:, :, drop:]
             self.start += drop
         return y
+
+
+# The generator settings of the reference V1, V2 and V3 configs (the rest as HiFiGANConfig's).
+HIFIGAN_VERSIONS = {
+    "v1": {},
+    "v2": {"upsample_initial_channel": 128},
+    "v3": {"resblock": "2", "upsample_rates": (8, 8, 4), "upsample_kernel_sizes": (16, 16, 8),
+           "upsample_initial_channel": 256, "resblock_kernel_sizes": (3, 5, 7),
+           "resblock_dilation_sizes": ((1, 2), (2, 6), (3, 12))},
+}

@@ -38,6 +38,16 @@ def add_parsers(sub) -> None:
     m.add_argument("--ngf", type=int, default=32, help="generator width (32: 4.3 M parameters)")
     m.add_argument("--ratios", default="8,8,2,2", help="upsampling ratios; their product is the hop")
     m.set_defaults(func=cmd_train_vocoder, family="melgan")
+    h = fam.add_parser("hifigan", help="a HiFi-GAN generator (the reference V1/V2/V3; not causal: it streams with "
+                                       "its lookahead), from any folder of audio",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _vocoder_options(h, steps=20000, lr=2e-4)
+    h.add_argument("--version", default="v3", choices=("v1", "v2", "v3"), help="the reference generator's size")
+    h.add_argument("--channels", type=int, default=0, help="upsample_initial_channel (0: the version's)")
+    h.add_argument("--gan-start", type=int, default=4000, help="steps of spectral loss alone before the GAN joins")
+    h.add_argument("--discriminators", default="msd+mpd", choices=("msd", "msd+mpd"))
+    h.add_argument("--mel-weight", type=float, default=1.0, help="weight of the log-mel L1 loss")
+    h.set_defaults(func=cmd_train_vocoder, family="hifigan")
     i = fam.add_parser("istft", help="a causal GAN vocoder with an inverse-STFT output (iSTFTNet/Vocos style: cheap, "
                                      "learns fast), from any folder of audio",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -130,7 +140,11 @@ def cmd_train_vocoder(args) -> int:
         common = dict(family=args.family, steps=args.steps, batch=args.batch, crop_frames=args.crop_frames,
                       learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       device=args.device, sample_rate=args.rate, n_mels=args.n_mels)
-        if args.family == "istft":
+        if args.family == "hifigan":
+            cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
+                                     hifigan_version=args.version, hifigan_channels=args.channels,
+                                     mel_weight=args.mel_weight)
+        elif args.family == "istft":
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
                                      istft_hop=args.hop, istft_n_fft=args.n_fft, istft_channels=args.channels,
                                      istft_blocks=args.blocks, mel_weight=args.mel_weight)
@@ -180,7 +194,7 @@ def cmd_eval(args) -> int:
     png = Path(args.model).with_suffix(".png") if args.write_card else None
     try:
         family = read_checkpoint(args.model)[0]["family"]
-        if family in ("melgan", "istft", "flow"):
+        if family in ("melgan", "istft", "flow", "hifigan"):
             from .vocoder_evaluation import evaluate_vocoder, write_vocoder_card_markdown
             q = evaluate_vocoder(args.model, args.data, plot=png)
             write_md = write_vocoder_card_markdown

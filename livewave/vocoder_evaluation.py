@@ -114,7 +114,12 @@ def write_vocoder_card_markdown(model_path) -> Path:
     card, cfg = meta["card"], meta["config"]
     d, t, q = card.get("data", {}), card.get("training", {}), card.get("quality", {})
     mc, mel = cfg.get("melgan", {}), cfg.get("mel", {})
-    if meta["family"] == "istft":
+    if meta["family"] == "hifigan":
+        hc = cfg.get("hifigan", {})
+        arch = (f"A HiFi-GAN generator (resblock {hc.get('resblock')}, {hc.get('upsample_initial_channel')} channels, "
+                f"rates {hc.get('upsample_rates')}), not causal: the engine streams it with its lookahead "
+                f"({card.get('receptive_field_frames', ['?', '?'])[1]} frames)")
+    elif meta["family"] == "istft":
         ic = cfg.get("istft", {})
         arch = (f"A causal iSTFT GAN vocoder ({ic.get('blocks')} residual blocks of {ic.get('channels')} channels at "
                 f"the frame rate, then an inverse FFT of {ic.get('n_fft')} with overlap-add; it sounds one hop behind "
@@ -129,8 +134,9 @@ def write_vocoder_card_markdown(model_path) -> Path:
              f"`{path.name}`, {path.stat().st_size / 1e6:.2f} MB, {card.get('parameters', '?')} parameters, "
              f"{card.get('sample_rate')} Hz. {arch}, hop {mel.get('hop')}, on {mel.get('n_mels')} log-mel bands "
              f"(n_fft {mel.get('n_fft')}), the engine's own analysis. "
-             + ("It sounds one hop behind its input (declared as latency)." if meta["family"] == "istft"
-                else "It streams with no lookahead."), "",
+             + {"istft": "It sounds one hop behind its input (declared as latency).",
+                "hifigan": "Its lookahead is declared as latency."}.get(meta["family"], "It streams with no lookahead."),
+             "",
              "## Data", "",
              f"- {d.get('seconds')} s of audio from {d.get('files')} files under `{d.get('folder')}`"
              + (f" ({len(d.get('skipped') or [])} skipped)" if d.get("skipped") else ""),

@@ -274,17 +274,35 @@ class FlowVocoderInstrument(AudioVocoder):
 
 class _ReferenceVocoder(AudioVocoder):
     """A non-causal vocoder from the reference code, streamed with its exact lookahead
-    (``reference_vocoders.LookaheadStreamer``). Its mel frames were centred on its blocks, so
-    it sounds ``(n_fft - hop) / 2`` samples later than the input on top of the lookahead."""
+    (``reference_vocoders.LookaheadStreamer``). Imported ones were trained on mel frames
+    centred on their blocks, so they sound ``(n_fft - hop) / 2`` samples later than the input on
+    top of the lookahead; one trained here (config ``"frames": "causal"``) learnt livewave's
+    causal frames, aligned like the MelGAN's, and adds only the lookahead."""
 
-    def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None):
+    def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None,
+                 centred: bool = True):
         from .reference_vocoders import LookaheadStreamer, receptive_field
         super().__init__(model, mel, name, card)
         left, right = receptive_field(type(model), model.config)
         self.lag_frames = right
-        self.content_delay = (int(self.mel_cfg["n_fft"]) - self.mcfg.hop) // 2
+        self.centred = bool(centred)
+        self.content_delay = (int(self.mel_cfg["n_fft"]) - self.mcfg.hop) // 2 if centred else 0
         self.streamer = LookaheadStreamer(model, left, right, self.mcfg.n_mels, self.mcfg.hop)
         self.info = replace(self.info, card={**self.info.card, "receptive_field_frames": [left, right]})
+
+    @classmethod
+    def from_checkpoint(cls, config: dict, card: dict, tensors: dict):
+        frames = config.get("frames", "centred")
+        if frames not in ("centred", "causal"):
+            raise ValueError(f"frames={frames!r}: centred or causal")
+        model = cls.model_class(cls.config_class.from_dict(config.get(cls.config_key) or {}))
+        _load_state(model, tensors)
+        return cls(model, config.get("mel"), str(config.get("name", cls.family))[:200], card,
+                   centred=frames == "centred")
+
+    def checkpoint_parts(self) -> tuple[dict, dict]:
+        config, tensors = super().checkpoint_parts()
+        return {**config, "frames": "centred" if self.centred else "causal"}, tensors
 
     def _reset_model(self) -> None:
         self.streamer.reset()

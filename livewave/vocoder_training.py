@@ -1,4 +1,4 @@
-"""Training a vocoder: ``livewave train melgan|istft|flow --data DIR --out models/NAME.safetensors``.
+"""Training a vocoder: ``livewave train melgan|hifigan|istft|flow --data DIR --out models/NAME.safetensors``.
 
 Data: every audio file under ``DIR`` (a ``livewave data`` dataset, or a folder of your own
 recordings), mixed to mono and resampled to the model's rate. The log-mel frames are computed
@@ -11,6 +11,8 @@ Loss, MelGAN: the multi-resolution STFT distance (``spectral_loss``) from the fi
 short run already sounds right; from ``gan_start`` on, a least-squares GAN with MelGAN's
 multi-scale discriminator (``--discriminators msd``) or that plus HiFi-GAN's multi-period one
 (``msd+mpd``), with feature matching (weight 10 as in MelGAN, halved per discriminator set).
+Loss, hifigan (the reference V1/V2/V3 generator, not causal: the engine streams it with its
+lookahead): as MelGAN's, on livewave's causal frames (config ``"frames": "causal"``).
 Loss, istft: as MelGAN's, the output compared one hop behind the audio (``output_delay``).
 ``mel_weight`` adds the log-mel L1 (HiFi-GAN's reconstruction loss, the evaluation's measure).
 Loss, flow: the exact negative log-likelihood in nats per sample (``FlowVocoder``), z ~ N(0, 1).
@@ -68,17 +70,24 @@ class VocoderTrainConfig:
     istft_n_fft: int = 512
     istft_channels: int = 256
     istft_blocks: int = 6
+    hifigan_version: str = "v3"  # the hifigan family: the reference V1, V2 or V3 generator
+    hifigan_channels: int = 0    # its upsample_initial_channel; 0 = the version's
     mel_weight: float = 0.0      # weight of the log-mel L1 (``spectral_loss.log_mel_distance``) in G's loss
 
     @property
     def hop(self) -> int:
         if self.family == "istft":
             return self.istft_hop
+        if self.family == "hifigan":
+            from .reference_vocoders import HIFIGAN_VERSIONS
+            return math.prod(HIFIGAN_VERSIONS.get(self.hifigan_version, {}).get("upsample_rates", (8, 8, 2, 2)))
         return self.flow_hop if self.family == "flow" else math.prod(self.ratios)
 
     def validate(self) -> VocoderTrainConfig:
-        if self.family not in ("melgan", "flow", "istft"):
-            raise ValueError(f"family={self.family!r}: melgan, istft or flow")
+        if self.family not in ("melgan", "flow", "istft", "hifigan"):
+            raise ValueError(f"family={self.family!r}: melgan, istft, hifigan or flow")
+        if self.family == "hifigan" and self.hifigan_version not in ("v1", "v2", "v3"):
+            raise ValueError(f"hifigan_version={self.hifigan_version!r}: v1, v2 or v3")
         if not (1 <= self.steps <= 10_000_000):
             raise ValueError(f"steps={self.steps}: need 1..10000000")
         if not (1 <= self.batch <= 4096):
@@ -172,7 +181,15 @@ def _device(name: str):
 
 def _build(cfg: VocoderTrainConfig):
     """(model, its config, the generator class wrapping it for the engine)."""
-    from .vocoder_instrument import FlowVocoderInstrument, ISTFTVocoderInstrument, MelGANVocoder
+    from .vocoder_instrument import FlowVocoderInstrument, HiFiGANVocoder, ISTFTVocoderInstrument, MelGANVocoder
+    if cfg.family == "hifigan":
+        from .reference_vocoders import HIFIGAN_VERSIONS, HiFiGANConfig, HiFiGANGenerator
+        v = dict(HIFIGAN_VERSIONS[cfg.hifigan_version])
+        if cfg.hifigan_channels:
+            v["upsample_initial_channel"] = cfg.hifigan_channels
+        hcfg = HiFiGANConfig(**v, num_mels=cfg.n_mels, sampling_rate=cfg.sample_rate, n_fft=cfg.n_fft,
+                             win_size=cfg.n_fft, hop_size=cfg.hop, fmax=None).check()
+        return HiFiGANGenerator(hcfg), hcfg, HiFiGANVocoder
     if cfg.family == "istft":
         from .istft_vocoder import ISTFTConfig, ISTFTVocoder
         icfg = ISTFTConfig(n_mels=cfg.n_mels, hop=cfg.istft_hop, n_fft=cfg.istft_n_fft, channels=cfg.istft_channels,
@@ -232,7 +249,9 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
     def save(step_now: int, loss: float) -> None:
         cpu_model, _, _ = _build(cfg)
         cpu_model.load_state_dict({k: v.detach().cpu() for k, v in gen.state_dict().items()})
-        voc = wrapper(cpu_model, {"n_fft": cfg.n_fft, "hop": cfg.hop, "n_mels": cfg.n_mels}, name=name or out.stem)
+        kw = {"centred": False} if cfg.family == "hifigan" else {}      # trained on livewave's causal frames
+        voc = wrapper(cpu_model, {"n_fft": cfg.n_fft, "hop": cfg.hop, "n_mels": cfg.n_mels}, name=name or out.stem,
+                      **kw)
         config, tensors = voc.checkpoint_parts()
         card = {"instrument": name or out.stem, "family": cfg.family, "sample_rate": cfg.sample_rate,
                 "parameters": cpu_model.parameter_count(),
@@ -330,6 +349,9 @@ def _config_key(cfg: VocoderTrainConfig) -> str:
             d.pop(k)
     if not cfg.mel_weight:
         d.pop("mel_weight")
+    if cfg.family != "hifigan":
+        d.pop("hifigan_version")
+        d.pop("hifigan_channels")
     if cfg.family == "melgan":      # NB: the key MelGAN runs had before the flow family existed
         for k in ("family", "flow_hop", "n_group", "n_flows", "wn_layers", "wn_channels"):
             d.pop(k)

@@ -75,3 +75,26 @@ def test_training_aligns_the_output_a_hop_late_and_resumes_exactly(tmp_path):
     assert meta["family"] == "istft" and meta["card"]["training"]["steps"] == 4
     assert all(np.array_equal(ta[k], tb[k]) for k in ta)
     assert load_generator(tmp_path / "a.safetensors").content_delay == 64
+
+
+def test_a_hifigan_trained_here_learns_causal_frames_and_streams_with_its_lookahead_only(tmp_path):
+    """``train hifigan``: the reference generator (V3 layout, narrowed) trained on livewave's
+    causal frames; its checkpoint says so, so the engine adds its lookahead but not the
+    centring delay of an imported one."""
+    import soundfile as sf
+
+    from livewave.vocoder_instrument import HiFiGANVocoder
+    from livewave.vocoder_training import VocoderTrainConfig, train_vocoder
+    sr = 22050
+    t = np.arange(2 * sr) / sr
+    sf.write(str(tmp_path / "a.wav"), (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
+    cfg = VocoderTrainConfig(family="hifigan", hifigan_version="v3", hifigan_channels=16, batch=1, crop_frames=8,
+                             steps=2, gan_start=1, device="cpu", mel_weight=1.0, checkpoint_every=2)
+    train_vocoder(tmp_path, tmp_path / "h.safetensors", cfg, progress=False)
+    meta, _ = read_checkpoint(tmp_path / "h.safetensors")
+    assert meta["family"] == "hifigan" and meta["config"]["frames"] == "causal"
+    g = load_generator(tmp_path / "h.safetensors")
+    assert isinstance(g, HiFiGANVocoder) and g.content_delay == 0 and g.lag_frames > 0
+    x = (0.4 * np.sin(2 * np.pi * 330 * np.arange(12000) / 48000)).astype(np.float32)
+    a = stream_through(g, x, 64)
+    assert np.isfinite(a).all() and g.info.lookahead == g.line.delay
