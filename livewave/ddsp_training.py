@@ -142,18 +142,6 @@ def deterministic_kernels(device):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
 
 
-def _pick_device(name: str, local_rank: int):
-    import torch
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but torch sees no CUDA GPU")
-        if name == "cuda":
-            name = f"cuda:{local_rank}"
-    return torch.device(name)
-
-
 def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | None = None,
                log=print, progress: bool = True, stop_at: int | None = None) -> dict:
     """Train (or resume) and write a playable checkpoint to ``out_path``. -> summary dict.
@@ -174,15 +162,9 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
     out_path = Path(out_path)
     meta, clips = load_dataset(data_dir)
     sr, hop = int(meta["sample_rate"]), int(meta["hop"])
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _pick_device(cfg.device, local_rank)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    main = rank == 0
+    from .distributed import setup
+    ranks = setup(cfg.device)
+    world, rank, device, main = ranks.world, ranks.rank, ranks.device, ranks.main
 
     dcfg = DecoderConfig(n_harmonics=cfg.n_harmonics, n_bands=cfg.n_bands, hidden=cfg.hidden, mlp=cfg.mlp,
                          frame_seconds=hop / sr, sample_rate=sr).validate()

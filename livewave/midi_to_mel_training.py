@@ -8,6 +8,9 @@ resampled to the model's rate and analysed once by the engine's own mel analysis
 a batch is any set of frames: each step draws ``batch_frames`` frames at random (seeded by
 (seed, step): a resumed run continues exactly) with every note sounding in them.
 
+``torchrun`` runs it data-parallel (``distributed``: each rank its own frames, gradients
+averaged, rank 0 writes).
+
 Loss: L1 between log-mels (the vocoder's input domain), the measure the card reports.
 Adam, cosine decay to a tenth over ``decay_steps`` (then level). Every ``checkpoint_every`` steps the state goes to
 ``OUT.train.pt`` (tensors only, ``weights_only`` readable) and a playable checkpoint to ``OUT``,
@@ -129,11 +132,6 @@ class RollFrames:
         return out
 
 
-def _device(name: str):
-    from .vocoder_training import _device as pick
-    return pick(name)
-
-
 def _vocoder_spec(path):
     """(mel config of a vocoder checkpoint, its config entry, its prefixed tensors)."""
     from .checkpoint import load_generator, read_checkpoint
@@ -164,7 +162,9 @@ def train_midi2mel(data, out, cfg: MidiToMelTrainConfig, vocoder=None, name: str
     state_path = out.with_name(out.name + ".train.pt")
     voc = _vocoder_spec(vocoder) if vocoder else None
     mcfg = model_config(cfg, voc)
-    dev = _device(cfg.device)
+    from .distributed import average_gradients, finish, setup
+    ranks = setup(cfg.device)
+    dev = ranks.device
     data_frames = RollFrames(data, mcfg)
     torch.manual_seed(cfg.seed)
     model = MidiToMel(mcfg).to(dev)
@@ -194,6 +194,7 @@ def train_midi2mel(data, out, cfg: MidiToMelTrainConfig, vocoder=None, name: str
                 "data": {"sources": data_frames.sources, "seconds": round(data_frames.seconds, 1),
                          "frames": data_frames.frames},
                 "training": {**{k: v for k, v in asdict(cfg).items() if k != "device"}, "steps": step_now,
+                             "processes": ranks.world,
                              "target_steps": cfg.steps, "seconds": round(seconds, 1), "device": str(dev),
                              "final_loss": round(loss, 5) if math.isfinite(loss) else None},
                 "mean_frame": [round(float(v), 4) for v in mean_frame]}
@@ -211,7 +212,7 @@ def train_midi2mel(data, out, cfg: MidiToMelTrainConfig, vocoder=None, name: str
     target = torch.from_numpy(data_frames.mel)
     while step < cfg.steps:
         t0 = time.perf_counter()
-        rng = np.random.default_rng([cfg.seed, step])
+        rng = np.random.default_rng(ranks.seed(cfg.seed, step))
         which = rng.integers(0, data_frames.frames, cfg.batch_frames)
         f, rows = data_frames.gather(which)
         y = model(torch.from_numpy(f).to(dev), torch.from_numpy(rows).to(dev), len(which))
@@ -220,26 +221,29 @@ def train_midi2mel(data, out, cfg: MidiToMelTrainConfig, vocoder=None, name: str
             raise FloatingPointError(f"loss became {float(loss)} at step {step}; the last checkpoint is kept")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(model.parameters(), ranks)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
         sched.step()
         step += 1
         seconds += time.perf_counter() - t0
         last = float(loss.detach())
-        if progress:
+        if progress and ranks.main:
             rate = (step - start) / max(1e-9, time.perf_counter() - t_run)
             sys.stderr.write(f"\rtrain midi2mel step {step}/{cfg.steps} log-mel L1 {last:.4f} {rate:.1f} steps/s "
                              f"ETA {(cfg.steps - step) / max(rate, 1e-9) / 60:.1f} min ")
             sys.stderr.flush()
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        if (step % cfg.checkpoint_every == 0 or step == cfg.steps) and ranks.main:
             save(step, last)
-    if progress:
+    if progress and ranks.main:
         sys.stderr.write("\n")
     quality = None
-    if heldout is not None:
-        model.eval()
-        quality = evaluate_midi2mel(model, heldout, mean_frame, dev)
-    save(step, last, quality)
+    if ranks.main:
+        if heldout is not None:
+            model.eval()
+            quality = evaluate_midi2mel(model, heldout, mean_frame, dev)
+        save(step, last, quality)
+    finish(ranks)
     return {"out": str(out), "steps": step, "seconds": seconds, "loss": last, "quality": quality}
 
 

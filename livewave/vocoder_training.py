@@ -22,8 +22,9 @@ Loss, flow: the exact negative log-likelihood in nats per sample (``FlowVocoder`
 - Every ``checkpoint_every`` steps the training state (both networks, both optimisers, step)
   goes to ``OUT.train.pt`` (tensors only; read back with ``weights_only=True``) and a playable
   checkpoint to ``OUT``, both written atomically; the same command again resumes.
-- CPU or CUDA (``device='auto'`` takes CUDA when present). Multi-GPU (DDP) is not wired for the
-  vocoders yet.
+- CPU or CUDA (``device='auto'`` takes CUDA when present); ``torchrun`` runs it data-parallel
+  (``distributed``: each rank its own crops, seeded by (seed, step, rank); gradients averaged
+  after every backward; rank 0 writes).
 """
 from __future__ import annotations
 
@@ -170,15 +171,6 @@ class MelCrops:
         return mels, audio
 
 
-def _device(name: str):
-    import torch
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU")
-    return torch.device(name)
-
-
 def _build(cfg: VocoderTrainConfig):
     """(model, its config, the generator class wrapping it for the engine)."""
     from .vocoder_instrument import FlowVocoderInstrument, HiFiGANVocoder, ISTFTVocoderInstrument, MelGANVocoder
@@ -220,7 +212,9 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
     flow = cfg.family == "flow"
     out = Path(out)
     state_path = out.with_name(out.name + ".train.pt")
-    dev = _device(cfg.device)
+    from .distributed import average_gradients, finish, setup
+    ranks = setup(cfg.device)
+    dev = ranks.device
     clips, skipped = load_audio_folder(data, cfg.sample_rate)
     crops = MelCrops(clips, cfg)
 
@@ -258,6 +252,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                 "data": {"folder": str(data), "files": len(clips), "skipped": skipped[:20],
                          "seconds": round(crops.seconds, 1)},
                 "training": {**{k: v for k, v in asdict(cfg).items() if k not in ("device", "steps")},
+                             "processes": ranks.world,
                              "steps": step_now, "target_steps": cfg.steps, "seconds": round(seconds, 1),
                              "device": str(dev), "final_loss": round(loss, 5) if math.isfinite(loss) else None}}
         save_checkpoint(out, cfg.family, config, card, tensors)
@@ -272,7 +267,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
     start_step = step
     while step < cfg.steps:
         t0 = time.perf_counter()
-        rng = np.random.default_rng([cfg.seed, step])
+        rng = np.random.default_rng(ranks.seed(cfg.seed, step))
         mel_np, audio_np = crops.batch(rng, cfg.batch)
         mel = torch.from_numpy(mel_np).to(dev)
         real = torch.from_numpy(audio_np).to(dev)[:, None]
@@ -282,34 +277,37 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
             adversarial = False
         else:
             loss = _gan_step(gen, discs, opt_d, opt_g, mel, real, step >= cfg.gan_start, fft_sizes,
-                             (cfg.mel_weight, cfg.sample_rate, cfg.n_fft, cfg.n_mels))
+                             (cfg.mel_weight, cfg.sample_rate, cfg.n_fft, cfg.n_mels), ranks)
             adversarial = step >= cfg.gan_start
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss)} at step {step}; the last checkpoint is kept")
         loss.backward()
+        average_gradients(gen.parameters(), ranks)
         torch.nn.utils.clip_grad_norm_(gen.parameters(), 10.0)
         opt_g.step()
         step += 1
         seconds += time.perf_counter() - t0
         last_loss = float(loss.detach())
-        if progress:
+        if progress and ranks.main:
             done = step - start_step
             rate = done / max(1e-9, time.perf_counter() - t_run)
             eta = (cfg.steps - step) / max(rate, 1e-9)
             sys.stderr.write(f"\rtrain {cfg.family} step {step}/{cfg.steps} loss {last_loss:.4f} "
                              f"{'(GAN) ' if adversarial else ''}{rate:.2f} steps/s ETA {eta / 60:.1f} min ")
             sys.stderr.flush()
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        if (step % cfg.checkpoint_every == 0 or step == cfg.steps) and ranks.main:
             save(step, last_loss)
-    if progress:
+    if progress and ranks.main:
         sys.stderr.write("\n")
-    if not out.exists():
+    if not out.exists() and ranks.main:
         save(step, last_loss)
+    finish(ranks)
     return {"out": str(out), "steps": step, "seconds": seconds, "device": str(dev), "loss": last_loss,
             "skipped": skipped}
 
 
-def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes, mel_loss=(0.0, 0, 0, 0)):
+def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes, mel_loss=(0.0, 0, 0, 0),
+              ranks=None):
     """One MelGAN step up to the generator's loss (returned; the caller runs backward and steps):
     the discriminators' update first when ``adversarial``."""
     from .gan_discriminators import discriminator_loss, feature_matching_loss, generator_adversarial_loss
@@ -322,6 +320,9 @@ def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes,
         opt_d.zero_grad(set_to_none=True)
         d_loss = sum(discriminator_loss(d(real)[0], d(fake.detach())[0]) for d in discs)
         d_loss.backward()
+        if ranks is not None:
+            from .distributed import average_gradients
+            average_gradients(discs.parameters(), ranks)
         opt_d.step()
     opt_g.zero_grad(set_to_none=True)
     loss = multiscale_spectral_distance(fake[:, 0], real[:, 0], fft_sizes=fft_sizes)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from audio_checks import cents, f0_spectral
+from shipped import shipped
 
 from livewave.checkpoint import CheckpointError, load_generator, read_checkpoint, save_checkpoint
 from livewave.config import EngineConfig
@@ -20,7 +21,7 @@ from livewave.soundfont_data import make_soundfont_dataset
 ROOT = Path(__file__).resolve().parents[1]
 SR = 48000
 TINY = dict(batch=2, crop_seconds=0.3, hidden=16, mlp=16, n_harmonics=16, n_bands=8, checkpoint_every=2)
-SHIPPED = sorted((ROOT / "models").glob("*.safetensors"))
+SHIPPED = shipped("ddsp")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from audio_checks import cents, f0_spectral
+from shipped import shipped
 
 from livewave.checkpoint import load_generator, read_checkpoint
 from livewave.config import EngineConfig
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 48000
-SHIPPED = sorted((ROOT / "models").glob("*.safetensors"))
+SHIPPED = shipped("ddsp")
 # A melody with a bend, vibrato, a chord, and a voice reused from a fresh start.
 PHRASE = [(100, 0x90, 62, 100), (4001, 0xE0, 0, 90), (7000, 0x90, 69, 60), (7001, 0xB0, 1, 100),
           (9000, 0x90, 74, 120), (12000, 0x80, 62, 0), (15000, 0x90, 62, 110), (19000, 0x80, 69, 0),

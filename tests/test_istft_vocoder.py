@@ -98,3 +98,25 @@ def test_a_hifigan_trained_here_learns_causal_frames_and_streams_with_its_lookah
     x = (0.4 * np.sin(2 * np.pi * 330 * np.arange(12000) / 48000)).astype(np.float32)
     a = stream_through(g, x, 64)
     assert np.isfinite(a).all() and g.info.lookahead == g.line.delay
+
+
+def test_torchrun_trains_a_vocoder_and_a_midi2mel_data_parallel(tmp_path):
+    """Two ranks (gloo on CPU) through torchrun: rank 0 writes, the card counts the processes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import soundfile as sf
+    sr = 22050
+    t = np.arange(2 * sr) / sr
+    sf.write(str(tmp_path / "a.wav"), (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "livewave", "train", "istft",
+                        "--data", str(tmp_path), "--out", str(tmp_path / "i.safetensors"), "--steps", "2",
+                        "--batch", "1", "--crop-frames", "8", "--channels", "16", "--blocks", "2", "--gan-start", "1",
+                        "--device", "cpu", "-q"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = read_checkpoint(tmp_path / "i.safetensors")[0]["card"]
+    assert card["training"]["processes"] == 2 and card["training"]["steps"] == 2

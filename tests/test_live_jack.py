@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from audio_checks import cents, f0_spectral, longest_unbroken, onset_from_silence
 from jack_rig import JackServer, Rig, never_the_cause, on_time_or_slow_machine, xrun_culprits
+from shipped import shipped
 
 pytestmark = pytest.mark.jack
 ROOT = Path(__file__).resolve().parents[1]
@@ -349,7 +350,7 @@ def test_rtmixer_placement_recovers_from_a_render_stall(server):
     assert abs(cents(f0_spectral(longest_unbroken(tail), RATE), 220.0)) < 5.0
 
 
-SHIPPED = sorted((ROOT / "models").glob("*.safetensors"))
+SHIPPED = shipped("ddsp")
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no shipped models")

@@ -260,3 +260,17 @@ def test_a_midi2mel_checkpoint_whose_config_does_not_match_its_weights_is_refuse
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={**meta, "config": json.dumps(config)})
     with pytest.raises(CheckpointError, match="do not match the config"):
         load_generator(tmp_path / "bad.safetensors")
+
+
+def test_torchrun_trains_a_midi2mel_data_parallel(roll_data, tmp_path):
+    import os
+    from pathlib import Path
+    torchrun = Path(sys.executable).with_name("torchrun")
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "livewave", "train", "midi2mel",
+                        "--data", str(roll_data / "train"), "--out", str(tmp_path / "m.safetensors"), "--steps", "3",
+                        "--batch-frames", "64", "--hidden", "16", "--device", "cpu", "-q"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    from livewave.checkpoint import read_checkpoint
+    card = read_checkpoint(tmp_path / "m.safetensors")[0]["card"]
+    assert card["training"]["processes"] == 2 and card["training"]["steps"] == 3

@@ -1,10 +1,10 @@
 """The MelGAN family driven by audio in: the output does not depend on the block size, and
 the declared lookahead is the delay line's."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from shipped import shipped
 
 from livewave.generator import Conditioning
 from livewave.melgan import MelGANConfig, MelGANGenerator
@@ -129,7 +129,7 @@ def test_resynth_bad_input_gets_one_clear_line(tmp_path):
     (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00junk" * 10)
     r = _resynth(tmp_path, model, tmp_path / "junk.wav")
     assert r.returncode == 2 and "not an audio file" in r.stderr, r.stderr
-    ddsp = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.safetensors"))[0]
+    ddsp = shipped("ddsp")[0]
     import soundfile as sf
     sf.write(tmp_path / "in.wav", np.zeros(1000, np.float32), 16000)
     r = _resynth(tmp_path, ddsp, tmp_path / "in.wav")
