@@ -59,6 +59,8 @@ def add_parsers(sub) -> None:
     i.add_argument("--channels", type=int, default=256)
     i.add_argument("--blocks", type=int, default=6)
     i.add_argument("--mel-weight", type=float, default=1.0, help="weight of the log-mel L1 loss")
+    i.add_argument("--ema", type=float, default=0.999,
+                   help="export a moving average of the weights with this decay (0: the last step's)")
     i.set_defaults(func=cmd_train_vocoder, family="istft")
     f = fam.add_parser("flow", help="a WaveGlow-style flow vocoder (exact likelihood), from any folder of audio",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -147,7 +149,7 @@ def cmd_train_vocoder(args) -> int:
         elif args.family == "istft":
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
                                      istft_hop=args.hop, istft_n_fft=args.n_fft, istft_channels=args.channels,
-                                     istft_blocks=args.blocks, mel_weight=args.mel_weight)
+                                     istft_blocks=args.blocks, mel_weight=args.mel_weight, ema=args.ema)
         elif args.family == "flow":
             cfg = VocoderTrainConfig(**common, flow_hop=args.hop, n_group=args.n_group, n_flows=args.n_flows,
                                      wn_layers=args.wn_layers, wn_channels=args.wn_channels)

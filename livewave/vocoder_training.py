@@ -14,6 +14,8 @@ multi-scale discriminator (``--discriminators msd``) or that plus HiFi-GAN's mul
 Loss, hifigan (the reference V1/V2/V3 generator, not causal: the engine streams it with its
 lookahead): as MelGAN's, on livewave's causal frames (config ``"frames": "causal"``).
 Loss, istft: as MelGAN's, the output compared one hop behind the audio (``output_delay``).
+``ema`` exports an exponential moving average of the generator's weights (updated after every
+step, kept in the training state) instead of the last step's.
 ``mel_weight`` adds the log-mel L1 (HiFi-GAN's reconstruction loss, the evaluation's measure).
 Loss, flow: the exact negative log-likelihood in nats per sample (``FlowVocoder``), z ~ N(0, 1).
 
@@ -73,6 +75,8 @@ class VocoderTrainConfig:
     istft_blocks: int = 6
     hifigan_version: str = "v3"  # the hifigan family: the reference V1, V2 or V3 generator
     hifigan_channels: int = 0    # its upsample_initial_channel; 0 = the version's
+    ema: float = 0.0             # decay of an exponential moving average of G's weights, exported instead
+                                 # of the raw weights (0: off); not part of the run's identity
     mel_weight: float = 0.0      # weight of the log-mel L1 (``spectral_loss.log_mel_distance``) in G's loss
 
     @property
@@ -238,11 +242,20 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
         if opt_d is not None:
             opt_d.load_state_dict(st["opt_d"])
         step, seconds = int(st["step"]), float(st["seconds"])
+    # the weight average: resumed if the state has one, else started from the weights now
+    ema = None
+    if cfg.ema:
+        saved = st.get("ema") if state_path.exists() else None
+        ema = {k: (saved[k] if saved else v).detach().clone().float() for k, v in gen.state_dict().items()
+               if v.dtype.is_floating_point}
     fft_sizes = scaled_fft_sizes(cfg.sample_rate)
 
     def save(step_now: int, loss: float) -> None:
         cpu_model, _, _ = _build(cfg)
-        cpu_model.load_state_dict({k: v.detach().cpu() for k, v in gen.state_dict().items()})
+        weights = {k: v.detach().cpu() for k, v in gen.state_dict().items()}
+        if ema is not None:
+            weights.update({k: v.detach().cpu() for k, v in ema.items()})
+        cpu_model.load_state_dict(weights)
         kw = {"centred": False} if cfg.family == "hifigan" else {}      # trained on livewave's causal frames
         voc = wrapper(cpu_model, {"n_fft": cfg.n_fft, "hop": cfg.hop, "n_mels": cfg.n_mels}, name=name or out.stem,
                       **kw)
@@ -257,7 +270,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                              "device": str(dev), "final_loss": round(loss, 5) if math.isfinite(loss) else None}}
         save_checkpoint(out, cfg.family, config, card, tensors)
         state = {"version": STATE_VERSION, "config": _config_key(cfg), "step": step_now, "seconds": seconds,
-                 "generator": gen.state_dict(), "discriminators": discs.state_dict(),
+                 "generator": gen.state_dict(), "discriminators": discs.state_dict(), "ema": ema or {},
                  "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d is not None else {}}
         atomic_write(state_path, lambda tmp: torch.save(state, tmp))
 
@@ -285,6 +298,11 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
         average_gradients(gen.parameters(), ranks)
         torch.nn.utils.clip_grad_norm_(gen.parameters(), 10.0)
         opt_g.step()
+        if ema is not None:
+            with torch.no_grad():
+                for k, v in gen.state_dict().items():
+                    if k in ema:
+                        ema[k].lerp_(v.float(), 1.0 - cfg.ema)
         step += 1
         seconds += time.perf_counter() - t0
         last_loss = float(loss.detach())
@@ -343,7 +361,7 @@ def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes,
 def _config_key(cfg: VocoderTrainConfig) -> str:
     """What must not change between a run and its resumption (steps and device may)."""
     d = asdict(cfg)
-    for k in ("steps", "device", "checkpoint_every"):
+    for k in ("steps", "device", "checkpoint_every", "ema"):
         d.pop(k)
     if cfg.family != "istft":       # NB: the keys runs had before the istft family existed
         for k in ("istft_hop", "istft_n_fft", "istft_channels", "istft_blocks"):

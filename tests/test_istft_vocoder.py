@@ -66,15 +66,19 @@ def test_training_aligns_the_output_a_hop_late_and_resumes_exactly(tmp_path):
     for i, f in enumerate((220.0, 330.0)):
         sf.write(str(tmp_path / f"a{i}.wav"), (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32), sr)
     cfg = dict(family="istft", batch=2, crop_frames=8, device="cpu", n_mels=20, istft_hop=64, istft_n_fft=128,
-               istft_channels=16, istft_blocks=2, gan_start=2, checkpoint_every=2, learning_rate=1e-3)
+               istft_channels=16, istft_blocks=2, gan_start=2, checkpoint_every=2, learning_rate=1e-3, ema=0.9)
     train_vocoder(tmp_path, tmp_path / "a.safetensors", VocoderTrainConfig(steps=4, **cfg), progress=False)
     train_vocoder(tmp_path, tmp_path / "b.safetensors", VocoderTrainConfig(steps=2, **cfg), progress=False)
     train_vocoder(tmp_path, tmp_path / "b.safetensors", VocoderTrainConfig(steps=4, **cfg), progress=False)
     meta, ta = read_checkpoint(tmp_path / "a.safetensors")
     _, tb = read_checkpoint(tmp_path / "b.safetensors")
     assert meta["family"] == "istft" and meta["card"]["training"]["steps"] == 4
-    assert all(np.array_equal(ta[k], tb[k]) for k in ta)
+    assert all(np.array_equal(ta[k], tb[k]) for k in ta)          # the exported average resumes exactly too
     assert load_generator(tmp_path / "a.safetensors").content_delay == 64
+    st = torch.load(tmp_path / "a.safetensors.train.pt", weights_only=True)
+    assert meta["card"]["training"]["ema"] == 0.9
+    assert all(np.allclose(ta[k], st["ema"][k].numpy()) for k in st["ema"])
+    assert any(not np.allclose(ta[k], st["generator"][k].numpy()) for k in st["ema"])   # not the last step's
 
 
 def test_a_hifigan_trained_here_learns_causal_frames_and_streams_with_its_lookahead_only(tmp_path):
