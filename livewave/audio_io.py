@@ -10,6 +10,15 @@ Three placements, one engine:
   PortAudio ring buffer and never takes the GIL, so no Python thread (GC, a busy GUI
   thread, the status loop) can make the audio thread wait.
 
+Audio input (``input_channels``, for models driven by audio in) works in every placement: the
+callback placement opens a duplex stream and renders each block with its own input; the ring
+placements keep an input ring beside the output ring (a duplex sounddevice stream's callback,
+or rtmixer's C recorder), and the render thread takes one block of input per block it renders,
+so input reaches the output ``ahead`` blocks later than in the callback placement. Input the
+render side finds missing is silence (counted: ``input_underruns``); input piling up beyond
+``ahead + 2`` blocks (the render thread fell behind) is dropped oldest first (``input_dropped``)
+so the delay cannot grow.
+
 Live MIDI is scheduled a fixed delay after its arrival on the output clock (one block, plus
 the ring in thread mode), so events land on their exact sample instead of jittering to block
 boundaries. The latency report adds what PortAudio measures for the device, that delay and
@@ -110,6 +119,8 @@ class AudioStats:
         self.dac_delay = 0.0          # seconds, measured per callback by PortAudio
         self.bad_sizes = 0            # callbacks larger than the prepared maximum
         self.render_nice = None       # the render thread's nice value if it was raised, else None
+        self.input_underruns = 0      # ring placements: a block rendered with no input captured yet
+        self.input_dropped = 0        # ring placements: input blocks dropped to keep the delay bounded
 
 
 class AudioOutput:
@@ -117,8 +128,6 @@ class AudioOutput:
                  channels: int = 2, policy: str = "callback", ahead: int = 2, input_channels: int = 0):
         if policy not in PLACEMENTS:
             raise ConfigError(f"render placement {policy!r}: use one of {', '.join(PLACEMENTS)}")
-        if input_channels and policy != "callback":
-            raise ConfigError("audio input (duplex) needs --placement callback")
         self.input_channels = int(input_channels)
         self.engine = engine
         self.device_spec = device
@@ -174,6 +183,8 @@ class AudioOutput:
             self.engine.config = replace(self.engine.config, channels=ch, input_channels=n_in)
             self.engine.prepare(self.sample_rate, max(self.block, 1024))
         cb = self._callback_direct if self.policy == "callback" else self._callback_ring
+        self._in_tmp = np.zeros((self.block, max(1, n_in)), np.float32) if n_in else None
+        self._input_seen = False      # input arrived once: from then on a short ring is an underrun
         if self.policy == "thread":
             size = 1
             while size < 2 * (self.ahead + 1) * self.block:
@@ -183,14 +194,22 @@ class AudioOutput:
             self._w = 0
             self._r = 0
             self._tmp = np.zeros((self.block, ch), np.float32)
+            if n_in:
+                size = 1
+                while size < 4 * (self.ahead + 3) * self.block:
+                    size <<= 1
+                self._in_ring = np.zeros((size, n_in), np.float32)
+                self._iw = 0
+                self._ir = 0
+                cb = self._callback_ring_duplex
         if self.policy == "rtmixer":
-            self._open_rtmixer(idx, ch)
+            self._open_rtmixer(idx, ch, n_in)
         else:
             try:
                 if n_in:
                     self.stream = sd.Stream(device=(idx, idx), samplerate=self.sample_rate, blocksize=self.block,
                                             channels=(n_in, ch), dtype="float32", latency="low",
-                                            callback=self._callback_duplex)
+                                            callback=self._callback_duplex if self.policy == "callback" else cb)
                 else:
                     self.stream = sd.OutputStream(device=idx, samplerate=self.sample_rate, blocksize=self.block,
                                                   channels=ch, dtype="float32", latency="low", callback=cb)
@@ -220,7 +239,7 @@ class AudioOutput:
         self._set_midi_delay()
         return True
 
-    def _open_rtmixer(self, idx: int, ch: int) -> None:
+    def _open_rtmixer(self, idx: int, ch: int, n_in: int = 0) -> None:
         try:
             import rtmixer
         except ImportError as exc:
@@ -232,9 +251,14 @@ class AudioOutput:
         self._tmp = np.zeros((self.block, ch), np.float32)
         self._w = 0
         self._seen = 0
+        self._rb_in = rtmixer.RingBuffer(4 * n_in, 4 * size) if n_in else None
         try:
-            self.stream = rtmixer.Mixer(device=idx, samplerate=self.sample_rate, blocksize=self.block,
-                                        channels=ch, latency="low")
+            if n_in:
+                self.stream = rtmixer.MixerAndRecorder(device=(idx, idx), samplerate=self.sample_rate,
+                                                       blocksize=self.block, channels=(n_in, ch), latency="low")
+            else:
+                self.stream = rtmixer.Mixer(device=idx, samplerate=self.sample_rate, blocksize=self.block,
+                                            channels=ch, latency="low")
         except Exception as exc:
             raise AudioDeviceError(f"could not open {self.device_name} at {self.sample_rate} Hz, "
                                    f"block {self.block}: {exc}") from None
@@ -251,6 +275,8 @@ class AudioOutput:
             while self._w < self.ahead * self.block:
                 self._render_to_rb()
             self._action = self.stream.play_ringbuffer(self._rb)
+            if self._rb_in is not None:
+                self._rec_action = self.stream.record_ringbuffer(self._rb_in)
             self._thread = threading.Thread(target=self._rtmixer_loop, name="livewave-render", daemon=True)
             self._thread.start()
         self.stream.start()
@@ -370,12 +396,68 @@ class AudioOutput:
         if status.output_underflow:
             self.stats.xruns += 1
 
+    def _callback_ring_duplex(self, indata, outdata, frames, time_info, status):
+        """The thread placement with input: the block captured goes into the input ring (published
+        after the copy), then the output block comes out of the output ring."""
+        iw, ring = self._iw, self._in_ring
+        size = ring.shape[0]
+        if iw + frames - self._ir <= size:
+            i = iw & (size - 1)
+            first = min(frames, size - i)
+            ring[i:i + first] = indata[:first]
+            if frames > first:
+                ring[:frames - first] = indata[first:]
+            self._iw = iw + frames
+        else:
+            self.stats.input_dropped += 1          # the render thread is far behind: drop this block
+        self._callback_ring(outdata, frames, time_info, status)
+
+    def _take_input_ring(self) -> None:
+        """One block of captured input into ``_in_tmp`` (render side, thread placement)."""
+        tmp, ring, b = self._in_tmp, self._in_ring, self.block
+        size = ring.shape[0]
+        avail = self._iw - self._ir
+        if avail > (self.ahead + 2) * b:          # behind: keep the newest, so the delay stays bounded
+            self._ir = self._iw - b
+            avail = b
+            self.stats.input_dropped += 1
+        if avail < b:
+            tmp[:] = 0.0
+            if self._input_seen:
+                self.stats.input_underruns += 1
+            return
+        self._input_seen = True
+        i = self._ir & (size - 1)
+        first = min(b, size - i)
+        tmp[:first] = ring[i:i + first]
+        if b > first:
+            tmp[first:] = ring[:b - first]
+        self._ir += b
+
+    def _take_input_rb(self) -> None:
+        """One block of captured input into ``_in_tmp`` (render side, rtmixer placement)."""
+        rb, tmp, b = self._rb_in, self._in_tmp, self.block
+        avail = rb.read_available
+        if avail > (self.ahead + 2) * b:
+            rb.advance_read_index(avail - b)
+            avail = b
+            self.stats.input_dropped += 1
+        if avail < b:
+            tmp[:] = 0.0
+            if self._input_seen:
+                self.stats.input_underruns += 1
+            return
+        self._input_seen = True
+        rb.readinto(tmp)
+
     def _render_one(self) -> None:
         t_start = time.perf_counter()
         tmp = self._tmp
         if self.pre_render is not None:
             self.pre_render()
-        self.engine.render(tmp)
+        if self._in_tmp is not None:
+            self._take_input_ring()
+        self.engine.render(tmp, self._in_tmp)
         if self.post_render is not None:
             self.post_render(tmp)
         m = self._ring_mask
@@ -417,7 +499,9 @@ class AudioOutput:
         t_start = time.perf_counter()
         if self.pre_render is not None:
             self.pre_render()
-        self.engine.render(self._tmp)
+        if self._in_tmp is not None:
+            self._take_input_rb()
+        self.engine.render(self._tmp, self._in_tmp)
         if self.post_render is not None:
             self.post_render(self._tmp)
         self._rb.write(self._tmp)     # NB: never short: the loop only renders when a block fits
@@ -469,4 +553,8 @@ class AudioOutput:
                 # this thread): the gap played as silence; play on from the refilled ring
                 st.ring_underruns += 1
                 self._action = self.stream.play_ringbuffer(self._rb)
+            if self._rb_in is not None and self._rec_action not in self.stream.actions:
+                # rtmixer ends a recording action when the ring is full: record on
+                st.input_dropped += 1
+                self._rec_action = self.stream.record_ringbuffer(self._rb_in)
             time.sleep(nap)

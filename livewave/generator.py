@@ -123,8 +123,8 @@ def missing_input_warning(info: GeneratorInfo, input_channels: int) -> str | Non
     if info.conditioning != "audio" or input_channels > 0:
         return None
     return (f"{info.name} ({info.family}) is driven by audio in, but no audio input is open: it plays what it "
-            "makes of silence. Open one (livewave play --input-channels 1 --placement callback) or play it from "
-            "MIDI through a chain (livewave chain SOURCE VOCODER -o OUT)")
+            "makes of silence. Open one (livewave play --input-channels 1, or the app's --input-channels 1) or play "
+            "it from MIDI through a chain (livewave chain SOURCE VOCODER -o OUT)")
 
 
 def midi_to_hz(note: float) -> float:

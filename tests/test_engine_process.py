@@ -651,3 +651,23 @@ def test_the_same_freeze_inside_the_audio_process_costs_xruns(server):
     print(f"GIL held {held * 1e3:.0f} ms in the audio process: {xruns} xruns, culprits {dict(Counter(culprits))}")
     assert held > 0.1
     assert xruns >= 1 and any(c.startswith("livewave") for c in culprits)
+
+
+@pytest.mark.jack
+def test_engine_process_opens_audio_input_in_the_rtmixer_placement(server, tmp_path):
+    """The app's settings with an input (a vocoder driven by audio in): the child opens a JACK
+    capture port beside its outputs and reports no missing input."""
+    from jack_rig import Rig
+    settings = {"audio": "system", "midi": "none", "block": PERIOD, "placement": "rtmixer", "ahead": 2,
+                "input_channels": 1}
+    ep = EngineProcess(ready_timeout=120, log_dir=tmp_path)
+    rig = None
+    try:
+        ep.start(settings)
+        rig = Rig(seconds=0.1)
+        assert _wait(lambda: rig.ports("livewave", is_audio=True, is_input=True), 10)
+        assert len(rig.ports("livewave", is_audio=True, is_output=True)) >= 1
+    finally:
+        if rig is not None:
+            rig.close()
+        ep.stop()

@@ -69,6 +69,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=int, help="sample rate (default: the last one chosen, else 48000)")
     ap.add_argument("--block", type=int, help="block size (default: the last one chosen, else 64)")
     ap.add_argument("--midi", help="MIDI input: all, none, or part of a port name (default: the last one chosen)")
+    ap.add_argument("--input-channels", type=int,
+                    help="audio inputs to open for models driven by audio in, such as a vocoder (default: the last "
+                         "number chosen, else 0)")
     ap.add_argument("--null", action="store_true", help="no audio engine (browse models, try the window)")
     args = ap.parse_args(argv)
     app = make_app()
@@ -96,6 +99,7 @@ def main(argv=None) -> int:
                 "rate": remembered("rate", args.rate, 48000, int),
                 "block": remembered("block", args.block, LIVE_DEFAULTS["block"], int),
                 "midi": remembered("midi", args.midi, "all"), "bindings": {k: list(v) for k, v in bindings.items()},
+                "input_channels": remembered("input_channels", args.input_channels, 0, int),
                 "placement": "rtmixer" if importlib.util.find_spec("rtmixer") else "callback"}
     if settings["placement"] == "callback":
         settings.pop("ahead")
@@ -106,7 +110,10 @@ def main(argv=None) -> int:
         client.start(settings)
     except EngineError as exc:
         problem = exc
-    for fallback in ({"model": None}, {"model": None, "audio": None, "rate": 48000, "block": 64}):
+    if args.input_channels is not None:
+        store.setValue("input_channels", max(0, args.input_channels))
+    for fallback in ({"model": None}, {"input_channels": 0},
+                     {"model": None, "audio": None, "rate": 48000, "block": 64, "input_channels": 0}):
         if problem is None:
             break
         try:                     # the remembered model or device no longer starts: the defaults
