@@ -59,6 +59,9 @@ def add_parsers(sub) -> None:
     i.add_argument("--channels", type=int, default=256)
     i.add_argument("--blocks", type=int, default=6)
     i.add_argument("--mel-weight", type=float, default=1.0, help="weight of the log-mel L1 loss")
+    i.add_argument("--betas", default="0.8,0.99", help="Adam's betas for the generator (HiFi-GAN's)")
+    i.add_argument("--decay-steps", type=int, default=20000,
+                   help="cosine decay of the learning rate to a tenth over this many steps (0: constant)")
     i.add_argument("--ema", type=float, default=0.999,
                    help="export a moving average of the weights with this decay (0: the last step's)")
     i.set_defaults(func=cmd_train_vocoder, family="istft")
@@ -149,7 +152,9 @@ def cmd_train_vocoder(args) -> int:
         elif args.family == "istft":
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
                                      istft_hop=args.hop, istft_n_fft=args.n_fft, istft_channels=args.channels,
-                                     istft_blocks=args.blocks, mel_weight=args.mel_weight, ema=args.ema)
+                                     istft_blocks=args.blocks, mel_weight=args.mel_weight, ema=args.ema,
+                                     betas=tuple(float(b) for b in args.betas.split(",")),
+                                     decay_steps=args.decay_steps)
         elif args.family == "flow":
             cfg = VocoderTrainConfig(**common, flow_hop=args.hop, n_group=args.n_group, n_flows=args.n_flows,
                                      wn_layers=args.wn_layers, wn_channels=args.wn_channels)

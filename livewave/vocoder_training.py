@@ -14,7 +14,9 @@ multi-scale discriminator (``--discriminators msd``) or that plus HiFi-GAN's mul
 Loss, hifigan (the reference V1/V2/V3 generator, not causal: the engine streams it with its
 lookahead): as MelGAN's, on livewave's causal frames (config ``"frames": "causal"``).
 Loss, istft: as MelGAN's, the output compared one hop behind the audio (``output_delay``).
-``ema`` exports an exponential moving average of the generator's weights (updated after every
+``betas`` (Adam's, for G) and ``decay_steps`` (a cosine decay of the learning rate to a tenth,
+then level; not tied to ``steps``, so a longer rerun resumes exactly) where the family's
+defaults do not suit. ``ema`` exports an exponential moving average of the generator's weights (updated after every
 step, kept in the training state) instead of the last step's.
 ``mel_weight`` adds the log-mel L1 (HiFi-GAN's reconstruction loss, the evaluation's measure).
 Loss, flow: the exact negative log-likelihood in nats per sample (``FlowVocoder``), z ~ N(0, 1).
@@ -75,6 +77,8 @@ class VocoderTrainConfig:
     istft_blocks: int = 6
     hifigan_version: str = "v3"  # the hifigan family: the reference V1, V2 or V3 generator
     hifigan_channels: int = 0    # its upsample_initial_channel; 0 = the version's
+    betas: tuple[float, float] = (0.0, 0.0)   # Adam's for G; (0, 0): the family's (MelGAN's 0.5, 0.9; flow 0.9, 0.999)
+    decay_steps: int = 0         # cosine decay of the learning rate to a tenth over this many steps (0: constant)
     ema: float = 0.0             # decay of an exponential moving average of G's weights, exported instead
                                  # of the raw weights (0: off); not part of the run's identity
     mel_weight: float = 0.0      # weight of the log-mel L1 (``spectral_loss.log_mel_distance``) in G's loss
@@ -103,6 +107,10 @@ class VocoderTrainConfig:
             raise ValueError(f"learning_rate={self.learning_rate}: need 0..1")
         if self.checkpoint_every < 1:
             raise ValueError("checkpoint_every must be at least 1")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas={self.betas}: two numbers in 0..1")
+        if self.decay_steps < 0:
+            raise ValueError(f"decay_steps={self.decay_steps}: need 0 or more")
         if self.discriminators not in ("msd", "msd+mpd"):
             raise ValueError(f"discriminators={self.discriminators!r}: use msd or msd+mpd")
         if not (8000 <= self.sample_rate <= 96000):
@@ -229,7 +237,8 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
     if cfg.discriminators == "msd+mpd" and not flow:
         discs.append(MultiPeriodDiscriminator())
     discs = discs.to(dev)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.999) if flow else (0.5, 0.9))
+    betas = tuple(cfg.betas) if any(cfg.betas) else ((0.9, 0.999) if flow else (0.5, 0.9))
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.learning_rate, betas=betas)
     opt_d = torch.optim.Adam(discs.parameters(), lr=cfg.learning_rate, betas=(0.5, 0.9)) if not flow else None
     step, seconds, last_loss = 0, 0.0, float("nan")
     if state_path.exists():
@@ -280,6 +289,11 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
     start_step = step
     while step < cfg.steps:
         t0 = time.perf_counter()
+        if cfg.decay_steps:
+            lr = cfg.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / cfg.decay_steps))))
+            for opt in (opt_g, opt_d):
+                for g in (opt.param_groups if opt is not None else ()):
+                    g["lr"] = lr
         rng = np.random.default_rng(ranks.seed(cfg.seed, step))
         mel_np, audio_np = crops.batch(rng, cfg.batch)
         mel = torch.from_numpy(mel_np).to(dev)
@@ -368,6 +382,10 @@ def _config_key(cfg: VocoderTrainConfig) -> str:
             d.pop(k)
     if not cfg.mel_weight:
         d.pop("mel_weight")
+    if not any(cfg.betas):
+        d.pop("betas")
+    if not cfg.decay_steps:
+        d.pop("decay_steps")
     if cfg.family != "hifigan":
         d.pop("hifigan_version")
         d.pop("hifigan_channels")
