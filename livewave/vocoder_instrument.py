@@ -281,13 +281,19 @@ class _ReferenceVocoder(AudioVocoder):
 
     def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None,
                  centred: bool = True):
-        from .reference_vocoders import LookaheadStreamer, receptive_field
+        from .reference_vocoders import HiFiGANGenerator, LookaheadStreamer, receptive_field
         super().__init__(model, mel, name, card)
         left, right = receptive_field(type(model), model.config)
-        self.lag_frames = right
         self.centred = bool(centred)
         self.content_delay = (int(self.mel_cfg["n_fft"]) - self.mcfg.hop) // 2 if centred else 0
-        self.streamer = LookaheadStreamer(model, left, right, self.mcfg.n_mels, self.mcfg.hop)
+        if isinstance(model, HiFiGANGenerator):
+            # every layer keeps its own state: one frame of work per frame (cached_streaming)
+            from .cached_streaming import CachedHiFiGANStreamer
+            self.streamer = CachedHiFiGANStreamer(model)
+            self.lag_frames = self.streamer.lag
+        else:
+            self.streamer = LookaheadStreamer(model, left, right, self.mcfg.n_mels, self.mcfg.hop)
+            self.lag_frames = right
         self.info = replace(self.info, card={**self.info.card, "receptive_field_frames": [left, right]})
 
     @classmethod
