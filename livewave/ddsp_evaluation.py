@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 
-def render_clip(generator, midi_path, render_rate: int, out_rate: int, block: int = 256) -> np.ndarray:
+def render_clip(generator, midi_path, render_rate: int, out_rate: int, block: int = 256,
+                polyphony: int = 16) -> np.ndarray:
     """MIDI file -> mono float32 at ``out_rate`` through the engine (cropped by its latency)."""
     import soxr
 
@@ -31,7 +32,8 @@ def render_clip(generator, midi_path, render_rate: int, out_rate: int, block: in
     from .engine import Engine
     from .offline_render import render_song
     from .smf import read_midi_file
-    eng = Engine(EngineConfig(sample_rate=render_rate, channels=1, max_block=block), generator).prepare()
+    eng = Engine(EngineConfig(sample_rate=render_rate, channels=1, max_block=block, polyphony=polyphony),
+                 generator).prepare()
     audio = render_song(eng, read_midi_file(midi_path), block=block)[:, 0]
     audio = audio[eng.latency_samples:]
     if render_rate != out_rate:
