@@ -28,7 +28,7 @@ from dataclasses import replace
 import numpy as np
 from numba import njit
 
-from .config import ConfigError, EnvelopeConfig
+from .config import EnvelopeConfig
 from .ddsp_calibration import validate_calibration, voice_loudness
 from .generator import RESTART_FRESH, Conditioning, Control, Generator, GeneratorInfo
 from .harmonic_noise import HarmonicNoiseCore
@@ -137,11 +137,8 @@ class DDSPInstrument(Generator):
         # White noise spreads its power over 0..Nyquist: keep the model's noise density per Hz.
         self.noise_scale = math.sqrt(sample_rate / d.sample_rate)
         self.attack_step = self.cal["frame_seconds"] * sample_rate
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU")
-        dev = torch.device(device)
+        from .generator import torch_device
+        dev = torch_device(device)
         self._torch = torch          # NB: the render side uses this; it never imports
         self.device = str(dev)
         self.model = self.model.to(dev)

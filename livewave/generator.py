@@ -127,6 +127,19 @@ def missing_input_warning(info: GeneratorInfo, input_channels: int) -> str | Non
             "it from MIDI through a chain (livewave chain SOURCE VOCODER -o OUT)")
 
 
+def torch_device(device: str):
+    """The ``torch.device`` a generator's ``prepare`` binds: ``auto`` is CUDA where torch sees a
+    GPU, else the CPU; an explicit ``cuda`` without one is a ``ConfigError``."""
+    import torch
+
+    from .config import ConfigError
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU")
+    return torch.device(device)
+
+
 def midi_to_hz(note: float) -> float:
     return 440.0 * math.pow(2.0, (note - 69.0) / 12.0)
 

@@ -33,7 +33,7 @@ from dataclasses import replace
 import numpy as np
 from numba import njit
 
-from .config import ConfigError, EnvelopeConfig
+from .config import EnvelopeConfig
 from .generator import Generator, GeneratorInfo
 from .midi_to_mel import MidiToMel, MidiToMelConfig
 from .piano_roll import N_FEATURES, ONSET_TAUS, RELEASE_TAUS, note_features
@@ -107,14 +107,12 @@ class MidiToMelInstrument(Generator):
     # -- set-up --------------------------------------------------------------------------------
     def prepare(self, sample_rate: int, max_block: int, voices: int, device: str = "cpu") -> None:
         import torch
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU")
+
+        from .generator import torch_device
         self._torch = torch            # NB: the render side uses this; it never imports
-        self.dev = torch.device(device)
+        self.dev = torch_device(device)
         self.model.to(self.dev)
-        self.vocoder.prepare(sample_rate, max_block, 1, device)
+        self.vocoder.prepare(sample_rate, max_block, 1, str(self.dev))
         self.device = str(self.dev)
         self.sample_rate, self.max_block = int(sample_rate), int(max_block)
         c, mr = self.mcfg, self.mcfg.sample_rate

@@ -21,7 +21,6 @@ Threading: plain blocking functions; nothing shared.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from .soundfont_data import (
     _usable_run,
     prepare_out_dir,
     probe_soundfont,
+    read_meta,
     write_clip,
     write_meta,
 )
@@ -122,14 +122,8 @@ def load_roll_dataset(path) -> tuple[dict, list[dict]]:
 
     from .soundfont_data import KIND as DDSP_KIND
     folder = Path(path)
-    mpath = folder / "dataset.json"
-    if not mpath.is_file():
-        raise DatasetError(f"{folder}: no dataset.json (make one with livewave data soundfont --polyphonic)")
-    try:
-        meta = json.loads(mpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{mpath}: cannot read ({exc})") from exc
-    kind = meta.get("kind") if isinstance(meta, dict) else None
+    meta, mpath = read_meta(folder, "make one with livewave data soundfont --polyphonic")
+    kind = meta.get("kind")
     if kind not in (KIND, DDSP_KIND) or (kind == DDSP_KIND and meta.get("source") != "soundfont"):
         raise DatasetError(f"{mpath}: not MIDI-labelled data (kind {kind!r}); MIDI-to-mel needs the notes a clip "
                            "was rendered from (livewave data soundfont --polyphonic)")

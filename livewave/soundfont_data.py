@@ -108,6 +108,20 @@ def write_meta(out: Path, meta: dict) -> None:
     atomic_write(out / "dataset.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1) + "\n"))
 
 
+def read_meta(folder: Path, missing: str) -> tuple[dict, Path]:
+    """``(dataset.json as a dict, its path)``; ``missing`` says what a folder without one is."""
+    mpath = Path(folder) / "dataset.json"
+    if not mpath.is_file():
+        raise DatasetError(f"{folder}: no dataset.json ({missing})")
+    try:
+        meta = json.loads(mpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{mpath}: cannot read ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{mpath}: not a livewave training-data file")
+    return meta, mpath
+
+
 def load_dataset(path) -> tuple[dict, list[dict]]:
     """``(meta, clips)``: ``meta`` is ``dataset.json``; each clip a dict with ``name``,
     ``audio float32 [samples]`` and the frame arrays ``f0_hz``, ``loudness_db`` (float32 [F]),
@@ -115,14 +129,8 @@ def load_dataset(path) -> tuple[dict, list[dict]]:
     ``notes`` (float64 [N, 4]). Everything is checked; raises :class:`DatasetError`."""
     import soundfile as sf
     folder = Path(path)
-    mpath = folder / "dataset.json"
-    if not mpath.is_file():
-        raise DatasetError(f"{folder}: no dataset.json (not a livewave data folder)")
-    try:
-        meta = json.loads(mpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{mpath}: cannot read ({exc})") from exc
-    kind = meta.get("kind") if isinstance(meta, dict) else None
+    meta, mpath = read_meta(folder, "not a livewave data folder")
+    kind = meta.get("kind")
     if kind != KIND:
         raise DatasetError(f"{mpath}: not a livewave training-data file (kind {kind!r}, expected {KIND!r})")
     if meta.get("format") != FORMAT:

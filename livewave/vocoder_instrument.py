@@ -25,7 +25,6 @@ from dataclasses import replace
 import numpy as np
 from numba import njit
 
-from .config import ConfigError
 from .flow_vocoder import SIGMA, FlowConfig, FlowVocoder
 from .generator import Control, Generator, GeneratorInfo
 from .istft_vocoder import ISTFTConfig, ISTFTVocoder
@@ -143,12 +142,10 @@ class AudioVocoder(Generator):
     # -- set-up --------------------------------------------------------------------------------
     def prepare(self, sample_rate: int, max_block: int, voices: int, device: str = "cpu") -> None:
         import torch
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU")
+
+        from .generator import torch_device
         self._torch = torch               # NB: the render side uses this; it never imports
-        self.dev = torch.device(device)
+        self.dev = torch_device(device)
         self.device = str(self.dev)
         self.model.to(self.dev)
         self.sample_rate, self.max_block = int(sample_rate), int(max_block)
