@@ -373,7 +373,6 @@ def evaluate_playing(path, heldout, png=None, max_seconds: float = 60.0, render_
 def write_midi2mel_card_markdown(model_path) -> Path:
     """``MODEL.md`` beside a midi2mel checkpoint: its card as a page a person reads."""
     from .checkpoint import read_checkpoint
-    from .ddsp_evaluation import write_card_page
     path = Path(model_path)
     meta, _ = read_checkpoint(path)
     card, cfg = meta["card"], meta["config"]
@@ -396,13 +395,17 @@ def write_midi2mel_card_markdown(model_path) -> Path:
              f"(cosine to a tenth), seed {t.get('seed')}, on {t.get('device')}, {(t.get('seconds') or 0) / 60:.1f} min; "
              f"final training log-mel L1 {t.get('final_loss')}",
              "", "## Held-out quality", ""]
-    if q:
+    if not q:
+        lines += ["Not measured yet.", ""]
+    else:
         fl = q["floors"]
         lines += [f"On {q['seconds']} s the model never saw (`{', '.join(q['heldout'])}`):", "",
                   "| log-mel L1 | all frames | frames with a note |", "| --- | ---: | ---: |",
                   f"| this model | {q['log_mel_l1']['all']} | {q['log_mel_l1']['sounding']} |",
                   f"| the training data's mean frame | {fl['mean_frame']['all']} | {fl['mean_frame']['sounding']} |",
-                  f"| silence | {fl['silence']['all']} | {fl['silence']['sounding']} |", ""]
+                  f"| silence | {fl['silence']['all']} | {fl['silence']['sounding']} |", "",
+                  f"Metric: {q.get('metric', 'log-mel L1')}.", "",
+                  f"![the mel frames]({q.get('png', path.stem + '.png')})", ""]
         pl = q.get("playing")
         if pl:
             lines += ["## Played from MIDI, through the vocoder", "",
@@ -413,5 +416,6 @@ def write_midi2mel_card_markdown(model_path) -> Path:
                       f"| the default instrument (level-matched) | {pl['spectral_distance_default']} |", "",
                       f"{pl['closer_than_default_pct']}% closer than the default instrument. Metric: {pl['metric']}.",
                       "", f"![played from MIDI]({pl.get('png', '')})", ""]
-        q = {**q, "spectrogram": q.get("png", path.stem + ".png")}
-    return write_card_page(path, lines, q)
+    md = path.with_suffix(".md")
+    md.write_text("\n".join(lines))
+    return md
