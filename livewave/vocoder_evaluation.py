@@ -110,7 +110,8 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
          "lags_model": sorted(set(lags["model"])), "skipped": skipped[:10],
          "metric": "copy synthesis (audio -> livewave mel -> vocoder); multi-resolution STFT distance "
                    "(spectral_loss, FFT sizes scaled to the rate) and log-mel L1 (natural log) against the "
-                   "original, each output aligned by its energy envelope's cross-correlation; Griffin-Lim: "
+                   "original; a model trained on livewave's frames taken at its declared delay, Griffin-Lim "
+                   "and imported models aligned by their energy envelope's cross-correlation; Griffin-Lim: "
                    "librosa mel_to_stft + 32 iterations on the same mel"}
     q["mrstft_better_than_griffin_lim_pct"] = round(100 * (1 - q["mrstft_model"] / q["mrstft_griffin_lim"]), 1)
     q["logmel_better_than_griffin_lim_pct"] = round(100 * (1 - q["logmel_l1_model"] / q["logmel_l1_griffin_lim"]),
@@ -134,8 +135,7 @@ def write_vocoder_card_markdown(model_path) -> Path:
     elif meta["family"] == "istft":
         ic = cfg.get("istft", {})
         arch = (f"A causal iSTFT GAN vocoder ({ic.get('blocks')} residual blocks of {ic.get('channels')} channels at "
-                f"the frame rate, then an inverse FFT of {ic.get('n_fft')} with overlap-add; it sounds one hop behind "
-                "its input)")
+                f"the frame rate, then an inverse FFT of {ic.get('n_fft')} with overlap-add)")
     elif meta["family"] == "flow":
         fc = cfg.get("flow", {})
         arch = (f"A causal WaveGlow-style flow ({fc.get('n_flows')} flows, groups of {fc.get('n_group')}, WaveNets of "
@@ -158,7 +158,9 @@ def write_vocoder_card_markdown(model_path) -> Path:
              f"{t.get('learning_rate')}, seed {t.get('seed')}) on {t.get('device')}, "
              f"{(t.get('seconds') or 0) / 60:.1f} min; final loss {t.get('final_loss')}",
              "- the exact negative log-likelihood, z ~ N(0, 1)" if meta["family"] == "flow" else
-             f"- multi-resolution STFT loss; the GAN ({t.get('discriminators')}) from step {t.get('gan_start')}"
+             "- multi-resolution STFT loss"
+             + (f" plus the log-mel L1 (weight {t.get('mel_weight')})" if t.get("mel_weight") else "")
+             + f"; the GAN ({t.get('discriminators')}) from step {t.get('gan_start')}"
              + (" (not reached)" if (t.get("gan_start") or 0) >= (t.get("steps") or 0) else ""),
              *[f"- {line}" for line in card.get("training_notes", [])],
              "", "## Held-out quality (copy synthesis)", ""]
