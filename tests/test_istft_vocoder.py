@@ -104,7 +104,7 @@ def test_a_hifigan_trained_here_learns_causal_frames_and_streams_with_its_lookah
     assert np.isfinite(a).all() and g.info.lookahead == g.line.delay
 
 
-def test_torchrun_trains_a_vocoder_and_a_midi2mel_data_parallel(tmp_path):
+def test_torchrun_trains_a_vocoder_data_parallel(tmp_path):
     """Two ranks (gloo on CPU) through torchrun: rank 0 writes, the card counts the processes."""
     import os
     import subprocess
