@@ -1,7 +1,8 @@
 """The README's screenshot of the real window: run under Xvfb (Debian package xvfb), with
-the real engine process on a JACK dummy server, the violin loaded and a chord held.
+the real engine process on a JACK dummy server, a shipped model loaded (the violin unless
+named), its card shown in the browser, and a chord held.
 
-    xvfb-run -s "-screen 0 1180x700x24" .venv/bin/python scripts/app_screenshot.py docs/app.png
+    xvfb-run -s "-screen 0 1180x700x24" .venv/bin/python scripts/app_screenshot.py docs/app.png [piano-midi2mel]
 """
 import sys
 import tempfile
@@ -11,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
-def main(out: str) -> None:
+def main(out: str, model: str = "violin") -> None:
     from jack_rig import JackServer
     from PyQt6.QtCore import QTimer
 
@@ -23,8 +24,11 @@ def main(out: str) -> None:
         app = make_app(["livewave"])
         client = EngineClient(EngineProcess(ready_timeout=120))
         client.start({"audio": "system", "midi": "none", "block": 128, "placement": "rtmixer",
-                      "model": str(ROOT / "models" / "violin.safetensors")})
+                      "model": str(ROOT / "models" / f"{model}.safetensors")})
         w = MainWindow(client, session=None)
+        item = w.browser.item_for(str(ROOT / "models" / f"{model}.safetensors"))
+        if item is not None:
+            w.browser.list.setCurrentItem(item)
         w.resize(1180, 700)
         w.show()
 
@@ -43,4 +47,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":         # NB: the engine process is spawned: this module is re-imported there
-    main(sys.argv[1] if len(sys.argv) > 1 else "docs/app.png")
+    main(sys.argv[1] if len(sys.argv) > 1 else "docs/app.png", *sys.argv[2:3])

@@ -44,6 +44,9 @@ def card_text(path: Path | None, meta: dict | None, device: str | None = None) -
     if q and "log_mel_l1" in q:
         rows.append(f"held-out log-mel L1 {q['log_mel_l1']['sounding']} (the mean frame: "
                     f"{q['floors']['mean_frame']['sounding']})")
+        if q.get("playing"):
+            rows.append(f"played from MIDI: {q['playing']['closer_than_default_pct']}% closer to the soundfont "
+                        "than the default instrument")
     elif q and "mrstft_model" in q:
         rows.append(f"copy synthesis: STFT distance {q['mrstft_model']} (Griffin-Lim {q['mrstft_griffin_lim']}), "
                     f"log-mel L1 {q['logmel_l1_model']} (Griffin-Lim {q['logmel_l1_griffin_lim']})")
