@@ -32,9 +32,9 @@ from .soundfont_data import (
     DEFAULT_SOUNDFONT,
     PEAK_DBFS,
     DatasetError,
-    _check_tools,
     _render_all,
     _usable_run,
+    check_render_request,
     prepare_out_dir,
     probe_soundfont,
     read_meta,
@@ -52,18 +52,11 @@ def make_roll_dataset(out, program: int, minutes: float, sample_rate: int = 2205
                       low: int | None = None, high: int | None = None, soundfont=DEFAULT_SOUNDFONT,
                       pedal: bool = True, log=print) -> dict:
     """Render ``minutes`` of polyphonic phrases of GM ``program`` into ``out``; returns the meta."""
-    from .phrases import gm_name, program_range
+    from .phrases import gm_name
     from .piano_phrases import generate_roll_clip
-    try:
-        wide = POLY_RANGES.get(program, (None, None))
-        lo, hi = program_range(program, wide[0] if low is None else low, wide[1] if high is None else high)
-    except ValueError as exc:
-        raise DatasetError(str(exc)) from exc
-    if not 8000 <= sample_rate <= 96000:
-        raise DatasetError(f"sample rate {sample_rate} Hz is outside fluidsynth's 8000..96000")
-    if not 0.05 <= minutes <= 24 * 60:
-        raise DatasetError(f"--minutes {minutes} is outside 0.05..1440")
-    _check_tools(soundfont)
+    wide = POLY_RANGES.get(program, (None, None))
+    lo, hi = check_render_request(program, wide[0] if low is None else low, wide[1] if high is None else high,
+                                  sample_rate, minutes, soundfont)
     out = prepare_out_dir(out)
     n_clips = max(1, round(minutes * 60 / CHUNK_SECONDS))
     seconds = minutes * 60 / n_clips

@@ -336,6 +336,22 @@ def _usable_run(curves: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
 
 
 # -- the soundfont dataset --------------------------------------------------------------------
+def check_render_request(program: int, low, high, sample_rate: int, minutes: float, soundfont) -> tuple[int, int]:
+    """The key range to render (``low``/``high`` or the program's), after checking the rate, the
+    length and that fluidsynth and the soundfont are there; raises :class:`DatasetError`."""
+    from .phrases import program_range
+    try:
+        lo, hi = program_range(program, low, high)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from exc
+    if not 8000 <= sample_rate <= 96000:
+        raise DatasetError(f"sample rate {sample_rate} Hz is outside fluidsynth's 8000..96000")
+    if not 0.05 <= minutes <= 24 * 60:
+        raise DatasetError(f"--minutes {minutes} is outside 0.05..1440")
+    _check_tools(soundfont)
+    return lo, hi
+
+
 def make_soundfont_dataset(out, program: int, minutes: float, sample_rate: int = 16000, seed: int = 0,
                            low: int | None = None, high: int | None = None, soundfont=DEFAULT_SOUNDFONT,
                            tune: bool = True, log=print) -> dict:
@@ -346,16 +362,8 @@ def make_soundfont_dataset(out, program: int, minutes: float, sample_rate: int =
     to the f0 labels of its notes (the MIDI alone says where the soundfont's samples should
     be, not where they are)."""
     from .loudness import frame_loudness
-    from .phrases import generate_clip, gm_name, program_range
-    try:
-        lo, hi = program_range(program, low, high)
-    except ValueError as exc:
-        raise DatasetError(str(exc)) from exc
-    if not 8000 <= sample_rate <= 96000:
-        raise DatasetError(f"sample rate {sample_rate} Hz is outside fluidsynth's 8000..96000")
-    if not 0.05 <= minutes <= 24 * 60:
-        raise DatasetError(f"--minutes {minutes} is outside 0.05..1440")
-    _check_tools(soundfont)
+    from .phrases import generate_clip, gm_name
+    lo, hi = check_render_request(program, low, high, sample_rate, minutes, soundfont)
     out = prepare_out_dir(out)
     hop = hop_for(sample_rate)
     n_clips = max(1, round(minutes * 60 / CHUNK_SECONDS))
