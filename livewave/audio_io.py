@@ -416,17 +416,10 @@ class AudioOutput:
         """One block of captured input into ``_in_tmp`` (render side, thread placement)."""
         tmp, ring, b = self._in_tmp, self._in_ring, self.block
         size = ring.shape[0]
-        avail = self._iw - self._ir
-        if avail > (self.ahead + 2) * b:          # behind: keep the newest, so the delay stays bounded
-            self._ir = self._iw - b
-            avail = b
-            self.stats.input_dropped += 1
-        if avail < b:
-            tmp[:] = 0.0
-            if self._input_seen:
-                self.stats.input_underruns += 1
+        drop = self._input_check(self._iw - self._ir)
+        if drop < 0:
             return
-        self._input_seen = True
+        self._ir += drop
         i = self._ir & (size - 1)
         first = min(b, size - i)
         tmp[:first] = ring[i:i + first]
@@ -436,19 +429,29 @@ class AudioOutput:
 
     def _take_input_rb(self) -> None:
         """One block of captured input into ``_in_tmp`` (render side, rtmixer placement)."""
-        rb, tmp, b = self._rb_in, self._in_tmp, self.block
-        avail = rb.read_available
+        rb = self._rb_in
+        drop = self._input_check(rb.read_available)
+        if drop < 0:
+            return
+        if drop:
+            rb.advance_read_index(drop)
+        rb.readinto(self._in_tmp)
+
+    def _input_check(self, avail: int) -> int:
+        """How many captured samples to drop before reading one block (all but the newest block
+        when more than ``ahead + 2`` wait: the delay stays bounded), or -1 when no whole block is
+        there (the block is silence, counted once input has started)."""
+        b = self.block
         if avail > (self.ahead + 2) * b:
-            rb.advance_read_index(avail - b)
-            avail = b
             self.stats.input_dropped += 1
+            return avail - b
         if avail < b:
-            tmp[:] = 0.0
+            self._in_tmp[:] = 0.0
             if self._input_seen:
                 self.stats.input_underruns += 1
-            return
+            return -1
         self._input_seen = True
-        rb.readinto(tmp)
+        return 0
 
     def _render_one(self) -> None:
         t_start = time.perf_counter()

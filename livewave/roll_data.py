@@ -37,6 +37,7 @@ from .soundfont_data import (
     check_render_request,
     prepare_out_dir,
     probe_soundfont,
+    read_clip_audio,
     read_meta,
     write_clip,
     write_meta,
@@ -111,7 +112,6 @@ def load_roll_dataset(path) -> tuple[dict, list[dict]]:
     """``(meta, clips)``, each clip ``{name, audio float32, notes [N, 4], pedal [M, 2]}``; a
     DDSP soundfont dataset (``livewave data soundfont`` without ``--polyphonic``) reads too, with
     no pedal. Everything is checked; raises :class:`DatasetError`."""
-    import soundfile as sf
 
     from .soundfont_data import KIND as DDSP_KIND
     folder = Path(path)
@@ -128,10 +128,7 @@ def load_roll_dataset(path) -> tuple[dict, list[dict]]:
     clips = []
     for name in names:
         wav, npz = folder / f"{name}.wav", folder / f"{name}.npz"
-        try:
-            audio, rate = sf.read(str(wav), dtype="float32", always_2d=True)
-        except Exception as exc:
-            raise DatasetError(f"{wav}: cannot read audio ({exc})") from exc
+        audio, rate = read_clip_audio(wav)
         if rate != sr:
             raise DatasetError(f"{wav}: {rate} Hz, dataset says {sr} Hz")
         try:

@@ -122,12 +122,21 @@ def read_meta(folder: Path, missing: str) -> tuple[dict, Path]:
     return meta, mpath
 
 
+def read_clip_audio(wav: Path) -> tuple[np.ndarray, int]:
+    """A clip's audio ``float32 [samples, channels]`` and its rate; raises :class:`DatasetError`."""
+    import soundfile as sf
+    try:
+        audio, rate = sf.read(str(wav), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise DatasetError(f"{wav}: cannot read audio ({exc})") from exc
+    return audio, rate
+
+
 def load_dataset(path) -> tuple[dict, list[dict]]:
     """``(meta, clips)``: ``meta`` is ``dataset.json``; each clip a dict with ``name``,
     ``audio float32 [samples]`` and the frame arrays ``f0_hz``, ``loudness_db`` (float32 [F]),
     ``voiced`` (bool [F]) and, where the data has them, ``velocity`` (float32 [F]) and
     ``notes`` (float64 [N, 4]). Everything is checked; raises :class:`DatasetError`."""
-    import soundfile as sf
     folder = Path(path)
     meta, mpath = read_meta(folder, "not a livewave data folder")
     kind = meta.get("kind")
@@ -145,10 +154,7 @@ def load_dataset(path) -> tuple[dict, list[dict]]:
     clips = []
     for name in names:
         wav, npz = folder / f"{name}.wav", folder / f"{name}.npz"
-        try:
-            audio, rate = sf.read(str(wav), dtype="float32", always_2d=True)
-        except Exception as exc:
-            raise DatasetError(f"{wav}: cannot read audio ({exc})") from exc
+        audio, rate = read_clip_audio(wav)
         if rate != sr or audio.shape[1] != 1:
             raise DatasetError(f"{wav}: {rate} Hz with {audio.shape[1]} channels, dataset says mono {sr} Hz")
         audio = audio[:, 0]
