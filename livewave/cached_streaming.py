@@ -1,13 +1,14 @@
-"""Streaming a non-causal HiFi-GAN generator one frame of work per frame, exactly.
+"""Streaming a non-causal reference generator (HiFi-GAN, MelGAN) one frame of work per frame, exactly.
 
 ``LookaheadStreamer`` (reference_vocoders) recomputes the generator over its whole receptive
 field at every step: exact, but on a CPU the imported models run 1.3-19x slower than real time
 that way. Here every layer keeps its own state instead, and each step runs each layer only on
 the samples that became computable:
 
-- a convolution with symmetric zero padding ``p`` keeps the last ``(k - 1) d`` input samples
-  (``p`` zeros at the start: the offline padding) and emits its outputs in order, ``p`` samples
-  behind its input;
+- a convolution with symmetric padding ``p`` keeps the last ``(k - 1) d`` input samples and
+  emits its outputs in order, ``p`` samples behind its input. The start of the stream gets the
+  offline padding: ``p`` zeros (HiFi-GAN), or the reflection of the first ``p + 1`` input
+  samples (MelGAN's ``ReflectionPad1d``), which the layer waits for;
 - a transposed convolution overlap-adds each chunk's full output with the spill of the last
   one and emits the samples no later frame can reach, the first ``padding`` of the stream
   dropped as offline does;
@@ -26,7 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .reference_vocoders import HIFIGAN_SLOPE, HiFiGANGenerator, HiFiGANResBlock1
+from .reference_vocoders import (
+    HIFIGAN_SLOPE,
+    HiFiGANGenerator,
+    HiFiGANResBlock1,
+    MelGANReferenceGenerator,
+    MelGANReferenceResBlock,
+)
 from .streaming_conv import valid_conv1d
 
 
@@ -62,21 +69,40 @@ def _aligned_sum(fifos: list[_Fifo]) -> torch.Tensor:
 
 
 class _Conv:
-    """A stride-1 ``nn.Conv1d`` with symmetric zero padding, streamed."""
+    """A stride-1 ``nn.Conv1d`` with symmetric zero padding, or after a ``ReflectionPad1d(reflect)``
+    (the conv's own padding then 0), streamed."""
 
-    def __init__(self, conv: nn.Conv1d):
+    def __init__(self, conv: nn.Conv1d, reflect: int = 0):
         self.conv = conv
-        self.pad = int(conv.padding[0])
+        if reflect and int(conv.padding[0]):
+            raise ValueError("a reflection-padded conv has no padding of its own")
+        self.reflect = int(reflect)
+        self.pad = self.reflect or int(conv.padding[0])
         self.context = (conv.kernel_size[0] - 1) * conv.dilation[0]
-        self.cache: torch.Tensor | None = None
+        self.reset()
 
     def reset(self) -> None:
-        self.cache = None
+        self.cache: torch.Tensor | None = None
+        self.pending: torch.Tensor | None = None     # the first samples, until the reflection has them
+
+    def _start(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The stream's first input with the offline left padding in front, or None while a
+        reflection still waits for its ``pad + 1`` samples."""
+        if not self.reflect:
+            return torch.cat((x.new_zeros(x.shape[0], x.shape[1], self.pad), x), dim=2)
+        self.pending = x if self.pending is None else torch.cat((self.pending, x), dim=2)
+        if self.pending.shape[2] <= self.pad:
+            return None
+        x, self.pending = self.pending, None
+        return torch.cat((x[:, :, 1:self.pad + 1].flip(2), x), dim=2)
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
         if self.cache is None:
-            self.cache = x.new_zeros(x.shape[0], x.shape[1], self.pad)
-        xx = torch.cat((self.cache, x), dim=2) if x.shape[2] else self.cache
+            xx = self._start(x)
+            if xx is None:
+                return _empty(x, self.conv.out_channels)
+        else:
+            xx = torch.cat((self.cache, x), dim=2) if x.shape[2] else self.cache
         if xx.shape[2] <= self.context:
             self.cache = xx
             return _empty(x, self.conv.out_channels)
@@ -141,24 +167,85 @@ class _ResBlock:
         return x
 
 
-class CachedHiFiGANStreamer:
+class _Chain:
+    """An ``nn.Sequential`` of the reference MelGAN's layers, streamed stage by stage."""
+
+    def __init__(self, layers):
+        self.stages: list = []
+        reflect = 0
+        for m in layers:
+            if isinstance(m, nn.ReflectionPad1d):
+                reflect = int(m.padding[0])
+                continue
+            if isinstance(m, nn.Conv1d):
+                self.stages.append(_Conv(m, reflect))
+            elif reflect:
+                raise ValueError(f"a ReflectionPad1d before a {type(m).__name__}: only before a Conv1d")
+            elif isinstance(m, nn.ConvTranspose1d):
+                self.stages.append(_ConvTranspose(m))
+            elif isinstance(m, MelGANReferenceResBlock):
+                self.stages.append(_MelGANResBlock(m))
+            elif isinstance(m, nn.LeakyReLU):
+                self.stages.append(_Pointwise(lambda x, slope=m.negative_slope: F.leaky_relu(x, slope)))
+            elif isinstance(m, nn.Tanh):
+                self.stages.append(_Pointwise(torch.tanh))
+            else:
+                raise ValueError(f"cannot stream a {type(m).__name__} layer")
+            reflect = 0
+
+    def reset(self) -> None:
+        for s in self.stages:
+            s.reset()
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        for s in self.stages:
+            x = s.step(x)
+        return x
+
+
+class _Pointwise:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def reset(self) -> None:
+        pass
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+class _MelGANResBlock:
+    """The reference MelGAN's residual block: a 1x1 shortcut plus a dilated, reflection-padded path."""
+
+    def __init__(self, block: MelGANReferenceResBlock):
+        self.shortcut, self.path = _Chain([block.shortcut]), _Chain(block.block)
+        self.reset()
+
+    def reset(self) -> None:
+        self.shortcut.reset()
+        self.path.reset()
+        self.fifos = [_Fifo(), _Fifo()]
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        self.fifos[0].push(self.shortcut.step(x))
+        self.fifos[1].push(self.path.step(x))
+        return _aligned_sum(self.fifos)
+
+
+class _CachedStreamer:
     """``push(mel [1, n_mels, n])`` -> the next whole hops of audio ``[1, 1, m * hop]``; the output
     lags the input by ``lag`` frames (measured at construction)."""
 
-    def __init__(self, model: HiFiGANGenerator):
+    def __init__(self, model: nn.Module):
         self.model, self.hop = model, model.hop
-        self.n_kernels = model.n_kernels
-        self.pre, self.post = _Conv(model.conv_pre), _Conv(model.conv_post)
-        self.ups = [_ConvTranspose(u) for u in model.ups]
-        self.blocks = [_ResBlock(b) for b in model.resblocks]
         self.reset()
         self.lag_samples, self.lag = self._measure_lag()
 
     def reset(self) -> None:
-        for s in (self.pre, self.post, *self.ups, *self.blocks):
-            s.reset()
-        self.branches = [[_Fifo() for _ in range(self.n_kernels)] for _ in self.ups]
         self.out = _Fifo()
+
+    def _run(self, mel: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     @torch.no_grad()
     def _measure_lag(self, frames: int = 64) -> tuple[int, int]:
@@ -173,6 +260,25 @@ class CachedHiFiGANStreamer:
         return samples, frames - got // self.hop
 
     def push(self, mel: torch.Tensor) -> torch.Tensor:
+        self.out.push(self._run(mel))
+        return self.out.pop((self.out.available // self.hop) * self.hop)
+
+
+class CachedHiFiGANStreamer(_CachedStreamer):
+    def __init__(self, model: HiFiGANGenerator):
+        self.n_kernels = model.n_kernels
+        self.pre, self.post = _Conv(model.conv_pre), _Conv(model.conv_post)
+        self.ups = [_ConvTranspose(u) for u in model.ups]
+        self.blocks = [_ResBlock(b) for b in model.resblocks]
+        super().__init__(model)
+
+    def reset(self) -> None:
+        for s in (self.pre, self.post, *self.ups, *self.blocks):
+            s.reset()
+        self.branches = [[_Fifo() for _ in range(self.n_kernels)] for _ in self.ups]
+        super().reset()
+
+    def _run(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.pre.step(mel)
         for i, up in enumerate(self.ups):
             x = up.step(F.leaky_relu(x, HIFIGAN_SLOPE))
@@ -180,6 +286,19 @@ class CachedHiFiGANStreamer:
             for j in range(self.n_kernels):
                 fifos[j].push(self.blocks[i * self.n_kernels + j].step(x))
             x = _aligned_sum(fifos) / self.n_kernels
-        y = torch.tanh(self.post.step(F.leaky_relu(x)))       # NB: the reference's default slope here
-        self.out.push(y)
-        return self.out.pop((self.out.available // self.hop) * self.hop)
+        return torch.tanh(self.post.step(F.leaky_relu(x)))       # NB: the reference's default slope here
+
+
+class CachedMelGANStreamer(_CachedStreamer):
+    """The reference MelGAN (Kumar et al. 2019), reflection padding and all."""
+
+    def __init__(self, model: MelGANReferenceGenerator):
+        self.chain = _Chain(model.model)
+        super().__init__(model)
+
+    def reset(self) -> None:
+        self.chain.reset()
+        super().reset()
+
+    def _run(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.chain.step(mel)

@@ -283,9 +283,9 @@ def cmd_import(args) -> int:
                             name=args.name)
     from .checkpoint import load_generator
     info = load_generator(out).info
-    left, right = info.card.get("receptive_field_frames") or (0, 0)
+    lag = int(info.card.get("stream_lag_frames") or 0)
     print(f"livewave: imported {args.weights} as {out} ({info.family}, {info.sample_rate} Hz, hop {info.hop}); "
-          f"it streams exactly with {right} frames of lookahead ({right * info.hop / info.sample_rate * 1e3:.0f} ms)")
+          f"it streams exactly with {lag} frames of lookahead ({lag * info.hop / info.sample_rate * 1e3:.0f} ms)")
     return 0
 
 

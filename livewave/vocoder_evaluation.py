@@ -129,9 +129,11 @@ def write_vocoder_card_markdown(model_path) -> Path:
     mc, mel = cfg.get("melgan", {}), cfg.get("mel", {})
     if meta["family"] == "hifigan":
         hc = cfg.get("hifigan", {})
+        from .checkpoint import load_generator
+        lag = load_generator(path).info.card.get("stream_lag_frames", "?")
         arch = (f"A HiFi-GAN generator (resblock {hc.get('resblock')}, {hc.get('upsample_initial_channel')} channels, "
                 f"rates {hc.get('upsample_rates')}), not causal: the engine streams it with its lookahead "
-                f"({card.get('receptive_field_frames', ['?', '?'])[1]} frames)")
+                f"({lag} frames)")
     elif meta["family"] == "istft":
         ic = cfg.get("istft", {})
         arch = (f"A causal iSTFT GAN vocoder ({ic.get('blocks')} residual blocks of {ic.get('channels')} channels at "

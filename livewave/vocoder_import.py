@@ -162,5 +162,6 @@ def _write(voc, out, weights, source: dict) -> Path:
     config, tensors = voc.checkpoint_parts()
     card = {"instrument": voc.info.name, "family": voc.family, "sample_rate": voc.mcfg.sample_rate,
             "parameters": voc.model.parameter_count(), "imported": source,
-            "receptive_field_frames": voc.info.card.get("receptive_field_frames")}
+            "receptive_field_frames": voc.info.card.get("receptive_field_frames"),
+            "stream_lag_frames": voc.info.card.get("stream_lag_frames")}
     return save_checkpoint(out, voc.family, config, card, tensors)

@@ -270,28 +270,27 @@ class FlowVocoderInstrument(AudioVocoder):
 
 
 class _ReferenceVocoder(AudioVocoder):
-    """A non-causal vocoder from the reference code, streamed with its exact lookahead
-    (``reference_vocoders.LookaheadStreamer``). Imported ones were trained on mel frames
+    """A non-causal vocoder from the reference code, streamed exactly with cached layer state
+    (``cached_streaming``), ``lag_frames`` behind its input (its receptive field's right side,
+    rounded up to whole frames). Imported ones were trained on mel frames
     centred on their blocks, so they sound ``(n_fft - hop) / 2`` samples later than the input on
     top of the lookahead; one trained here (config ``"frames": "causal"``) learnt livewave's
     causal frames, aligned like the MelGAN's, and adds only the lookahead."""
 
     def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None,
                  centred: bool = True):
-        from .reference_vocoders import HiFiGANGenerator, LookaheadStreamer, receptive_field
+        from .reference_vocoders import HiFiGANGenerator, receptive_field
         super().__init__(model, mel, name, card)
         left, right = receptive_field(type(model), model.config)
         self.centred = bool(centred)
         self.content_delay = (int(self.mel_cfg["n_fft"]) - self.mcfg.hop) // 2 if centred else 0
-        if isinstance(model, HiFiGANGenerator):
-            # every layer keeps its own state: one frame of work per frame (cached_streaming)
-            from .cached_streaming import CachedHiFiGANStreamer
-            self.streamer = CachedHiFiGANStreamer(model)
-            self.lag_frames = self.streamer.lag
-        else:
-            self.streamer = LookaheadStreamer(model, left, right, self.mcfg.n_mels, self.mcfg.hop)
-            self.lag_frames = right
-        self.info = replace(self.info, card={**self.info.card, "receptive_field_frames": [left, right]})
+        # every layer keeps its own state: one frame of work per frame (cached_streaming)
+        from .cached_streaming import CachedHiFiGANStreamer, CachedMelGANStreamer
+        streamer = CachedHiFiGANStreamer if isinstance(model, HiFiGANGenerator) else CachedMelGANStreamer
+        self.streamer = streamer(model)
+        self.lag_frames = self.streamer.lag
+        self.info = replace(self.info, card={**self.info.card, "receptive_field_frames": [left, right],
+                                                       "stream_lag_frames": self.lag_frames})
 
     @classmethod
     def from_checkpoint(cls, config: dict, card: dict, tensors: dict):
