@@ -81,27 +81,38 @@ def vocoder_configs(quick: bool = False) -> list[tuple[str, object]]:
     from livewave.flow_vocoder import FlowConfig, FlowVocoder
     from livewave.istft_vocoder import ISTFTVocoder
     from livewave.melgan import MelGANConfig, MelGANGenerator
-    from livewave.reference_vocoders import HiFiGANConfig, HiFiGANGenerator
+    from livewave.reference_vocoders import (
+        HiFiGANConfig,
+        HiFiGANGenerator,
+        MelGANReferenceConfig,
+        MelGANReferenceGenerator,
+    )
     from livewave.vocoder_instrument import (
         FlowVocoderInstrument,
         HiFiGANVocoder,
         ISTFTVocoderInstrument,
+        MelGANReferenceVocoder,
         MelGANVocoder,
     )
     torch.manual_seed(0)
     out = [("istft 256 x 6 (causal)", ISTFTVocoderInstrument(ISTFTVocoder())),
            ("melgan ngf 16 (causal)", MelGANVocoder(MelGANGenerator(MelGANConfig(ngf=16)))),
            ("melgan ngf 32 (causal)", MelGANVocoder(MelGANGenerator(MelGANConfig(ngf=32)))),
-           ("flow 12 x WN 8x64 (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig())))]
+           ("flow 12 x WN 8x64 (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig()))),
+           ("flow 8 x WN 6x48 (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig(
+               n_flows=8, wn_layers=6, wn_channels=48))))]
     v3 = HiFiGANConfig(resblock="2", upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
                        upsample_initial_channel=256, resblock_kernel_sizes=(3, 5, 7),
                        resblock_dilation_sizes=((1, 2), (2, 6), (3, 12)))
     mel = {"n_fft": 1024, "hop": 256, "n_mels": 80, "fmax": 8000.0}
-    out += [("hifigan V3 (imported, lookahead)", HiFiGANVocoder(HiFiGANGenerator(v3), mel)),
-            ("hifigan V2 (imported, lookahead)", HiFiGANVocoder(HiFiGANGenerator(HiFiGANConfig(
+    # imported (not causal): streamed with cached layer state, their lookahead as latency
+    out += [("melgan ngf 32 (imported, cached)", MelGANReferenceVocoder(MelGANReferenceGenerator(
+                MelGANReferenceConfig()))),
+            ("hifigan V3 (imported, cached)", HiFiGANVocoder(HiFiGANGenerator(v3), mel)),
+            ("hifigan V2 (imported, cached)", HiFiGANVocoder(HiFiGANGenerator(HiFiGANConfig(
                 upsample_initial_channel=128)), mel))]
     if not quick:
-        out.append(("hifigan V1 (imported, lookahead)", HiFiGANVocoder(HiFiGANGenerator(HiFiGANConfig()), mel)))
+        out.append(("hifigan V1 (imported, cached)", HiFiGANVocoder(HiFiGANGenerator(HiFiGANConfig()), mel)))
     return out
 
 

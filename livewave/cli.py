@@ -130,12 +130,15 @@ def cmd_play(args) -> int:
     where = getattr(eng.generator, "device", "cpu")
     print(f"livewave: playing {eng.generator.info.name} ({eng.generator.info.family}, on {where}) on "
           f"{out.device_name}, {args.rate} Hz, block {block} ({args.placement}); Ctrl-C to stop", flush=True)
+    from .garbage_collector import OffAudioThread
+    collector = OffAudioThread().start()        # no collection on the audio side: this loop runs them
     out.start()
     t_end = time.monotonic() + args.duration if args.duration else None
     last_line = last_stats = 0.0
     try:
         while not stop["now"] and (t_end is None or time.monotonic() < t_end):
             time.sleep(0.05)
+            collector.tick()
             msgs = eng.take_reports() + (list(_drain(midi.reports)) if midi else [])
             if eng.stats.last_fault:
                 msgs.append(f"generator fault: {eng.stats.last_fault} (block muted, generator reset)")
@@ -156,6 +159,7 @@ def cmd_play(args) -> int:
         out.stop()                              # audio first: under JACK, rtmidi calls must not
         if midi:                                # overlap a running Python audio callback
             midi.stop()
+        collector.stop()
         print(("\n" if tty else "") + "livewave: stopped; all notes released. " + _status_line(eng, out, midi),
               flush=True)
         if args.stats_json:

@@ -21,7 +21,6 @@ Threads of this process:
 """
 from __future__ import annotations
 
-import gc
 import math
 import os
 import queue
@@ -46,6 +45,7 @@ from .engine_process import (
     check_command,
     describe_generator,
 )
+from .garbage_collector import OffAudioThread
 from .generator import missing_input_warning
 
 STATUS_PERIOD = 0.010      # seconds between status updates in shared memory
@@ -162,6 +162,7 @@ class EngineHost:
         self.generation = 0
         self.stopping = False
         self.parent_gone = False
+        self.collector = OffAudioThread()
         self._loads: queue.SimpleQueue = queue.SimpleQueue()
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._waiting = None            # a prepared generator waiting for a pending swap to finish
@@ -210,8 +211,8 @@ class EngineHost:
         out.post_render = _Scope(self.shm, out.channels, block).post_render
         self._loader = threading.Thread(target=self._load_loop, name="livewave-loader", daemon=True)
         self._loader.start()
-        gc.collect()
-        gc.freeze()     # NB: what start-up built never moves again: later collections stay short
+        # what start-up built is frozen, and the collector runs from the command loop only
+        self.collector = OffAudioThread().start()
         out.start()
 
     def ready_info(self) -> dict:
@@ -246,6 +247,7 @@ class EngineHost:
                 self.parent_gone = True     # the GUI is gone: the engine must not outlive it
                 break
             self._finish_loads()
+            self.collector.tick()
             now = time.monotonic()
             if now >= next_status:
                 next_status = now + STATUS_PERIOD
@@ -466,6 +468,7 @@ class EngineHost:
         if self.midi is not None:             # overlap a running Python audio callback
             self.midi.stop()
         self._loads.put(None)
+        self.collector.stop()
         self.write_status(STATE_STOPPED)
         self.forward_reports()
         self.send(("stopped", self.shm.status()))
