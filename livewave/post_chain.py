@@ -51,10 +51,12 @@ class PostChain:
         self.held = np.ones(self.window)              # min-held gains (moving-average window)
         self.delay = np.zeros(self.latency + 8)       # delayed signal ring
         self.state = np.zeros(5)
+        self.gain_db = float(gain_db)                 # as set: what a preset saves
         self.target_gain = float(10.0 ** (gain_db / 20.0))
         self.reset()
 
     def set_gain_db(self, gain_db: float) -> None:
+        self.gain_db = float(gain_db)
         self.target_gain = float(10.0 ** (gain_db / 20.0))   # NB: one float store, read per block
 
     def reset(self) -> None:
