@@ -131,6 +131,8 @@ def cmd_play(args) -> int:
     print(f"livewave: playing {eng.generator.info.name} ({eng.generator.info.family}, on {where}) on "
           f"{out.device_name}, {args.rate} Hz, block {block} ({args.placement}); Ctrl-C to stop", flush=True)
     from .garbage_collector import OffAudioThread
+    from .model_watchdog import ModelWatchdog, prepared_fallback
+    watchdog = ModelWatchdog(eng, prepared_fallback(eng))
     collector = OffAudioThread().start()        # no collection on the audio side: this loop runs them
     out.start()
     t_end = time.monotonic() + args.duration if args.duration else None
@@ -139,6 +141,15 @@ def cmd_play(args) -> int:
         while not stop["now"] and (t_end is None or time.monotonic() < t_end):
             time.sleep(0.05)
             collector.tick()
+            verdict = watchdog.check()
+            if verdict is not None and verdict[0] == "hung":
+                print(f"\nlivewave: the model {eng.generator.info.name} stopped answering (one block has taken "
+                      f"{verdict[1]:.1f} s); a thread stuck in a model cannot be stopped, so livewave ends here. "
+                      "Play it again without that model.", file=sys.stderr, flush=True)
+                os._exit(3)
+            if verdict is not None and watchdog.unload():
+                print(f"\nlivewave: the model {eng.generator.info.name} kept failing ({verdict[1]}); its blocks were "
+                      "muted and it is unloaded: the built-in instrument plays", flush=True)
             msgs = eng.take_reports() + (list(_drain(midi.reports)) if midi else [])
             if eng.stats.last_fault:
                 msgs.append(f"generator fault: {eng.stats.last_fault} (block muted, generator reset)")

@@ -42,6 +42,8 @@ class EngineStats:
         self.render_seconds = 0.0        # last block
         self.render_peak = 0.0           # since last read_and_reset_peak
         self.render_samples = 0
+        self.render_started = 0.0        # perf_counter() when the block being rendered began; 0 between
+                                         # blocks (a watchdog reads it: a block that never ends is a hang)
 
 
 class Engine:
@@ -282,6 +284,7 @@ class Engine:
 
     def _render_block(self, out: np.ndarray, n: int) -> None:
         t_start = time.perf_counter()
+        self.stats.render_started = t_start
         t0 = self.sample_time
         end = t0 + n
         self._control_flags(t0)
@@ -309,6 +312,7 @@ class Engine:
                 out[:, c] = mono[:n]
         self.sample_time = end
         st = self.stats
+        st.render_started = 0.0
         st.blocks += 1
         st.voices = self.voices.active_count
         el = time.perf_counter() - t_start

@@ -83,7 +83,7 @@ _ARITY = {"load": (1, 1, "path"), "control": (2, 2, "name or index, value"), "ga
           "panic": (0, 0, ""), "release_all": (0, 0, ""), "midi": (2, 3, "status, data1[, data2]"),
           "midi_ports": (0, 1, "[selection]"), "devices": (0, 0, ""), "learn": (1, 1, "control name"),
           "bind": (3, 3, "control name, channel, cc"), "unbind": (1, 1, "control name"),
-          "ping": (1, 1, "token"), "stop": (0, 0, "")}
+          "ping": (1, 1, "token"), "stop": (0, 0, ""), "fault": (1, 1, "kind (tests only)")}
 COMMANDS = tuple(_ARITY)
 
 
@@ -127,6 +127,10 @@ def check_command(cmd) -> tuple:
             raise CommandError(f"{name}: {args[0]!r:.40} is not a control name")
         if name == "bind":
             return (name, args[0], _byte(name, "channel", args[1], 0, 15), _byte(name, "cc", args[2]))
+        return (name, args[0])
+    if name == "fault":
+        if not isinstance(args[0], str):
+            raise CommandError(f"fault: kind {args[0]!r:.40} is not a string")
         return (name, args[0])
     if name == "ping":
         tok = args[0]

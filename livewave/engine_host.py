@@ -35,6 +35,7 @@ import numpy as np
 from numba import njit
 
 from .engine_process import (
+    EXIT_RENDER_HUNG,
     RELEASED,
     STATE_RUNNING,
     STATE_STARTING,
@@ -47,6 +48,7 @@ from .engine_process import (
 )
 from .garbage_collector import OffAudioThread
 from .generator import missing_input_warning
+from .model_watchdog import ModelWatchdog, prepared_fallback
 
 STATUS_PERIOD = 0.010      # seconds between status updates in shared memory
 REPORT_PERIOD = 0.050      # seconds between report forwards
@@ -163,6 +165,7 @@ class EngineHost:
         self.stopping = False
         self.parent_gone = False
         self.collector = OffAudioThread()
+        self.watchdog = None            # model_watchdog.ModelWatchdog, once the engine exists
         self._loads: queue.SimpleQueue = queue.SimpleQueue()
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._waiting = None            # a prepared generator waiting for a pending swap to finish
@@ -209,6 +212,7 @@ class EngineHost:
             self.midi = MidiInputs(eng, s["midi"], api=api).start()
             self.midi.attach(out)
         out.post_render = _Scope(self.shm, out.channels, block).post_render
+        self.watchdog = ModelWatchdog(eng, prepared_fallback(eng))
         self._loader = threading.Thread(target=self._load_loop, name="livewave-loader", daemon=True)
         self._loader.start()
         # what start-up built is frozen, and the collector runs from the command loop only
@@ -247,6 +251,7 @@ class EngineHost:
                 self.parent_gone = True     # the GUI is gone: the engine must not outlive it
                 break
             self._finish_loads()
+            self._watch_render()
             self.collector.tick()
             now = time.monotonic()
             if now >= next_status:
@@ -384,6 +389,48 @@ class EngineHost:
             except Exception as exc:     # every failure is an answer; the current model plays on
                 self._results.put((path, None, _message(exc, path)))
 
+    # -- a model that fails while it plays ----------------------------------------------------------
+    def _watch_render(self) -> None:
+        """A model that hangs ends this process (the GUI restarts it without the model); one
+        that keeps faulting gives way to the built-in instrument (``model_watchdog``)."""
+        verdict = self.watchdog.check()
+        if verdict is None:
+            return
+        kind, what = verdict
+        if kind == "hung":
+            self._render_hung(what)
+        eng = self.engine
+        name = eng.generator.info.name
+        old = eng.generator
+        if not self.watchdog.unload():
+            return                        # a swap is pending: next round
+        self._retired.append((old, time.monotonic()))
+        self.model_path = None
+        self.generation += 1
+        self.send(("report", f"the model {name} kept failing ({what}); every block of it was muted, and it is "
+                             "unloaded: the built-in instrument plays"))
+        self.send(("loaded", "", describe_generator(self.watchdog.fallback, None)))
+
+    def _render_hung(self, seconds: float) -> None:
+        name = self.engine.generator.info.name
+        msg = (f"the model {name} stopped answering (one block has taken {seconds:.1f} s); the engine process "
+               "ends so that it can be restarted without it")
+        print(f"livewave engine: {msg}", flush=True)
+        self.send(("report", msg))
+        try:
+            self.write_status(STATE_STOPPED)
+        except Exception:
+            pass
+        os._exit(EXIT_RENDER_HUNG)      # NB: a thread stuck in a model cannot be stopped any other way
+
+    def _cmd_fault(self, kind: str) -> None:
+        from . import fault_injection
+        if not fault_injection.enabled():
+            raise ValueError("fault injection is off (it is for tests: LIVEWAVE_FAULTS=1)")
+        eng = self.engine
+        eng.generator = fault_injection.FaultyGenerator(eng.generator, kind)   # NB: one store; next block
+        self.send(("fault", kind))
+
     def _finish_loads(self) -> None:
         now = time.monotonic()
         eng = self.engine
@@ -484,6 +531,19 @@ class EngineHost:
         except Exception:
             pass
         self.shm.close()
+
+
+def warm_up_process() -> None:
+    """What every engine process does before it can play, done ahead by a spare
+    (``engine_process._spare_main``): the imports, torch and the generator families, and
+    Numba's kernels (an engine prepared and thrown away). PortAudio is not touched: a device
+    list read now could be stale when the spare is used."""
+    from . import audio_io, cli, midi_input  # noqa: F401
+    from .config import EngineConfig
+    from .engine import Engine
+    from .generator import preload_families
+    preload_families()
+    Engine(EngineConfig()).prepare()
 
 
 def main(conn, shm_name: str, settings: dict, log_path: str | None = None) -> int:

@@ -8,6 +8,13 @@ side, imports no torch, no sounddevice and no rtmidi.
 The commands and events are in ``engine_commands``, the shared-memory layout in
 ``engine_shared_state``.
 
+When the child fails it is restarted (``restart``; the GUI does it on ``check``): after a kill or
+a crash with the model that played; after its model hung (the child ends itself with
+``EXIT_RENDER_HUNG``) or froze the whole child (no heartbeat for ``FREEZE_AFTER``: killed here),
+without it. With ``spare=True`` a second child is kept started and warmed up ahead of need
+(imports, torch, Numba's kernels), so a restart costs opening the device and the model, not
+starting Python (measured: ``tests/test_torture_faults.py``).
+
 Threading: one thread of the parent (the GUI's) uses an ``EngineProcess``; nothing here
 starts threads. ``null_engine.NullEngine`` has the same API and plays nothing (GUI tests).
 """
@@ -47,12 +54,30 @@ from .engine_shared_state import (  # noqa: F401
     SharedState,
 )
 
-
 # -- the parent side ---------------------------------------------------------------------------
+EXIT_RENDER_HUNG = 86     # the child's exit code when its model hung (engine_host._render_hung)
+FREEZE_AFTER = 1.0        # seconds without a heartbeat from a running child: it is frozen, and killed
+
+
 def _child_main(conn, shm_name: str, settings: dict, log_path: str | None) -> None:
     """Entry point of the spawned child (kept here so the parent never imports engine_host)."""
     from .engine_host import main
     sys.exit(main(conn, shm_name, settings, log_path=log_path))
+
+
+def _spare_main(conn) -> None:
+    """A child started ahead of need: it warms up, then waits to be told which engine to become
+    (``("become", shm_name, settings, log_path)``); a closed pipe or anything else ends it."""
+    from .engine_host import main, warm_up_process
+    warm_up_process()
+    try:
+        conn.send(("spare_ready",))
+        msg = conn.recv()
+    except (EOFError, OSError):
+        sys.exit(0)
+    if not (isinstance(msg, tuple) and len(msg) == 4 and msg[0] == "become"):
+        sys.exit(0)
+    sys.exit(main(conn, msg[1], msg[2], log_path=msg[3]))
 
 
 def _exit_reason(code: int | None) -> str:
@@ -69,8 +94,11 @@ def _exit_reason(code: int | None) -> str:
 class EngineProcess:
     """Start, command, watch and restart the engine process (GUI side; one thread)."""
 
-    def __init__(self, ready_timeout: float = 90.0, log_dir: str | os.PathLike | None = None):
+    def __init__(self, ready_timeout: float = 90.0, log_dir: str | os.PathLike | None = None, spare: bool = False):
         self.ready_timeout = ready_timeout
+        self.keep_spare = bool(spare)
+        self._spare = None            # (process, connection): a warmed-up child waiting to become the engine
+        self._froze = 0.0             # the heartbeat's age when a frozen child was killed (0: it was not)
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir())
         self.settings: dict = {}
         self.info: dict = {}          # the child's ready info (device, rate, block, model, ...)
@@ -98,13 +126,19 @@ class EngineProcess:
         fd, log = tempfile.mkstemp(prefix="livewave-engine-", suffix=".log", dir=self.log_dir)
         os.close(fd)
         self.log_path = Path(log)
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_child_main, name="livewave-engine", daemon=True,
-                                args=(child, self.shm.name, self.settings, str(self.log_path)))
-        self.proc.start()
-        child.close()          # NB: the parent's copy closed, so a dead child reads as EOF here
-        self.conn = parent
+        spare = self._take_spare()
+        if spare is not None:
+            self.proc, self.conn = spare
+            self.conn.send(("become", self.shm.name, self.settings, str(self.log_path)))
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            parent, child = ctx.Pipe(duplex=True)
+            self.proc = ctx.Process(target=_child_main, name="livewave-engine", daemon=True,
+                                    args=(child, self.shm.name, self.settings, str(self.log_path)))
+            self.proc.start()
+            child.close()          # NB: the parent's copy closed, so a dead child reads as EOF here
+            self.conn = parent
+        self._froze = 0.0
         self._stopping = False
         self._died_reported = False
         t_end = time.monotonic() + self.ready_timeout
@@ -114,6 +148,8 @@ class EngineProcess:
                 if ev[0] == "ready":
                     self.info = ev[1]
                     self.model_info = ev[1].get("model", {})
+                    if self.keep_spare:
+                        self._start_spare()
                     return self.info
                 if ev[0] == "fatal":
                     self._reap()
@@ -139,6 +175,7 @@ class EngineProcess:
         """Ask the child to stop (notes released and rung out first); kill it if it does not
         exit in ``timeout``. Returns its final status (None if it did not send one)."""
         final = self._stop_child(timeout)
+        self._end_spare()
         if self.shm is not None:
             self.shm.close()
             self.shm.unlink()
@@ -161,6 +198,45 @@ class EngineProcess:
             final = next((ev[1] for ev in self._backlog if ev[0] == "stopped"), None)
             self._reap(kill=True)
         return final
+
+    # -- the warm spare ---------------------------------------------------------------------------
+    def _start_spare(self) -> None:
+        if self._spare is not None and self._spare[0].is_alive():
+            return
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_spare_main, name="livewave-engine-spare", daemon=True, args=(child,))
+        proc.start()
+        child.close()
+        self._spare = [proc, parent, False]      # NB: ready once it says so
+
+    def spare_ready(self) -> bool:
+        """A spare is started and done warming up (a half-warm one would start no faster)."""
+        sp = self._spare
+        if sp is None or not sp[0].is_alive():
+            return False
+        if not sp[2]:
+            try:
+                sp[2] = sp[1].poll(0) and sp[1].recv() == ("spare_ready",)
+            except (EOFError, OSError):
+                return False
+        return bool(sp[2])
+
+    def _take_spare(self):
+        if not self.spare_ready():
+            return None
+        (proc, conn, _), self._spare = self._spare, None
+        return proc, conn
+
+    def _end_spare(self) -> None:
+        sp, self._spare = self._spare, None
+        if sp is not None:
+            proc, conn, _ = sp
+            conn.close()              # a waiting spare reads EOF and exits
+            proc.join(2.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(2.0)
 
     def _drop_log(self) -> None:
         if self.log_path is not None:
@@ -189,14 +265,29 @@ class EngineProcess:
     def check(self) -> str | None:
         """None while the child runs (or after a deliberate stop); else, once per death, a message
         saying how it ended (also queued as a ("died", message) event)."""
-        if self.proc is None or self._stopping or self.proc.is_alive():
+        if self.proc is None or self._stopping:
             return None
-        msg = f"the engine process died ({_exit_reason(self.proc.exitcode)}){self._tail_text()}"
+        if self.proc.is_alive():
+            st = self.shm.status() if self.shm is not None else {}
+            if st.get("state") != STATE_RUNNING or st.get("age_s", 0.0) <= FREEZE_AFTER:
+                return None
+            self._froze = float(st["age_s"])   # its loop has not run for that long: a model holds it
+            self.proc.kill()
+            self.proc.join(2.0)
+        msg = f"the engine process {self._how_it_ended()}{self._tail_text()}"
         if not self._died_reported:
             self._died_reported = True
             self._backlog.extend(self._drain())
             self._backlog.append(("died", msg))
         return msg
+
+    def _how_it_ended(self) -> str:
+        code = self.proc.exitcode
+        if self._froze:
+            return f"stopped answering for {self._froze:.1f} s (a model held it) and was killed"
+        if code == EXIT_RENDER_HUNG:
+            return "ended itself because its model hung"
+        return f"died ({_exit_reason(code)})"
 
     def restart(self, **changes) -> dict:
         """Start the child again with the same settings (``changes`` override some) and the last
@@ -206,15 +297,20 @@ class EngineProcess:
             self._stop_child(10.0)
             reason = "stopped for the restart"
         else:
-            reason = _exit_reason(self.proc.exitcode) if self.proc is not None else "not started"
+            reason = self._how_it_ended() if self.proc is not None else "not started"
             self._reap(kill=True)
+        model_failed = self.proc is not None and (self._froze or self.proc.exitcode == EXIT_RENDER_HUNG)
         self._drop_log()          # what a dead one said is in check()'s message
         settings = {**self.settings, **changes}
         if "model" not in changes and self.model_info.get("path"):
             settings["model"] = self.model_info["path"]
+        dropped = ""
+        if model_failed and "model" not in changes and settings.get("model"):
+            dropped = f"; without its model {settings['model']}, which hung: the built-in instrument plays"
+            settings["model"] = None
         try:
             info = self.start(settings)
-            what = ""
+            what = dropped
         except EngineError as exc:
             if not settings.get("model"):
                 raise

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
                 "placement": "rtmixer" if importlib.util.find_spec("rtmixer") else "callback"}
     if settings["placement"] == "callback":
         settings.pop("ahead")
-    engine = NullEngine() if args.null else EngineProcess()
+    engine = NullEngine() if args.null else EngineProcess(spare=True)   # a restart takes the warm spare
     client = EngineClient(engine)
     problem = None
     try:

@@ -1,0 +1,78 @@
+"""Broken generators on purpose, for the torture suite: the engine must survive each.
+
+``FaultyGenerator(inner, kind)`` plays ``inner`` and breaks it the way models break:
+
+- ``raise``: every render raises (a model that throws);
+- ``nan``: every render writes NaN (a model that diverged);
+- ``hang``: a render never returns, sleeping (a model waiting on something that never comes;
+  the GIL is free, so the rest of the process runs);
+- ``spin``: a render never returns, computing in Python (the GIL is passed around as usual);
+- ``gil``: a render holds the GIL in one C call for ``GIL_SECONDS`` (a C extension that never
+  lets go: nothing else in the process runs meanwhile).
+
+The engine process accepts the ``fault`` command (which wraps its current generator) only when
+the environment says ``LIVEWAVE_FAULTS=1``: tests set it, a performer never does.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from .generator import Generator
+
+KINDS = ("raise", "nan", "hang", "spin", "gil")
+GIL_SECONDS = 3.0          # about; one C call, calibrated at first use
+
+
+def enabled() -> bool:
+    return os.environ.get("LIVEWAVE_FAULTS") == "1"
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+def _hold_gil(seconds: float) -> None:
+    # NB: sum over a range is one C call that never releases the GIL
+    n = 2_000_000
+    t0 = time.perf_counter()
+    sum(range(n))
+    per = max(time.perf_counter() - t0, 1e-4) / n
+    sum(range(int(seconds / per)))
+
+
+class FaultyGenerator(Generator):
+    def __init__(self, inner: Generator, kind: str):
+        if kind not in KINDS:
+            raise ValueError(f"fault kind {kind!r}: one of {', '.join(KINDS)}")
+        self.inner, self.kind = inner, kind
+        self.info = inner.info
+
+    def prepare(self, sample_rate: int, max_block: int, polyphony: int, device: str = "cpu") -> None:
+        self.inner.prepare(sample_rate, max_block, polyphony, device)
+
+    def default_controls(self) -> np.ndarray:
+        return self.inner.default_controls()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def render(self, cond, out: np.ndarray) -> None:
+        k = self.kind
+        if k == "raise":
+            raise InjectedFault("injected fault: the model raised")
+        if k == "nan":
+            self.inner.render(cond, out)
+            out[:] = np.nan
+        elif k == "hang":
+            while True:
+                time.sleep(0.05)
+        elif k == "spin":
+            x = 0
+            while True:
+                x += 1
+        else:
+            _hold_gil(GIL_SECONDS)
+            self.inner.render(cond, out)
