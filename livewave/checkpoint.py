@@ -80,6 +80,9 @@ def read_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
         # NB: only when the length does not fit: a real header length may start with 0x80.
         raise CheckpointError(f"{name}: this is a pickle/zip (PyTorch) file renamed .safetensors; "
                               "it is refused, never unpickled")
+    if not fits and header_len <= size - 8:
+        raise CheckpointError(f"{name}: a {header_len}-byte header, over the 100 MB livewave reads (a model's "
+                              "header is a few KB); refused unread")
     if not fits:
         raise CheckpointError(f"{name}: header length {header_len} bytes does not fit a {size}-byte file "
                               "(truncated or not a safetensors file)")

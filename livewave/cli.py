@@ -32,7 +32,9 @@ class UsageError(Exception):
     pass
 
 
-def _engine(args, sample_rate: int, block: int, input_channels: int = 0, gen=None):
+def _engine(args, sample_rate: int, block: int, input_channels: int = 0, gen=None, screen: bool = False):
+    """The engine for a command; ``screen``: the model passes the load-time screen first
+    (``load_screen``: refused for NaN/Inf, flagged in the engine's reports for peaks or DC)."""
     from .config import EngineConfig, parse_channels
     from .engine import Engine
     if gen is None and getattr(args, "model", None):
@@ -42,7 +44,20 @@ def _engine(args, sample_rate: int, block: int, input_channels: int = 0, gen=Non
                        polyphony=args.polyphony, bend_range=args.bend_range,
                        midi_channels=parse_channels(args.channels), master_gain_db=args.gain,
                        device=args.device, input_channels=input_channels)
-    return Engine(cfg, gen)
+    flagged = None
+    if screen and gen is not None:
+        from .load_screen import ScreenRefused, describe_flags
+        from .load_screen import screen as run_screen
+        try:
+            run_screen(gen, cfg)
+        except ScreenRefused as exc:
+            from .checkpoint import CheckpointError
+            raise CheckpointError(f"{args.model}: {exc}") from None
+        flagged = describe_flags(gen)
+    eng = Engine(cfg, gen)
+    if flagged:
+        eng.reports.append(flagged)
+    return eng
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -103,7 +118,7 @@ def cmd_play(args) -> int:
     sys.setswitchinterval(min(0.00025, 0.25 * block / args.rate))
     from .generator import preload_families
     unavailable = preload_families() if args.model else []     # torch: one thread, jit warmed up
-    eng = _engine(args, args.rate, block)
+    eng = _engine(args, args.rate, block, screen=True)
     eng.reports.extend(f"a generator family is unavailable: {m}" for m in unavailable)
     from .generator import missing_input_warning
     warn = missing_input_warning(eng.generator.info, args.input_channels)
@@ -291,11 +306,12 @@ def cmd_chain(args) -> int:
 def cmd_import(args) -> int:
     from .vocoder_import import import_hifigan, import_melgan
     if args.kind == "hifigan":
-        out = import_hifigan(args.weights, args.config, args.output, name=args.name)
+        out = import_hifigan(args.weights, args.config, args.output, name=args.name,
+                             trust_torchscript=args.trust_torchscript)
     else:
         out = import_melgan(args.weights, args.output, n_mels=args.n_mels, ngf=args.ngf,
                             n_residual_layers=args.n_residual_layers, sample_rate=args.rate, args_yml=args.args,
-                            name=args.name)
+                            name=args.name, trust_torchscript=args.trust_torchscript)
     from .checkpoint import load_generator
     info = load_generator(out).info
     lag = int(info.card.get("stream_lag_frames") or 0)
@@ -428,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--config", required=True, help="the config JSON it was trained with (V1, V2, V3, ...)")
     h.add_argument("-o", "--output", required=True, help="livewave checkpoint to write (.safetensors)")
     h.add_argument("--name")
+    h.add_argument("--trust-torchscript", action="store_true",
+                   help="open a TorchScript file (torch.jit.load runs the code inside it; only for files you trust)")
     h.set_defaults(func=cmd_import)
     mg = isub.add_parser("melgan", help="a generator state dict of the MelGAN reference code (netG.pt)")
     mg.add_argument("weights")
@@ -438,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--rate", type=int, default=22050, help="the sample rate it was trained at")
     mg.add_argument("-o", "--output", required=True, help="livewave checkpoint to write (.safetensors)")
     mg.add_argument("--name")
+    mg.add_argument("--trust-torchscript", action="store_true",
+                   help="open a TorchScript file (torch.jit.load runs the code inside it; only for files you trust)")
     mg.set_defaults(func=cmd_import)
     ch = sub.add_parser("chain", help="one model of an instrument played from MIDI re-rendered by a vocoder")
     ch.add_argument("source", help="a DDSP (or other MIDI-played) checkpoint, or builtin:default")

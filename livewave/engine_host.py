@@ -48,6 +48,7 @@ from .engine_process import (
 )
 from .garbage_collector import OffAudioThread
 from .generator import missing_input_warning
+from .load_screen import describe_flags
 from .model_watchdog import ModelWatchdog, prepared_fallback
 
 STATUS_PERIOD = 0.010      # seconds between status updates in shared memory
@@ -192,7 +193,7 @@ class EngineHost:
         unavailable = preload_families()     # NB: no first import of torch beside a running stream
         args = Namespace(model=s["model"], polyphony=s["polyphony"], bend_range=s["bend_range"],
                          channels=s["channels"], gain=s["gain"], device=s["device"])
-        self.engine = eng = _engine(args, rate, block)
+        self.engine = eng = _engine(args, rate, block, screen=True)
         eng.reports.extend(f"a generator family is unavailable: {m}" for m in unavailable)
         if s["bindings"]:
             try:
@@ -365,7 +366,7 @@ class EngineHost:
     # -- loading --------------------------------------------------------------------------------
     def _load_loop(self) -> None:
         from .checkpoint import load_generator
-        from .engine import Engine
+        from .load_screen import screen
         try:
             # NB: a load is background work: on a machine with few cores the render thread must
             # win the CPU over it. Only niced, not idled: the loader sometimes holds the GIL the
@@ -380,11 +381,9 @@ class EngineHost:
             try:
                 with gil_yielding(LOADER_GIL_BUSY, LOADER_GIL_PAUSE):
                     gen = load_generator(path)
-                    # prepared and played once on a throwaway engine with the running engine's
+                    # prepared, played and measured on a throwaway engine with the running engine's
                     # settings (kernels compiled, torch warmed up) before it nears the render side
-                    probe = Engine(self.engine.config, gen).prepare()
-                if probe.warmup_faults:
-                    raise ValueError(f"the model faulted on a test note ({probe.warmup_fault})")
+                    screen(gen, self.engine.config)
                 self._results.put((path, gen, None))
             except Exception as exc:     # every failure is an answer; the current model plays on
                 self._results.put((path, None, _message(exc, path)))
@@ -458,9 +457,9 @@ class EngineHost:
             self.model_path = path
             self.generation += 1
             self.send(("loaded", path, describe_generator(gen, path)))
-            warn = missing_input_warning(gen.info, eng.config.input_channels)
-            if warn:
-                eng.reports.append(warn)
+            for warn in (missing_input_warning(gen.info, eng.config.input_channels), describe_flags(gen)):
+                if warn:
+                    eng.reports.append(warn)
 
     # -- status and reports --------------------------------------------------------------------------
     def note_map(self) -> tuple[np.ndarray, int]:

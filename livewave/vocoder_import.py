@@ -11,7 +11,10 @@ converted into livewave checkpoints (safetensors, config and card in the metadat
 
 Files are opened with ``torch.load(weights_only=True)`` only: a file that needs arbitrary
 unpickling (WaveGlow's published checkpoints pickle the whole model object, code and all) is
-refused with the reason and what to do. Weight normalisation is folded into plain weights, every
+refused with the reason and what to do. A TorchScript archive holds code that ``torch.jit.load``
+runs: it is refused unless the user says they trust it (``--trust-torchscript``), and then only
+its weights are kept. Reading pickles at all needs torch's fixed ``weights_only`` loader (torch
+2.10 or newer, ``MIN_TORCH``). Weight normalisation is folded into plain weights, every
 name and shape is checked against the architecture the config makes, and the result must play
 silence as silence and a tone as finite audio before it is written.
 """
@@ -30,15 +33,48 @@ PICKLE_HELP = ("livewave opens model files with torch.load(weights_only=True) an
                "torch.save(torch.load(path)['model'].state_dict(), 'weights.pt')), then import that file")
 
 
-def read_torch_weights(path) -> dict:
+MIN_TORCH = (2, 10)
+
+
+def _torch_version(torch) -> tuple[int, int]:
+    parts = torch.__version__.split("+")[0].split(".")
+    return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
+
+
+def is_torchscript(path) -> bool:
+    """A zip whose entries include ``code/`` (what ``torch.jit.save`` writes)."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n or n.startswith("code/") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def read_torch_weights(path, trust_torchscript: bool = False) -> dict:
     """The tensors of a ``.pt``/``.pth``/``.ckpt`` file, by name (nested dicts flattened one level
-    where the reference keeps them: ``generator``, ``state_dict``, ``model``)."""
+    where the reference keeps them: ``generator``, ``state_dict``, ``model``). A TorchScript file
+    only with ``trust_torchscript`` (its code runs to read it)."""
     import pickle
 
     import torch
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    if _torch_version(torch) < MIN_TORCH:
+        raise CheckpointError(f"{path}: reading PyTorch files safely needs torch {MIN_TORCH[0]}.{MIN_TORCH[1]} or "
+                              f"newer (its fixed weights_only loader); this is torch {torch.__version__}")
+    if is_torchscript(path):
+        if not trust_torchscript:
+            raise CheckpointError(f"{path}: a TorchScript archive. It holds code, which torch.jit.load runs to open "
+                                  "it, so livewave refuses it unless you trust where it came from: then pass "
+                                  "--trust-torchscript and only its weights are kept")
+        try:
+            obj = torch.jit.load(str(path), map_location="cpu").state_dict()
+        except Exception as exc:
+            raise CheckpointError(f"{path}: torch.jit.load could not open it ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]})") from None
+        return _state_dict(obj, path)
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -53,6 +89,11 @@ def read_torch_weights(path) -> dict:
     except Exception as exc:
         raise CheckpointError(f"{path}: not a PyTorch weights file torch.load can read ({type(exc).__name__}: "
                               f"{str(exc)[:200]})") from None
+    return _state_dict(obj, path)
+
+
+def _state_dict(obj, path) -> dict:
+    import torch
     if isinstance(obj, dict):
         for key in ("generator", "state_dict", "model"):
             if isinstance(obj.get(key), dict):
@@ -102,7 +143,7 @@ def _screen(vocoder, path) -> None:
             raise CheckpointError(f"{path}: the model renders {name} as NaN or Inf")
 
 
-def import_hifigan(weights, config_json, out, name: str | None = None) -> Path:
+def import_hifigan(weights, config_json, out, name: str | None = None, trust_torchscript: bool = False) -> Path:
     from .reference_vocoders import HiFiGANConfig, HiFiGANGenerator
     from .vocoder_instrument import HiFiGANVocoder
     try:
@@ -114,7 +155,7 @@ def import_hifigan(weights, config_json, out, name: str | None = None) -> Path:
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{config_json}: {exc}") from None
     model = HiFiGANGenerator(cfg)
-    _load_into(model, read_torch_weights(weights), weights)
+    _load_into(model, read_torch_weights(weights, trust_torchscript), weights)
     mel = {"n_fft": cfg.n_fft, "hop": cfg.hop_size, "n_mels": cfg.num_mels, "fmin": float(cfg.fmin),
            "fmax": None if cfg.fmax is None else float(cfg.fmax), "floor": 1e-5, "log10": False}
     voc = HiFiGANVocoder(model.eval(), mel, name=name or Path(out).stem)
@@ -123,7 +164,8 @@ def import_hifigan(weights, config_json, out, name: str | None = None) -> Path:
 
 
 def import_melgan(weights, out, n_mels: int = 80, ngf: int = 32, n_residual_layers: int = 3,
-                  sample_rate: int = 22050, args_yml=None, name: str | None = None) -> Path:
+                  sample_rate: int = 22050, args_yml=None, name: str | None = None,
+                  trust_torchscript: bool = False) -> Path:
     from .reference_vocoders import MelGANReferenceConfig, MelGANReferenceGenerator
     from .vocoder_instrument import MelGANReferenceVocoder
     if args_yml is not None:
@@ -137,7 +179,7 @@ def import_melgan(weights, out, n_mels: int = 80, ngf: int = 32, n_residual_laye
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"MelGAN hyper-parameters: {exc}") from None
     model = MelGANReferenceGenerator(cfg)
-    _load_into(model, read_torch_weights(weights), weights)
+    _load_into(model, read_torch_weights(weights, trust_torchscript), weights)
     mel = {"n_fft": cfg.n_fft, "hop": cfg.hop_length, "n_mels": n_mels, "fmin": 0.0, "fmax": None, "floor": 1e-5,
            "log10": True}
     voc = MelGANReferenceVocoder(model.eval(), mel, name=name or Path(out).stem)

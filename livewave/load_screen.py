@@ -1,0 +1,117 @@
+"""The load-time screen: a model plays 1 s of silence and 1 s of notes before anyone hears it.
+
+What the model itself outputs (tapped before the engine's guard, DC blocker and limiter) is
+measured in each second: samples that are NaN or Inf, the peak in dBFS, and the DC (the mean).
+A model that renders NaN or Inf, or raises, is refused (``ScreenRefused``); one that peaks above
+``PEAK_DBFS`` or holds a DC above ``DC_LIMIT`` is flagged: it plays (the limiter and the DC
+blocker contain it), and the figures go into its card (``info.card["load_screen"]``) and the
+engine's reports. A model driven by audio in hears a 220 Hz tone during the notes.
+
+Runs off the render side: the engine process's loader, ``livewave play`` before the stream
+opens. Threading: one call at a time per generator (it prepares and renders it).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from .generator import Generator
+
+PEAK_DBFS = 6.0
+DC_LIMIT = 0.1
+BLOCK = 512
+
+
+class ScreenRefused(ValueError):
+    pass
+
+
+class _Tap(Generator):
+    """Plays ``inner`` and keeps, per phase, the peak, the sum and the non-finite count of its output."""
+
+    def __init__(self, inner: Generator):
+        self.inner, self.info = inner, inner.info
+        self.clear()
+
+    def clear(self) -> None:
+        self.peak, self.total, self.count, self.nonfinite = 0.0, 0.0, 0, 0
+
+    def prepare(self, sample_rate: int, max_block: int, polyphony: int, device: str = "cpu") -> None:
+        self.inner.prepare(sample_rate, max_block, polyphony, device)
+
+    def default_controls(self) -> np.ndarray:
+        return self.inner.default_controls()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def render(self, cond, out: np.ndarray) -> None:
+        self.inner.render(cond, out)
+        x = out[:cond.frames]
+        finite = np.isfinite(x)
+        bad = int(x.size - np.count_nonzero(finite))
+        self.nonfinite += bad
+        if bad:
+            x = x[finite]
+        if x.size:
+            self.peak = max(self.peak, float(np.abs(x).max()))
+            self.total += float(x.sum(dtype=np.float64))
+            self.count += x.size
+
+    def figures(self) -> dict:
+        return {"nonfinite_samples": self.nonfinite,
+                "peak_dbfs": round(20 * math.log10(self.peak), 2) if self.peak > 0 else None,
+                "dc": round(self.total / self.count, 5) if self.count else 0.0}
+
+
+def screen(gen: Generator, config) -> dict:
+    """Prepare ``gen`` for an engine with ``config`` and screen it. Returns the report (also
+    stored in ``gen.info.card["load_screen"]``); raises ``ScreenRefused`` for NaN/Inf output."""
+    from .engine import Engine
+    audio = gen.info.conditioning == "audio"
+    tap = _Tap(gen)
+    eng = Engine(replace(config, input_channels=max(1, config.input_channels)), tap).prepare()
+    if eng.warmup_faults:
+        raise ScreenRefused(f"the model faulted on a test note ({eng.warmup_fault}); it is refused")
+    sr = eng.config.sample_rate
+    n = sr
+    out = np.zeros((BLOCK, eng.config.channels), np.float32)
+    zeros = np.zeros((BLOCK, eng.config.input_channels), np.float32)
+    t = np.arange(n) / sr
+    tone = np.repeat((0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)[:, None], eng.config.input_channels, 1)
+    report = {}
+    for phase in ("silence", "notes"):
+        tap.clear()
+        eng.hard_reset()
+        if phase == "notes":
+            for at, key in ((0, 48), (0, 55), (0, 64), (int(0.3 * sr), 72)):
+                eng.push_event(at, 0x90, key, 100)
+            for key in (48, 55, 64, 72):
+                eng.push_event(int(0.7 * sr), 0x80, key, 0)
+        for i in range(0, n, BLOCK):
+            m = min(BLOCK, n - i)
+            eng.render(out[:m], tone[i:i + m] if phase == "notes" and audio else zeros[:m])
+        report[phase] = tap.figures()
+        if eng.stats.generator_faults:
+            raise ScreenRefused(f"the model faulted in {phase} ({eng.stats.last_fault}); it is refused")
+    eng.hard_reset()
+    flags = []
+    for phase, f in report.items():
+        if f["peak_dbfs"] is not None and f["peak_dbfs"] > PEAK_DBFS:
+            flags.append(f"peaks at {f['peak_dbfs']:+.1f} dBFS in {phase} (before the limiter)")
+        if abs(f["dc"]) > DC_LIMIT:
+            flags.append(f"a DC of {f['dc']:+.3f} in {phase}")
+    report["flags"] = flags
+    gen.info = replace(gen.info, card={**(gen.info.card or {}), "load_screen": report})
+    bad = {p: f["nonfinite_samples"] for p, f in report.items() if p != "flags" and f["nonfinite_samples"]}
+    if bad:
+        raise ScreenRefused(f"the model renders NaN or Inf ({', '.join(f'{k} samples in {p}' for p, k in bad.items())} "
+                            "of 1 s of silence and 1 s of notes); it is refused")
+    return report
+
+
+def describe_flags(gen: Generator) -> str | None:
+    flags = (gen.info.card or {}).get("load_screen", {}).get("flags")
+    return f"{gen.info.name} is flagged at load: {'; '.join(flags)}" if flags else None
