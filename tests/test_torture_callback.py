@@ -8,11 +8,14 @@ may not). Meanwhile a thread of this process makes cyclic garbage all along, the
 does, and the control side collects it (``garbage_collector``), as ``livewave play`` and the
 engine process do.
 
-Allocation growth is measured on ``Engine.render`` itself, offline (the callbacks add only
+CI runs two live takes (the built-in instrument in the Python callback, the piano played from
+MIDI with rtmixer) and two allocation runs; ``LIVEWAVE_TORTURE=full`` adds a DDSP model and the
+iSTFT vocoder. Allocation growth is measured on ``Engine.render`` itself, offline (the callbacks add only
 array views): ``tracemalloc`` live on the stream slows the render side several times over and
 its snapshots catch blocks in flight.
 """
 import gc
+import os
 import subprocess
 import threading
 import time
@@ -89,8 +92,11 @@ def _load(model: str):
 DDSP = [p.stem for p in shipped("ddsp")[:1]]
 MIDI2MEL = [p.stem for p in shipped("midi2mel")[:1]]
 VOCODERS = [p.stem for p in shipped("istft")[:1]]
-LIVE = [("default", "callback"), ("default", "rtmixer")] + [(m, "callback") for m in DDSP] \
-    + [(m, "rtmixer") for m in MIDI2MEL]
+FULL = os.environ.get("LIVEWAVE_TORTURE") == "full"
+# CI: the strictest placement with the built-in instrument, the app's with a torch model
+LIVE = [("default", "callback")] + [(m, "rtmixer") for m in MIDI2MEL]
+if FULL:
+    LIVE += [("default", "rtmixer")] + [(m, "callback") for m in DDSP]
 
 
 @pytest.mark.parametrize("model, placement", LIVE)
@@ -154,7 +160,7 @@ def test_ten_thousand_callbacks_without_gc_on_the_render_side_locks_or_io(server
     assert not bad, f"the render side called {bad}"
 
 
-@pytest.mark.parametrize("model", ["default"] + DDSP + MIDI2MEL + VOCODERS)
+@pytest.mark.parametrize("model", ["default"] + MIDI2MEL + (DDSP + VOCODERS if FULL else []))
 def test_render_allocations_stay_flat_over_ten_thousand_blocks(model):
     """What ``Engine.render`` (all the callback calls) allocates and keeps, traced from before
     a warm-up: objects a generator keeps and replaces as it plays (per-note state, torch's
@@ -175,10 +181,10 @@ def test_render_allocations_stay_flat_over_ten_thousand_blocks(model):
 
     tracemalloc.start(1)
     try:
-        for i in range(4000):
+        for i in range(2000):
             block(i)
         held = []
-        for i in range(4000, 4000 + CALLBACKS + 1):
+        for i in range(2000, 2000 + CALLBACKS + 1):
             if i % 2000 == 0:
                 held.append(sum(st.size for st in tracemalloc.take_snapshot().filter_traces(flt).statistics("filename")))
             block(i)

@@ -120,31 +120,35 @@ def _hostile(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_damaged_and_oversized_files_fail_fast_and_small(tmp_path):
+    """One fresh process loads each file in turn (smallest first): the time of each refusal, and
+    how far the process's peak memory (its high-water mark) rose during it."""
     files = _hostile(tmp_path)
+    order = sorted(files, key=lambda k: files[k].stat().st_size)
     probe = (
-        "import resource, sys, time\n"
+        "import json, resource, sys, time\n"
         "from livewave.checkpoint import CheckpointError, load_generator\n"
         "import livewave.generator as g; g.preload_families()\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "t0 = time.perf_counter()\n"
-        "try:\n"
-        "    load_generator(sys.argv[1]); print('LOADED')\n"
-        "except CheckpointError as e:\n"
-        "    print('REFUSED', e)\n"
-        "print('SECONDS', time.perf_counter() - t0)\n"
-        "print('GREW_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
-    for what, path in files.items():
-        r = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120,
-                           cwd=ROOT)
-        out = dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
-        assert "REFUSED" in out, f"{what}: {r.stdout} {r.stderr[-2000:]}"
-        seconds, grew = float(out["SECONDS"]), int(out["GREW_KB"]) * 1024
+        "for path in sys.argv[1:]:\n"
+        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "    t0 = time.perf_counter()\n"
+        "    try:\n"
+        "        load_generator(path); msg = None\n"
+        "    except CheckpointError as e:\n"
+        "        msg = str(e)\n"
+        "    print(json.dumps({'path': path, 'refused': msg, 'seconds': time.perf_counter() - t0,\n"
+        "                      'grew': (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024}))\n")
+    r = subprocess.run([sys.executable, "-c", probe, *(str(files[k]) for k in order)], capture_output=True,
+                       text=True, timeout=120, cwd=ROOT)
+    results = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == len(order), r.stderr[-2000:]
+    for what, res in zip(order, results, strict=True):
+        path = files[what]
         size = path.stat().st_size
-        print(f"{what} ({size} B): refused in {seconds * 1e3:.0f} ms, peak memory +{grew / 1e6:.1f} MB: "
-              f"{out['REFUSED'][:160]}")
-        assert path.name in out["REFUSED"]
-        assert seconds < 1.0, f"{what}: {seconds:.2f} s"
-        assert grew < max(2 * size, 1 << 20), f"{what}: memory grew by {grew} B for a {size}-byte file"
+        print(f"{what} ({size} B): refused in {res['seconds'] * 1e3:.0f} ms, peak memory +{res['grew'] / 1e6:.1f} MB: "
+              f"{(res['refused'] or 'LOADED')[:160]}")
+        assert res["refused"] and path.name in res["refused"], f"{what}: {res}"
+        assert res["seconds"] < 1.0, f"{what}: {res['seconds']:.2f} s"
+        assert res["grew"] < max(2 * size, 1 << 20), f"{what}: memory grew by {res['grew']} B for a {size}-byte file"
 
 
 def test_a_torch_without_the_fixed_weights_only_loader_is_refused(tmp_path, monkeypatch):

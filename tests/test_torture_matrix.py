@@ -19,7 +19,7 @@ from shipped import shipped
 pytestmark = pytest.mark.torture
 RATES = (22050, 44100, 48000, 96000, 192000)
 BLOCKS = (1, 17, 32, 64, 256, 1024, 4096)
-SECONDS = 0.3
+SECONDS = 0.2
 TINY = np.finfo(np.float32).tiny
 
 

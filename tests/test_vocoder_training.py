@@ -86,7 +86,8 @@ def test_a_few_flow_steps_raise_the_likelihood_of_held_out_audio(tmp_path):
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, family):
     data = tones(tmp_path / "data", seconds=1.0)
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    cfg = dict(checkpoint_every=3, gan_start=2, discriminators="msd+mpd", **TINY) if family == "melgan" else \
+    # NB: MSD only: the full-size MPD (41 M parameters) makes each resume state ~0.5 GB to write
+    cfg = dict(checkpoint_every=3, gan_start=2, discriminators="msd", **TINY) if family == "melgan" else \
         dict(checkpoint_every=3, **TINY_FLOW)
     train_vocoder(data, a, VocoderTrainConfig(steps=6, **cfg), progress=False)
     train_vocoder(data, b, VocoderTrainConfig(steps=3, **cfg), progress=False)      # "killed" after 3

@@ -1,0 +1,59 @@
+"""The load-time screen (torture item 11): 1 s of silence and 1 s of notes through each model
+before it plays. NaN/Inf or a raise: refused; peaks over +6 dBFS or DC over 0.1 before the
+limiter: flagged in the card and the engine's reports; every shipped model passes clean."""
+import numpy as np
+import pytest
+from shipped import shipped
+
+from livewave.config import EngineConfig
+from livewave.default_instrument import DefaultInstrument
+from livewave.fault_injection import FaultyGenerator
+from livewave.load_screen import ScreenRefused, describe_flags, screen
+
+pytestmark = pytest.mark.torture
+
+
+class Loud(DefaultInstrument):
+    """The built-in instrument 8x too loud (+18 dB) with a DC of 0.3 under it."""
+
+    def render(self, cond, out):
+        super().render(cond, out)
+        out[:cond.frames] = 8.0 * out[:cond.frames] + 0.3
+
+
+@pytest.mark.parametrize("kind", ["nan", "raise"])
+def test_a_model_that_renders_nan_or_raises_is_refused(kind):
+    with pytest.raises(ScreenRefused, match="refused"):
+        screen(FaultyGenerator(DefaultInstrument(), kind), EngineConfig())
+
+
+def test_a_loud_model_with_dc_is_flagged_with_its_figures():
+    gen = Loud()
+    report = screen(gen, EngineConfig())
+    notes = report["notes"]
+    assert notes["peak_dbfs"] > 6.0 and abs(report["silence"]["dc"] - 0.3) < 1e-3
+    assert any("dBFS" in f for f in report["flags"]) and any("DC" in f for f in report["flags"])
+    assert gen.info.card["load_screen"] == report
+    assert "flagged" in describe_flags(gen)
+
+
+def test_the_cli_refuses_a_nan_model_and_reports_a_flagged_one(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from livewave.checkpoint import CheckpointError
+    from livewave.cli import _engine
+    args = Namespace(model="nan-model", polyphony=8, bend_range=2.0, channels="all", gain=0.0, device="cpu")
+    with pytest.raises(CheckpointError, match="nan-model: the model .*refused"):
+        _engine(args, 48000, 256, gen=FaultyGenerator(DefaultInstrument(), "nan"), screen=True)
+    eng = _engine(Namespace(**{**vars(args), "model": "loud"}), 48000, 256, gen=Loud(), screen=True)
+    assert any("flagged" in r for r in eng.reports)
+
+
+@pytest.mark.parametrize("path", [p for f in ("ddsp", "midi2mel", "istft") for p in shipped(f)], ids=lambda p: p.stem)
+def test_every_shipped_model_passes_clean(path):
+    from livewave.checkpoint import load_generator
+    report = screen(load_generator(path), EngineConfig())
+    print(path.stem, report)
+    assert not report["flags"]
+    assert report["notes"]["peak_dbfs"] is not None and report["notes"]["peak_dbfs"] > -30
+    assert np.isfinite(report["notes"]["dc"])
