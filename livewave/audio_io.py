@@ -19,6 +19,11 @@ render side finds missing is silence (counted: ``input_underruns``); input pilin
 ``ahead + 2`` blocks (the render thread fell behind) is dropped oldest first (``input_dropped``)
 so the delay cannot grow.
 
+Sample format: float32 (the default; PortAudio converts for devices that need it), or
+``int16`` for an output that should be handed 16-bit integers: the engine still renders float32,
+and the block is converted at the last step (``post_chain.to_int16``: clipped to +-1, rounded,
+no wrap-around). Output only: a duplex int16 stream is refused, and rtmixer (float32 only) is refused with it.
+
 Live MIDI is scheduled a fixed delay after its arrival on the output clock (one block, plus
 the ring in thread mode), so events land on their exact sample instead of jittering to block
 boundaries. The latency report adds what PortAudio measures for the device, that delay and
@@ -39,6 +44,9 @@ import numpy as np
 from .config import PLACEMENTS, ConfigError
 from .engine import Engine
 from .jack_midi_client import frame_diff
+from .post_chain import to_int16
+
+SAMPLE_FORMATS = ("float32", "int16")
 
 RENDER_NICE = -10     # the render thread's nice value where permitted (see AudioOutput._boost)
 _JACK_NAME = ctypes.create_string_buffer(b"livewave")   # PortAudio keeps the pointer: keep it alive
@@ -125,9 +133,18 @@ class AudioStats:
 
 class AudioOutput:
     def __init__(self, engine: Engine, device=None, sample_rate: int = 48000, block: int = 64,
-                 channels: int = 2, policy: str = "callback", ahead: int = 2, input_channels: int = 0):
+                 channels: int = 2, policy: str = "callback", ahead: int = 2, input_channels: int = 0,
+                 sample_format: str = "float32"):
         if policy not in PLACEMENTS:
             raise ConfigError(f"render placement {policy!r}: use one of {', '.join(PLACEMENTS)}")
+        if sample_format not in SAMPLE_FORMATS:
+            raise ConfigError(f"sample format {sample_format!r}: use one of {', '.join(SAMPLE_FORMATS)}")
+        if sample_format != "float32" and input_channels:
+            raise ConfigError(f"a {sample_format} device is supported for output only; audio input needs float32")
+        if sample_format != "float32" and policy == "rtmixer":
+            raise ConfigError(f"rtmixer's C callback plays float32 only (PortAudio converts for the device); "
+                              f"for {sample_format} use --placement callback or thread")
+        self.sample_format = sample_format
         self.input_channels = int(input_channels)
         self.engine = engine
         self.device_spec = device
@@ -171,7 +188,7 @@ class AudioOutput:
             raise AudioDeviceError(f"{self.device_name} has {info['max_input_channels']} input channels; "
                                    f"{n_in} were asked for")
         try:
-            sd.check_output_settings(device=idx, samplerate=self.sample_rate, channels=ch, dtype="float32")
+            sd.check_output_settings(device=idx, samplerate=self.sample_rate, channels=ch, dtype=self.sample_format)
         except Exception as exc:
             raise AudioDeviceError(
                 f"{self.device_name} refuses {self.sample_rate} Hz / {ch} channels: {exc}. "
@@ -183,6 +200,10 @@ class AudioOutput:
             self.engine.config = replace(self.engine.config, channels=ch, input_channels=n_in)
             self.engine.prepare(self.sample_rate, max(self.block, 1024))
         cb = self._callback_direct if self.policy == "callback" else self._callback_ring
+        # int16: the engine renders here and each block is converted into PortAudio's buffer
+        self._f32 = np.zeros((max(self.block, 4096), ch), np.float32) if self.sample_format == "int16" else None
+        if self._f32 is not None:
+            to_int16(self._f32[:1], np.zeros((1, ch), np.int16), 1)    # NB: compiled (or cached) here, not in the callback
         self._in_tmp = np.zeros((self.block, max(1, n_in)), np.float32) if n_in else None
         self._input_seen = False      # input arrived once: from then on a short ring is an underrun
         if self.policy == "thread":
@@ -212,7 +233,7 @@ class AudioOutput:
                                             callback=self._callback_duplex if self.policy == "callback" else cb)
                 else:
                     self.stream = sd.OutputStream(device=idx, samplerate=self.sample_rate, blocksize=self.block,
-                                                  channels=ch, dtype="float32", latency="low", callback=cb)
+                                                  channels=ch, dtype=self.sample_format, latency="low", callback=cb)
             except Exception as exc:
                 raise AudioDeviceError(f"could not open {self.device_name} at {self.sample_rate} Hz, "
                                        f"block {self.block}: {exc}") from None
@@ -247,8 +268,10 @@ class AudioOutput:
         size = 1
         while size < 4 * (self.ahead + 1) * self.block:
             size <<= 1
-        self._rb = rtmixer.RingBuffer(4 * ch, size)
+        item = np.dtype(self.sample_format).itemsize
+        self._rb = rtmixer.RingBuffer(item * ch, size)
         self._tmp = np.zeros((self.block, ch), np.float32)
+        self._tmp16 = np.zeros((self.block, ch), np.int16)
         self._w = 0
         self._seen = 0
         self._rb_in = rtmixer.RingBuffer(4 * n_in, 4 * size) if n_in else None
@@ -258,7 +281,7 @@ class AudioOutput:
                                                        blocksize=self.block, channels=(n_in, ch), latency="low")
             else:
                 self.stream = rtmixer.Mixer(device=idx, samplerate=self.sample_rate, blocksize=self.block,
-                                            channels=ch, latency="low")
+                                            channels=ch, dtype=self.sample_format, latency="low")
         except Exception as exc:
             raise AudioDeviceError(f"could not open {self.device_name} at {self.sample_rate} Hz, "
                                    f"block {self.block}: {exc}") from None
@@ -365,9 +388,17 @@ class AudioOutput:
         self._dac(time_info)
         if self.pre_render is not None:
             self.pre_render()
-        eng.render(outdata, indata)
-        if self.post_render is not None:
-            self.post_render(outdata)
+        f32 = self._f32
+        if f32 is None:
+            eng.render(outdata, indata)
+            if self.post_render is not None:
+                self.post_render(outdata)
+        else:
+            block = f32[:frames]
+            eng.render(block, indata)
+            if self.post_render is not None:
+                self.post_render(block)
+            to_int16(block, outdata, frames)
         self._account(t_start, frames, status)
 
     def _callback_duplex(self, indata, outdata, frames, time_info, status):
@@ -382,11 +413,16 @@ class AudioOutput:
         m = self._ring_mask
         i = r & m
         first = min(n, m + 1 - i)
-        outdata[:first] = self._ring[i:i + first]
-        if n > first:
-            outdata[first:n] = self._ring[:n - first]
+        if self._f32 is None:
+            outdata[:first] = self._ring[i:i + first]
+            if n > first:
+                outdata[first:n] = self._ring[:n - first]
+        else:
+            to_int16(self._ring[i:i + first], outdata, first)
+            if n > first:
+                to_int16(self._ring[:n - first], outdata[first:n], n - first)
         if n < frames:
-            outdata[n:] = 0.0
+            outdata[n:] = 0
             self.stats.ring_underruns += 1
         self._r = r + n
         self.engine.clock_anchor = (t_start, self._r)
@@ -507,7 +543,11 @@ class AudioOutput:
         self.engine.render(self._tmp, self._in_tmp)
         if self.post_render is not None:
             self.post_render(self._tmp)
-        self._rb.write(self._tmp)     # NB: never short: the loop only renders when a block fits
+        if self.sample_format == "int16":
+            to_int16(self._tmp, self._tmp16, self._tmp.shape[0])
+            self._rb.write(self._tmp16)
+        else:
+            self._rb.write(self._tmp)     # NB: never short: the loop only renders when a block fits
         self._w += self._tmp.shape[0]
         self._note_load(t_start, self._tmp.shape[0])
 

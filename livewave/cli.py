@@ -125,7 +125,7 @@ def cmd_play(args) -> int:
     if warn:
         eng.reports.append(warn)
     out = AudioOutput(eng, device=args.audio, sample_rate=args.rate, block=block, policy=args.placement,
-                      ahead=args.ahead, input_channels=args.input_channels)
+                      ahead=args.ahead, input_channels=args.input_channels, sample_format=args.sample_format)
     out.open()
     api = args.midi_api
     if api == "auto":
@@ -418,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="render in the audio callback, or on a thread some blocks ahead whose blocks a "
                          "Python callback (thread) or rtmixer's C callback (rtmixer) plays")
     pl.add_argument("--ahead", type=int, default=2, help="blocks of lead for --placement thread or rtmixer")
+    pl.add_argument("--sample-format", default="float32", choices=("float32", "int16"),
+                    help="what the device is handed (int16: converted at the last step, clipped, never wrapped)")
     pl.add_argument("--input-channels", type=int, default=0,
                     help="open the device duplex with this many inputs (for audio-driven models)")
     pl.add_argument("--duration", type=float, default=None, help="stop after this many seconds")

@@ -16,6 +16,7 @@ Nothing the render side calls allocates arrays, locks, logs or does I/O.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 
@@ -330,7 +331,7 @@ class Engine:
         seg = self.mono[pos:pos + m]
         try:
             self.generator.render(cond, seg)
-            ok = guard(seg, m, self.config.guard_limit)
+            ok = guard(seg, m, self._guard_limit())
         except Exception as exc:  # a broken generator must never stop the stream
             ok = False
             self.stats.last_fault = f"{type(exc).__name__}: {exc}"
@@ -352,6 +353,10 @@ class Engine:
             cond.restart[:] = 0
         self.voices.free_finished()
 
+    def _guard_limit(self) -> float:
+        v = self.voices.active_count
+        return self.config.guard_limit * (math.sqrt(v) if v > 1 else 1.0)
+
     def _crossfade(self, seg: np.ndarray, m: int, t: int) -> None:
         """Mix the outgoing generator under the incoming one (render side). It renders with its
         own controls and without the swap's restarts (its voices play on as they were); any
@@ -368,7 +373,7 @@ class Engine:
         cond.controls = old_ctl
         try:
             old.render(cond, xb)
-            ok = guard(xb, m, self.config.guard_limit)
+            ok = guard(xb, m, self._guard_limit())
         except Exception:
             ok = False
         cond.controls = new_ctl

@@ -39,6 +39,7 @@ DEFAULT_SETTINGS = {
     "placement": "callback",  # callback, thread or rtmixer (see audio_io)
     "ahead": 2,
     "input_channels": 0,
+    "sample_format": "float32",   # or int16 (see audio_io)
     "midi": "all",            # MIDI input selection, or 'none'
     "midi_api": "auto",       # auto: JACK MIDI when the audio device is JACK's
     "polyphony": 16,
@@ -159,7 +160,7 @@ def check_settings(settings: dict | None) -> dict:
         out["model"] = str(os.fspath(out["model"]))
     if out["audio"] is not None and not _is_int(out["audio"]):
         out["audio"] = str(out["audio"])
-    for k in ("placement", "midi", "midi_api", "channels", "device"):
+    for k in ("placement", "midi", "midi_api", "channels", "device", "sample_format"):
         out[k] = str(out[k])
     if not isinstance(out["bindings"], dict):
         raise EngineError(f"engine setting bindings={out['bindings']!r:.60} must be {{control: [channel, cc]}}")

@@ -202,7 +202,8 @@ class EngineHost:
                 eng.reports.append(f"MIDI bindings not restored: {exc}")
         self.model_path = s["model"]
         self.out = out = AudioOutput(eng, device=s["audio"], sample_rate=rate, block=block, policy=s["placement"],
-                                     ahead=s["ahead"], input_channels=s["input_channels"])
+                                     ahead=s["ahead"], input_channels=s["input_channels"],
+                                     sample_format=s["sample_format"])
         out.open()
         if eng.warmup_faults:
             eng.reports.append(f"the model faulted while warming up: {eng.warmup_fault}")

@@ -144,6 +144,23 @@ def guard(buf, n, limit):
 
 
 @njit(nogil=True, cache=True)
+def to_int16(src, dst, n):
+    """``dst[:n] = src[:n]`` for an int16 device (``[frames, channels]``): scaled by 32767,
+    rounded, clipped to +-1 first (no wrap-around), NaN as 0 (the engine's guard already
+    silenced it; this is the last line)."""
+    for i in range(n):
+        for c in range(src.shape[1]):
+            x = src[i, c]
+            if not (x == x):
+                x = 0.0
+            elif x > 1.0:
+                x = 1.0
+            elif x < -1.0:
+                x = -1.0
+            dst[i, c] = np.int16(np.round(x * 32767.0))
+
+
+@njit(nogil=True, cache=True)
 def peak_abs(buf, n):
     p = 0.0
     for i in range(n):
