@@ -268,10 +268,8 @@ class AudioOutput:
         size = 1
         while size < 4 * (self.ahead + 1) * self.block:
             size <<= 1
-        item = np.dtype(self.sample_format).itemsize
-        self._rb = rtmixer.RingBuffer(item * ch, size)
+        self._rb = rtmixer.RingBuffer(4 * ch, size)          # NB: rtmixer plays float32 only
         self._tmp = np.zeros((self.block, ch), np.float32)
-        self._tmp16 = np.zeros((self.block, ch), np.int16)
         self._w = 0
         self._seen = 0
         self._rb_in = rtmixer.RingBuffer(4 * n_in, 4 * size) if n_in else None
@@ -281,7 +279,7 @@ class AudioOutput:
                                                        blocksize=self.block, channels=(n_in, ch), latency="low")
             else:
                 self.stream = rtmixer.Mixer(device=idx, samplerate=self.sample_rate, blocksize=self.block,
-                                            channels=ch, dtype=self.sample_format, latency="low")
+                                            channels=ch, latency="low")
         except Exception as exc:
             raise AudioDeviceError(f"could not open {self.device_name} at {self.sample_rate} Hz, "
                                    f"block {self.block}: {exc}") from None
@@ -543,11 +541,7 @@ class AudioOutput:
         self.engine.render(self._tmp, self._in_tmp)
         if self.post_render is not None:
             self.post_render(self._tmp)
-        if self.sample_format == "int16":
-            to_int16(self._tmp, self._tmp16, self._tmp.shape[0])
-            self._rb.write(self._tmp16)
-        else:
-            self._rb.write(self._tmp)     # NB: never short: the loop only renders when a block fits
+        self._rb.write(self._tmp)     # NB: never short: the loop only renders when a block fits
         self._w += self._tmp.shape[0]
         self._note_load(t_start, self._tmp.shape[0])
 

@@ -87,6 +87,7 @@ def test_sustain_pedal_holds_then_releases():
     assert e.voices.active_count == 0
 
 
+@pytest.mark.torture
 def test_cc123_respects_pedal_and_cc120_silences_within_a_block():
     e = make_engine()
     ev = [(0, 0xB0, 64, 127), (0, 0x90, 60, 100), (0, 0x90, 64, 100), (4800, 0xB0, 123, 0)]
@@ -123,6 +124,7 @@ def test_retrigger_reuses_the_voice():
     assert e.voices.active_count == 0
 
 
+@pytest.mark.torture
 def test_no_stuck_notes_in_any_order_of_events():
     rng = np.random.default_rng(7)
     e = make_engine(polyphony=8)
@@ -144,6 +146,7 @@ def test_no_stuck_notes_in_any_order_of_events():
     assert e.voices.active_count == 0
 
 
+@pytest.mark.torture
 def test_thousand_note_ons_in_one_block():
     e = make_engine()
     ev = [(100, 0x90 | (i % 16), i % 128, 1 + i % 127) for i in range(1000)]
@@ -211,6 +214,7 @@ def test_audio_input_reaches_the_generator_sample_exactly():
     assert np.abs(err).max() < 0.01          # only the 10 Hz DC blocker's phase shift remains
 
 
+@pytest.mark.torture
 def test_panic_and_release_all_from_the_control_side():
     e = make_engine()
     x = render(e, [(0, 0xB0, 64, 127), (0, 0x90, 60, 100), (0, 0x90, 67, 100)], 4800)

@@ -80,6 +80,7 @@ def test_sysex_is_recorded_as_long_and_the_notes_around_it_arrive(server):
     assert [f for f, _ in got] == [f & 0xFFFFFFFF for f, _ in sent]
 
 
+@pytest.mark.torture
 def test_a_full_ring_drops_and_counts_instead_of_blocking(server):
     batches = [[(i, bytes([0x90, 60 + i, 100])) for i in range(10)]]
     mc, _, got = _play(batches, ring_records=4)

@@ -221,6 +221,7 @@ def test_twenty_seconds_of_chords_bends_and_pedal_without_xruns(server, tmp_path
                             f"{underruns} ring underruns amid {stalls} machine stalls")
 
 
+@pytest.mark.torture
 def test_malformed_midi_is_reported_and_the_music_keeps_playing(server, tmp_path):
     rig = Rig(seconds=1.2)
     inst = Instrument(rig, tmp_path)
@@ -236,6 +237,7 @@ def test_malformed_midi_is_reported_and_the_music_keeps_playing(server, tmp_path
     assert st["voices"] == 0
 
 
+@pytest.mark.torture
 def test_hot_plug_and_unplug_with_a_note_held(server, tmp_path):
     rig0 = Rig(seconds=0.1, name="lwtest")          # the instrument listens for 'lwhot', not this
     proc = None

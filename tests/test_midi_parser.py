@@ -75,6 +75,7 @@ def test_realtime_inside_message_does_not_disturb(p):
     assert p.errors == 0
 
 
+@pytest.mark.torture
 def test_realtime_inside_sysex(p):
     data = [0xF0, 0x7E, 0xF8, 0x01, 0xFE, 0x02, 0xF7, 0x90, 60, 1]
     assert p.feed(data) == [(0x90, 60, 1)]
@@ -121,6 +122,7 @@ def test_system_common_consumed(p):
     assert p.errors == 2
 
 
+@pytest.mark.torture
 def test_truncated_message_resyncs(p):
     assert p.feed([0x90, 0x3C, 0x80, 0x3C, 0x00]) == [(0x80, 0x3C, 0)]
     assert p.errors == 1
@@ -145,6 +147,7 @@ def test_data_byte_without_status(p):
     assert p.feed([0x90, 60, 100]) == [(0x90, 60, 100)]
 
 
+@pytest.mark.torture
 def test_bytes_above_127_are_status_bytes(p):
     # 0x90 60 then 0xA5 (not a valid velocity): partial dropped, 0xA5 is status
     assert p.feed([0x90, 60, 0xA5, 10, 20]) == [(0xA5, 10, 20)]
@@ -164,6 +167,7 @@ def test_values_outside_byte_range(p):
     assert p.last_error == "value 300 is not a byte"
 
 
+@pytest.mark.torture
 def test_bad_input_objects_never_raise(p):
     assert p.feed(None) == []
     assert p.feed(12345) == []
@@ -212,6 +216,7 @@ def test_parse_message_does_not_disturb_stream(p):
     assert p.errors == 1
 
 
+@pytest.mark.torture
 def test_fuzz_random_bytes(p):
     data = np.random.default_rng(1234).integers(0, 256, 1_000_000,
                                                 dtype=np.uint8)
@@ -229,6 +234,7 @@ def test_fuzz_random_bytes(p):
     assert p.feed([0x83, 60, 0]) == [(0x83, 60, 0)]
 
 
+@pytest.mark.torture
 def test_fuzz_small_chunks_match_single_feed():
     data = np.random.default_rng(7).integers(0, 256, 20_000, dtype=np.uint8)
     a, b = MidiParser(), MidiParser()

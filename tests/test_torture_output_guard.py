@@ -82,7 +82,7 @@ def test_the_guard_and_the_dc_blocker_hold_on_float_and_int16_devices(server, fm
             audio_io.sounddevice()._terminate()     # NB: while the server is up (see test_live_jack)
             audio_io._sd = None
         takes[kind] = (rig.recording[:, 0].copy(), faults)
-    for kind, (x, faults) in takes.items():
+    for kind, (x, _) in takes.items():
         assert np.isfinite(x).all() and np.abs(x).max() <= CEILING + 1e-6, kind
         if fmt == "int16":
             k = x * 32768.0

@@ -1,0 +1,114 @@
+"""Torture: a MIDI flood into ``livewave play`` over JACK MIDI (dummy driver).
+
+10,000 channel messages a second (notes on and off, bends, controllers) with a 64 KB SysEx
+every second among them, for 5 s (60 s with ``LIVEWAVE_TORTURE=full``). JACK carries at most
+~32 KB per event at this period, so each SysEx goes as three events, as a bridge splits it.
+Every message is received, no note-off is lost (no voice sounds once the flood is over), the
+SysEx is skipped, and JACK blames no xrun on livewave. (The byte-level fuzz is in
+``test_midi_parser.py``; ring overflow, counted and reported, in ``test_jack_midi_client.py``.)
+"""
+import os
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from jack_rig import JackServer, Rig, never_the_cause, xrun_culprits
+
+pytestmark = [pytest.mark.jack, pytest.mark.torture]
+RATE, PERIOD = 48000, 128
+SECONDS = 60.0 if os.environ.get("LIVEWAVE_TORTURE") == "full" else 5.0
+PER_SECOND = 10_000
+CHUNK = 30_000          # bytes of SysEx per JACK MIDI event (JACK's limit here: 32,720)
+
+jack = pytest.importorskip("jack")
+if subprocess.run(["which", "jackd"], capture_output=True).returncode != 0:
+    pytest.skip("jackd is not installed (Debian package jackd2)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with JackServer(RATE, PERIOD, tmp_path_factory.mktemp("jack")) as s:
+        yield s
+
+
+class FloodRig(Rig):
+    """A Rig whose sender, when JACK's port buffer is full for this cycle, keeps the rest for the
+    next cycle (in order) instead of failing."""
+
+    def _send(self, frames: int) -> None:
+        self.midi_out.clear_buffer()
+        if self.start_frame < 0 or self._next >= len(self.events):
+            return
+        now = self.client.last_frame_time
+        base = now - self.start_frame
+        ev = self.events
+        while self._next < len(ev) and ev[self._next][0] < base + frames:
+            off, data = ev[self._next]
+            try:
+                self.midi_out.write_midi_event(max(0, off - base), data)
+            except jack.JackError:
+                return
+            self.sent.append((off, now + max(0, off - base)))
+            self._next += 1
+
+
+def flood(seconds: float, seed: int = 0) -> tuple[list, int]:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * PER_SECOND)
+    times = np.sort(rng.integers(4800, 4800 + int(seconds * RATE), n))
+    ev, channel_msgs, i = [], 0, 0
+    while i < n:
+        t = int(times[i])
+        kind = rng.random()
+        if kind < 0.8 and i + 1 < n:                           # a short note: on, then its off
+            key = int(rng.integers(24, 108))
+            ev.append((t, bytes([0x90, key, int(rng.integers(1, 128))])))
+            ev.append((int(times[i + 1]), bytes([0x80, key, 0])))
+            i += 2
+            channel_msgs += 2
+            continue
+        if kind < 0.9:
+            ev.append((t, bytes([0xE0, int(rng.integers(0, 128)), int(rng.integers(0, 128))])))
+        else:
+            ev.append((t, bytes([0xB0, int(rng.choice([1, 11, 7])), int(rng.integers(0, 128))])))
+        channel_msgs += 1
+        i += 1
+    sysex = b"\xf0" + bytes(rng.integers(0, 128, 64 * 1024 - 2, dtype=np.uint8)) + b"\xf7"
+    chunks = [sysex[i:i + CHUNK] for i in range(0, len(sysex), CHUNK)]
+    for s in range(int(seconds)):
+        t = 4800 + s * RATE + RATE // 3
+        ev += [(t + k * PERIOD, c) for k, c in enumerate(chunks)]
+    ev.sort(key=lambda e: e[0])
+    return ev, channel_msgs
+
+
+def test_ten_thousand_messages_a_second_with_64_kb_sysex(server, tmp_path):
+    from test_live_jack import Instrument
+    ev, channel_msgs = flood(SECONDS)
+    rig = FloodRig(seconds=SECONDS + 1.5, name="lwtest")
+    inst = Instrument(rig, tmp_path, "--placement", "rtmixer", "--ahead", "2")
+    try:
+        before = inst.stats()
+        log_before = len(server.log_text())
+        rig.schedule(ev)
+        rig.start()
+        assert rig.wait_done(SECONDS * 4 + 30)
+        time.sleep(1.0)                                    # the last releases ring out
+        after = inst.stats()
+        log_after = server.log_text()[log_before:]
+        inst.stop()
+    finally:
+        rig.close()
+        inst.close()
+    received = after["midi_messages"] - before["midi_messages"]
+    culprits = xrun_culprits(log_after)
+    print(f"{len(rig.sent)} events sent ({channel_msgs} channel messages and {int(SECONDS)} SysEx of 64 KB) in "
+          f"{SECONDS:.0f} s; received {received}, malformed {after['malformed'] - before['malformed']}, "
+          f"dropped {after['dropped_events']}, voices after {after['voices']}, ring underruns "
+          f"{after['ring_underruns'] - before['ring_underruns']}, JACK's culprits {culprits}")
+    assert len(rig.sent) == len(ev)
+    assert received >= channel_msgs
+    assert after["voices"] == 0, "a note-off was lost"
+    assert after["dropped_events"] == 0
+    never_the_cause(culprits)
