@@ -175,6 +175,108 @@ def busy_gui(seconds: float = 20.0, load: bool = True) -> dict:
     return report
 
 
+class MidiLooper:
+    """A JACK MIDI client that plays a MIDI file's events over and over from its own port
+    (``lwsoak:midi_out``), on JACK's frame clock."""
+
+    def __init__(self, path, rate: int):
+        import jack
+
+        from livewave.smf import read_midi_file
+        song = read_midi_file(path)
+        self.length = int((song.duration + 1.0) * rate)
+        self.events = [(int(t * rate), bytes([s, a, b][:3 if s & 0xF0 not in (0xC0, 0xD0) else 2]))
+                       for t, s, a, b in song.events]
+        self.client = jack.Client("lwsoak", no_start_server=True)
+        self.port = self.client.midi_outports.register("midi_out")
+        self.start, self.i, self.loop, self.sent = -1, 0, 0, 0
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        self.port.clear_buffer()
+        now = self.client.last_frame_time
+        if self.start < 0:
+            self.start = now + 4800
+        ev = self.events
+        while True:
+            if self.i >= len(ev):
+                self.i, self.loop = 0, self.loop + 1
+            t = self.start + self.loop * self.length + ev[self.i][0]
+            if t >= now + frames:
+                return
+            try:
+                self.port.write_midi_event(max(0, t - now), ev[self.i][1])
+            except Exception:
+                return
+            self.i += 1
+            self.sent += 1
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def soak(minutes: float, block: int) -> dict:
+    """The soak of issue #6: the app (its own process, ``benchmarks/soak_app.py``: window
+    animating, engine process with its warm spare, rtmixer) on ``jackd -d dummy`` at 48 kHz
+    with period ``block``, MIDI from ``livewave/data/demo.mid`` looping on a JACK port of this
+    process, a model swapped every minute. -> the app's report and JACK's culprits."""
+    import json
+    from collections import Counter
+
+    from jack_rig import JackServer, xrun_culprits
+    models = [str(ROOT / "models" / f"{m}.safetensors") for m in ("violin", "cello", "flute")]
+    with JackServer(48000, block, Path(tempfile.mkdtemp())) as server:
+        app = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "soak_app.py"), str(minutes), str(block),
+                                *models], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                               env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+        looper = None
+        try:
+            assert app.stdout.readline().strip() == "ready", "the app did not start"
+            looper = MidiLooper(ROOT / "livewave" / "data" / "demo.mid", 48000)
+            log_before = len(server.log_text())
+            app.stdin.write("go\n")
+            app.stdin.flush()
+            report = json.loads(app.stdout.readline())
+            report["culprits"] = dict(Counter(xrun_culprits(server.log_text()[log_before:])))
+            report["midi_sent"] = looper.sent
+            report["realtime"] = server.realtime
+        finally:
+            if looper is not None:
+                looper.close()
+            app.stdin.close()
+            app.wait(60)
+    return report
+
+
+def soak_section(minutes: float, block: int) -> list[str]:
+    r = soak(minutes, block)
+    print(r)
+    rss = [s["rss_mb"] for s in r["samples"] if s["t"] >= 60.0 and s["rss_mb"] > 0] or [0.0]
+    pids = sorted({s["pid"] for s in r["samples"]})
+    growth = (rss[-1] - rss[0]) / rss[0] * 100 if rss[0] else float("nan")
+    livewave_culprits = {k: v for k, v in r["culprits"].items() if k.startswith("livewave")}
+    return [f"### Soak: {minutes:g} min at {block}-sample blocks, 48 kHz, JACK dummy driver "
+            f"({'-R' if r['realtime'] else '--no-realtime'})", "",
+            "The app in its own process (window animating at 60 frames/s, offscreen), its engine process "
+            "(rtmixer, 4 blocks ahead, the warm spare beside it), `livewave/data/demo.mid` looping from a JACK MIDI "
+            "port, a DDSP model swapped every minute (violin, cello, flute).", "",
+            "| what | measured | target |", "| --- | ---: | --- |",
+            f"| ring underruns (engine late) | {r['ring_underruns']} | 0 |",
+            f"| xruns JACK blamed on livewave | {sum(livewave_culprits.values())} {livewave_culprits or ''} | 0 |",
+            f"| xruns PortAudio saw (any client's, the machine's stalls) | {r['xruns']} | |",
+            f"| JACK's culprits, all | {r['culprits']} | |",
+            f"| render time per block, p99.9 | {r['load_p999']:.0f}% of the block | under 50% |",
+            f"| render time per block, max | {r['load_peak']:.0f}% of the block | under 70% |",
+            f"| engine memory after the first minute, first -> last | {rss[0]:.0f} -> {rss[-1]:.0f} MB "
+            f"({growth:+.1f}%) | flat (under 1%) |",
+            f"| model swaps / engine restarts | {r['loads']} / {r['restarts']} | |",
+            f"| MIDI sent / received | {r['midi_sent']} / {r['midi_messages']} | |",
+            f"| GUI frames drawn | {r['frames_drawn']} | |", "",
+            f"Engine process ids seen: {pids}. Memory every 10 s (MB): {[s['rss_mb'] for s in r['samples']]}.", ""]
+
+
 def render_speed(block=256):
     from livewave.config import EngineConfig
     from livewave.engine import Engine
@@ -261,6 +363,9 @@ def main() -> None:
     ap.add_argument("--ddsp-only", action="store_true", help="only the DDSP instrument table")
     ap.add_argument("--busy-gui-only", action="store_true", help="only the busy-GUI run on JACK")
     ap.add_argument("--vocoder-only", action="store_true", help="only the vocoder streaming table")
+    ap.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
+                    help="only the soak: the app playing a looping MIDI file for MINUTES (see soak())")
+    ap.add_argument("--soak-block", type=int, default=64, help="JACK period and engine block for --soak")
     ap.add_argument("--device", default="cpu", help="where the DDSP decoder runs: cpu (default) or cuda; "
                     "with cuda the DDSP tables run on both, plus the decoder frame alone on the GPU")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"), help="append the results here")
@@ -270,12 +375,16 @@ def main() -> None:
              f"{' --quick' if args.quick else ''}{' --jack-only' if args.jack_only else ''}"
              f"{' --ddsp-only' if args.ddsp_only else ''}{' --busy-gui-only' if args.busy_gui_only else ''}"
              f"{' --vocoder-only' if args.vocoder_only else ''}"
+             f"{f' --soak {args.soak:g} --soak-block {args.soak_block}' if args.soak else ''}"
              f"{'' if args.device == 'cpu' else ' --device ' + args.device}`",
              "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}, "
              f"Python {platform.python_version()}, {platform.platform()}"
              f"{'' if args.device == 'cpu' else ', GPU: ' + _gpu_name()}", ""]
     models = sorted((ROOT / "models").glob("*.safetensors"))[:1]
-    if args.vocoder_only:
+    if args.soak:
+        lines += soak_section(args.soak, args.soak_block)
+        args.no_jack = True
+    elif args.vocoder_only:
         from benchmarks.vocoder import (
             mel_analysis_table,
             melgan_stream_table,

@@ -117,6 +117,9 @@ def resolve_output_device(spec) -> int:
     return hits[0]["index"]
 
 
+LOAD_BINS = 201
+
+
 class AudioStats:
     def __init__(self):
         self.callbacks = 0
@@ -129,6 +132,17 @@ class AudioStats:
         self.render_nice = None       # the render thread's nice value if it was raised, else None
         self.input_underruns = 0      # ring placements: a block rendered with no input captured yet
         self.input_dropped = 0        # ring placements: input blocks dropped to keep the delay bounded
+        # render time per block in % of the block's duration: bins 0..199, the last holds 200% and more
+        self.load_hist = np.zeros(LOAD_BINS, np.int64)
+
+    def load_percentile(self, q: float) -> float:
+        """The q-th percentile (0..100) of the render time per block, % of the block (bin resolution 1%)."""
+        h = self.load_hist
+        total = int(h.sum())
+        if not total:
+            return 0.0
+        k = int(np.searchsorted(np.cumsum(h), q / 100.0 * total))
+        return float(min(k, LOAD_BINS - 1) + 1)
 
 
 class AudioOutput:
@@ -360,6 +374,7 @@ class AudioOutput:
         st.load += (load - st.load) * 0.02
         if load > st.load_peak:
             st.load_peak = load
+        st.load_hist[min(LOAD_BINS - 1, int(load * 100.0))] += 1
 
     def _dac(self, time_info) -> None:
         d = time_info.outputBufferDacTime - time_info.currentTime

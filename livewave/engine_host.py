@@ -167,6 +167,7 @@ class EngineHost:
         self.parent_gone = False
         self.collector = OffAudioThread()
         self.watchdog = None            # model_watchdog.ModelWatchdog, once the engine exists
+        self._rss, self._rss_at = 0.0, -1.0
         self._loads: queue.SimpleQueue = queue.SimpleQueue()
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._waiting = None            # a prepared generator waiting for a pending swap to finish
@@ -491,7 +492,20 @@ class EngineHost:
             "callbacks": a.callbacks, "midi_messages": midi.messages if midi else 0,
             "midi_malformed": midi.malformed if midi else 0, "midi_late": midi.late if midi else 0,
             "dropped_events": eng.events.dropped, "model_generation": self.generation,
+            "load_p999": a.load_percentile(99.9), "rss_mb": self._rss_mb(),
         }, notes)
+
+    def _rss_mb(self) -> float:
+        """Resident memory from /proc (Linux; 0 elsewhere), read at most once a second."""
+        now = time.monotonic()
+        if now - self._rss_at >= 1.0:
+            self._rss_at = now
+            try:
+                with open("/proc/self/statm") as f:
+                    self._rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+            except (OSError, ValueError, IndexError):
+                self._rss = 0.0
+        return self._rss
 
     def forward_reports(self) -> None:
         eng = self.engine

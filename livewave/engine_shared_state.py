@@ -27,7 +27,7 @@ import numpy as np
 from .engine_commands import EngineError
 
 MAGIC = 0x4C57_5348        # 'LWSH'
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 HEADER_SLOTS = 64
 NOTES_OFFSET = 512
 RENDER_OFFSET = NOTES_OFFSET + 16 * 128
@@ -48,6 +48,8 @@ STATUS_FIELDS = (
     ("sample_time", "i"), ("callbacks", "i"),
     ("midi_messages", "i"), ("midi_malformed", "i"), ("midi_late", "i"), ("dropped_events", "i"),
     ("model_generation", "i"),      # +1 at each successful load
+    ("load_p999", "f"),             # render time per block, 99.9th percentile since start, % of the block
+    ("rss_mb", "f"),                # the engine process's resident memory (updated about once a second)
 )
 assert len(STATUS_FIELDS) < HEADER_SLOTS
 STATE_EMPTY, STATE_STARTING, STATE_RUNNING, STATE_STOPPING, STATE_STOPPED = range(5)
