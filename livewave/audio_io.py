@@ -35,6 +35,7 @@ preallocated buffers and plain counters. ``open``/``start``/``stop`` run on the 
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import threading
 import time
@@ -141,7 +142,8 @@ class AudioStats:
         total = int(h.sum())
         if not total:
             return 0.0
-        k = int(np.searchsorted(np.cumsum(h), q / 100.0 * total))
+        need = max(1, math.ceil(q / 100.0 * total - 1e-9))     # blocks at or under the answer
+        k = int(np.searchsorted(np.cumsum(h), need))
         return float(min(k, LOAD_BINS - 1) + 1)
 
 

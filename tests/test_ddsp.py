@@ -322,3 +322,18 @@ def test_shipped_models_beat_the_default_on_fresh_held_out_phrases(path, tmp_pat
     q = evaluate(path, tmp_path, log=lambda *a: None)
     assert q["closer_than_default_pct"] >= 30.0, q
     assert q["pitch_median_abs_cents"] < 5.0, q
+
+
+def test_loading_the_same_model_again_reuses_its_trace():
+    """TorchScript never frees a trace (~1.8 MB per trace of the step, measured): a set that swaps
+    the same few models must not trace them again at every load."""
+    from livewave.checkpoint import load_generator
+    from shipped import shipped
+    path = shipped("ddsp")[0]
+    a, b = load_generator(path), load_generator(path)
+    a.prepare(48000, 256, 4, "cpu")
+    b.prepare(48000, 256, 4, "cpu")
+    assert a._traced is not None and a._traced is b._traced
+    c = load_generator(path)
+    c.prepare(48000, 256, 8, "cpu")                  # another shape: its own trace
+    assert c._traced is not a._traced

@@ -671,3 +671,13 @@ def test_engine_process_opens_audio_input_in_the_rtmixer_placement(server, tmp_p
         if rig is not None:
             rig.close()
         ep.stop()
+
+
+def test_render_time_percentiles_from_the_histogram():
+    from livewave.audio_io import AudioStats
+    st = AudioStats()
+    assert st.load_percentile(99.9) == 0.0
+    st.load_hist[10] = 998                 # 10-11% of the block
+    st.load_hist[60] = 1                   # one block at 60%
+    st.load_hist[200] = 1                  # one at 200% or more
+    assert st.load_percentile(50) == 11.0 and st.load_percentile(99.9) == 61.0 and st.load_percentile(100) == 201.0
