@@ -259,6 +259,7 @@ class Engine:
             length = int(self.config.crossfade_s * self.config.sample_rate)
             self._fade = (self.generator, self.cond.controls, t, length, True) if length > 0 else None
             self.generator = gen
+            self.bindings.carry_over(gen, controls)       # the knobs' positions, not the defaults
             self.cond.controls = controls
             for v in range(self.cond.active.shape[0]):
                 if self.cond.active[v]:

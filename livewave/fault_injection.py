@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from .generator import Generator
+from .generator import Generator, GeneratorWrapper
 
 KINDS = ("raise", "nan", "hang", "spin", "gil")
 GIL_SECONDS = 3.0          # about; one C call, calibrated at first use
@@ -43,21 +43,12 @@ def _hold_gil(seconds: float) -> None:
     sum(range(int(seconds / per)))
 
 
-class FaultyGenerator(Generator):
+class FaultyGenerator(GeneratorWrapper):
     def __init__(self, inner: Generator, kind: str):
         if kind not in KINDS:
             raise ValueError(f"fault kind {kind!r}: one of {', '.join(KINDS)}")
-        self.inner, self.kind = inner, kind
-        self.info = inner.info
-
-    def prepare(self, sample_rate: int, max_block: int, polyphony: int, device: str = "cpu") -> None:
-        self.inner.prepare(sample_rate, max_block, polyphony, device)
-
-    def default_controls(self) -> np.ndarray:
-        return self.inner.default_controls()
-
-    def reset(self) -> None:
-        self.inner.reset()
+        super().__init__(inner)
+        self.kind = kind
 
     def render(self, cond, out: np.ndarray) -> None:
         k = self.kind

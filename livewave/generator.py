@@ -118,6 +118,26 @@ class Generator:
         return np.array([c.default for c in self.info.controls], np.float64)
 
 
+class GeneratorWrapper(Generator):
+    """Plays ``inner``; everything but ``render`` is the inner generator's (a subclass changes or
+    watches what it renders: ``load_screen``, ``fault_injection``)."""
+
+    def __init__(self, inner: Generator):
+        self.inner, self.info = inner, inner.info
+
+    def prepare(self, sample_rate: int, max_block: int, voices: int, device: str = "cpu") -> None:
+        self.inner.prepare(sample_rate, max_block, voices, device)
+
+    def default_controls(self) -> np.ndarray:
+        return self.inner.default_controls()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def render(self, cond: Conditioning, out: np.ndarray) -> None:
+        self.inner.render(cond, out)
+
+
 def missing_input_warning(info: GeneratorInfo, input_channels: int) -> str | None:
     """A line for the performer when a model driven by audio in has no input to hear."""
     if info.conditioning != "audio" or input_channels > 0:

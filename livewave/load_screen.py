@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .generator import Generator
+from .generator import Generator, GeneratorWrapper
 
 PEAK_DBFS = 6.0
 DC_LIMIT = 0.1
@@ -28,24 +28,15 @@ class ScreenRefused(ValueError):
     pass
 
 
-class _Tap(Generator):
+class _Tap(GeneratorWrapper):
     """Plays ``inner`` and keeps, per phase, the peak, the sum and the non-finite count of its output."""
 
     def __init__(self, inner: Generator):
-        self.inner, self.info = inner, inner.info
+        super().__init__(inner)
         self.clear()
 
     def clear(self) -> None:
         self.peak, self.total, self.count, self.nonfinite = 0.0, 0.0, 0, 0
-
-    def prepare(self, sample_rate: int, max_block: int, polyphony: int, device: str = "cpu") -> None:
-        self.inner.prepare(sample_rate, max_block, polyphony, device)
-
-    def default_controls(self) -> np.ndarray:
-        return self.inner.default_controls()
-
-    def reset(self) -> None:
-        self.inner.reset()
 
     def render(self, cond, out: np.ndarray) -> None:
         self.inner.render(cond, out)

@@ -12,7 +12,9 @@ Threading:
   learning) in a small int64 array: no allocation, no lock.
 
 Bindings are by control name, so they survive a model change when the new model has a
-control of that name (and are kept, inactive, when it has not). The CC's 0..127 maps
+control of that name (and are kept, inactive, when it has not). The knob's position carries
+over: at a swap the new model's bound controls start where their knobs last were
+(``carry_over``, render side), not at the model's defaults. The CC's 0..127 maps
 linearly onto the control's range. ``MASTER`` ("volume") names the master volume, whatever
 the model: a CC bound to it spans ``MASTER_RANGE`` dB. The MIDI controllers that carry structure (bank select,
 data entry, (N)RPN numbers, channel-mode messages) are never learned.
@@ -42,6 +44,7 @@ class ControlBindings:
         self._tables: tuple = ()                             # ((generator, map, lo, hi), ...)
         self.master_db = 0.0                                 # render side: the last volume a CC set...
         self.master_serial = 0                               # ...and how many times it set one
+        self.cc_values = np.full((16, 128), -1, np.int16)    # render side: each CC's last value (-1: none yet)
 
     # -- control side ---------------------------------------------------------------------
     @staticmethod
@@ -87,12 +90,14 @@ class ControlBindings:
         table = np.full((16, 128), -1, np.int16)
         lo = np.array([c.minimum for c in controls], np.float64)
         hi = np.array([c.maximum for c in controls], np.float64)
+        bound = []
         for name, (ch, cc) in self.bindings.items():
             if name in index:
                 table[ch, cc] = index[name]
+                bound.append((ch, cc, index[name]))
             elif name == MASTER:
                 table[ch, cc] = _MASTER_ROW
-        return (generator, table, lo, hi)
+        return (generator, table, lo, hi, np.array(bound, np.int64).reshape(-1, 3))
 
     def publish(self, generators) -> None:
         """Tables for these generators (None entries skipped), published in one store."""
@@ -128,7 +133,8 @@ class ControlBindings:
         last[2] = cc
         last[3] = value
         last[0] += 1              # NB: the serial last, so a reader that sees it sees the rest
-        for gen, table, lo, hi in self._tables:
+        self.cc_values[ch, cc] = value
+        for gen, table, lo, hi, _ in self._tables:
             if gen is generator:
                 i = table[ch, cc]
                 if i >= 0:
@@ -139,4 +145,17 @@ class ControlBindings:
                         post.set_gain_db(db)
                     self.master_db = db
                     self.master_serial += 1
+                return
+
+    def carry_over(self, generator, controls: np.ndarray) -> None:
+        """Render side, at the swap that installs ``generator``: its bound controls take their
+        knobs' last positions (no allocation: the bound list was built with the table)."""
+        values = self.cc_values
+        for gen, _, lo, hi, bound in self._tables:
+            if gen is generator:
+                for k in range(bound.shape[0]):
+                    v = values[bound[k, 0], bound[k, 1]]
+                    if v >= 0:
+                        i = bound[k, 2]
+                        controls[i] = lo[i] + (hi[i] - lo[i]) * (v / 127.0)
                 return

@@ -253,3 +253,15 @@ def on_time_or_slow_machine(ok: bool, what: str) -> None:
         pytest.xfail(f"{what}, on a slow machine: the probe's DSP load is {load:.1%} (quiet days: 6-8%)")
     raise AssertionError(f"{what}; the machine measures quiet (probe DSP load {load:.1%})")
 
+
+
+def wait_until(pred, timeout: float, step: float = 0.01):
+    """``pred()``'s first truthy value within ``timeout`` seconds (polled every ``step``), else
+    its value at the deadline."""
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()

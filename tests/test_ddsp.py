@@ -327,8 +327,9 @@ def test_shipped_models_beat_the_default_on_fresh_held_out_phrases(path, tmp_pat
 def test_loading_the_same_model_again_reuses_its_trace():
     """TorchScript never frees a trace (~1.8 MB per trace of the step, measured): a set that swaps
     the same few models must not trace them again at every load."""
-    from livewave.checkpoint import load_generator
     from shipped import shipped
+
+    from livewave.checkpoint import load_generator
     path = shipped("ddsp")[0]
     a, b = load_generator(path), load_generator(path)
     a.prepare(48000, 256, 4, "cpu")

@@ -434,18 +434,11 @@ RATE, PERIOD = 48000, 128
 have_jack = subprocess.run(["which", "jackd"], capture_output=True).returncode == 0
 
 
+from jack_rig import wait_until as _wait  # noqa: E402
+
+
 def _rms(x):
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
-
-
-def _wait(pred, timeout, step=0.01):
-    t_end = time.monotonic() + timeout
-    while time.monotonic() < t_end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 @pytest.fixture(scope="module")

@@ -133,3 +133,20 @@ def test_the_master_volume_binds_like_a_control_whatever_the_model():
     eng.push_event(eng.sample_time, 0xB0, 27, 127)
     play(eng)
     assert eng.post.target_gain == pytest.approx(10 ** (MASTER_RANGE[1] / 20))
+
+
+def test_a_swapped_in_model_starts_where_the_knobs_are():
+    """The knob is the truth: a model swapped in takes its bound controls from the knobs' last
+    positions, not from its defaults (unbound controls keep their defaults)."""
+    eng = engine()
+    eng.bind_cc("breath", 0, 2)
+    eng.push_event(eng.sample_time, 0xB0, 2, 0)          # knob at 0
+    play(eng)
+    assert value(eng, "breath") == pytest.approx(0.0)
+    gen = load_generator(VIOLIN)
+    Engine(eng.config, gen).prepare()
+    eng.swap_generator(gen)
+    play(eng)
+    assert eng.generator is gen
+    assert value(eng, "breath") == pytest.approx(0.0)    # not the violin's default (1.0)
+    assert value(eng, "vibrato_rate") == pytest.approx(5.5)

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import pytest
+from jack_rig import wait_until as _wait
 from shipped import shipped
 
 pytestmark = [pytest.mark.jack, pytest.mark.torture]
@@ -33,16 +34,6 @@ def server(tmp_path_factory):
     from jack_rig import JackServer
     with JackServer(RATE, PERIOD, tmp_path_factory.mktemp("jack")) as s:
         yield s
-
-
-def _wait(pred, timeout, step=0.005):
-    t_end = time.monotonic() + timeout
-    while time.monotonic() < t_end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return None
 
 
 def _events_until(ep, pred, timeout):
