@@ -352,8 +352,9 @@ class EngineHost:
             self.send(("gain_db", eng.bindings.master_db))
         gen, values = eng.generator, eng.cond.controls
         if self._shown[0] is not gen or self._shown[1].shape != values.shape:
-            self._shown = (gen, values.copy())
-            return
+            # a new model: the GUI shows its defaults (from "loaded"); a knob's position carried
+            # over at the swap (``ControlBindings.carry_over``) differs from them and is told below
+            self._shown = (gen, np.asarray(gen.default_controls(), values.dtype).copy())
         shown = self._shown[1]
         for i in np.flatnonzero(shown != values):
             shown[i] = values[i]
