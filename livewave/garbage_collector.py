@@ -11,7 +11,8 @@ what start-up built (``gc.freeze``: those objects are never scanned again), then
 automatic collection off. The control side (the engine process's command loop, ``livewave
 play``'s status loop) calls ``tick()`` a few times a second; it collects generation 0 when
 its count passes the threshold, and everything younger than the freeze every ``full_every``
-seconds, so cycles made after start-up (a model swap, a reload) are still freed. While it
+seconds (5 minutes: the longest pause, a few ms after model loads), so cycles made after
+start-up (a model swap, a reload) are still freed. While it
 collects the control thread holds the GIL: a render thread waits that long, which the output
 ring absorbs (rtmixer's C callback never needs the GIL); a Python callback placement waits
 too, but for one short, scheduled collection instead of one at a random point mid-block.
@@ -25,7 +26,7 @@ import time
 
 
 class OffAudioThread:
-    def __init__(self, threshold: int = 700, full_every: float = 30.0):
+    def __init__(self, threshold: int = 700, full_every: float = 300.0):
         self.threshold, self.full_every = int(threshold), float(full_every)
         self.collections = 0          # collections run by tick()
         self.longest = 0.0            # seconds, the longest of them
