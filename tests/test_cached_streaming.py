@@ -15,6 +15,22 @@ from livewave.reference_vocoders import (
 )
 
 
+def assert_streams_exactly(model, streamer, frames: int, splits) -> None:
+    """Push the same mel in each split's chunks: whole hops, ``lag`` behind, the offline audio to 1e-10."""
+    mel = torch.randn(1, 80, frames, dtype=torch.float64)
+    with torch.no_grad():
+        offline = model(mel)[0, 0]
+        for split in splits:
+            streamer.reset()
+            parts, i = [], 0
+            for n in split:
+                parts.append(streamer.push(mel[:, :, i:i + n]))
+                i += n
+            y = torch.cat(parts, 2)[0, 0]
+            assert y.shape[0] == (frames - streamer.lag) * model.hop
+            assert (y - offline[:y.shape[0]]).abs().max() < 1e-10
+
+
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 def test_streamed_equals_offline_at_any_chunking(version):
     cfg = HiFiGANConfig(**{**HIFIGAN_VERSIONS[version], "upsample_initial_channel": 32}).check()
@@ -24,18 +40,7 @@ def test_streamed_equals_offline_at_any_chunking(version):
         for p in model.parameters():
             p.mul_(2.0)
     s = CachedHiFiGANStreamer(model)
-    mel = torch.randn(1, 80, 50, dtype=torch.float64)
-    with torch.no_grad():
-        offline = model(mel)[0, 0]
-        for split in ([1] * 50, [7, 0, 3, 40], [50]):
-            s.reset()
-            parts, i = [], 0
-            for n in split:
-                parts.append(s.push(mel[:, :, i:i + n]))
-                i += n
-            y = torch.cat(parts, 2)[0, 0]
-            assert y.shape[0] == (50 - s.lag) * cfg.hop                   # whole hops, ``lag`` behind
-            assert (y - offline[:y.shape[0]]).abs().max() < 1e-10
+    assert_streams_exactly(model, s, 50, ([1] * 50, [7, 0, 3, 40], [50]))
     _, right = receptive_field(HiFiGANGenerator, cfg)
     assert right <= s.lag <= right + 1 and (s.lag - 1) * cfg.hop < s.lag_samples <= s.lag * cfg.hop
 
@@ -51,17 +56,6 @@ def test_reference_melgan_streams_exactly_with_reflection_padding():
         for p in model.parameters():
             p.mul_(1.5)
     s = CachedMelGANStreamer(model)
-    mel = torch.randn(1, 80, 40, dtype=torch.float64)
-    with torch.no_grad():
-        offline = model(mel)[0, 0]
-        for split in ([1] * 40, [2, 0, 5, 33], [40]):
-            s.reset()
-            parts, i = [], 0
-            for n in split:
-                parts.append(s.push(mel[:, :, i:i + n]))
-                i += n
-            y = torch.cat(parts, 2)[0, 0]
-            assert y.shape[0] == (40 - s.lag) * cfg.hop
-            assert (y - offline[:y.shape[0]]).abs().max() < 1e-10
+    assert_streams_exactly(model, s, 40, ([1] * 40, [2, 0, 5, 33], [40]))
     _, right = receptive_field(MelGANReferenceGenerator, cfg)
     assert right <= s.lag <= right + 1

@@ -16,22 +16,19 @@ its snapshots catch blocks in flight.
 """
 import gc
 import os
-import subprocess
 import threading
 import time
 import tracemalloc
 
 import numpy as np
 import pytest
-from jack_rig import JackServer
+from jack_rig import require_jackd, served
 from shipped import shipped
 
 pytestmark = [pytest.mark.jack, pytest.mark.torture]
 RATE, BLOCK, CALLBACKS = 48000, 64, 10_000
 
-jack = pytest.importorskip("jack")
-if subprocess.run(["which", "jackd"], capture_output=True).returncode != 0:
-    pytest.skip("jackd is not installed (Debian package jackd2)", allow_module_level=True)
+require_jackd()
 
 # what the render side must never call: lock waits, sleeps, I/O, imports, logging
 FORBIDDEN_CLASSES = ("lock", "RLock", "TextIOWrapper", "BufferedWriter", "BufferedReader", "BufferedRandom",
@@ -51,8 +48,7 @@ def forbidden(c_calls: set[str], py_files: set[str], allowed=()) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with JackServer(RATE, BLOCK, tmp_path_factory.mktemp("jack")) as s:
-        yield s
+    yield from served(tmp_path_factory, RATE, BLOCK)
 
 
 class RenderSideProbe:

@@ -11,11 +11,11 @@ it accepts only with ``LIVEWAVE_FAULTS=1`` in its environment.
 """
 import os
 import signal
-import subprocess
 import time
 
 import numpy as np
 import pytest
+from jack_rig import require_jackd, served
 from jack_rig import wait_until as _wait
 from shipped import shipped
 
@@ -23,17 +23,13 @@ pytestmark = [pytest.mark.jack, pytest.mark.torture]
 RATE, PERIOD = 48000, 128
 WITHIN = 2.0
 
-jack = pytest.importorskip("jack")
-if subprocess.run(["which", "jackd"], capture_output=True).returncode != 0:
-    pytest.skip("jackd is not installed (Debian package jackd2)", allow_module_level=True)
+require_jackd()
 MODEL = next(iter(shipped("ddsp")), None)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from jack_rig import JackServer
-    with JackServer(RATE, PERIOD, tmp_path_factory.mktemp("jack")) as s:
-        yield s
+    yield from served(tmp_path_factory, RATE, PERIOD)
 
 
 def _events_until(ep, pred, timeout):

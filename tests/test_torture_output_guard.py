@@ -7,10 +7,10 @@ reaches the device. In the Python placements (rtmixer's C callback plays float32
 PortAudio converts). On an int16 device the samples arrive as 16-bit values (PortAudio hands
 JACK k / 32768), clipped, never wrapped.
 """
-import subprocess
 
 import numpy as np
 import pytest
+from jack_rig import require_jackd, served
 
 from livewave.generator import Generator, GeneratorInfo
 
@@ -18,16 +18,12 @@ pytestmark = [pytest.mark.jack, pytest.mark.torture]
 RATE, PERIOD = 48000, 128
 CEILING = 10 ** (-1 / 20)
 
-jack = pytest.importorskip("jack")
-if subprocess.run(["which", "jackd"], capture_output=True).returncode != 0:
-    pytest.skip("jackd is not installed (Debian package jackd2)", allow_module_level=True)
+require_jackd()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from jack_rig import JackServer
-    with JackServer(RATE, PERIOD, tmp_path_factory.mktemp("jack")) as s:
-        yield s
+    yield from served(tmp_path_factory, RATE, PERIOD)
 
 
 class Broken(Generator):
