@@ -112,6 +112,13 @@ def test_a_busy_window_learns_a_knob_loads_a_model_and_the_engine_is_never_late(
             assert w.controls.bindings == {"breath": (0, 21)}
             assert "CC21" in w.controls.names["breath"].text()
             assert breath_at_3s == pytest.approx(1.0)            # the built-in's breath: 0..1, knob at 127
+            knob_lost = len(ev) - (after["midi_messages"] - before["midi_messages"]) > 0 and \
+                any(c.startswith("lwtest") for c in culprits)
+            if w.controls.sliders["breath"].value != pytest.approx(0.0) and knob_lost:
+                # JACK drops what a late client wrote in that cycle: the knob's last turn may be among
+                # the messages the rig's own (Python) sender lost
+                pytest.xfail(f"breath {w.controls.sliders['breath'].value} after the load: MIDI was lost in the "
+                             f"cycles JACK blamed on the test's own sender ({Counter(culprits)})")
             assert w.controls.sliders["breath"].value == pytest.approx(0.0)   # the violin's, knob at 0
             assert client.engine.settings["bindings"] == {"breath": [0, 21]}  # a restart keeps it
             # the music went on through all of it
