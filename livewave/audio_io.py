@@ -217,9 +217,12 @@ class AudioOutput:
             self.engine.prepare(self.sample_rate, max(self.block, 1024))
         cb = self._callback_direct if self.policy == "callback" else self._callback_ring
         # int16: the engine renders here and each block is converted into PortAudio's buffer
-        self._f32 = np.zeros((max(self.block, 4096), ch), np.float32) if self.sample_format == "int16" else None
-        if self._f32 is not None:
-            to_int16(self._f32[:1], np.zeros((1, ch), np.int16), 1)    # NB: compiled (or cached) here, not in the callback
+        self._int16 = self.sample_format == "int16"
+        # the callback placement renders here and converts into PortAudio's buffer (int16 only)
+        self._f32 = np.zeros((max(self.block, 4096), ch), np.float32) \
+            if self._int16 and self.policy == "callback" else None
+        if self._int16:
+            to_int16(np.zeros((1, ch), np.float32), np.zeros((1, ch), np.int16), 1)   # NB: compiled here
         self._in_tmp = np.zeros((self.block, max(1, n_in)), np.float32) if n_in else None
         self._input_seen = False      # input arrived once: from then on a short ring is an underrun
         if self.policy == "thread":
@@ -428,7 +431,7 @@ class AudioOutput:
         m = self._ring_mask
         i = r & m
         first = min(n, m + 1 - i)
-        if self._f32 is None:
+        if not self._int16:
             outdata[:first] = self._ring[i:i + first]
             if n > first:
                 outdata[first:n] = self._ring[:n - first]

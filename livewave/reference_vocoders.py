@@ -16,7 +16,9 @@ that a change of one frame reaches, with random weights in float64). The streame
 frames and, once frame t + R has arrived, runs the model on frames max(0, t - L) .. t + R and
 keeps block t: what the offline pass gives for that block, since neither edge of the window is
 within reach of it (the left edge is the true start of the stream or further back than L). It
-costs a recomputation of L + R frames of context per call; the lookahead is R frames.
+costs a recomputation of L + R frames of context per call; the lookahead is R frames. The
+engine streams these models with ``cached_streaming`` (one frame of work per frame); this
+streamer stays as the measured reference for the minimum lookahead (tests/test_vocoder_import.py).
 Shapes: mel ``[batch, n_mels, frames]``; audio ``[batch, 1, frames * hop]``.
 """
 from __future__ import annotations
