@@ -8,7 +8,10 @@
   the GIL is free, so the rest of the process runs);
 - ``spin``: a render never returns, computing in Python (the GIL is passed around as usual);
 - ``gil``: a render holds the GIL in one C call for ``GIL_SECONDS`` (a C extension that never
-  lets go: nothing else in the process runs meanwhile).
+  lets go: nothing else in the process runs meanwhile);
+- ``stall``: one render sleeps ``STALL_SECONDS`` (50 ms), then the model plays on as before (a
+  page fault storm, a slow first CUDA call, the OS taking the core away: the render side late
+  once, by more than the buffer holds at small blocks).
 
 The engine process accepts the ``fault`` command (which wraps its current generator) only when
 the environment says ``LIVEWAVE_FAULTS=1``: tests set it, a performer never does.
@@ -22,8 +25,9 @@ import numpy as np
 
 from .generator import Generator, GeneratorWrapper
 
-KINDS = ("raise", "nan", "hang", "spin", "gil")
+KINDS = ("raise", "nan", "hang", "spin", "gil", "stall")
 GIL_SECONDS = 3.0          # about; one C call, calibrated at first use
+STALL_SECONDS = 0.05
 
 
 def enabled() -> bool:
@@ -49,6 +53,7 @@ class FaultyGenerator(GeneratorWrapper):
             raise ValueError(f"fault kind {kind!r}: one of {', '.join(KINDS)}")
         super().__init__(inner)
         self.kind = kind
+        self.stalled = False
 
     def render(self, cond, out: np.ndarray) -> None:
         k = self.kind
@@ -60,6 +65,11 @@ class FaultyGenerator(GeneratorWrapper):
         elif k == "hang":
             while True:
                 time.sleep(0.05)
+        elif k == "stall":
+            if not self.stalled:
+                self.stalled = True
+                time.sleep(STALL_SECONDS)
+            self.inner.render(cond, out)
         elif k == "spin":
             x = 0
             while True:

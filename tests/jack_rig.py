@@ -213,7 +213,10 @@ def never_the_cause(culprits: list[str]) -> None:
     own = [c for c in culprits if c.startswith("livewave")]
     stalls = len(culprits) - len(own)
     # NB: none at all on a quiet machine; amid stalls, one caught mid-cycle (seen 1 in 4 runs here).
-    assert len(own) <= (0 if stalls == 0 else max(1, stalls // 10)), Counter(culprits)
+    # Beyond that, the machine is measured (on_time_or_slow_machine): CI's 2-core runner, slower
+    # still than this VM, had the test's own trivial client late 10 times and livewave 3.
+    on_time_or_slow_machine(len(own) <= (0 if stalls == 0 else max(1, stalls // 10)),
+                            f"xruns blamed on {dict(Counter(culprits))}")
 
 
 # The default instrument's DSP load at 16 voices, 64-sample blocks, 48 kHz, measured now (the

@@ -88,6 +88,16 @@ def play_take(rig: Rig, inst: Instrument, events, timeout: float = 30) -> dict:
         inst.close()
 
 
+def onset_of(x: np.ndarray, on_at: int, st: dict, level: float) -> int:
+    """The first sample after ``on_at`` above ``level``. None at all is a lost note: a failure on
+    a quiet machine, xfail with the figures on a slow one (jack_rig.on_time_or_slow_machine)."""
+    loud = np.flatnonzero(np.abs(x[on_at:]) > level)
+    on_time_or_slow_machine(loud.size > 0, f"no sound after the note (the engine counted "
+                            f"{st.get('midi_messages')} MIDI messages, {st.get('xruns')} xruns; the "
+                            f"recording has {int(np.count_nonzero(x))} nonzero samples)")
+    return on_at + int(loud[0])
+
+
 def note(t, n, v=100, ch=0):
     return (t, bytes([0x90 | ch, n, v]))
 
@@ -104,7 +114,7 @@ def test_note_sounds_on_time_at_pitch_and_stops(server, tmp_path, placement):
     st = play_take(rig, inst, [note(on_at, 60, 110), off(off_at, 60)])
     x = rig.recording[:, 0]
     assert [s[0] for s in rig.sent] == [on_at, off_at]
-    onset = on_at + int(np.flatnonzero(np.abs(x[on_at:]) > 1e-3)[0])
+    onset = onset_of(x, on_at, st, 1e-3)
     latency = onset - on_at
     reported = round(st["latency_s"] * RATE)                  # whole frames: 414.99999 is 415
     print(f"MIDI-to-sound {latency} frames ({latency / RATE * 1e3:.2f} ms); "
@@ -371,7 +381,7 @@ def test_a_trained_ddsp_model_plays_live(server, tmp_path, placement):
     x = rig.recording[:, 0]
     assert st["generator_faults"] == 0
     assert np.abs(x[:on_at]).max() < 1e-4
-    onset = on_at + int(np.flatnonzero(np.abs(x[on_at:]) > 1e-4)[0])
+    onset = onset_of(x, on_at, st, 1e-4)
     assert onset - on_at <= round(st["latency_s"] * RATE) + PERIOD   # MIDI lands within a period
     steady = x[on_at + 9600:on_at + 33600]
     f = 440.0 * 2 ** ((key - 69) / 12)
@@ -445,7 +455,9 @@ def test_audio_input_reaches_a_model_in_the_ring_placements(server, placement):
     # this process, beside the render thread) missed on a slow day: the server's log names it.
     # The input path's own counters say whether livewave lost input.
     whole = longest_unbroken(rig.recording[RATE // 2:, 0])
-    assert len(whole) > RATE // 5
+    on_time_or_slow_machine(len(whole) > RATE // 5,
+                            f"the longest unbroken stretch recorded is {len(whole)} samples "
+                            f"({stats.input_underruns} input underruns, {stats.input_dropped} input blocks dropped)")
     assert np.sqrt(np.mean(whole ** 2)) > 0.02
     assert abs(cents(f0_spectral(whole, RATE), 240.0)) < 5.0
     on_time_or_slow_machine(stats.input_underruns == 0 and stats.input_dropped == 0,
