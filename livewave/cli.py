@@ -320,6 +320,42 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_screen(args) -> int:
+    """The load-time screen of each model, printed; ``--write-card`` keeps the figures in the
+    checkpoint's card and its page (``MODEL.md``)."""
+    from .checkpoint import CheckpointError, load_generator, read_checkpoint, save_checkpoint
+    from .config import EngineConfig
+    from .load_screen import PHASES, ScreenRefused, screen
+    refused = unreadable = 0
+    for path in args.models:
+        try:
+            gen = load_generator(path)
+        except CheckpointError as exc:     # NB: one bad file among many: the others are still screened
+            print(f"livewave: error: {exc}", file=sys.stderr)
+            unreadable += 1
+            continue
+        try:
+            report = screen(gen, EngineConfig(sample_rate=args.rate, device=args.device))
+        except ScreenRefused as exc:
+            print(f"{path}: refused: {exc}")
+            refused += 1
+            continue
+        figures = "; ".join(
+            f"{p}: peak {'silent' if report[p]['peak_dbfs'] is None else format(report[p]['peak_dbfs'], '+.2f') + ' dBFS'}"
+            f", DC {report[p]['dc']:+.5f}" for p in PHASES)
+        print(f"{path}: {figures}; " + ("flagged: " + "; ".join(report["flags"]) if report["flags"] else "clean"))
+        if args.write_card:
+            from .train_cli import card_page_writer
+            meta, tensors = read_checkpoint(path)
+            save_checkpoint(path, meta["family"], meta["config"], {**meta["card"], "load_screen": report}, tensors)
+            writer = card_page_writer(meta["family"])
+            if writer is not None:
+                print(f"  written to its card and {writer(path)}")
+            else:
+                print("  written to its card (no card page for this family)")
+    return 2 if unreadable else 1 if refused else 0
+
+
 # -- data -------------------------------------------------------------------------------
 def cmd_data_soundfont(args) -> int:
     from .soundfont_data import DatasetError, make_soundfont_dataset
@@ -467,6 +503,14 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("-o", "--output", required=True, help="the chain checkpoint to write (.safetensors)")
     ch.add_argument("--name")
     ch.set_defaults(func=cmd_chain)
+    sc = sub.add_parser("screen", help="play models 1 s of silence and 1 s of notes, as the engine does at load, "
+                        "and print what they output before the limiter")
+    sc.add_argument("models", nargs="+", help="checkpoints (.safetensors)")
+    sc.add_argument("--rate", type=int, default=48000, help="sample rate in Hz")
+    sc.add_argument("--device", default="cpu", help="where a neural model runs: cpu, cuda[:N], auto")
+    sc.add_argument("--write-card", action="store_true",
+                    help="keep the figures in each checkpoint's card and its page (MODEL.md)")
+    sc.set_defaults(func=cmd_screen)
     _add_data_parsers(sub)
     from .train_cli import add_parsers as add_training
     add_training(sub)

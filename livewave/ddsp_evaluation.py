@@ -106,16 +106,20 @@ def align(x: np.ndarray, ref: np.ndarray, max_lag: int) -> np.ndarray:
     return np.concatenate([np.zeros(best_lag, x.dtype), x])[:x.size]
 
 
-def write_card_page(path, lines: list[str], q: dict | None):
+def write_card_page(path, lines: list[str], q: dict | None, card: dict | None = None):
     """``PATH.md`` beside a checkpoint: ``lines`` (the card's data and training), then the
-    measured figures' metric and the spectrogram picture, or 'Not measured yet.'."""
+    measured figures' metric and the spectrogram picture, or 'Not measured yet.', then the
+    load-time screen's figures where the ``card`` has them."""
     from pathlib import Path
+
+    from .load_screen import card_lines
     path = Path(path)
     if q:
         lines = lines + [f"Metric: {q['metric']}.", "",
                          f"![spectrograms]({q.get('spectrogram', path.stem + '.png')})", ""]
     else:
         lines = lines + ["Not measured yet.", ""]
+    lines = lines + card_lines(card)
     md = path.with_suffix(".md")
     md.write_text("\n".join(lines))
     return md

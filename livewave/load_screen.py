@@ -22,6 +22,7 @@ from .generator import Generator, GeneratorWrapper
 PEAK_DBFS = 6.0
 DC_LIMIT = 0.1
 BLOCK = 512
+PHASES = ("silence", "notes")
 
 
 class ScreenRefused(ValueError):
@@ -72,8 +73,8 @@ def screen(gen: Generator, config) -> dict:
     zeros = np.zeros((BLOCK, eng.config.input_channels), np.float32)
     t = np.arange(n) / sr
     tone = np.repeat((0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)[:, None], eng.config.input_channels, 1)
-    report = {}
-    for phase in ("silence", "notes"):
+    report = {"sample_rate": sr}
+    for phase in PHASES:
         tap.clear()
         eng.hard_reset()
         if phase == "notes":
@@ -89,14 +90,15 @@ def screen(gen: Generator, config) -> dict:
             raise ScreenRefused(f"the model faulted in {phase} ({eng.stats.last_fault}); it is refused")
     eng.hard_reset()
     flags = []
-    for phase, f in report.items():
+    for phase in PHASES:
+        f = report[phase]
         if f["peak_dbfs"] is not None and f["peak_dbfs"] > PEAK_DBFS:
             flags.append(f"peaks at {f['peak_dbfs']:+.1f} dBFS in {phase} (before the limiter)")
         if abs(f["dc"]) > DC_LIMIT:
             flags.append(f"a DC of {f['dc']:+.3f} in {phase}")
     report["flags"] = flags
     gen.info = replace(gen.info, card={**(gen.info.card or {}), "load_screen": report})
-    bad = {p: f["nonfinite_samples"] for p, f in report.items() if p != "flags" and f["nonfinite_samples"]}
+    bad = {p: report[p]["nonfinite_samples"] for p in PHASES if report[p]["nonfinite_samples"]}
     if bad:
         raise ScreenRefused(f"the model renders NaN or Inf ({', '.join(f'{k} samples in {p}' for p, k in bad.items())} "
                             "of 1 s of silence and 1 s of notes); it is refused")
@@ -106,3 +108,22 @@ def screen(gen: Generator, config) -> dict:
 def describe_flags(gen: Generator) -> str | None:
     flags = (gen.info.card or {}).get("load_screen", {}).get("flags")
     return f"{gen.info.name} is flagged at load: {'; '.join(flags)}" if flags else None
+
+
+def card_lines(card: dict | None) -> list[str]:
+    """The model card page's section on the screen (``card["load_screen"]``), or none."""
+    r = (card or {}).get("load_screen")
+    if not r:
+        return []
+    lines = ["## Load-time screen", "",
+             f"What the model itself outputs, before the engine's guard, DC blocker and limiter, at "
+             f"{r.get('sample_rate', '?')} Hz (`livewave screen MODEL`; the engine screens every model again "
+             f"when it loads):", "",
+             "| 1 s of | NaN or Inf samples | peak (dBFS) | DC |", "| --- | ---: | ---: | ---: |"]
+    for phase in PHASES:
+        f = r[phase]
+        peak = "silent" if f["peak_dbfs"] is None else f"{f['peak_dbfs']:+.2f}"
+        lines.append(f"| {phase} | {f['nonfinite_samples']} | {peak} | {f['dc']:+.5f} |")
+    lines += ["", ("Flagged: " + "; ".join(r["flags"]) + ".") if r.get("flags") else
+              f"Not flagged: peaks at or under {PEAK_DBFS:+.0f} dBFS, DC within {DC_LIMIT}.", ""]
+    return lines

@@ -416,6 +416,8 @@ def write_midi2mel_card_markdown(model_path) -> Path:
                       f"| the default instrument (level-matched) | {pl['spectral_distance_default']} |", "",
                       f"{pl['closer_than_default_pct']}% closer than the default instrument. Metric: {pl['metric']}.",
                       "", f"![played from MIDI]({pl.get('png', '')})", ""]
+    from .load_screen import card_lines
+    lines += card_lines(card)
     md = path.with_suffix(".md")
     md.write_text("\n".join(lines))
     return md

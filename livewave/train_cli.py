@@ -201,18 +201,16 @@ def cmd_eval(args) -> int:
     png = Path(args.model).with_suffix(".png") if args.write_card else None
     try:
         family = read_checkpoint(args.model)[0]["family"]
-        if family in ("melgan", "istft", "flow", "hifigan"):
-            from .vocoder_evaluation import evaluate_vocoder, write_vocoder_card_markdown
+        if family in VOCODER_FAMILIES:
+            from .vocoder_evaluation import evaluate_vocoder
             q = evaluate_vocoder(args.model, args.data, plot=png)
-            write_md = write_vocoder_card_markdown
         elif family == "midi2mel":
-            from .midi_to_mel_training import evaluate_checkpoint, write_midi2mel_card_markdown
+            from .midi_to_mel_training import evaluate_checkpoint
             q = evaluate_checkpoint(args.model, args.data, png=png)
-            write_md = write_midi2mel_card_markdown
         else:
             from .ddsp_evaluation import evaluate
             q = evaluate(args.model, args.data, render_rate=args.rate, plot=png)
-            write_md = write_card_markdown
+        write_md = card_page_writer(family) or write_card_markdown
     except (ValueError, FileNotFoundError, CheckpointError) as exc:     # NB: DatasetError is a ValueError
         print(f"livewave: error: {exc}", file=sys.stderr)
         return 2
@@ -223,6 +221,20 @@ def cmd_eval(args) -> int:
         md = write_md(args.model)
         print(f"livewave: figures written to the model card of {args.model}, {md} and {png}")
     return 0
+
+
+VOCODER_FAMILIES = ("melgan", "istft", "flow", "hifigan")
+
+
+def card_page_writer(family: str):
+    """The function that writes a checkpoint's card page (``MODEL.md``) for ``family``, or None."""
+    if family in VOCODER_FAMILIES:
+        from .vocoder_evaluation import write_vocoder_card_markdown
+        return write_vocoder_card_markdown
+    if family == "midi2mel":
+        from .midi_to_mel_training import write_midi2mel_card_markdown
+        return write_midi2mel_card_markdown
+    return write_card_markdown if family == "ddsp" else None
 
 
 def write_card_markdown(model_path):
@@ -262,4 +274,4 @@ def write_card_markdown(model_path):
                   f"Pitch on sustained notes: median {q['pitch_median_abs_cents']} cents, "
                   f"95th percentile {q['pitch_p95_abs_cents']} cents ({q['pitch_frames']} frames).", ""]
     from .ddsp_evaluation import write_card_page
-    return write_card_page(path, lines, q)
+    return write_card_page(path, lines, q, card)

@@ -175,4 +175,4 @@ def write_vocoder_card_markdown(model_path) -> Path:
                   "", f"Against Griffin-Lim: {q['mrstft_better_than_griffin_lim_pct']}% lower STFT distance, "
                   f"{q['logmel_better_than_griffin_lim_pct']}% lower log-mel L1 (negative: worse).", ""]
     from .ddsp_evaluation import write_card_page
-    return write_card_page(path, lines, q)
+    return write_card_page(path, lines, q, card)

@@ -50,10 +50,43 @@ def test_the_cli_refuses_a_nan_model_and_reports_a_flagged_one(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("path", [p for f in ("ddsp", "midi2mel", "istft") for p in shipped(f)], ids=lambda p: p.stem)
-def test_every_shipped_model_passes_clean(path):
-    from livewave.checkpoint import load_generator
+def test_every_shipped_model_passes_clean_and_its_card_says_so(path):
+    from livewave.checkpoint import load_generator, read_checkpoint
     report = screen(load_generator(path), EngineConfig())
     print(path.stem, report)
     assert not report["flags"]
     assert report["notes"]["peak_dbfs"] is not None and report["notes"]["peak_dbfs"] > -30
     assert np.isfinite(report["notes"]["dc"])
+    # the figures shipped in its card (livewave screen --write-card) are the ones measured now
+    card = read_checkpoint(path)[0]["card"]["load_screen"]
+    assert card["flags"] == [] and card["sample_rate"] == 48000
+    for phase in ("silence", "notes"):
+        assert card[phase]["nonfinite_samples"] == 0
+        assert abs(card[phase]["dc"] - report[phase]["dc"]) < 1e-3
+        if report[phase]["peak_dbfs"] is not None and report[phase]["peak_dbfs"] > -120:
+            assert abs(card[phase]["peak_dbfs"] - report[phase]["peak_dbfs"]) < 1.0, (phase, card, report)
+    assert "## Load-time screen" in path.with_suffix(".md").read_text()
+
+
+def test_livewave_screen_prints_the_figures_and_writes_them_to_the_card(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from livewave.checkpoint import read_checkpoint
+    src = shipped("ddsp")[0]
+    model = tmp_path / src.name
+    shutil.copy(src, model)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    r = subprocess.run([sys.executable, "-m", "livewave", "screen", str(model), "--write-card"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "notes: peak" in r.stdout and "clean" in r.stdout and "written to its card" in r.stdout
+    meta = read_checkpoint(model)[0]
+    assert meta["card"]["load_screen"]["notes"]["peak_dbfs"] < 6.0
+    assert "## Load-time screen" in model.with_suffix(".md").read_text()
+    r = subprocess.run([sys.executable, "-m", "livewave", "screen", str(bad), str(model)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "livewave: error:" in r.stderr and "Traceback" not in r.stderr
+    assert f"{model}: silence" in r.stdout           # the good one after the bad one is still screened
