@@ -259,7 +259,7 @@ def soak_section(minutes: float, block: int) -> list[str]:
     livewave_culprits = {k: v for k, v in r["culprits"].items() if k.startswith("livewave")}
     return [f"### Soak: {minutes:g} min at {block}-sample blocks, 48 kHz, JACK dummy driver "
             f"({'-R' if r['realtime'] else '--no-realtime'})", "",
-            "The app in its own process (window animating at 60 frames/s, offscreen), its engine process "
+            "The app in its own process (window animating at its own ~30 frames/s, offscreen), its engine process "
             "(rtmixer, 4 blocks ahead, the warm spare beside it), `livewave/data/demo.mid` looping from a JACK MIDI "
             "port, a DDSP model swapped every minute (violin, cello, flute).", "",
             "| what | measured | target |", "| --- | ---: | --- |",

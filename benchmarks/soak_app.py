@@ -2,8 +2,10 @@
 
 The real app (its window and its engine process with the warm spare, rtmixer placement, MIDI
 from the port ``lwsoak``) on the JACK server that is running. Prints "ready" once its engine
-plays, waits for a line on stdin, then for MINUTES keeps the window animating (views redrawn
-at 60 frames a second) and loads the next MODEL every minute (crossfaded in). Every 10 s it
+plays, waits for a line on stdin, then for MINUTES keeps the window animating as the app does
+(its view timer redraws the keyboard, scope and spectrogram at ~30 frames a second; until
+2026-12-01 the soak also repainted the whole window at 60 frames a second) and loads the
+next MODEL every minute (crossfaded in). Every 10 s it
 samples the engine's status; at the end it prints one JSON line: the counters over the run,
 the render time per block (99.9th percentile and maximum, % of the block), and the engine
 process's memory over time."""
@@ -34,16 +36,13 @@ def main(minutes: float, block: int, models: list[str]) -> None:
     st0 = ep.status()
     t0 = time.monotonic()
     t_end = t0 + minutes * 60.0
-    frames, loads, samples = 0, 0, []
-    next_frame = next_sample = t0
+    frames = [0]
+    w.view_timer.timeout.connect(lambda: frames.__setitem__(0, frames[0] + 1))
+    loads, samples = 0, []
+    next_sample = t0
     next_load = t0 + 60.0
     while time.monotonic() < t_end:
         now = time.monotonic()
-        if now >= next_frame:
-            next_frame = now + 1 / 60
-            w.refresh_views()
-            w.repaint()
-            frames += 1
         app.processEvents()
         if now >= next_load:
             next_load += 60.0
@@ -58,7 +57,7 @@ def main(minutes: float, block: int, models: list[str]) -> None:
         time.sleep(0.002)
     st = ep.status()
     keys = ("xruns", "ring_underruns", "generator_faults", "midi_messages", "dropped_events", "callbacks")
-    print(json.dumps({"minutes": minutes, "block": block, "frames_drawn": frames, "loads": loads,
+    print(json.dumps({"minutes": minutes, "block": block, "frames_drawn": frames[0], "loads": loads,
                       "restarts": ep.restarts, "load_p999": st["load_p999"], "load_peak": st["load_peak"],
                       "samples": samples, **{k: st[k] - st0[k] for k in keys}}), flush=True)
     w.close()
