@@ -269,6 +269,9 @@ def soak_section(minutes: float, block: int) -> list[str]:
             f"| JACK's culprits, all | {r['culprits']} | |",
             f"| render time per block, p99.9 | {r['load_p999']:.0f}% of the block | under 50% |",
             f"| render time per block, max | {r['load_peak']:.0f}% of the block | under 70% |",
+            f"| the render thread's own CPU time per block, p99.9 / max (the time it ran; for the rest of "
+            f"the render time it waited for a core or the GIL) | {r.get('cpu_p999', float('nan')):.0f}% / "
+            f"{r.get('cpu_peak', float('nan')):.0f}% | |",
             f"| engine memory after the first minute, first -> last | {rss[0]:.0f} -> {rss[-1]:.0f} MB "
             f"({growth:+.1f}%) | flat (under 1%) |",
             f"| model swaps / engine restarts | {r['loads']} / {r['restarts']} | |",

@@ -59,6 +59,7 @@ def main(minutes: float, block: int, models: list[str]) -> None:
     keys = ("xruns", "ring_underruns", "generator_faults", "midi_messages", "dropped_events", "callbacks")
     print(json.dumps({"minutes": minutes, "block": block, "frames_drawn": frames[0], "loads": loads,
                       "restarts": ep.restarts, "load_p999": st["load_p999"], "load_peak": st["load_peak"],
+                      "cpu_p999": st["cpu_p999"], "cpu_peak": st["cpu_peak"],
                       "samples": samples, **{k: st[k] - st0[k] for k in keys}}), flush=True)
     w.close()
 

@@ -135,16 +135,28 @@ class AudioStats:
         self.input_dropped = 0        # ring placements: input blocks dropped to keep the delay bounded
         # render time per block in % of the block's duration: bins 0..199, the last holds 200% and more
         self.load_hist = np.zeros(LOAD_BINS, np.int64)
+        # the same in the rendering thread's own CPU time (time.thread_time): the wall time above
+        # less the time the thread did not run (preempted by the OS, or a VM's CPU taken by its host)
+        self.cpu_hist = np.zeros(LOAD_BINS, np.int64)
+        self.cpu_peak = 0.0
 
     def load_percentile(self, q: float) -> float:
         """The q-th percentile (0..100) of the render time per block, % of the block (bin resolution 1%)."""
-        h = self.load_hist
-        total = int(h.sum())
-        if not total:
-            return 0.0
-        need = max(1, math.ceil(q / 100.0 * total - 1e-9))     # blocks at or under the answer
-        k = int(np.searchsorted(np.cumsum(h), need))
-        return float(min(k, LOAD_BINS - 1) + 1)
+        return _percentile(self.load_hist, q)
+
+    def cpu_percentile(self, q: float) -> float:
+        """The q-th percentile of the render side's CPU time per block, % of the block."""
+        return _percentile(self.cpu_hist, q)
+
+
+def _percentile(h: np.ndarray, q: float) -> float:
+    """The q-th percentile (0..100) of a histogram of 1% bins (``AudioStats.load_hist``)."""
+    total = int(h.sum())
+    if not total:
+        return 0.0
+    need = max(1, math.ceil(q / 100.0 * total - 1e-9))     # blocks at or under the answer
+    k = int(np.searchsorted(np.cumsum(h), need))
+    return float(min(k, LOAD_BINS - 1) + 1)
 
 
 class AudioOutput:
@@ -366,20 +378,27 @@ class AudioOutput:
         return self.device_latency + (eng.midi_delay + eng.midi_late + eng.latency_samples) / sr
 
     # -- real-time side ----------------------------------------------------------------
-    def _account(self, t_start: float, frames: int, status) -> None:
+    def _account(self, t_start: float, c_start: float, frames: int, status) -> None:
         st = self.stats
         st.callbacks += 1
         if status.output_underflow:
             st.xruns += 1
-        self._note_load(t_start, frames)
+        self._note_load(t_start, c_start, frames)
 
-    def _note_load(self, t_start: float, frames: int) -> None:
+    def _note_load(self, t_start: float, c_start: float, frames: int) -> None:
+        """Wall time (``t_start``: perf_counter) and the thread's CPU time (``c_start``:
+        thread_time) of one block, into the stats' histograms."""
         st = self.stats
-        load = (time.perf_counter() - t_start) * self.sample_rate / max(1, frames)
+        per = self.sample_rate / max(1, frames)
+        load = (time.perf_counter() - t_start) * per
+        cpu = (time.thread_time() - c_start) * per
         st.load += (load - st.load) * 0.02
         if load > st.load_peak:
             st.load_peak = load
+        if cpu > st.cpu_peak:
+            st.cpu_peak = cpu
         st.load_hist[min(LOAD_BINS - 1, int(load * 100.0))] += 1
+        st.cpu_hist[min(LOAD_BINS - 1, max(0, int(cpu * 100.0)))] += 1
 
     def _dac(self, time_info) -> None:
         d = time_info.outputBufferDacTime - time_info.currentTime
@@ -399,6 +418,7 @@ class AudioOutput:
 
     def _callback_direct(self, outdata, frames, time_info, status, indata=None):
         t_start = time.perf_counter()
+        c_start = time.thread_time()
         eng = self.engine
         eng.clock_anchor = (t_start, eng.sample_time)
         if self.cycle_clock is not None:
@@ -417,7 +437,7 @@ class AudioOutput:
             if self.post_render is not None:
                 self.post_render(block)
             to_int16(block, outdata, frames)
-        self._account(t_start, frames, status)
+        self._account(t_start, c_start, frames, status)
 
     def _callback_duplex(self, indata, outdata, frames, time_info, status):
         self._callback_direct(outdata, frames, time_info, status, indata)
@@ -509,6 +529,7 @@ class AudioOutput:
 
     def _render_one(self) -> None:
         t_start = time.perf_counter()
+        c_start = time.thread_time()
         tmp = self._tmp
         if self.pre_render is not None:
             self.pre_render()
@@ -525,7 +546,7 @@ class AudioOutput:
         if b > first:
             self._ring[:b - first] = tmp[first:]
         self._w += b   # NB: publish after the copy; the callback reads _w once
-        self._note_load(t_start, b)
+        self._note_load(t_start, c_start, b)
 
     def _prefill(self) -> None:
         while self._w - self._r < self.ahead * self.block:
@@ -554,6 +575,7 @@ class AudioOutput:
     # -- rtmixer placement: the C callback reads the ring; this thread keeps it filled ----------
     def _render_to_rb(self) -> None:
         t_start = time.perf_counter()
+        c_start = time.thread_time()
         if self.pre_render is not None:
             self.pre_render()
         if self._in_tmp is not None:
@@ -563,7 +585,7 @@ class AudioOutput:
             self.post_render(self._tmp)
         self._rb.write(self._tmp)     # NB: never short: the loop only renders when a block fits
         self._w += self._tmp.shape[0]
-        self._note_load(t_start, self._tmp.shape[0])
+        self._note_load(t_start, c_start, self._tmp.shape[0])
 
     def _rtmixer_frame_anchor(self, consumed: int) -> None:
         """Pin the output to JACK frames without a Python callback. The C callbacks of cycle C

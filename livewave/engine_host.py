@@ -494,6 +494,7 @@ class EngineHost:
             "midi_malformed": midi.malformed if midi else 0, "midi_late": midi.late if midi else 0,
             "dropped_events": eng.events.dropped, "model_generation": self.generation,
             "load_p999": a.load_percentile(99.9), "rss_mb": self._rss_mb(),
+            "cpu_p999": a.cpu_percentile(99.9), "cpu_peak": a.cpu_peak * 100.0,
         }, notes)
 
     def _rss_mb(self) -> float:

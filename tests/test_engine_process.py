@@ -674,3 +674,20 @@ def test_render_time_percentiles_from_the_histogram():
     st.load_hist[60] = 1                   # one block at 60%
     st.load_hist[200] = 1                  # one at 200% or more
     assert st.load_percentile(50) == 11.0 and st.load_percentile(99.9) == 61.0 and st.load_percentile(100) == 201.0
+
+
+def test_the_render_side_keeps_its_wall_time_and_its_own_cpu_time_apart():
+    """A block during which the rendering thread did not run (here it sleeps, as it does when
+    the OS or a VM's host takes its core away) counts in the wall-time histogram, not in the
+    CPU-time one: the soak reports both."""
+    import time
+
+    from livewave.audio_io import AudioOutput
+    from livewave.engine import Engine
+    out = AudioOutput(Engine(), block=64, policy="thread")          # not opened: no device needed
+    t0, c0 = time.perf_counter(), time.thread_time()
+    time.sleep(0.004)                                                # 3 blocks of 64 at 48 kHz
+    out._note_load(t0, c0, 64)
+    st = out.stats
+    assert st.load_percentile(100) == 201.0 and st.load_peak >= 3.0
+    assert st.cpu_percentile(100) <= 20.0 and st.cpu_peak < 0.2
