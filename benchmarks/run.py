@@ -250,7 +250,40 @@ def soak(minutes: float, block: int) -> dict:
     return report
 
 
+def render_time_distribution(model: str | None, block: int, notes: int = 6, blocks: int = 20000) -> dict:
+    """One thread rendering ``blocks`` blocks of ``notes`` held notes offline (no device, no
+    other thread): the per-block wall and CPU time (time.thread_time) in % of the block, their
+    median, p99, p99.9 and maximum. A frame-based model (DDSP) computes a frame in one block
+    of several: those blocks are its spikes, which the ring of the thread and rtmixer
+    placements spreads."""
+    from livewave.checkpoint import load_generator
+    from livewave.config import EngineConfig
+    from livewave.engine import Engine
+    e = Engine(EngineConfig(sample_rate=48000, max_block=block, polyphony=16),
+               load_generator(model) if model else None).prepare()
+    keys = [55 + 3 * k for k in range(notes)]
+    out = np.zeros((block, 2), np.float32)
+    wall, cpu = np.zeros(blocks), np.zeros(blocks)
+    for i in range(blocks):
+        if i % 3000 == 0:
+            for k in keys:
+                e.push_event(0, 0x80, k, 0)
+                e.push_event(0, 0x90, k, 90)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        e.render(out)
+        cpu[i], wall[i] = time.thread_time() - c0, time.perf_counter() - t0
+    per = 48000 / block * 100.0
+    r = {}
+    for name, x in (("wall", wall), ("cpu", cpu)):
+        x = x[1000:] * per
+        r[name] = [float(v) for v in np.percentile(x, [50, 99, 99.9])] + [float(x.max())]
+        r[name + "_over_100"] = int((x > 100.0).sum()) / x.size * 100.0
+    return r
+
+
 def soak_section(minutes: float, block: int) -> list[str]:
+    spikes = {name: render_time_distribution(m, block) for name, m in
+              (("built-in instrument", None), ("violin (DDSP)", str(ROOT / "models" / "violin.safetensors")))}
     r = soak(minutes, block)
     print(r)
     rss = [s["rss_mb"] for s in r["samples"] if s["t"] >= 60.0 and s["rss_mb"] > 0] or [0.0]
@@ -277,7 +310,13 @@ def soak_section(minutes: float, block: int) -> list[str]:
             f"| model swaps / engine restarts | {r['loads']} / {r['restarts']} | |",
             f"| MIDI sent / received | {r['midi_sent']} / {r['midi_messages']} | |",
             f"| GUI frames drawn | {r['frames_drawn']} | |", "",
-            f"Engine process ids seen: {pids}. Memory every 10 s (MB): {[s['rss_mb'] for s in r['samples']]}.", ""]
+            f"Engine process ids seen: {pids}. Memory every 10 s (MB): {[s['rss_mb'] for s in r['samples']]}.", "",
+            f"The render time per block of the same code offline, just before the soak in the same run: one "
+            f"thread, 6 notes held, {block}-sample blocks, 19000 blocks (`render_time_distribution`):", "",
+            "| generator | time | median | p99 | p99.9 | max | blocks over 100% |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+            *[f"| {name} | {kind} | " + " | ".join(f"{v:.1f}%" for v in d[kind]) + f" | {d[kind + '_over_100']:.2f}% |"
+              for name, d in spikes.items() for kind in ("wall", "cpu")], ""]
 
 
 def render_speed(block=256):
