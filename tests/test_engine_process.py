@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from jack_rig import never_the_cause
+from jack_rig import never_the_cause, on_time_or_slow_machine
 
 from livewave.checkpoint import save_checkpoint
 from livewave.engine_process import (
@@ -574,8 +574,12 @@ def test_engine_process_live(server, tmp_path):
         # machine's own stalls; the server's log tells who was late. On a quiet machine: no xrun.
         culprits = xrun_culprits(log_after)
         if not culprits:
-            assert after["xruns"] == before["xruns"]
-            assert after["ring_underruns"] == before["ring_underruns"]
+            # NB: a stall too short for the server to log a culprit still flags PortAudio's underflow
+            on_time_or_slow_machine(after["xruns"] == before["xruns"] and
+                                    after["ring_underruns"] == before["ring_underruns"],
+                                    f"(4) {after['xruns'] - before['xruns']} xruns and "
+                                    f"{after['ring_underruns'] - before['ring_underruns']} ring underruns, "
+                                    "none in the server's log")
         never_the_cause(culprits)
         assert frames + len(culprits) * PERIOD > 1.9 * RATE     # it played every cycle the server ran
         assert after["age_s"] < 0.1                      # and its own loop kept updating the status

@@ -162,12 +162,12 @@ def test_jack_midi_is_sample_accurate(server, tmp_path, placement, split, block)
     measured = [v for v in lat if v is not None]
     usual = max(set(measured), key=measured.count)
     same = sum(abs(v - usual) <= 1 for v in measured)
+    # too many glitches to judge the rest by: only where the machine is slow
+    on_time_or_slow_machine(same >= len(lat) // 2, f"{glitches} xruns and underruns; latencies {lat}")
     assert same >= len(lat) - glitches, lat
     assert usual <= round(st["latency_s"] * RATE), (lat, st["latency_s"])
     if glitches == 0:
         assert len(measured) == len(lat) and max(lat) - min(lat) <= 1 and st["midi_late"] == 0, lat
-    # too many glitches to judge the rest by: only where the machine is slow
-    on_time_or_slow_machine(same >= len(lat) // 2, f"{glitches} xruns and underruns; latencies {lat}")
 
 
 def test_twenty_seconds_of_chords_bends_and_pedal_without_xruns(server, tmp_path):
