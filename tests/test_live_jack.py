@@ -76,6 +76,25 @@ class Instrument:
         return st
 
 
+def counted_take(server, rig: Rig, inst: Instrument, events, timeout: float, settle: float = 0.0):
+    """Play ``events`` into the instrument and stop it, with its counters before and after (read
+    ``settle`` s after the take) and the server's log of the take -> (before, after, log, final)."""
+    try:
+        before = inst.stats()
+        log_before = len(server.log_text())
+        rig.schedule(events)
+        rig.start()
+        assert rig.wait_done(timeout)
+        time.sleep(settle)
+        after = inst.stats()
+        log = server.log_text()[log_before:]
+        final = inst.stop()
+    finally:
+        rig.close()
+        inst.close()
+    return before, after, log, final
+
+
 def play_take(rig: Rig, inst: Instrument, events, timeout: float = 30) -> dict:
     """Play ``events`` into the instrument, record the take, stop it; always clean up."""
     try:
@@ -194,18 +213,7 @@ def test_twenty_seconds_of_chords_bends_and_pedal_without_xruns(server, tmp_path
     # benchmarks/RESULTS.md: when this VM stalls, a Python callback is sometimes the client
     # caught running (blamed by JACK), a C callback that only copies almost never is.
     inst = Instrument(rig, tmp_path, "--placement", "rtmixer", "--ahead", "2")
-    try:
-        before = inst.stats()
-        log_before = len(server.log_text())
-        rig.schedule(ev)
-        rig.start()
-        assert rig.wait_done(60)
-        after = inst.stats()
-        log_after = server.log_text()[log_before:]
-        st = inst.stop()
-    finally:
-        rig.close()
-        inst.close()
+    before, after, log_after, st = counted_take(server, rig, inst, ev, 60)
     x = rig.recording[:, 0]
     assert len(rig.sent) == len(ev)
     assert np.sqrt(np.mean(x[RATE:19 * RATE] ** 2)) > 0.01

@@ -8,7 +8,6 @@ SysEx is skipped, and JACK blames no xrun on livewave. (The byte-level fuzz is i
 ``test_midi_parser.py``; ring overflow, counted and reported, in ``test_jack_midi_client.py``.)
 """
 import os
-import time
 
 import numpy as np
 import pytest
@@ -59,23 +58,12 @@ def flood(seconds: float, seed: int = 0) -> tuple[list, int]:
 
 
 def test_ten_thousand_messages_a_second_with_64_kb_sysex(server, tmp_path):
-    from test_live_jack import Instrument
+    from test_live_jack import Instrument, counted_take
     ev, channel_msgs = flood(SECONDS)
     rig = Rig(seconds=SECONDS + 1.5, name="lwtest")      # NB: a full port buffer defers to the next cycle
     inst = Instrument(rig, tmp_path, "--placement", "rtmixer", "--ahead", "2")
-    try:
-        before = inst.stats()
-        log_before = len(server.log_text())
-        rig.schedule(ev)
-        rig.start()
-        assert rig.wait_done(SECONDS * 4 + 30)
-        time.sleep(1.0)                                    # the last releases ring out
-        after = inst.stats()
-        log_after = server.log_text()[log_before:]
-        inst.stop()
-    finally:
-        rig.close()
-        inst.close()
+    # NB: counted 1 s after the take: the last releases ring out
+    before, after, log_after, _ = counted_take(server, rig, inst, ev, SECONDS * 4 + 30, settle=1.0)
     received = after["midi_messages"] - before["midi_messages"]
     culprits = xrun_culprits(log_after)
     print(f"{len(rig.sent)} events sent ({channel_msgs} channel messages and {int(SECONDS)} SysEx of 64 KB) in "
