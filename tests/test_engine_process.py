@@ -521,7 +521,11 @@ def test_engine_process_live(server, tmp_path):
         if not stalls:       # a stalling machine (this VM is shared) delays notes, starves threads, drops cycles
             assert onset - on_at <= st["latency_ms"] * RATE / 1000 + PERIOD
             assert end["ring_underruns"] == st["ring_underruns"] and holes.sum() == 0
-        assert abs(cents(f0_spectral(longest_unbroken(held_part), RATE), 261.6256)) < (20.0 if stalls else 5.0)
+        piece = longest_unbroken(held_part)
+        # NB: the spectral f0 of a short piece is coarse (112 ms: 43 cents, seen amid 12 stalls)
+        on_time_or_slow_machine(piece.size >= RATE // 4, f"(1) the held note's longest stretch without a "
+                                f"recording hole is {piece.size} samples ({holes.sum()} windows with holes)")
+        assert abs(cents(f0_spectral(piece, RATE), 261.6256)) < (20.0 if stalls else 5.0)
         assert _wait(lambda: ep.status()["voices"] == 0, 2) and ep.notes() == []
         assert ep.status()["generator_faults"] == 0
         rig.close()
@@ -647,7 +651,10 @@ def test_the_same_freeze_inside_the_audio_process_costs_xruns(server):
         audio_io._sd = None
     print(f"GIL held {held * 1e3:.0f} ms in the audio process: {xruns} xruns, culprits {dict(Counter(culprits))}")
     assert held > 0.1
-    assert xruns >= 1 and any(c.startswith("livewave") for c in culprits)
+    assert xruns >= 1
+    # amid the machine's own stalls JACK may name another client for the late cycle
+    on_time_or_slow_machine(any(c.startswith("livewave") for c in culprits),
+                            f"the frozen process was not named by JACK: {dict(Counter(culprits))}")
 
 
 @pytest.mark.jack

@@ -5,7 +5,7 @@ holds its GIL for 2 s and the engine process plays on. Here the stall is inside 
 process: one render of the model sleeps ``fault_injection.STALL_SECONDS``. What absorbs it is
 the rtmixer placement's ring of ``ahead`` blocks, and nothing else can: a C callback that finds
 the ring empty has no audio to give. So the design's limit, measured here, is the ring's depth:
-at the app's 2 blocks of 64 (2.7 ms) the stall costs underruns; with ``ahead`` deep enough to
+at the app's 4 blocks of 64 (5.3 ms) the stall costs underruns; with ``ahead`` deep enough to
 hold the stall (48 blocks, 64 ms of added latency) it costs none. The figures are printed.
 """
 import time
@@ -17,6 +17,7 @@ from jack_rig import wait_until as _wait
 pytestmark = [pytest.mark.jack, pytest.mark.torture]
 RATE, PERIOD = 48000, 64
 DEEP = 48                       # blocks: 64 ms at 64 samples, over the 50 ms stall
+APP_AHEAD = 4                   # the app's default (ui.app.LIVE_DEFAULTS)
 
 require_jackd()
 
@@ -63,9 +64,9 @@ def test_a_50_ms_render_stall_is_absorbed_only_by_a_ring_that_holds_it(server, t
 
     from jack_rig import on_time_or_slow_machine
     monkeypatch.setenv("LIVEWAVE_FAULTS", "1")
-    shallow, culprits_shallow, lat_shallow = _stall(server, tmp_path, 2)
+    shallow, culprits_shallow, lat_shallow = _stall(server, tmp_path, APP_AHEAD)
     deep, culprits_deep, lat_deep = _stall(server, tmp_path, DEEP)
-    print(f"50 ms stall at {PERIOD}-sample blocks: ahead 2 ({lat_shallow:.1f} ms latency) -> {shallow} ring "
+    print(f"50 ms stall at {PERIOD}-sample blocks: ahead {APP_AHEAD} ({lat_shallow:.1f} ms latency) -> {shallow} ring "
           f"underruns, culprits {dict(Counter(culprits_shallow))}; ahead {DEEP} ({lat_deep:.1f} ms) -> {deep}, "
           f"culprits {dict(Counter(culprits_deep))}")
     # the limit: a stall longer than the ring starves the device (a gap counts once, however long)
