@@ -299,14 +299,19 @@ class EngineProcess:
         else:
             reason = self._how_it_ended() if self.proc is not None else "not started"
             self._reap(kill=True)
-        model_failed = self.proc is not None and (self._froze or self.proc.exitcode == EXIT_RENDER_HUNG)
+        # with its model again only after a clean stop or SIGKILL (killed from outside: the OOM
+        # killer, a user). A process that hung, froze, or died by itself (an exception, a signal)
+        # may have died of its model: the built-in instrument plays instead, and the GUI says so.
+        code = self.proc.exitcode if self.proc is not None else None
+        model_failed = self.proc is not None and (self._froze or code not in (0, -signal.SIGKILL, None))
         self._drop_log()          # what a dead one said is in check()'s message
         settings = {**self.settings, **changes}
         if "model" not in changes and self.model_info.get("path"):
             settings["model"] = self.model_info["path"]
         dropped = ""
         if model_failed and "model" not in changes and settings.get("model"):
-            dropped = f"; without its model {settings['model']}, which hung: the built-in instrument plays"
+            dropped = (f"; without its model {settings['model']}, which it may have died of: the built-in "
+                       "instrument plays")
             settings["model"] = None
         try:
             info = self.start(settings)
