@@ -8,10 +8,11 @@ side, imports no torch, no sounddevice and no rtmidi.
 The commands and events are in ``engine_commands``, the shared-memory layout in
 ``engine_shared_state``.
 
-When the child fails it is restarted (``restart``; the GUI does it on ``check``): after a kill or
-a crash with the model that played; after its model hung (the child ends itself with
-``EXIT_RENDER_HUNG``) or froze the whole child (no heartbeat for ``FREEZE_AFTER``: killed here),
-without it. With ``spare=True`` a second child is kept started and warmed up ahead of need
+When the child fails it is restarted (``restart``; the GUI does it on ``check``): after SIGKILL
+from outside (the OOM killer, a user) with the model that played; after any death of its own (an
+exception, a signal, its model hung: the child ends itself with ``EXIT_RENDER_HUNG``) or a
+freeze of the whole child (no heartbeat for ``FREEZE_AFTER``: killed here), without it.
+With ``spare=True`` a second child is kept started and warmed up ahead of need
 (imports, torch, Numba's kernels), so a restart costs opening the device and the model, not
 starting Python (measured: ``tests/test_torture_faults.py``).
 
