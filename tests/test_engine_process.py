@@ -585,7 +585,9 @@ def test_engine_process_live(server, tmp_path):
                                     f"{after['ring_underruns'] - before['ring_underruns']} ring underruns, "
                                     "none in the server's log")
         never_the_cause(culprits)
-        assert frames + len(culprits) * PERIOD > 1.9 * RATE     # it played every cycle the server ran
+        # it played every cycle the server ran (a stalled server runs fewer than it logs)
+        on_time_or_slow_machine(frames + len(culprits) * PERIOD > 1.9 * RATE,
+                                f"(4) {frames} frames rendered in 2 s amid {len(culprits)} logged xruns")
         assert after["age_s"] < 0.1                      # and its own loop kept updating the status
 
         # (5) a killed child is noticed and restarted; sound comes back
