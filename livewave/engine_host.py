@@ -176,6 +176,7 @@ class EngineHost:
         self._notes = np.zeros((16, 128), np.uint8)
         self._shown: tuple = (None, np.zeros(0))   # (generator, control values the GUI was told)
         self._master_seen = 0                     # volume changes by a bound CC the GUI was told
+        self.loop_errors: dict = {}               # (exception type, file:line) -> count (_guarded)
 
     # -- start-up -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -253,21 +254,46 @@ class EngineHost:
             except (EOFError, OSError):
                 self.parent_gone = True     # the GUI is gone: the engine must not outlive it
                 break
-            self._finish_loads()
-            self._watch_render()
-            self.collector.tick()
+            for step in self._housekeeping:
+                self._guarded(step)
             now = time.monotonic()
             if now >= next_status:
                 next_status = now + STATUS_PERIOD
-                self.write_status(STATE_RUNNING)
+                self._guarded(self._write_running)
             if now >= next_report:
                 next_report = now + REPORT_PERIOD
-                self.forward_reports()
-                self.watch_controls()
+                self._guarded(self.forward_reports)
+                self._guarded(self.watch_controls)
             if os.getppid() != ppid:
                 self.parent_gone = True
                 break
         return self.shutdown()
+
+    @property
+    def _housekeeping(self) -> tuple:
+        return self._finish_loads, self._watch_render, self.collector.tick
+
+    def _write_running(self) -> None:
+        self.write_status(STATE_RUNNING)
+
+    def _guarded(self, step) -> None:
+        """One step of the command loop. A bug in it must not end the engine (the render side
+        plays on without this loop, but commands, status and the hang watchdog need it): the
+        first failure of each kind goes to the log with its traceback and to the GUI as a
+        report, repeats are counted. If the status write itself keeps failing, the heartbeat
+        stops and the GUI restarts the engine (``engine_process.FREEZE_AFTER``)."""
+        try:
+            step()
+        except Exception as exc:
+            tb = traceback.extract_tb(exc.__traceback__)
+            where = f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "?"
+            key = (type(exc).__name__, where)
+            n = self.loop_errors.get(key, 0) + 1
+            self.loop_errors[key] = n
+            if n == 1:
+                traceback.print_exc()
+                self.send(("report", f"engine: {getattr(step, '__name__', 'a step')} failed ({type(exc).__name__}: "
+                                     f"{exc} at {where}); the music plays on, the error is in the engine log"))
 
     def handle(self, cmd) -> None:
         try:

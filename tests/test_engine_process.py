@@ -704,3 +704,45 @@ def test_the_render_side_keeps_its_wall_time_and_its_own_cpu_time_apart():
     st = out.stats
     assert st.load_percentile(100) == 201.0 and st.load_peak >= 3.0
     assert st.cpu_percentile(100) <= 20.0 and st.cpu_peak < 0.2
+
+
+class _ScriptedConn(_Conn):
+    """A pipe from the GUI that stays quiet for ``rounds`` polls, then says stop."""
+
+    def __init__(self, rounds: int):
+        super().__init__()
+        self.rounds = rounds
+
+    def poll(self, timeout=0.0):
+        self.rounds -= 1
+        if self.rounds > 0:
+            time.sleep(0.002)
+        return self.rounds <= 0
+
+    def recv(self):
+        return ("stop",)
+
+
+def test_a_bug_in_the_command_loop_is_logged_and_reported_once_and_the_loop_goes_on(host, monkeypatch, capsys):
+    from livewave.audio_io import AudioOutput
+    from livewave.engine_process import STATE_RUNNING
+    from livewave.model_watchdog import ModelWatchdog, prepared_fallback
+    host.out = AudioOutput(host.engine, sample_rate=48000, block=64)       # never opened: stats only
+    host.watchdog = ModelWatchdog(host.engine, prepared_fallback(host.engine))
+    host.conn = _ScriptedConn(rounds=40)
+    calls = []
+
+    def broken_loads():
+        calls.append(1)
+        raise KeyError("a bug in the loader's hand-over")
+
+    monkeypatch.setattr(host, "_finish_loads", broken_loads)
+    monkeypatch.setattr(host, "shutdown", lambda: 0)
+    assert host.serve() == 0
+    assert len(calls) >= 30, "the loop stopped at the first failure"
+    reports = [e[1] for e in host.conn.sent if e[0] == "report"]
+    assert len(reports) == 1 and "broken_loads failed (KeyError" in reports[0] and "plays on" in reports[0], reports
+    assert sum(host.loop_errors.values()) == len(calls)
+    assert "a bug in the loader's hand-over" in capsys.readouterr().err       # the traceback, in the log
+    st = host.shm.status()
+    assert st["state"] == STATE_RUNNING and st["age_s"] < 1.0       # the heartbeat went on

@@ -100,7 +100,9 @@ def test_a_failing_model_is_muted_reported_and_unloaded_or_restarted_within_two_
             assert why, f"{kind}: the engine did not notice"
             info = ep.restart()
             figures[kind] = time.monotonic() - t0
-            print(f"{kind}: {why.splitlines()[0]}")
+            print(f"{kind}: {why}")
+            if kind == "hang":        # the GIL is free: the engine's own watchdog ends it, with its own code
+                assert "ended itself because its model hung" in why, why
             assert ep.proc.pid != pid and info["model"]["family"] == "default", info["model"]
             assert ep.settings["bindings"] == {"breath": [0, 2]}
             connect()
