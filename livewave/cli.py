@@ -202,6 +202,7 @@ def _write_stats(path, eng, out, midi, block, rate, final=False) -> None:
             "engine_latency_samples": eng.latency_samples, "generator_faults": eng.stats.generator_faults,
             "midi_messages": midi.messages if midi else 0, "malformed": midi.malformed if midi else 0,
             "midi_late": midi.late if midi else 0, "midi_late_samples": eng.midi_late,
+            "midi_overflows": midi.overflows if midi else 0,
             "midi_ports": sorted(midi.open_ports) if midi else [],
             "dropped_events": eng.events.dropped, "voices": eng.stats.voices, "block": block, "rate": rate}
     tmp = Path(str(path) + ".tmp")

@@ -109,6 +109,7 @@ class MidiInputs:
         self._ctl = None           # JACK-Client control client (JACK only)
         self._jack_in = None       # (JackMidiClient, port id) (JACK only)
         self._overflows = 0
+        self.overflows = 0              # messages an input's queue dropped because it was full (reported)
         self._jack_port = ""
         self.available: tuple[str, ...] = ()     # input ports seen by the last scan (replaced whole)
         self._selection_pending: str | None = None
@@ -337,6 +338,7 @@ class MidiInputs:
         if jmc.overflows != self._overflows:
             self.reports.append(f"MIDI input overflow: {jmc.overflows - self._overflows} messages dropped "
                                 "(the render side fell behind)")
+            self.overflows += jmc.overflows - self._overflows
             self._overflows = jmc.overflows
         if not len(records):
             return

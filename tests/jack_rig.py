@@ -1,8 +1,9 @@
 """A real JACK server (dummy driver) and a test client that plays MIDI bytes into the
 instrument and records its audio on JACK's own frame clock.
 
-Threading: ``Rig``'s process callback runs on JACK's real-time thread; it only copies into
-preallocated arrays and writes the scheduled MIDI bytes at their exact frame.
+Threading: ``Rig``'s process callbacks (compiled, ``compiled_rig``) run on JACK's real-time
+thread; they only copy into preallocated arrays and write the scheduled MIDI bytes at their
+exact frame.
 """
 from __future__ import annotations
 
@@ -111,78 +112,52 @@ class Rig:
     ``split=True``: the MIDI out is on its own client ``name`` (a source, like a hardware
     keyboard's capture port, which JACK runs before everything) and the audio ins on
     ``name-rec``. Event times are frames after the recording's first frame.
+
+    The process callbacks are compiled (``compiled_rig``): the rig takes no GIL on JACK's
+    thread, so it is not the client that is late. Port queries and connections go through a
+    JACK-Client client ``name-ctl`` that is never activated (it never runs in a cycle).
     """
 
     def __init__(self, seconds: float, channels: int = 1, name: str = "lwtest", split: bool = False):
         import jack
-        self.client = jack.Client(name, no_start_server=True)
-        self.rec_client = jack.Client(f"{name}-rec", no_start_server=True) if split else self.client
+        from compiled_rig import CompiledRig
+        self.core = None
+        self.client = jack.Client(f"{name}-ctl", no_start_server=True)
         self.rate = self.client.samplerate
-        self.midi_out = self.client.midi_outports.register("midi_out")
-        self.ins = [self.rec_client.inports.register(f"in_{i + 1}") for i in range(channels)]
-        self.recording = np.zeros((int(seconds * self.rate), channels), np.float32)
-        self.events: list[tuple[int, bytes]] = []
-        self.sent: list[tuple[int, int]] = []     # (frame offset, absolute frame)
-        self.start_frame = -1
-        self._armed = False
-        self._next = 0
-        self.recorded = False
-        if split:
-            self.client.set_process_callback(self._send)
-            self.rec_client.set_process_callback(self._record)
-            self.rec_client.activate()
-        else:
-            self.client.set_process_callback(self._process)
-        self.client.activate()
+        try:
+            self.core = CompiledRig(name, int(seconds * self.rate), channels, split)
+        except BaseException:
+            self.client.close()
+            raise
+        self.rec_client = self.client
+        self.midi_out = self.client.get_port_by_name(f"{self.core.name}:midi_out")
+        self.ins = [self.client.get_port_by_name(f"{self.core.rec_name}:in_{i + 1}") for i in range(channels)]
+        self.recording = self.core.recording_cm.T        # [frames, channels], written by the callback
 
     def schedule(self, events: list[tuple[int, bytes]]) -> None:
-        self.events = sorted(events, key=lambda e: e[0])
+        self.core.schedule(sorted(events, key=lambda e: e[0]))
 
     def start(self) -> None:
-        self._armed = True
+        self.core.arm()
 
-    def _send(self, frames: int) -> None:
-        import jack
-        self.midi_out.clear_buffer()
-        if self.start_frame < 0 or self._next >= len(self.events):
-            return
-        now = self.client.last_frame_time
-        base = now - self.start_frame
-        ev = self.events
-        while self._next < len(ev) and ev[self._next][0] < base + frames:
-            off, data = ev[self._next]
-            try:
-                self.midi_out.write_midi_event(max(0, off - base), data)
-            except jack.JackError:
-                return              # JACK's port buffer is full this cycle: the rest go next cycle, in order
-            self.sent.append((off, now + max(0, off - base)))
-            self._next += 1
+    @property
+    def start_frame(self) -> int:
+        return self.core.start_frame
 
-    def _record(self, frames: int) -> None:
-        if not self._armed or self.recorded:
-            return
-        now = self.rec_client.last_frame_time
-        if self.start_frame < 0:
-            self.start_frame = now
-        base = now - self.start_frame
-        n = min(frames, self.recording.shape[0] - base)
-        if n > 0:
-            for c, port in enumerate(self.ins):
-                self.recording[base:base + n, c] = port.get_array()[:n]
-        if base + frames >= self.recording.shape[0]:
-            self.recorded = True
+    @property
+    def sent(self) -> list[tuple[int, int]]:
+        """(frame offset, absolute frame) of each event sent."""
+        return self.core.sent
+
+    @property
+    def recorded(self) -> bool:
+        return self.core.recorded
 
     @property
     def done(self) -> bool:
         """The recording is full and every scheduled event has gone out (events due after the
         recording's end, or skipped over by a stalled cycle, are sent all the same)."""
-        return self.recorded and self._next >= len(self.events)
-
-    def _process(self, frames: int) -> None:
-        if self._armed and self.start_frame < 0:
-            self.start_frame = self.client.last_frame_time
-        self._send(frames)
-        self._record(frames)
+        return self.core.recorded and self.core.all_sent
 
     def wait_done(self, timeout: float) -> bool:
         t_end = time.monotonic() + timeout
@@ -194,15 +169,14 @@ class Rig:
         return [p.name for p in self.client.get_ports(pattern, **kw)]
 
     def connect_output(self, source: str) -> None:
-        self.rec_client.connect(source, self.ins[0])
+        self.client.connect(source, self.ins[0])
 
     def close(self) -> None:
-        clients = [self.client] if self.rec_client is self.client else [self.client, self.rec_client]
-        for c in clients:
-            try:
-                c.deactivate()
-            finally:
-                c.close()
+        try:
+            if self.core is not None:
+                self.core.close()
+        finally:
+            self.client.close()
 
 
 def never_the_cause(culprits: list[str]) -> None:

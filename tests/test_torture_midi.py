@@ -3,15 +3,18 @@
 10,000 channel messages a second (notes on and off, bends, controllers) with a 64 KB SysEx
 every second among them, for 5 s (60 s with ``LIVEWAVE_TORTURE=full``). JACK carries at most
 ~32 KB per event at this period, so each SysEx goes as three events, as a bridge splits it.
-Every message is received, no note-off is lost (no voice sounds once the flood is over), the
-SysEx is skipped, and JACK blames no xrun on livewave. (The byte-level fuzz is in
+A second, compiled JACK MIDI reader on the sender's port counts what JACK delivered: livewave
+receives every delivered message, no delivered note-off is lost (no voice sounds once the
+flood is over, but for notes whose note-off JACK itself dropped), the SysEx is skipped, no queue
+overflows, and JACK blames no xrun on livewave. (The byte-level fuzz is in
 ``test_midi_parser.py``; ring overflow, counted and reported, in ``test_jack_midi_client.py``.)
 """
 import os
+from collections import Counter
 
 import numpy as np
 import pytest
-from jack_rig import Rig, never_the_cause, require_jackd, served, xrun_culprits
+from jack_rig import Rig, never_the_cause, on_time_or_slow_machine, require_jackd, served, xrun_culprits
 
 pytestmark = [pytest.mark.jack, pytest.mark.torture]
 RATE, PERIOD = 48000, 128
@@ -57,27 +60,65 @@ def flood(seconds: float, seed: int = 0) -> tuple[list, int]:
     return ev, channel_msgs
 
 
+def delivered(records: np.ndarray) -> tuple[int, set]:
+    """What JACK delivered, as an independent reader saw it: the channel messages, and the keys
+    whose last delivered message was a note-on (a note-off JACK never delivered)."""
+    from livewave.jack_midi_client import parse_records
+    n, held = 0, set()
+    for _, data in parse_records(records):
+        if not data or data[0] >= 0xF0 or data[0] < 0x80:
+            continue                              # a SysEx piece (over 8 bytes, or a continuation)
+        n += 1
+        if data[0] & 0xF0 == 0x90 and data[2] > 0:
+            held.add(data[1])
+        elif data[0] & 0xF0 in (0x80, 0x90):
+            held.discard(data[1])
+    return n, held
+
+
 def test_ten_thousand_messages_a_second_with_64_kb_sysex(server, tmp_path):
     from test_live_jack import Instrument, counted_take
+
+    from livewave.jack_midi_client import JackMidiClient
     ev, channel_msgs = flood(SECONDS)
     rig = Rig(seconds=SECONDS + 1.5, name="lwtest")      # NB: a full port buffer defers to the next cycle
-    inst = Instrument(rig, tmp_path, "--placement", "rtmixer", "--ahead", "2")
-    # NB: counted 1 s after the take: the last releases ring out
-    before, after, log_after, _ = counted_take(server, rig, inst, ev, SECONDS * 4 + 30, settle=1.0)
+    # NB: a second, compiled reader on the same port: what JACK delivered. JACK drops what a
+    # client writes in a cycle it finished late, and on this shared VM even the compiled sender
+    # is named late now and then; livewave must miss nothing that was delivered.
+    monitor = JackMidiClient("lwmon", "in", ring_records=1 << (20 if SECONDS > 10 else 17))
+    try:
+        rig.client.connect(rig.midi_out, monitor.port_name)
+        inst = Instrument(rig, tmp_path, "--placement", "rtmixer", "--ahead", "2")
+        # NB: counted 1 s after the take: the last releases ring out
+        before, after, log_after, _ = counted_take(server, rig, inst, ev, SECONDS * 4 + 30, settle=1.0)
+        seen, held = delivered(monitor.read())
+        overflows = monitor.overflows
+    finally:
+        monitor.close()
     received = after["midi_messages"] - before["midi_messages"]
     culprits = xrun_culprits(log_after)
     print(f"{len(rig.sent)} events sent ({channel_msgs} channel messages and {int(SECONDS)} SysEx of 64 KB) in "
-          f"{SECONDS:.0f} s; received {received}, malformed {after['malformed'] - before['malformed']}, "
-          f"dropped {after['dropped_events']}, voices after {after['voices']}, ring underruns "
-          f"{after['ring_underruns'] - before['ring_underruns']}, JACK's culprits {culprits}")
-    assert len(rig.sent) == len(ev)
-    rig_late = sum(c == "lwtest" for c in culprits)
-    if received < channel_msgs and rig_late:
-        # JACK drops what a client that missed its deadline wrote in that cycle: the test's own
-        # sender (Python, on this shared machine) lost them before they reached livewave
-        pytest.xfail(f"{channel_msgs - received} messages lost in the {rig_late} cycles JACK blamed on the test's "
-                     "own MIDI sender (a late client's output is dropped)")
-    assert received >= channel_msgs
-    assert after["voices"] == 0, "a note-off was lost"
-    assert after["dropped_events"] == 0
+          f"{SECONDS:.0f} s; JACK delivered {seen} channel messages ({len(held)} note-offs not delivered); "
+          f"livewave received {received} (queue overflows {after['midi_overflows']}), malformed "
+          f"{after['malformed'] - before['malformed']}, dropped "
+          f"{after['dropped_events']}, voices after {after['voices']}, ring underruns "
+          f"{after['ring_underruns'] - before['ring_underruns']}, JACK's culprits {Counter(culprits)}")
+    assert len(rig.sent) == len(ev) and overflows == 0
+    assert after["dropped_events"] == 0 and after["midi_overflows"] == 0
+    if seen < channel_msgs:
+        print(f"{channel_msgs - seen} messages were not delivered by JACK (late clients: "
+              f"{dict(Counter(c for c in culprits if not c.startswith('livewave')))})")
+    # every message JACK delivered reached the instrument, and every note whose note-off was
+    # delivered is silent (one whose note-off JACK dropped is held, as it should be: the
+    # instrument cannot know). A JACK MIDI reader that finishes its cycle late loses that
+    # cycle's events (seen here of the compiled monitor as much as of livewave's client), so a
+    # shortfall is allowed only in cycles JACK blamed on livewave, and those go through the probe.
+    whole = received >= seen and after["voices"] <= len(held)
+    lw_late = sum(c.startswith("livewave") for c in culprits)
+    assert whole or lw_late, (f"livewave received {received} of the {seen} channel messages JACK delivered, "
+                              f"{after['voices']} voices sound ({len(held)} note-offs undelivered), and JACK "
+                              "blamed none of its clients")
+    on_time_or_slow_machine(whole, f"livewave received {received} of the {seen} channel messages JACK delivered "
+                            f"({after['voices']} voices sound, {len(held)} note-offs undelivered), in a take where "
+                            f"JACK blamed its clients {lw_late} times")
     never_the_cause(culprits)
