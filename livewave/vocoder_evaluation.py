@@ -64,6 +64,23 @@ def shift(y: np.ndarray, ref: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndar
     return y[-lag:n], ref[:n + lag], lag
 
 
+def band_groups(n_mels: int, parts: int = 4) -> list[tuple[int, int]]:
+    """The mel bands in ``parts`` equal runs (for the log-mel L1 by frequency range)."""
+    cuts = np.linspace(0, n_mels, parts + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def band_edges_hz(groups: list[tuple[int, int]], sample_rate: int, mel_cfg: dict) -> list[list[int]]:
+    """Each run of bands as [low, high] Hz: from the lower edge of its first triangle to the upper
+    edge of its last (``mel_analysis.mel_filterbank``'s edges)."""
+    from .mel_analysis import hz_to_mel, mel_to_hz
+    n = int(mel_cfg["n_mels"])
+    fmin = float(mel_cfg.get("fmin") or 0.0)
+    fmax = float(mel_cfg.get("fmax") or sample_rate / 2.0)
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n + 2))
+    return [[int(round(float(edges[a]))), int(round(float(edges[b + 1])))] for a, b in groups]
+
+
 def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds: float = 120.0) -> dict:
     from .checkpoint import load_generator
     from .ddsp_evaluation import plot_comparison
@@ -77,6 +94,8 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
     kw = {k: m[k] for k in ("n_fft", "hop", "n_mels", "fmin", "fmax", "floor", "log10")}
     clips, skipped = load_audio_folder(heldout_dir, sr)
     total = {"model": [0.0, 0.0], "gl": [0.0, 0.0]}
+    groups = band_groups(int(m["n_mels"]))
+    by_band = {"model": np.zeros(len(groups)), "gl": np.zeros(len(groups))}
     seconds, lags = 0.0, {"model": [], "gl": []}
     for i, x in enumerate(clips):
         if seconds >= max_seconds:
@@ -96,7 +115,9 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
             shown[name] = a
             total[name][0] += w * spectral_distance_np(a, ref, sr)
             la, lr = analyse(a, sr, **kw), analyse(ref, sr, **kw)
-            total[name][1] += w * float(np.abs(la - lr).mean())
+            err = np.abs(la - lr)
+            total[name][1] += w * float(err.mean())
+            by_band[name] += w * np.array([err[:, b0:b1].mean() for b0, b1 in groups])
         if plot and i == 0:
             plot_comparison(x, shown["model"], shown["gl"], sr, plot, f"{Path(model_path).name}: copy synthesis of a "
                             "held-out clip", labels=("original (held out)", "vocoder, from the mel",
@@ -108,6 +129,9 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
          "logmel_l1_model": round(total["model"][1] / seconds, 4),
          "logmel_l1_griffin_lim": round(total["gl"][1] / seconds, 4),
          "lags_model": sorted(set(lags["model"])), "skipped": skipped[:10],
+         "logmel_l1_bands_hz": band_edges_hz(groups, sr, m),
+         "logmel_l1_bands_model": [round(float(v) / seconds, 4) for v in by_band["model"]],
+         "logmel_l1_bands_griffin_lim": [round(float(v) / seconds, 4) for v in by_band["gl"]],
          "metric": "copy synthesis (audio -> livewave mel -> vocoder); multi-resolution STFT distance "
                    "(spectral_loss, FFT sizes scaled to the rate) and log-mel L1 (natural log) against the "
                    "original; a model trained on livewave's frames taken at its declared delay, Griffin-Lim "
@@ -174,5 +198,12 @@ def write_vocoder_card_markdown(model_path) -> Path:
                   f"| Griffin-Lim, 32 iterations (the floor) | {q['mrstft_griffin_lim']} | {q['logmel_l1_griffin_lim']} |",
                   "", f"Against Griffin-Lim: {q['mrstft_better_than_griffin_lim_pct']}% lower STFT distance, "
                   f"{q['logmel_better_than_griffin_lim_pct']}% lower log-mel L1 (negative: worse).", ""]
+        if q.get("logmel_l1_bands_model"):
+            bands = q["logmel_l1_bands_hz"]
+            lines += ["The log-mel L1 by frequency range (mel bands in four equal runs):", "",
+                      "| | " + " | ".join(f"{lo}-{hi} Hz" for lo, hi in bands) + " |",
+                      "| --- |" + " ---: |" * len(bands),
+                      "| this vocoder | " + " | ".join(str(v) for v in q["logmel_l1_bands_model"]) + " |",
+                      "| Griffin-Lim | " + " | ".join(str(v) for v in q["logmel_l1_bands_griffin_lim"]) + " |", ""]
     from .ddsp_evaluation import write_card_page
     return write_card_page(path, lines, q, card)

@@ -235,7 +235,7 @@ class CompiledRig:
 
     @property
     def all_sent(self) -> bool:
-        return self.root[NEXT] >= self.root[N_EVENTS]
+        return bool(self.root[NEXT] >= self.root[N_EVENTS])
 
     @property
     def recorded(self) -> bool:

@@ -66,6 +66,13 @@ def test_livewave_eval_of_a_vocoder_writes_its_card(tmp_path):
     assert model.with_suffix(".png").stat().st_size > 10_000
     md = model.with_suffix(".md").read_text()
     assert "Griffin-Lim" in md and str(q["mrstft_model"]) in md
+    # the log-mel L1 by frequency range: four runs of bands whose time-weighted mean is the whole
+    edges = q["logmel_l1_bands_hz"]
+    assert len(edges) == 4 and edges[0][0] == 0 and edges[-1][1] == 8000
+    assert all(lo < hi for lo, hi in edges) and all(a[1] > b[0] for a, b in zip(edges, edges[1:], strict=False))
+    for who in ("model", "griffin_lim"):
+        assert np.mean(q[f"logmel_l1_bands_{who}"]) == pytest.approx(q[f"logmel_l1_{who}"], abs=2e-3)
+    assert f"{edges[0][0]}-{edges[0][1]} Hz" in md
 
 
 def test_griffin_lim_lag_is_found_from_the_envelope():
