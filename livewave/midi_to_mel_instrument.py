@@ -8,26 +8,32 @@ Per render call, on the render side:
     -> the vocoder's streamed step (``melgan``, ``flow``, ``hifigan``, ...: its own state)
     -> resample to the device rate (soxr) -> ``DelayLine`` -> out.
 
-Timing: model frame ``t`` ends at model sample ``(t + 1) * hop``, i.e. at device sample
-``e_t = (t + 1) * hop * device_rate / model_rate`` counted from the first call after a reset;
-it is made in the call holding the device sample just before ``e_t``, from the voices' state
-there, which is the state after every event strictly before ``e_t`` (the engine splits its
-calls at events). So a note is heard from the first frame ending after it (onsets fall on the
-frame grid: ``hop`` model samples, 11.6 ms at 22.05 kHz and hop 256) and the output does not
-depend on the block size. The delay line pays out a fixed delay (the worst shortfall of the
-frame clock and the resampler, measured with silence at block sizes 1, 17, 64 and the
-largest): that delay is the declared lookahead.
+Timing: model frame ``t`` spans model samples ``[t * hop, (t + 1) * hop)``, i.e. device samples
+``[s_t, e_t)`` with ``s_t = t * hop * device_rate / model_rate`` counted from the first call
+after a reset. It is made in the call holding ``s_t``, from the voices' state there: every event
+at or before ``s_t`` (the engine splits its calls at events). Its sound is therefore ready when
+its span begins, and the delay line pays out only the resampler's delay (the worst shortfall of
+the frame clock and the resampler, measured with silence at block sizes 1, 17, 64 and the
+largest, 45 samples at 48 kHz): that delay is the declared lookahead. An event waits for the
+next frame to begin (onsets fall on the frame grid: ``hop`` model samples, 11.6 ms at 22.05 kHz
+and hop 256), and the output does not depend on the block size.
 
-Reading the roll ahead: a vocoder sounds its input ``content_delay`` model samples late (the
-iSTFT vocoder one hop, a non-causal one its centring). Audio must wait for that; a piano roll
-need not, because between events it is known in advance (a held note only ages). So frame
-``t``'s roll is read at ``e_t + ahead`` with ``ahead`` the vocoder's content delay, from the
-state at ``e_t``, and the vocoder's delay is not added to the latency. An event in the last
-``ahead`` before a frame's read time reaches the next frame instead (its own time, its age,
-kept): the frame grid it falls on moves, its timing within the roll does not. Measured on the
-shipped piano (48 kHz, the note's attack at half its peak, seven phases against the grid): 30.1
-ms after the note-on reading at the frame's end, 22.1 ms reading ahead; declared latency 24.1
--> 12.5 ms.
+Reading the roll ahead: the MIDI-to-mel model was trained on frames of causal analysis windows
+that end at each frame's end, and a vocoder sounds its input ``content_delay`` model samples
+late (the iSTFT vocoder one hop). Audio would have to wait for both; a piano roll need not,
+because until the next event it is known in advance (a held note only ages). So frame ``t``'s
+roll is read at ``e_t + ahead`` (``ahead``: the vocoder's content delay) from the state at
+``s_t``, and the vocoder's output for it lines up with the frame's own span. An event reaches the
+first frame that begins at or after it, with its own time (the notes' ages are exact); within
+that frame the roll is what the notes will be at its read time.
+
+Measured on the shipped piano at 48 kHz (a note at seven phases against the frame grid; the
+median time after the note-on at which the sound reaches 5% and 50% of its peak, 256-sample
+peak envelope): frames made at their end and read there, 30.1 ms at 50%, declared latency 24.1
+ms; made at their end and read ahead, 16.8 / 22.0 ms, declared 12.5 ms; made at their start and
+read ahead (this), 11.0 / 21.7 ms, declared 0.9 ms. FluidR3 itself reaches half its peak 2.6 ms
+after its first sound: the remaining rise is the model's own attack (reading a further one to
+three hops ahead moved it by under 1.5 ms and made the held-out distance worse).
 
 The engine's envelope is a gate here (the model makes the attack, decay and release): a voice
 lives ``tail`` seconds past its release, the time the model was trained to ring out.
@@ -156,15 +162,16 @@ class MidiToMelInstrument(Generator):
         self.reset()
 
     def chain_delay(self, max_block: int) -> int:
-        """The smallest delay the output never runs short with (the frame clock, the vocoder's
-        lag and the resampler, with silence) at block sizes 1, 17, 64 and ``max_block``."""
+        """The smallest delay the output never runs short with (the frame clock, each frame made
+        when it begins; the vocoder's lag and the resampler, with silence) at block sizes 1, 17,
+        64 and ``max_block``."""
         hop, worst = self.mcfg.hop, 0
         for block in sorted({1, 17, 64, max_block}):
             rs = Resampler(self.mcfg.sample_rate, self.sample_rate)
             fed = got = made = 0
             while fed < 2 * self.sample_rate:
                 fed += block
-                k = max(0, (fed * self.frame_den) // self.frame_num - self.lag) - made
+                k = max(0, -((-fed * self.frame_den) // self.frame_num) - self.lag) - made   # frames begun
                 made += k
                 got += rs.process(np.zeros(k * hop, np.float32)).shape[0]
                 worst = max(worst, fed - got)
@@ -183,7 +190,7 @@ class MidiToMelInstrument(Generator):
         if self.anchor < 0:
             self.anchor = cond.sample_time
         end = cond.sample_time - self.anchor + n
-        last = (end * self.frame_den) // self.frame_num        # frames whose end is <= end
+        last = -((-end * self.frame_den) // self.frame_num)    # frames that begin before end
         k = min(last - self.next_frame, self.taus.shape[0])
         if k > 0:
             for j in range(k):
