@@ -390,6 +390,8 @@ def main() -> None:
     ap.add_argument("--ddsp-only", action="store_true", help="only the DDSP instrument table")
     ap.add_argument("--busy-gui-only", action="store_true", help="only the busy-GUI run on JACK")
     ap.add_argument("--vocoder-only", action="store_true", help="only the vocoder streaming table")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="only the offline table from a note-on to its sound, every shipped instrument")
     ap.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
                     help="only the soak: the app playing a looping MIDI file for MINUTES (see soak())")
     ap.add_argument("--soak-block", type=int, default=64, help="JACK period and engine block for --soak")
@@ -401,7 +403,7 @@ def main() -> None:
     lines = [f"## {time.strftime('%Y-%m-%d %H:%M')} — `python -m benchmarks.run"
              f"{' --quick' if args.quick else ''}{' --jack-only' if args.jack_only else ''}"
              f"{' --ddsp-only' if args.ddsp_only else ''}{' --busy-gui-only' if args.busy_gui_only else ''}"
-             f"{' --vocoder-only' if args.vocoder_only else ''}"
+             f"{' --vocoder-only' if args.vocoder_only else ''}{' --latency-only' if args.latency_only else ''}"
              f"{f' --soak {args.soak:g} --soak-block {args.soak_block}' if args.soak else ''}"
              f"{'' if args.device == 'cpu' else ' --device ' + args.device}`",
              "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}, "
@@ -410,6 +412,10 @@ def main() -> None:
     models = sorted((ROOT / "models").glob("*.safetensors"))[:1]
     if args.soak:
         lines += soak_section(args.soak, args.soak_block)
+        args.no_jack = True
+    elif args.latency_only:
+        from benchmarks.note_latency import note_latency_table
+        lines += note_latency_table()
         args.no_jack = True
     elif args.vocoder_only:
         from benchmarks.vocoder import (

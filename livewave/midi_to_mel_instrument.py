@@ -27,13 +27,17 @@ roll is read at ``e_t + ahead`` (``ahead``: the vocoder's content delay) from th
 first frame that begins at or after it, with its own time (the notes' ages are exact); within
 that frame the roll is what the notes will be at its read time.
 
-Measured on the shipped piano at 48 kHz (a note at seven phases against the frame grid; the
-median time after the note-on at which the sound reaches 5% and 50% of its peak, 256-sample
-peak envelope): frames made at their end and read there, 30.1 ms at 50%, declared latency 24.1
-ms; made at their end and read ahead, 16.8 / 22.0 ms, declared 12.5 ms; made at their start and
-read ahead (this), 11.0 / 21.7 ms, declared 0.9 ms. FluidR3 itself reaches half its peak 2.6 ms
-after its first sound: the remaining rise is the model's own attack (reading a further one to
-three hops ahead moved it by under 1.5 ms and made the held-out distance worse).
+Measured with ``python -m benchmarks.run --latency-only`` (48 kHz; a fresh engine per note,
+seven note-ons spread over one frame; medians of the ms from the note-on to the first sample
+over 5% and over 50% of the note's peak; the engine's whole declared latency), piano / strings:
+
+    frames made and read at their end (before 2026-12-02)   24.9 / 32.5, 22.7 / 31.7   declared 24.8
+    made at their end, read ahead                           21.5 / 27.5, 17.0 / 27.2   declared 13.2
+    made when they begin, read ahead (this)                 15.9 / 27.1, 16.8 / 28.4   declared 1.6
+
+FluidR3's piano on the same note: 3.1 / 7.1. What remains is the model's own attack, learned
+from causal 46 ms analysis windows; reading a further one to three hops ahead moved the half-peak
+time by under 1.5 ms and made the held-out distance worse (a first measurement, 2026-12-02).
 
 The engine's envelope is a gate here (the model makes the attack, decay and release): a voice
 lives ``tail`` seconds past its release, the time the model was trained to ring out.

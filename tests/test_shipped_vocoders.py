@@ -33,11 +33,9 @@ def test_the_shipped_piano_played_from_midi_is_closer_to_fluidr3_than_the_defaul
 def test_the_shipped_piano_sounds_a_note_soon_after_its_note_on():
     """Frames are made when they begin and their roll is read the vocoder's delay ahead
     (midi_to_mel_instrument, Timing): the declared latency is the resampler's alone, and a note
-    reaches 5% of its peak about 11 ms and half its peak about 22 ms after the note-on at 48 kHz
-    (medians over seven phases against the 11.6 ms frame grid). Made at each frame's end and read
-    there, as before 2026-12-02, half the peak took 30.1 ms and the declared latency was 24.1 ms."""
-    from scipy.ndimage import maximum_filter1d
-
+    first reaches 5% of its peak 15.9 ms and half its peak 27.1 ms after the note-on at 48 kHz
+    (medians over seven phases against the 11.6 ms frame grid, a fresh engine each). Made at each
+    frame's end and read there, as before 2026-12-02: 24.9 and 32.5 ms, declared 24.8 ms."""
     from livewave.checkpoint import load_generator
     from livewave.config import EngineConfig
     from livewave.engine import Engine
@@ -47,12 +45,13 @@ def test_the_shipped_piano_sounds_a_note_soon_after_its_note_on():
     assert gen.ahead == pytest.approx(256 * 48000 / 22050) and gen.info.lookahead == gen.line.delay < 96
     first, half = [], []
     for t0 in np.linspace(0.2, 0.2 + 256 / 22050, 7):
+        eng = Engine(EngineConfig(sample_rate=48000, max_block=64, polyphony=8), gen).prepare()
         y = render_events(eng, [(float(t0), 0x90, 60, 100), (float(t0) + 0.5, 0x80, 60, 0)], 1.0, block=64,
                           tail_s=0.3)[:, 0]
-        env = maximum_filter1d(np.abs(y), 256)
-        first.append(int(np.flatnonzero(env > 0.05 * env.max())[0]) - round(t0 * 48000))
-        half.append(int(np.flatnonzero(env > 0.5 * env.max())[0]) - round(t0 * 48000))
+        mag = np.abs(y)                          # the first sample over 5% and over 50% of the peak
+        first.append(int(np.flatnonzero(mag > 0.05 * mag.max())[0]) - round(t0 * 48000))
+        half.append(int(np.flatnonzero(mag > 0.5 * mag.max())[0]) - round(t0 * 48000))
     print("ms after the note-on to 5% of the peak:", [round(a / 48, 1) for a in first], "to half:",
           [round(a / 48, 1) for a in half])
     assert min(first) > 0                      # never before the note
-    assert np.median(first) / 48 < 14.0 and np.median(half) / 48 < 25.0
+    assert np.median(first) / 48 < 19.0 and np.median(half) / 48 < 30.0
