@@ -84,6 +84,11 @@ class Engine:
         n_ctl = len(self.generator.info.controls)
         self.cond = Conditioning(p, mb, n_ctl, cfg.input_channels)
         self.cond.controls[:] = self.generator.default_controls()
+        # NB: the model playing and its control array, published together in one store. The
+        # render side swaps ``generator`` and ``cond.controls`` in two stores, and while it
+        # crossfades it puts the old model's controls in ``cond`` to render that one: a reader
+        # on another thread takes both from here, never from those two.
+        self.playing = (self.generator, self.cond.controls)
         self.voices = VoiceAllocator(self.cond)
         mask = np.zeros(16, np.bool_)
         mask[list(cfg.midi_channels)] = True
@@ -159,17 +164,20 @@ class Engine:
         return s_ref + int((when - t_ref) * self.config.sample_rate) + self.midi_delay
 
     # -- control side -----------------------------------------------------------------
-    def control_index(self, name: str) -> int:
-        for i, c in enumerate(self.generator.info.controls):
+    def control_index(self, name: str, generator: Generator | None = None) -> int:
+        gen = generator if generator is not None else self.playing[0]
+        for i, c in enumerate(gen.info.controls):
             if c.name == name:
                 return i
-        names = ", ".join(c.name for c in self.generator.info.controls)
-        raise KeyError(f"no control {name!r} on {self.generator.info.name} (controls: {names})")
+        names = ", ".join(c.name for c in gen.info.controls)
+        raise KeyError(f"no control {name!r} on {gen.info.name} (controls: {names})")
 
     def set_control(self, name_or_index, value: float) -> float:
-        i = name_or_index if isinstance(name_or_index, int) else self.control_index(name_or_index)
-        v = self.generator.info.controls[i].clamp(float(value))
-        self.cond.controls[i] = v
+        """Set a control of the model playing (any thread): clamped to its range, returned."""
+        gen, controls = self.playing
+        i = name_or_index if isinstance(name_or_index, int) else self.control_index(name_or_index, gen)
+        v = gen.info.controls[i].clamp(float(value))
+        controls[i] = v
         return v
 
     def _generators(self) -> tuple:
@@ -261,6 +269,7 @@ class Engine:
             self.generator = gen
             self.bindings.carry_over(gen, controls)       # the knobs' positions, not the defaults
             self.cond.controls = controls
+            self.playing = (gen, controls)
             for v in range(self.cond.active.shape[0]):
                 if self.cond.active[v]:
                     self.cond.restart[v] = RESTART_FRESH

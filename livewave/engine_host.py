@@ -313,14 +313,18 @@ class EngineHost:
         self._loads.put(path)
 
     def _cmd_control(self, key, value: float) -> None:
-        controls = self.engine.generator.info.controls
+        eng = self.engine
+        gen, _ = playing = eng.playing          # NB: one read; the render side may swap meanwhile
+        controls = gen.info.controls
         if isinstance(key, int) and not 0 <= key < len(controls):
             raise IndexError(f"control index {key} out of range 0..{len(controls) - 1} "
                              f"({', '.join(c.name for c in controls)})")
-        applied = self.engine.set_control(key, value)
-        if self._shown[0] is self.engine.generator:     # the GUI is told here; not again by watch_controls
-            self._shown[1][key if isinstance(key, int) else self.engine.control_index(key)] = applied
-        self.send(("control", controls[key].name if isinstance(key, int) else key, applied))
+        i = key if isinstance(key, int) else eng.control_index(key, gen)
+        v = controls[i].clamp(float(value))
+        playing[1][i] = v
+        if self._shown[0] is gen:               # the GUI is told here; not again by watch_controls
+            self._shown[1][i] = v
+        self.send(("control", controls[i].name, v))
 
     def _cmd_gain_db(self, value: float) -> None:
         self.engine.set_master_gain_db(value)
@@ -376,7 +380,7 @@ class EngineHost:
         if eng.bindings.master_serial != self._master_seen:
             self._master_seen = eng.bindings.master_serial
             self.send(("gain_db", eng.bindings.master_db))
-        gen, values = eng.generator, eng.cond.controls
+        gen, values = eng.playing               # NB: not eng.generator and eng.cond.controls (Engine.playing)
         if self._shown[0] is not gen or self._shown[1].shape != values.shape:
             # a new model: the GUI shows its defaults (from "loaded"); a knob's position carried
             # over at the swap (``ControlBindings.carry_over``) differs from them and is told below
@@ -456,7 +460,9 @@ class EngineHost:
         if not fault_injection.enabled():
             raise ValueError("fault injection is off (it is for tests: LIVEWAVE_FAULTS=1)")
         eng = self.engine
-        eng.generator = fault_injection.FaultyGenerator(eng.generator, kind)   # NB: one store; next block
+        faulty = fault_injection.FaultyGenerator(eng.generator, kind)
+        eng.generator = faulty                  # NB: one store; the next block plays it
+        eng.playing = (faulty, eng.playing[1])
         self.send(("fault", kind))
 
     def _finish_loads(self) -> None:

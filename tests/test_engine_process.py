@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from jack_rig import never_the_cause, on_time_or_slow_machine
+from shipped import shipped
 
 from livewave.checkpoint import save_checkpoint
 from livewave.engine_process import (
@@ -746,3 +747,54 @@ def test_a_bug_in_the_command_loop_is_logged_and_reported_once_and_the_loop_goes
     assert "a bug in the loader's hand-over" in capsys.readouterr().err       # the traceback, in the log
     st = host.shm.status()
     assert st["state"] == STATE_RUNNING and st["age_s"] < 1.0       # the heartbeat went on
+
+
+def test_the_command_loop_reads_the_playing_model_and_its_controls_as_one_across_swaps(host):
+    """The render side swaps the model and its control array in two stores, and during a
+    crossfade it briefly puts the old model's controls back to render it. The command loop
+    (watch_controls, control commands) must never pair one model with the other's controls:
+    it once did, a ValueError (shapes (6,) and (4,)) in the loop that, before the loop was
+    guarded, ended the engine process with exit code 1."""
+    from livewave.checkpoint import load_generator
+    from livewave.default_instrument import DefaultInstrument
+    eng = host.engine
+    models = [load_generator(next(iter(shipped("ddsp")))), DefaultInstrument()]
+    for g in models:
+        c = eng.config
+        g.prepare(c.sample_rate, c.max_block, c.polyphony, c.device)
+    assert len(models[0].info.controls) != len(models[1].info.controls)
+    for k in range(4):
+        eng.push_event(0, 0x90, 48 + 7 * k, 90)
+    stop, errors, blocks = threading.Event(), [], [0]
+
+    def render():
+        out = np.zeros((64, 1), np.float32)
+        while not stop.is_set():
+            eng.render(out)
+            blocks[0] += 1
+
+    t = threading.Thread(target=render, daemon=True)
+    t.start()
+    swaps, t_end = 0, time.monotonic() + 4.0
+    try:
+        while time.monotonic() < t_end:
+            try:
+                eng.swap_generator(models[swaps % 2])
+                swaps += 1
+            except RuntimeError:
+                pass                                    # the last swap is not picked up yet
+            for _ in range(20):
+                try:
+                    host.watch_controls()
+                    host._cmd_control(0, 0.5)
+                    gen, ctl = eng.playing
+                    assert ctl.shape == (len(gen.info.controls),)
+                except Exception as exc:                # noqa: BLE001 (what the loop would have died of)
+                    errors.append(repr(exc))
+                time.sleep(0.001)
+    finally:
+        stop.set()
+        t.join(5)
+    print(f"{swaps} swaps, {blocks[0]} blocks rendered, {len(errors)} errors")
+    assert not errors, Counter(errors).most_common(3)
+    assert swaps > 10 and blocks[0] > 200
