@@ -434,5 +434,9 @@ class EngineProcess:
             return []
 
     def _tail_text(self) -> str:
-        tail = self.log_tail()
+        """The child's last output: its last 15 lines, or from its last traceback on (whole,
+        when it begins within the last 60 lines: the lines that say where it failed)."""
+        tail = self.log_tail(60)
+        tb = [i for i, line in enumerate(tail) if line.startswith("Traceback (most recent call last)")]
+        tail = tail[tb[-1]:][:40] if tb and len(tail) - tb[-1] > 15 else tail[-15:]
         return ("; its last output:\n  " + "\n  ".join(tail)) if tail else ""

@@ -798,3 +798,17 @@ def test_the_command_loop_reads_the_playing_model_and_its_controls_as_one_across
     print(f"{swaps} swaps, {blocks[0]} blocks rendered, {len(errors)} errors")
     assert not errors, Counter(errors).most_common(3)
     assert swaps > 10 and blocks[0] > 200
+
+
+def test_a_dead_engine_s_message_holds_its_whole_last_traceback(tmp_path):
+    from livewave.engine_process import EngineProcess
+    ep = EngineProcess(log_dir=tmp_path)
+    ep.log_path = tmp_path / "engine.log"
+    tb = ["Traceback (most recent call last):"] + [f'  File "x.py", line {i}, in f' for i in range(20)]
+    ep.log_path.write_text("\n".join([f"started {i}" for i in range(30)] + tb + ["ValueError: the cause"]) + "\n")
+    text = ep._tail_text()
+    assert "Traceback (most recent call last)" in text and text.endswith("ValueError: the cause")
+    assert "started" not in text
+    ep.log_path.write_text("\n".join(f"line {i}" for i in range(100)) + "\n")
+    text = ep._tail_text()
+    assert text.count("\n") == 15 and "line 85" in text and "line 84" not in text
