@@ -172,9 +172,10 @@ class Engine:
         names = ", ".join(c.name for c in gen.info.controls)
         raise KeyError(f"no control {name!r} on {gen.info.name} (controls: {names})")
 
-    def set_control(self, name_or_index, value: float) -> float:
-        """Set a control of the model playing (any thread): clamped to its range, returned."""
-        gen, controls = self.playing
+    def set_control(self, name_or_index, value: float, playing: tuple | None = None) -> float:
+        """Set a control of the model playing (any thread; ``playing``: the caller's read of
+        ``self.playing``, to act on the model it checked): clamped to its range, returned."""
+        gen, controls = playing if playing is not None else self.playing
         i = name_or_index if isinstance(name_or_index, int) else self.control_index(name_or_index, gen)
         v = gen.info.controls[i].clamp(float(value))
         controls[i] = v

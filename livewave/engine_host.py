@@ -254,7 +254,7 @@ class EngineHost:
             except (EOFError, OSError):
                 self.parent_gone = True     # the GUI is gone: the engine must not outlive it
                 break
-            for step in self._housekeeping:
+            for step in (self._finish_loads, self._watch_render, self.collector.tick):
                 self._guarded(step)
             now = time.monotonic()
             if now >= next_status:
@@ -268,10 +268,6 @@ class EngineHost:
                 self.parent_gone = True
                 break
         return self.shutdown()
-
-    @property
-    def _housekeeping(self) -> tuple:
-        return self._finish_loads, self._watch_render, self.collector.tick
 
     def _write_running(self) -> None:
         self.write_status(STATE_RUNNING)
@@ -320,8 +316,7 @@ class EngineHost:
             raise IndexError(f"control index {key} out of range 0..{len(controls) - 1} "
                              f"({', '.join(c.name for c in controls)})")
         i = key if isinstance(key, int) else eng.control_index(key, gen)
-        v = controls[i].clamp(float(value))
-        playing[1][i] = v
+        v = eng.set_control(i, value, playing)
         if self._shown[0] is gen:               # the GUI is told here; not again by watch_controls
             self._shown[1][i] = v
         self.send(("control", controls[i].name, v))
