@@ -22,6 +22,13 @@ XRUN_RE = re.compile(r"JackEngine::XRun: client = (.+?) was not finished")
 XRUN_STATE_RE = re.compile(r"JackEngine::XRun: client = (.+?) was not finished, state = (\w+)")
 
 
+def xrun_unfinished(log: str) -> Counter:
+    """How many xruns listed each client as not finished, whatever its state. A client still
+    Triggered had not started at all: that cycle's MIDI at its input is gone when it next runs
+    (the port buffer holds the next cycle's), even when the xrun names no culprit."""
+    return Counter(m.group(1) for m in XRUN_STATE_RE.finditer(log))
+
+
 class JackServer:
     def __init__(self, rate: int = 48000, period: int = 128, log_dir: Path | None = None):
         self.rate, self.period = rate, period
