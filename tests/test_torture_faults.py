@@ -101,8 +101,9 @@ def test_a_failing_model_is_muted_reported_and_unloaded_or_restarted_within_two_
             info = ep.restart()
             figures[kind] = time.monotonic() - t0
             print(f"{kind}: {why}")
-            if kind == "hang":        # the GIL is free: the engine's own watchdog ends it, with its own code
-                assert "ended itself because its model hung" in why, why
+            # its own watchdog ends it (a hang), or the GUI kills it for not answering (the GIL
+            # held, or a machine stall): never a death by itself (an exception, a signal)
+            assert "ended itself because its model hung" in why or "stopped answering" in why, why
             assert ep.proc.pid != pid and info["model"]["family"] == "default", info["model"]
             assert ep.settings["bindings"] == {"breath": [0, 2]}
             connect()
