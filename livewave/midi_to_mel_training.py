@@ -308,7 +308,7 @@ def load_midi2mel_model(path):
 
 def evaluate_checkpoint(path, heldout, png=None, max_seconds: float = 60.0) -> dict:
     """:func:`evaluate_midi2mel` of a checkpoint (its card's training mean frame as the floor);
-    with a vocoder in it, :func:`evaluate_playing` too."""
+    with a vocoder in it, :func:`evaluate_playing` and how soon a note sounds (``note_onset``) too."""
     from .checkpoint import read_checkpoint
     model, card = load_midi2mel_model(path)
     mean = np.asarray(card.get("mean_frame") or [], np.float32)
@@ -318,6 +318,12 @@ def evaluate_checkpoint(path, heldout, png=None, max_seconds: float = 60.0) -> d
     if read_checkpoint(path)[0]["config"].get("vocoder"):
         audio_png = None if png is None else Path(png).with_name(Path(png).stem + "-audio.png")
         q["playing"] = evaluate_playing(path, heldout, audio_png, max_seconds)
+        from .checkpoint import load_generator
+        from .note_onset import onset_times
+        try:
+            q["onset"] = onset_times(load_generator(path))
+        except ValueError as exc:            # a model that stays silent: said, not measured
+            q["onset_error"] = str(exc)
     q["metric"] = ("mean absolute difference of log-mel frames (natural log) between the model's frames and the "
                    "engine's analysis of the held-out audio, over all frames and over frames where a note sounds")
     return q
@@ -416,6 +422,17 @@ def write_midi2mel_card_markdown(model_path) -> Path:
                       f"| the default instrument (level-matched) | {pl['spectral_distance_default']} |", "",
                       f"{pl['closer_than_default_pct']}% closer than the default instrument. Metric: {pl['metric']}.",
                       "", f"![played from MIDI]({pl.get('png', '')})", ""]
+        on = q.get("onset")
+        if on:
+            lines += ["## From a note-on to its sound", "",
+                      f"Key {on['key']}, velocity {on['velocity']}, at {on['rate']} Hz, {on['phases']} note-ons spread "
+                      "over one frame, each through a fresh engine (`livewave/note_onset.py`; medians):", "",
+                      "| declared latency | to 5% of the peak | range | to 50% of the peak |",
+                      "| ---: | ---: | ---: | ---: |",
+                      f"| {on['declared_ms']} ms | {on['first_ms']} ms | {on['first_range_ms'][0]}-"
+                      f"{on['first_range_ms'][1]} ms | {on['half_ms']} ms |", "",
+                      "The wait for the next frame (up to one hop) and the model's own attack make the "
+                      "difference from the declared latency.", ""]
     from .load_screen import card_lines
     lines += card_lines(card)
     md = path.with_suffix(".md")
