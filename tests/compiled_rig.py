@@ -27,9 +27,9 @@ import numpy as np
 
 from livewave.jack_midi_client import JackMidiError, _Lib
 
-(TOTAL, CLIENT, MIDI_PORT, REC_CLIENT, N_IN, ARMED, START, NEXT, N_EVENTS, SCHED, BLOB, REC, REC_LEN,
- RECORDED, N_SENT, SEND_CYCLES, REC_CYCLES, SHUTDOWN, FULL) = range(19)
-IN0 = 20                 # input ports, up to MAX_IN
+(CLIENT, MIDI_PORT, REC_CLIENT, N_IN, ARMED, START, NEXT, N_EVENTS, SCHED, BLOB, REC, REC_LEN,
+ RECORDED, N_SENT) = range(14)
+IN0 = 14                 # input ports, up to MAX_IN
 MAX_IN = 8
 HEADER = IN0 + MAX_IN
 _AUDIO = b"32 bit float mono audio"
@@ -42,7 +42,7 @@ _compiled: tuple | None = None
 
 
 def _callbacks() -> tuple:
-    """libjack, and the three callbacks (send and record, send only, record only) compiled once
+    """libjack, and the three process callbacks (send and record, send only, record only) compiled once
     per process (about two seconds)."""
     global _compiled
     with _lock:
@@ -63,7 +63,6 @@ def _callbacks() -> tuple:
         def send(nframes, st):
             buf = port_get_buffer(st[MIDI_PORT], nframes)
             clear(buf)
-            st[SEND_CYCLES] += 1
             n = st[N_EVENTS]
             start = st[START]
             if not st[ARMED] or start < 0 or st[NEXT] >= n:
@@ -78,8 +77,7 @@ def _callbacks() -> tuple:
                 if off < 0:
                     off = 0
                 if write(buf, off, st[BLOB] + sched[n + i], sched[2 * n + i]) != 0:
-                    st[FULL] += 1          # the port's buffer is full this cycle: the rest go next cycle
-                    break
+                    break                  # the port's buffer is full this cycle: the rest go next cycle
                 sched[3 * n + k] = sched[i]
                 sched[4 * n + k] = now + off
                 k += 1
@@ -89,7 +87,6 @@ def _callbacks() -> tuple:
 
         @njit(nogil=True)
         def record(nframes, st):
-            st[REC_CYCLES] += 1
             if not st[ARMED] or st[RECORDED]:
                 return
             now = np.int64(last_frame_time(st[REC_CLIENT]))
@@ -126,11 +123,7 @@ def _callbacks() -> tuple:
             record(nframes, carray(arg, (HEADER,)))
             return 0
 
-        @cfunc(types.void(types.CPointer(types.int64)), nopython=True)
-        def shutdown(arg):
-            carray(arg, (HEADER,))[SHUTDOWN] = 1
-
-        _compiled = (lib, both, send_only, record_only, shutdown)
+        _compiled = (lib, both, send_only, record_only)
         return _compiled
 
 
@@ -142,14 +135,14 @@ class CompiledRig:
     def __init__(self, name: str, frames: int, channels: int = 1, split: bool = False):
         if not 0 <= channels <= MAX_IN:
             raise ValueError(f"channels: 0..{MAX_IN}")
-        self.lib, both, send_only, record_only, self._shutdown = _callbacks()
+        self.lib, both, send_only, record_only = _callbacks()
         self.root = np.zeros(HEADER, np.int64)
         self.root[START] = -1
         self.recording_cm = np.zeros((channels, int(frames)), np.float32)     # channel-major
         self._blob = np.zeros(1, np.uint8)
         self._sched = np.zeros(0, np.int64)
         st = self.root
-        st[TOTAL], st[N_IN], st[REC], st[REC_LEN] = HEADER, channels, self.recording_cm.ctypes.data, int(frames)
+        st[N_IN], st[REC], st[REC_LEN] = channels, self.recording_cm.ctypes.data, int(frames)
         st[BLOB] = self._blob.ctypes.data
         self.clients: list[int] = []
         try:
@@ -192,7 +185,6 @@ class CompiledRig:
     def _set(self, client: int, fn) -> None:
         if self.lib.set_process_callback(client, fn.address, self.root.ctypes.data) != 0:
             raise JackMidiError("JACK refused the process callback")
-        self.lib.on_shutdown(client, self._shutdown.address, self.root.ctypes.data)
 
     def _activate(self, client: int) -> None:
         if self.lib.activate(client) != 0:
@@ -240,10 +232,6 @@ class CompiledRig:
     @property
     def recorded(self) -> bool:
         return bool(self.root[RECORDED])
-
-    @property
-    def cycles(self) -> tuple[int, int]:
-        return int(self.root[SEND_CYCLES]), int(self.root[REC_CYCLES])
 
     def close(self) -> None:
         for c in self.clients:

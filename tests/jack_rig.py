@@ -136,7 +136,6 @@ class Rig:
         except BaseException:
             self.client.close()
             raise
-        self.rec_client = self.client
         self.midi_out = self.client.get_port_by_name(f"{self.core.name}:midi_out")
         self.ins = [self.client.get_port_by_name(f"{self.core.rec_name}:in_{i + 1}") for i in range(channels)]
         self.recording = self.core.recording_cm.T        # [frames, channels], written by the callback
