@@ -246,6 +246,17 @@ def on_time_or_slow_machine(ok: bool, what: str) -> None:
         pytest.xfail(f"{what}, on a slow machine: the probe's DSP load is {load:.1%} (quiet days: 6-8%)")
     raise AssertionError(f"{what}; the machine measures quiet (probe DSP load {load:.1%})")
 
+def unbroken_or_slow_machine(x: np.ndarray, what: str, need: int = 4800) -> np.ndarray:
+    """The longest stretch of a live recording ``x`` without a hole (audio_checks.longest_unbroken),
+    for a pitch or level check. A hole is a cycle nobody filled: a machine stall or a block the
+    engine missed. Where no stretch reaches ``need`` frames (default 100 ms at 48 kHz: enough to
+    resolve a low note's harmonics) the take is judged by on_time_or_slow_machine, not by a pitch
+    estimate made from a few periods."""
+    from audio_checks import longest_unbroken
+    piece = longest_unbroken(x)
+    on_time_or_slow_machine(piece.size >= need, f"{what}: its longest stretch without a hole is {piece.size} "
+                                                f"of {x.size} frames (a pitch check needs {need})")
+    return piece
 
 
 def wait_until(pred, timeout: float, step: float = 0.01):
