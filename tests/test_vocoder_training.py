@@ -114,3 +114,57 @@ def test_bad_data_folders_are_refused_with_the_reason(tmp_path):
     assert not (tmp_path / "x.safetensors").exists()
     with pytest.raises(ValueError, match="discriminators"):
         VocoderTrainConfig(discriminators="wavenet").validate()
+
+
+TINY_ISTFT = dict(family="istft", batch=4, crop_frames=16, sample_rate=16000, n_mels=32, istft_hop=64, istft_n_fft=128,
+                  istft_channels=16, istft_blocks=1, n_fft=256, learning_rate=3e-3, gan_start=1000, device="cpu")
+
+
+def test_fine_tuning_starts_from_a_trained_vocoder_with_its_architecture(tmp_path):
+    """``--init``: the run takes the checkpoint's weights, architecture, rate, bands and analysis
+    (whatever the options say), records where it came from, and refuses what it cannot tune."""
+    from livewave.checkpoint import CheckpointError, load_generator
+    data = tones(tmp_path / "data", seconds=1.0)
+    base = tmp_path / "base.safetensors"
+    train_vocoder(data, base, VocoderTrainConfig(steps=3, seed=1, **TINY_ISTFT), progress=False)
+    # the options' defaults name another architecture (256 x 6), rate (22050) and bands (80)
+    tuned = tmp_path / "tuned.safetensors"
+    cfg = VocoderTrainConfig(family="istft", steps=2, batch=2, crop_frames=16, learning_rate=1e-9, gan_start=1000,
+                             device="cpu", init=str(base))
+    r = train_vocoder(data, tuned, cfg, progress=False)
+    a, b = load_generator(base), load_generator(tuned)
+    assert r["steps"] == 2 and b.mcfg == a.mcfg and b.mel_cfg == a.mel_cfg
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    # at lr 1e-9 two steps leave the base's weights; a fresh start (seed 0, not the base's 1) is far off
+    assert max(float((sa[k] - sb[k]).abs().max()) for k in sa) < 1e-6
+    fresh = tmp_path / "fresh.safetensors"
+    train_vocoder(data, fresh, VocoderTrainConfig(**{**TINY_ISTFT, "learning_rate": 1e-9}, steps=2), progress=False)
+    sf_ = load_generator(fresh).model.state_dict()
+    assert max(float((sa[k] - sf_[k]).abs().max()) for k in sa) > 0.01
+    lineage = b.info.card["training"]["fine_tuned_from"]
+    assert lineage["steps"] == 3 and lineage["name"] == "base" and b.info.card["training"]["init"] == str(base)
+    # its training state names the base: a rerun with another base is another run
+    with pytest.raises(ValueError, match="another run"):
+        train_vocoder(data, tuned, VocoderTrainConfig(**{**cfg.__dict__, "steps": 3, "init": str(fresh)}),
+                      progress=False)
+    # what cannot be tuned: another family, a DDSP model, a corrupt file, a missing one
+    melgan = tmp_path / "m.safetensors"
+    train_vocoder(data, melgan, VocoderTrainConfig(steps=1, **TINY), progress=False)
+    with pytest.raises(ValueError, match="a melgan model"):
+        train_vocoder(data, tmp_path / "x.safetensors", VocoderTrainConfig(family="istft", init=str(melgan)),
+                      progress=False)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError):
+        train_vocoder(data, tmp_path / "x.safetensors", VocoderTrainConfig(family="istft", init=str(corrupt)),
+                      progress=False)
+    shipped = Path(__file__).resolve().parents[1] / "models" / "cello.safetensors"
+    r = subprocess.run([sys.executable, "-m", "livewave", "train", "istft", "--data", str(data), "--out",
+                        str(tmp_path / "x.safetensors"), "--init", str(shipped), "-q"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "a ddsp model" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "livewave", "train", "istft", "--data", str(data), "--out",
+                        str(tmp_path / "x.safetensors"), "--init", str(tmp_path / "nope.safetensors"), "-q"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "nope.safetensors" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "x.safetensors").exists()
