@@ -188,6 +188,9 @@ def write_vocoder_card_markdown(model_path) -> Path:
              + (f" plus the log-mel L1 (weight {t.get('mel_weight')})" if t.get("mel_weight") else "")
              + f"; the GAN ({t.get('discriminators')}) from step {t.get('gan_start')}"
              + (" (not reached)" if (t.get("gan_start") or 0) >= (t.get("steps") or 0) else ""),
+             *([f"- fine-tuned (`--init`) from {f.get('name')}, itself trained {f.get('steps')} steps on "
+                f"{f.get('data_seconds')} s of audio under `{f.get('data')}`; the steps above are the fine-tune's"]
+               if (f := t.get("fine_tuned_from")) else []),
              *[f"- {line}" for line in card.get("training_notes", [])],
              "", "## Held-out quality (copy synthesis)", ""]
     if q:

@@ -143,6 +143,8 @@ def test_fine_tuning_starts_from_a_trained_vocoder_with_its_architecture(tmp_pat
     assert max(float((sa[k] - sf_[k]).abs().max()) for k in sa) > 0.01
     lineage = b.info.card["training"]["fine_tuned_from"]
     assert lineage["steps"] == 3 and lineage["name"] == "base" and b.info.card["training"]["init"] == str(base)
+    from livewave.vocoder_evaluation import write_vocoder_card_markdown
+    assert "fine-tuned (`--init`) from base, itself trained 3 steps" in write_vocoder_card_markdown(tuned).read_text()
     # its training state names the base: a rerun with another base is another run
     with pytest.raises(ValueError, match="another run"):
         train_vocoder(data, tuned, VocoderTrainConfig(**{**cfg.__dict__, "steps": 3, "init": str(fresh)}),
