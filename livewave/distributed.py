@@ -73,6 +73,18 @@ def average_gradients(parameters, ranks: Ranks) -> None:
         p.grad.div_(ranks.world)
 
 
+def rank0_says(flag: bool, ranks: Ranks) -> bool:
+    """Rank 0's ``flag`` on every rank (a decision each rank's own clock would make a step apart,
+    such as a time budget running out, taken once for all)."""
+    if ranks.world == 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+    t = torch.tensor([1.0 if flag else 0.0], device=ranks.device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
 def finish(ranks: Ranks) -> None:
     if ranks.world > 1:
         import torch.distributed as dist

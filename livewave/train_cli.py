@@ -137,6 +137,8 @@ def _vocoder_options(p, steps: int, lr: float) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--name", help="name in the model card (default: the file name)")
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="stop after this many minutes of training, checkpoint written; the same command goes on")
     p.add_argument("--init", default="", metavar="CHECKPOINT",
                    help="fine-tune: start from this trained vocoder of the same family (its architecture, rate and "
                         "bands replace the options here; a few thousand steps on your own recordings)")
@@ -147,7 +149,8 @@ def cmd_train_vocoder(args) -> int:
     try:
         common = dict(family=args.family, steps=args.steps, batch=args.batch, crop_frames=args.crop_frames,
                       learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                      device=args.device, sample_rate=args.rate, n_mels=args.n_mels, init=args.init)
+                      device=args.device, sample_rate=args.rate, n_mels=args.n_mels, init=args.init,
+                      max_minutes=args.max_minutes)
         if args.family == "hifigan":
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
                                      hifigan_version=args.version, hifigan_channels=args.channels,
@@ -171,7 +174,8 @@ def cmd_train_vocoder(args) -> int:
     for line in r["skipped"]:
         print(f"livewave: skipped {line}", file=sys.stderr)
     print(f"livewave: trained {r['out']}: {r['steps']} steps in {r['seconds']:.0f} s on {r['device']}, "
-          f"loss {r['loss']:.4f}")
+          f"loss {r['loss']:.4f}" + (f"; stopped at --max-minutes {args.max_minutes:g}, of {args.steps} steps: the "
+                                     f"same command goes on" if r.get("out_of_time") else ""))
     return 0
 
 

@@ -30,6 +30,9 @@ Loss, flow: the exact negative log-likelihood in nats per sample (``FlowVocoder`
 - Every ``checkpoint_every`` steps the training state (both networks, both optimisers, step)
   goes to ``OUT.train.pt`` (tensors only; read back with ``weights_only=True``) and a playable
   checkpoint to ``OUT``, both written atomically; the same command again resumes.
+- ``max_minutes`` stops a run after that much training time (the state and a playable
+  checkpoint written there); the same command again goes on, so a fixed time budget (a GPU lent
+  for minutes) can be spent exactly.
 - CPU or CUDA (``device='auto'`` takes CUDA when present); ``torchrun`` runs it data-parallel
   (``distributed``: each rank its own crops, seeded by (seed, step, rank); gradients averaged
   after every backward; rank 0 writes).
@@ -87,6 +90,7 @@ class VocoderTrainConfig:
                                  # of the raw weights (0: off); not part of the run's identity
     mel_weight: float = 0.0      # weight of the log-mel L1 (``spectral_loss.log_mel_distance``) in G's loss
     init: str = ""               # a trained checkpoint of this family to start from (fine-tuning); "" = scratch
+    max_minutes: float = 0.0     # stop (checkpoint written) after this much training time; a rerun goes on (0: none)
 
     @property
     def hop(self) -> int:
@@ -114,6 +118,8 @@ class VocoderTrainConfig:
             raise ValueError("checkpoint_every must be at least 1")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas={self.betas}: two numbers in 0..1")
+        if not (0.0 <= self.max_minutes <= 1e6):
+            raise ValueError(f"max_minutes={self.max_minutes}: need 0 (no limit) or more")
         if self.decay_steps < 0:
             raise ValueError(f"decay_steps={self.decay_steps}: need 0 or more")
         if self.discriminators not in ("msd", "msd+mpd"):
@@ -229,7 +235,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
     flow = cfg.family == "flow"
     out = Path(out)
     state_path = out.with_name(out.name + ".train.pt")
-    from .distributed import average_gradients, finish, setup
+    from .distributed import average_gradients, finish, rank0_says, setup
     ranks = setup(cfg.device)
     dev = ranks.device
     clips, skipped = load_audio_folder(data, cfg.sample_rate)
@@ -304,7 +310,13 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
     discs.train()
     t_run = time.perf_counter()
     start_step = step
+    out_of_time = False
     while step < cfg.steps:
+        if cfg.max_minutes and rank0_says(time.perf_counter() - t_run >= cfg.max_minutes * 60.0, ranks):
+            out_of_time = True
+            if ranks.main:
+                save(step, last_loss)
+            break
         t0 = time.perf_counter()
         if cfg.decay_steps:
             lr = cfg.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / cfg.decay_steps))))
@@ -352,7 +364,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
         save(step, last_loss)
     finish(ranks)
     return {"out": str(out), "steps": step, "seconds": seconds, "device": str(dev), "loss": last_loss,
-            "skipped": skipped}
+            "skipped": skipped, "out_of_time": out_of_time}
 
 
 def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes, mel_loss=(0.0, 0, 0, 0),
@@ -443,7 +455,7 @@ def fine_tune_config(cfg: VocoderTrainConfig, init) -> VocoderTrainConfig:
 def _config_key(cfg: VocoderTrainConfig) -> str:
     """What must not change between a run and its resumption (steps and device may)."""
     d = asdict(cfg)
-    for k in ("steps", "device", "checkpoint_every", "ema"):
+    for k in ("steps", "device", "checkpoint_every", "ema", "max_minutes"):
         d.pop(k)
     if not cfg.init:                # NB: the key runs had before fine-tuning existed
         d.pop("init")

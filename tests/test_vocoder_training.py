@@ -170,3 +170,24 @@ def test_fine_tuning_starts_from_a_trained_vocoder_with_its_architecture(tmp_pat
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "nope.safetensors" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_time_budget_stops_the_run_with_its_checkpoint_and_the_same_command_goes_on(tmp_path):
+    """``--max-minutes``: the run stops at its budget with a playable checkpoint and its state;
+    the same command again continues from there (what a GPU lent for minutes needs)."""
+    from livewave.checkpoint import load_generator
+    data = tones(tmp_path / "data", seconds=1.0)
+    out = tmp_path / "v.safetensors"
+    cmd = [sys.executable, "-m", "livewave", "train", "istft", "--data", str(data), "--out", str(out),
+           "--steps", "100000", "--rate", "16000", "--n-mels", "32", "--hop", "64", "--n-fft", "128",
+           "--channels", "16", "--blocks", "1", "--batch", "2", "--crop-frames", "16", "--device", "cpu",
+           "--max-minutes", "0.05", "-q"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "stopped at --max-minutes 0.05" in r.stdout, r.stdout + r.stderr
+    first = load_generator(out).info.card["training"]["steps"]
+    assert 0 < first < 100000
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert load_generator(out).info.card["training"]["steps"] > first       # resumed, not restarted
+    with pytest.raises(ValueError, match="max_minutes"):
+        VocoderTrainConfig(max_minutes=-1).validate()

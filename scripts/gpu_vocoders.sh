@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The vocoders that need a GPU, sized for one call on a lent machine (15 minutes of device time
+# in all, one command of at most 10): the shipped iSTFT vocoder fine-tuned with its GAN
+# (MSD + MPD, which cost 18 to 107 spectral steps each on the 2-core CPU), and a flow vocoder.
+# Three steps:
+#   here:        ./scripts/gpu_vocoders.sh pack
+#                  writes .gpu/ (ignored): 11 minutes of the FluidR3 training audio as 16-bit FLAC
+#                  (out/vocdata, made by scripts/train_vocoders.sh's data step) and the wheels
+#                  the device's image lacks (soundfile, cffi, pycparser, soxr; Python 3.12)
+#   the device:  run(command="./scripts/gpu_vocoders.sh train", carry=[".gpu"], timeout_s=570)
+#                  about 8 minutes of training (ISTFT_MINUTES + FLOW_MINUTES) and the logs; the
+#                  checkpoints come back in $OUT
+#   here:        ./scripts/gpu_vocoders.sh finish DIR     (DIR: where the device's files landed)
+#                  copies them to models/ as istft-fluidr3-gan and flow-fluidr3, evaluates each
+#                  against Griffin-Lim on the held-out audio (out/voc/heldout) and writes their
+#                  cards; nothing replaces a shipped model until a person compares the cards.
+# Every step of `train` also runs here on the CPU with DEVICE=cpu and small budgets, which is how
+# it was tested (tests/test_gpu_vocoders_script.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python3}
+case "${1:-}" in
+pack)
+  PY=${PY_HERE:-.venv/bin/python}
+  SRC=${SRC:-out/vocdata}
+  rm -rf .gpu && mkdir -p .gpu/data .gpu/whl
+  "$PY" - "$SRC" <<'EOF'
+import sys
+from pathlib import Path
+
+import soundfile as sf
+
+src = Path(sys.argv[1])
+# minutes per folder: every instrument of the shipped vocoder's data, 11 minutes in all
+share = {"piano": 2, "piano_poly": 3, "strings_poly": 2, "violin": 1, "trumpet": 1, "flute": 1, "cello": 1}
+total = 0.0
+for folder, minutes in share.items():
+    files = sorted((src / folder).glob("*.wav"))
+    if not files:
+        sys.exit(f"gpu_vocoders: no audio in {src / folder} (scripts/train_vocoders.sh makes it)")
+    left = minutes * 60.0
+    for f in files:
+        if left <= 0:
+            break
+        x, sr = sf.read(str(f), dtype="float32")
+        x = x[: int(left * sr)]
+        (Path(".gpu/data") / folder).mkdir(parents=True, exist_ok=True)
+        sf.write(str(Path(".gpu/data") / folder / (f.stem + ".flac")), x, sr, subtype="PCM_16")
+        left -= x.shape[0] / sr
+        total += x.shape[0] / sr
+print(f"gpu_vocoders: {total / 60:.1f} min of audio in .gpu/data")
+EOF
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d .gpu/whl soundfile==0.14.0 cffi==2.1.1 pycparser==3.12 soxr==1.1.0
+  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || { mkdir -p .git/info; echo '/.gpu/' >> .git/info/exclude; }
+  du -sh .gpu
+  ;;
+train)
+  OUT=${OUT:-out/gpu}
+  DEVICE=${DEVICE:-cuda}
+  ISTFT_MINUTES=${ISTFT_MINUTES:-4.5}
+  FLOW_MINUTES=${FLOW_MINUTES:-3.5}
+  BATCH=${BATCH:-16}
+  WORK=${WORK:-/tmp/lw-gpu}
+  DATA=${DATA:-.gpu/data}
+  mkdir -p "$OUT" "$WORK"
+  if [ -d .gpu/whl ] && ! "$PY" -c "import soundfile, soxr" 2>/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/whl/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  fi
+  export PYTHONUNBUFFERED=1
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$OUT/env.txt"
+  # the state (.train.pt, with both discriminators and Adam: hundreds of MB) stays in $WORK
+  "$PY" -m livewave train istft --init models/istft-fluidr3.safetensors --data "$DATA" \
+     --out "$WORK/istft-fluidr3-gan.safetensors" --steps 1000000 --gan-start 0 --discriminators msd+mpd \
+     --mel-weight 45 --lr 2e-4 --decay-steps 0 --batch "$BATCH" --device "$DEVICE" --checkpoint-every 1000000 \
+     --max-minutes "$ISTFT_MINUTES" --name "iSTFT GAN vocoder (FluidR3), fine-tuned with its GAN on a GPU" -q \
+     2>&1 | tee "$OUT/istft.log"
+  "$PY" -m livewave train flow --data "$DATA" --out "$WORK/flow-fluidr3.safetensors" --steps 1000000 \
+     --batch "$BATCH" --device "$DEVICE" --checkpoint-every 1000000 --max-minutes "$FLOW_MINUTES" \
+     --name "Flow vocoder (FluidR3: piano, strings, violin, trumpet, flute, cello)" -q 2>&1 | tee "$OUT/flow.log"
+  cp "$WORK/istft-fluidr3-gan.safetensors" "$WORK/flow-fluidr3.safetensors" "$OUT/"
+  ls -la "$OUT"
+  ;;
+finish)
+  PY=${PY_HERE:-.venv/bin/python}
+  DIR=${2:?usage: gpu_vocoders.sh finish DIR}
+  HELDOUT=${HELDOUT:-out/voc/heldout}
+  for name in istft-fluidr3-gan flow-fluidr3; do
+    cp "$DIR/$name.safetensors" "models/$name.safetensors"
+    "$PY" -m livewave eval "models/$name.safetensors" --data "$HELDOUT" --write-card
+    "$PY" -m livewave screen "models/$name.safetensors" --write-card
+  done
+  ;;
+*)
+  echo "usage: $0 pack | train | finish DIR" >&2
+  exit 2
+  ;;
+esac
