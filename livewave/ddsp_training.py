@@ -12,6 +12,10 @@ distance (``spectral_loss.py``).
 - Every ``checkpoint_every`` steps the training state (weights, optimiser, step) goes to
   ``OUT.train.pt`` and a playable checkpoint to ``OUT``, both written atomically; starting
   again with the same arguments resumes from the state file.
+- ``init`` fine-tunes: the decoder starts from a trained DDSP checkpoint's weights (its sizes
+  replace the options; the data must be at its sample rate and frame), with a fresh optimiser
+  and schedule; the loudness calibration is fitted on the new data as always. A shipped
+  instrument tuned to your own recordings needs far fewer steps than one from scratch.
 - CPU or CUDA (``device='auto'`` takes CUDA when present); several GPUs or machines with
   ``torchrun`` (PyTorch DDP): each rank takes its own crops, rank 0 writes the files.
 """
@@ -22,7 +26,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +49,7 @@ class TrainConfig:
     mlp: int = 96
     n_harmonics: int = 64
     n_bands: int = 32
+    init: str = ""             # a trained DDSP checkpoint to start from (fine-tuning); "" = scratch
 
     def validate(self) -> TrainConfig:
         if not (1 <= self.steps <= 10_000_000):
@@ -166,6 +171,11 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
     ranks = setup(cfg.device)
     world, rank, device, main = ranks.world, ranks.rank, ranks.device, ranks.main
 
+    base, lineage = None, None
+    if cfg.init:
+        base, lineage = _fine_tune_base(cfg.init, sr, hop)
+        d = base.dcfg
+        cfg = replace(cfg, n_harmonics=d.n_harmonics, n_bands=d.n_bands, hidden=d.hidden, mlp=d.mlp)
     dcfg = DecoderConfig(n_harmonics=cfg.n_harmonics, n_bands=cfg.n_bands, hidden=cfg.hidden, mlp=cfg.mlp,
                          frame_seconds=hop / sr, sample_rate=sr).validate()
     taps = min(65, hop + 1)
@@ -177,6 +187,8 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
 
     torch.manual_seed(cfg.seed)
     model = DDSPDecoder(dcfg).to(device)
+    if base is not None:
+        model.load_state_dict(base.model.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     state_path = out_path.with_name(out_path.name + ".train.pt")
     if main and out_path.parent.is_dir():    # temp files of a run killed while writing
@@ -185,6 +197,8 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
     ident = {"data": str(Path(data_dir).resolve()), "train": asdict(cfg), "decoder": dcfg.to_dict(), "world": world}
     for k in ("steps", "checkpoint_every", "device"):
         ident["train"].pop(k)
+    if not cfg.init:                # NB: the identity runs had before fine-tuning existed
+        ident["train"].pop("init")
     step, history, seconds = 0, [], 0.0
     if state_path.exists():
         st = torch.load(state_path, map_location=device, weights_only=True)
@@ -213,7 +227,7 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
                  "step": step, "history": history, "seconds": seconds}
         atomic_write(state_path, lambda tmp: torch.save(state, tmp))
         export_checkpoint(out_path, model, dcfg, calibration, meta, cfg, step, seconds, history,
-                          name or out_path.stem, str(device), world, taps / sr, final)
+                          name or out_path.stem, str(device), world, taps / sr, final, lineage)
 
     bar = Progress(cfg.steps, step) if (progress and main) else None
     ema = None
@@ -261,9 +275,30 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
             "seconds": round(seconds, 1), "device": str(device), "out": str(out_path), "calibration": calibration}
 
 
+def _fine_tune_base(init, sr: int, hop: int):
+    """(the DDSP instrument ``init`` holds, its lineage for the card) for data at ``sr`` with
+    frames of ``hop``; ValueError (``CheckpointError`` for an unreadable file) for another
+    family or another rate or frame."""
+    from .checkpoint import load_generator
+    base = load_generator(init)
+    family = getattr(getattr(base, "info", None), "family", "")
+    if family != "ddsp":
+        raise ValueError(f"{init}: a {family or 'built-in'} model; `livewave train ddsp --init` starts from a "
+                         f"DDSP instrument")
+    d = base.dcfg
+    if d.sample_rate != sr or abs(d.frame_seconds - hop / sr) > 1e-9:
+        raise ValueError(f"{init}: trained at {d.sample_rate} Hz with frames of {d.frame_seconds * 1e3:g} ms; the "
+                         f"data is {sr} Hz with frames of {hop / sr * 1e3:g} ms (make the dataset with --rate "
+                         f"{d.sample_rate})")
+    card = base.info.card
+    lineage = {"name": base.info.name, "steps": (card.get("training") or {}).get("steps"),
+               "instrument": card.get("instrument"), "data": card.get("data")}
+    return base, lineage
+
+
 def export_checkpoint(path: Path, model, dcfg, calibration: dict, meta: dict, cfg: TrainConfig, step: int,
                       seconds: float, history: list, name: str, device: str, world: int,
-                      noise_kernel_seconds: float, final: bool) -> None:
+                      noise_kernel_seconds: float, final: bool, lineage: dict | None = None) -> None:
     import torch
 
     from .checkpoint import save_checkpoint
@@ -278,7 +313,8 @@ def export_checkpoint(path: Path, model, dcfg, calibration: dict, meta: dict, cf
                      "crop_seconds": cfg.crop_seconds, "learning_rate": cfg.learning_rate, "seed": cfg.seed,
                      "device": device, "processes": world, "seconds": round(seconds, 1),
                      "final_loss": history[-1][1] if history else None,
-                     "loss_curve": history[:: max(1, len(history) // 50)]},
+                     "loss_curve": history[:: max(1, len(history) // 50)],
+                     **({"init": cfg.init, "fine_tuned_from": lineage} if lineage else {})},
         "parameters": n_params,
         "sample_rate": dcfg.sample_rate,
         "note": f"band-limited to {dcfg.sample_rate // 2} Hz (its training rate's Nyquist) at any device rate",

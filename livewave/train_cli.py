@@ -27,6 +27,9 @@ def add_parsers(sub) -> None:
     d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     d.add_argument("--hidden", type=int, default=128, help="GRU width")
     d.add_argument("--name", help="instrument name in the model card (default: the file name)")
+    d.add_argument("--init", default="", metavar="CHECKPOINT",
+                   help="fine-tune: start from this trained DDSP instrument (its sizes replace --hidden; the data "
+                        "must be at its rate), e.g. a shipped one on your own recordings")
     d.add_argument("-q", "--quiet", action="store_true")
     d.set_defaults(func=cmd_train_ddsp)
     m = fam.add_parser("melgan", help="a MelGAN vocoder (mel frames to audio), from any folder of audio",
@@ -112,7 +115,7 @@ def cmd_train_ddsp(args) -> int:
     try:
         cfg = TrainConfig(steps=args.steps, batch=args.batch, crop_seconds=args.crop_seconds, learning_rate=args.lr,
                           seed=args.seed, checkpoint_every=args.checkpoint_every, device=args.device,
-                          hidden=args.hidden)
+                          hidden=args.hidden, init=args.init)
         r = train_ddsp(args.data, args.out, cfg, name=args.name, progress=not args.quiet)
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:
         print(f"livewave: error: {exc}", file=sys.stderr)
@@ -265,6 +268,8 @@ def write_card_markdown(model_path):
              f"- {t.get('steps')} steps (batch {t.get('batch')}, {t.get('crop_seconds')} s crops, lr "
              f"{t.get('learning_rate')}, seed {t.get('seed')}) on {t.get('device')} x {t.get('processes')}, "
              f"{(t.get('seconds') or 0) / 60:.1f} min; final loss {t.get('final_loss')}",
+             *([f"- fine-tuned (`--init`) from {f.get('name')} ({f.get('instrument')}), itself trained "
+                f"{f.get('steps')} steps; the steps above are the fine-tune's"] if (f := t.get("fine_tuned_from")) else []),
              f"- loudness calibration: {cal.get('velocity_db', ['?', '?'])[0]:.1f} + "
              f"{cal.get('velocity_db', ['?', '?'])[1]:.1f} x velocity dB plus a per-key offset "
              f"(fit rms error {cal.get('rms_error_db')} dB over {cal.get('held_frames')} held frames), "

@@ -10,7 +10,9 @@
 #   the device:  run(command="./scripts/gpu_vocoders.sh train", carry=[".gpu"], timeout_s=570)
 #                  7 minutes of training (ISTFT_MINUTES 4 + FLOW_MINUTES 3), about 8 in all; the
 #                  checkpoints come back in $OUT (each under the 16 MB a returned file may have:
-#                  the flow has 8 flows, 2.8 M parameters, 11 MB)
+#                  the flow is the size that streams in real time on the 2-core CPU: 8 couplings
+#                  of 6 x 48 WaveNets, 1.27 M parameters, 5 MB; 70% of a 512-sample block on one
+#                  thread in benchmarks/RESULTS.md, where 12 x 8 x 64 needs 150%)
 #   here:        ./scripts/gpu_vocoders.sh finish DIR     (DIR: where the device's files landed)
 #                  copies them to models/ as istft-fluidr3-gan and flow-fluidr3, evaluates each
 #                  against Griffin-Lim on the held-out audio (out/voc/heldout) and writes their
@@ -80,7 +82,7 @@ torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$OUT
      --max-minutes "$ISTFT_MINUTES" --name "iSTFT GAN vocoder (FluidR3), fine-tuned with its GAN on a GPU" -q \
      2>&1 | tee "$OUT/istft.log"
   "$PY" -m livewave train flow --data "$DATA" --out "$WORK/flow-fluidr3.safetensors" --steps 1000000 \
-     --n-flows 8 --batch "$BATCH" --device "$DEVICE" --checkpoint-every 1000000 --max-minutes "$FLOW_MINUTES" \
+     --n-flows 8 --wn-layers 6 --wn-channels 48 --batch "$BATCH" --device "$DEVICE" --checkpoint-every 1000000 --max-minutes "$FLOW_MINUTES" \
      --name "Flow vocoder (FluidR3: piano, strings, violin, trumpet, flute, cello)" -q 2>&1 | tee "$OUT/flow.log"
   cp "$WORK/istft-fluidr3-gan.safetensors" "$WORK/flow-fluidr3.safetensors" "$OUT/"
   ls -la "$OUT"

@@ -80,6 +80,41 @@ def test_training_is_deterministic_and_resumes_exactly(data, tmp_path):
         train_ddsp(data, c, TrainConfig(steps=6, **{**TINY, "batch": 3}), **quiet)
 
 
+def test_fine_tuning_starts_from_a_trained_instrument(data, tiny_model, tmp_path):
+    """``--init``: the decoder starts from the checkpoint's weights and sizes (whatever the
+    options say), the calibration is fitted on the new data, the card names the base; another
+    family or another rate is refused with the reason."""
+    quiet = dict(progress=False, log=lambda *x: None)
+    tuned = tmp_path / "tuned.safetensors"
+    # the options' default sizes (hidden 128, 64 harmonics) are not the base's (16, 16)
+    r = train_ddsp(data, tuned, TrainConfig(steps=2, batch=2, crop_seconds=0.3, learning_rate=1e-9,
+                                            init=str(tiny_model)), **quiet)
+    base, mine = load_generator(tiny_model), load_generator(tuned)
+    assert r["steps"] == 2 and mine.dcfg == base.dcfg
+    wb, wt = weights(tiny_model), weights(tuned)
+    assert max(float(np.abs(wb[k] - wt[k]).max()) for k in wb) < 1e-6       # lr 1e-9: still the base's
+    fresh = tmp_path / "fresh.safetensors"
+    train_ddsp(data, fresh, TrainConfig(steps=2, **{**TINY, "learning_rate": 1e-9, "seed": 5}), **quiet)
+    assert max(float(np.abs(wb[k] - weights(fresh)[k]).max()) for k in wb) > 0.01
+    t = read_checkpoint(tuned)[0]["card"]["training"]
+    assert t["fine_tuned_from"]["steps"] == 3 and t["init"] == str(tiny_model)
+    from livewave.train_cli import write_card_markdown
+    assert "fine-tuned (`--init`) from tiny" in write_card_markdown(tuned).read_text()
+    with pytest.raises(ValueError, match="different data or settings"):        # another base: another run
+        train_ddsp(data, tuned, TrainConfig(steps=3, batch=2, crop_seconds=0.3, init=str(fresh)), **quiet)
+    vocoder = ROOT / "models" / "istft-fluidr3.safetensors"
+    if vocoder.exists():
+        with pytest.raises(ValueError, match="a istft model"):
+            train_ddsp(data, tmp_path / "x.safetensors", TrainConfig(steps=1, init=str(vocoder)), **quiet)
+    other_rate = tmp_path / "ds22"
+    make_soundfont_dataset(other_rate, 73, 0.05, 22050, seed=4, log=lambda *a: None)
+    r = subprocess.run([sys.executable, "-m", "livewave", "train", "ddsp", "--data", str(other_rate), "--out",
+                        str(tmp_path / "x.safetensors"), "--init", str(tiny_model), "-q"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and "trained at 16000 Hz" in r.stderr and "--rate 16000" in r.stderr, r.stderr
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_calibration_recovers_a_known_instrument():
     """Loudness made from a known law (velocity slope, per-key offsets, an attack swell,
     expression, a 40 dB release in 0.2 s) is recovered from the frames."""

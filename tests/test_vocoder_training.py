@@ -191,3 +191,16 @@ def test_a_time_budget_stops_the_run_with_its_checkpoint_and_the_same_command_go
     assert load_generator(out).info.card["training"]["steps"] > first       # resumed, not restarted
     with pytest.raises(ValueError, match="max_minutes"):
         VocoderTrainConfig(max_minutes=-1).validate()
+
+
+@pytest.mark.parametrize("tiny", [TINY, TINY_FLOW], ids=["melgan", "flow"])
+def test_every_trained_family_can_be_fine_tuned(tmp_path, tiny):
+    from livewave.checkpoint import load_generator
+    data = tones(tmp_path / "data", seconds=1.0)
+    base, tuned = tmp_path / "base.safetensors", tmp_path / "tuned.safetensors"
+    train_vocoder(data, base, VocoderTrainConfig(steps=1, **tiny), progress=False)
+    family = tiny.get("family", "melgan")
+    train_vocoder(data, tuned, VocoderTrainConfig(family=family, steps=1, batch=2, crop_frames=16, device="cpu",
+                                                  init=str(base)), progress=False)
+    a, b = load_generator(base), load_generator(tuned)
+    assert b.info.family == family and b.mcfg == a.mcfg and b.mel_cfg == a.mel_cfg
