@@ -14,8 +14,8 @@ distance (``spectral_loss.py``).
   again with the same arguments resumes from the state file.
 - ``init`` fine-tunes: the decoder starts from a trained DDSP checkpoint's weights (its sizes
   replace the options; the data must be at its sample rate and frame), with a fresh optimiser
-  and schedule; the loudness calibration is fitted on the new data as always. A shipped
-  instrument tuned to your own recordings needs far fewer steps than one from scratch.
+  and schedule; the loudness calibration is fitted on the new data as always. Measured (README):
+  on a viola, the shipped violin tuned for 60 steps is about where 300 steps from scratch get.
 - CPU or CUDA (``device='auto'`` takes CUDA when present); several GPUs or machines with
   ``torchrun`` (PyTorch DDP): each rank takes its own crops, rank 0 writes the files.
 """
