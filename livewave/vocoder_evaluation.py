@@ -81,6 +81,24 @@ def band_edges_hz(groups: list[tuple[int, int]], sample_rate: int, mel_cfg: dict
     return [[int(round(float(edges[a]))), int(round(float(edges[b + 1])))] for a, b in groups]
 
 
+VALLEY_DEPTH = 4.0     # nats below its frame's loudest band: a mel cell from there down is a valley
+
+
+def level_split(log_out: np.ndarray, log_ref: np.ndarray, depth: float = VALLEY_DEPTH) -> dict:
+    """The log-mel error ``log_out - log_ref`` (``[frames, bands]``) split by where the reference
+    cell lies: on the partials (within ``depth`` nats of its frame's loudest band) or in the
+    valleys between them. Mean absolute and mean signed error in each, and the valleys' share of
+    the cells. A positive signed error in the valleys is energy where the original has none:
+    noise or smeared partials filling the gaps."""
+    err = log_out - log_ref
+    valley = log_ref < log_ref.max(axis=1, keepdims=True) - depth
+    out = {"valley_share": float(valley.mean())}
+    for name, sel in (("valleys", valley), ("partials", ~valley)):
+        out[f"{name}_abs"] = float(np.abs(err[sel]).mean()) if sel.any() else 0.0
+        out[f"{name}_signed"] = float(err[sel].mean()) if sel.any() else 0.0
+    return out
+
+
 def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds: float = 120.0) -> dict:
     from .checkpoint import load_generator
     from .ddsp_evaluation import plot_comparison
@@ -96,6 +114,7 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
     total = {"model": [0.0, 0.0], "gl": [0.0, 0.0]}
     groups = band_groups(int(m["n_mels"]))
     by_band = {"model": np.zeros(len(groups)), "gl": np.zeros(len(groups))}
+    by_level = {"model": {}, "gl": {}}
     seconds, lags = 0.0, {"model": [], "gl": []}
     for i, x in enumerate(clips):
         if seconds >= max_seconds:
@@ -118,6 +137,8 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
             err = np.abs(la - lr)
             total[name][1] += w * float(err.mean())
             by_band[name] += w * np.array([err[:, b0:b1].mean() for b0, b1 in groups])
+            for k, v in level_split(la, lr).items():
+                by_level[name][k] = by_level[name].get(k, 0.0) + w * v
         if plot and i == 0:
             plot_comparison(x, shown["model"], shown["gl"], sr, plot, f"{Path(model_path).name}: copy synthesis of a "
                             "held-out clip", labels=("original (held out)", "vocoder, from the mel",
@@ -132,6 +153,9 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
          "logmel_l1_bands_hz": band_edges_hz(groups, sr, m),
          "logmel_l1_bands_model": [round(float(v) / seconds, 4) for v in by_band["model"]],
          "logmel_l1_bands_griffin_lim": [round(float(v) / seconds, 4) for v in by_band["gl"]],
+         "logmel_by_level": {who: {k: round(v / seconds, 4) for k, v in by_level[name].items()}
+                             for who, name in (("model", "model"), ("griffin_lim", "gl"))},
+         "logmel_valley_depth_nats": VALLEY_DEPTH,
          "metric": "copy synthesis (audio -> livewave mel -> vocoder); multi-resolution STFT distance "
                    "(spectral_loss, FFT sizes scaled to the rate) and log-mel L1 (natural log) against the "
                    "original; a model trained on livewave's frames taken at its declared delay, Griffin-Lim "
@@ -208,5 +232,14 @@ def write_vocoder_card_markdown(model_path) -> Path:
                       "| --- |" + " ---: |" * len(bands),
                       "| this vocoder | " + " | ".join(str(v) for v in q["logmel_l1_bands_model"]) + " |",
                       "| Griffin-Lim | " + " | ".join(str(v) for v in q["logmel_l1_bands_griffin_lim"]) + " |", ""]
+        if q.get("logmel_by_level"):
+            lv, depth = q["logmel_by_level"], q.get("logmel_valley_depth_nats")
+            lines += [f"The log-mel error on the partials (cells within {depth:g} nats of their frame's loudest band) "
+                      f"and in the valleys between them ({100 * lv['model']['valley_share']:.0f}% of the cells); "
+                      "a positive signed error in the valleys is energy where the original has none:", "",
+                      "| | partials | signed | valleys | signed |", "| --- | ---: | ---: | ---: | ---: |",
+                      *[f"| {label} | {lv[who]['partials_abs']} | {lv[who]['partials_signed']:+} | "
+                        f"{lv[who]['valleys_abs']} | {lv[who]['valleys_signed']:+} |"
+                        for label, who in (("this vocoder", "model"), ("Griffin-Lim", "griffin_lim"))], ""]
     from .ddsp_evaluation import write_card_page
     return write_card_page(path, lines, q, card)

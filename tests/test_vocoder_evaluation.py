@@ -73,6 +73,22 @@ def test_livewave_eval_of_a_vocoder_writes_its_card(tmp_path):
     for who in ("model", "griffin_lim"):
         assert np.mean(q[f"logmel_l1_bands_{who}"]) == pytest.approx(q[f"logmel_l1_{who}"], abs=2e-3)
     assert f"{edges[0][0]}-{edges[0][1]} Hz" in md
+    lv = q["logmel_by_level"]["model"]
+    assert 0 < lv["valley_share"] < 1 and lv["valleys_abs"] > 0 and "in the valleys between them" in md
+
+
+def test_the_error_is_split_between_the_partials_and_the_valleys():
+    """Energy added between the partials shows as a positive signed error in the valleys only."""
+    from livewave.vocoder_evaluation import level_split
+    ref = np.full((10, 8), -10.0)
+    ref[:, [1, 4]] = 0.0                                      # two partials per frame, valleys 10 nats down
+    out = ref.copy()
+    out[:, [0, 2, 3, 5, 6, 7]] += 3.0                         # the valleys filled by 3 nats
+    out[:, 1] -= 0.5                                          # one partial a little weak
+    s = level_split(out, ref)
+    assert s["valley_share"] == pytest.approx(0.75)
+    assert s["valleys_signed"] == pytest.approx(3.0) and s["valleys_abs"] == pytest.approx(3.0)
+    assert s["partials_signed"] == pytest.approx(-0.25) and s["partials_abs"] == pytest.approx(0.25)
 
 
 def test_griffin_lim_lag_is_found_from_the_envelope():
