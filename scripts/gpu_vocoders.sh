@@ -8,7 +8,8 @@
 #                  (out/vocdata, made by scripts/train_vocoders.sh's data step) and the wheels
 #                  the device's image lacks (soundfile, cffi, pycparser, soxr; Python 3.12)
 #   the device:  run(command="./scripts/gpu_vocoders.sh train", carry=[".gpu"], timeout_s=570)
-#                  7 minutes of training (ISTFT_MINUTES 4 + FLOW_MINUTES 3), about 8 in all; the
+#                  the CUDA tests (tests/test_vocoder_cuda.py, test_ddsp_cuda.py; 90 s at most),
+#                  then 6 minutes of training (ISTFT_MINUTES 3.5 + FLOW_MINUTES 2.5), 8.5 in all; the
 #                  checkpoints come back in $OUT (each under the 16 MB a returned file may have:
 #                  the flow is the size that streams in real time on the 2-core CPU: 8 couplings
 #                  of 6 x 48 WaveNets, 1.27 M parameters, 5 MB; 70% of a 512-sample block on one
@@ -62,8 +63,8 @@ EOF
 train)
   OUT=${OUT:-out/gpu}
   DEVICE=${DEVICE:-cuda}
-  ISTFT_MINUTES=${ISTFT_MINUTES:-4}
-  FLOW_MINUTES=${FLOW_MINUTES:-3}
+  ISTFT_MINUTES=${ISTFT_MINUTES:-3.5}
+  FLOW_MINUTES=${FLOW_MINUTES:-2.5}
   BATCH=${BATCH:-16}
   WORK=${WORK:-/tmp/lw-gpu}
   DATA=${DATA:-.gpu/data}
@@ -75,6 +76,12 @@ train)
   export PYTHONUNBUFFERED=1
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$OUT/env.txt"
+  # first the CUDA tests, which no CI runs (the vocoders' GPU path has not run on a GPU yet): a
+  # minute at most, their log comes back whatever they say
+  if [ "$DEVICE" = cuda ]; then
+    timeout 90 "$PY" -m pytest -q -p no:cacheprovider tests/test_vocoder_cuda.py tests/test_ddsp_cuda.py 2>&1 \
+      | tee "$OUT/cuda_tests.log" || true
+  fi
   # the state (.train.pt, with both discriminators and Adam: hundreds of MB) stays in $WORK
   "$PY" -m livewave train istft --init models/istft-fluidr3.safetensors --data "$DATA" \
      --out "$WORK/istft-fluidr3-gan.safetensors" --steps 1000000 --gan-start 0 --discriminators msd+mpd \
