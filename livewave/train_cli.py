@@ -143,8 +143,8 @@ def _vocoder_options(p, steps: int, lr: float) -> None:
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="stop after this many minutes of training, checkpoint written; the same command goes on")
     p.add_argument("--init", default="", metavar="CHECKPOINT",
-                   help="fine-tune: start from this trained vocoder of the same family (its architecture, rate and "
-                        "bands replace the options here; a few thousand steps on your own recordings)")
+                   help="fine-tune: start from this trained vocoder of the same family (its architecture, rate, "
+                        "bands and analysis replace the options here), e.g. a shipped one on your own recordings")
 
 
 def cmd_train_vocoder(args) -> int:
