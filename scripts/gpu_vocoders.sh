@@ -5,7 +5,8 @@
 # Three steps:
 #   here:        ./scripts/gpu_vocoders.sh pack
 #                  writes .gpu/ (ignored): 11 minutes of the FluidR3 training audio as 16-bit FLAC
-#                  (out/vocdata, made by scripts/train_vocoders.sh's data step) and the wheels
+#                  (SRC, default out/vocdata: a training folder such as scripts/train_vocoders.sh
+#                  makes under $WORK/train, e.g. SRC=out/vocoders/train) and the wheels
 #                  the device's image lacks (soundfile, cffi, pycparser, soxr; Python 3.12)
 #   the device:  run(command="./scripts/gpu_vocoders.sh train", carry=[".gpu"], timeout_s=570)
 #                  the CUDA tests (tests/test_vocoder_cuda.py, test_ddsp_cuda.py; 90 s at most),
