@@ -231,7 +231,13 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
     )
     from .spectral_loss import scaled_fft_sizes
 
-    cfg = fine_tune_config(cfg, cfg.init) if cfg.init else cfg.validate()
+    src = None
+    if cfg.init:
+        from .checkpoint import load_generator
+        src = load_generator(cfg.init)
+        cfg = fine_tune_config(cfg, cfg.init, src)
+    else:
+        cfg = cfg.validate()
     flow = cfg.family == "flow"
     out = Path(out)
     state_path = out.with_name(out.name + ".train.pt")
@@ -253,9 +259,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
     opt_d = torch.optim.Adam(discs.parameters(), lr=cfg.learning_rate, betas=(0.5, 0.9)) if not flow else None
     step, seconds, last_loss = 0, 0.0, float("nan")
     lineage = None
-    if cfg.init:
-        from .checkpoint import load_generator
-        src = load_generator(cfg.init)
+    if src is not None:
         src_card = src.info.card
         lineage = {"name": src.info.name, "steps": (src_card.get("training") or {}).get("steps"),
                    "data": (src_card.get("data") or {}).get("folder"),
@@ -419,17 +423,18 @@ def _architecture(family: str, m, init: str) -> dict:
     raise ValueError(f"{init}: a HiFi-GAN generator that is none of the reference V1, V2 or V3 layouts")
 
 
-def fine_tune_config(cfg: VocoderTrainConfig, init) -> VocoderTrainConfig:
+def fine_tune_config(cfg: VocoderTrainConfig, init, base=None) -> VocoderTrainConfig:
     """``cfg`` made to fine-tune the trained checkpoint ``init``: its architecture, sample rate,
     mel bands and analysis replace ``cfg``'s (the loss, schedule and data options stay). Raises
     ValueError (``checkpoint.CheckpointError`` for an unreadable file) for a model of another
     family, an imported one (trained on centred mel frames, where livewave trains on its causal
-    ones), or one whose options this trainer cannot rebuild."""
+    ones), or one whose options this trainer cannot rebuild. ``base``: the generator ``init``
+    holds, where the caller has read it already."""
     from dataclasses import replace
 
     from .checkpoint import load_generator
     from .vocoder_instrument import check_mel_config
-    voc = load_generator(init)
+    voc = base if base is not None else load_generator(init)
     family = getattr(getattr(voc, "info", None), "family", "")
     if family != cfg.family:
         raise ValueError(f"{init}: a {family or 'built-in'} model; `livewave train {cfg.family} --init` starts "
