@@ -9,6 +9,17 @@ log-magnitudes and phases -> inverse real FFT, periodic Hann window -> overlap-a
 MelGAN of the same quality class, and it learns magnitudes quickly (the mel is already a
 smoothed magnitude spectrum): a short run on a CPU is usable.
 
+Phase (``phase="integrated"``, every model trained since 2026-12-02): per frame and bin the head
+gives a log-magnitude, a phase advance and a phase offset; the advances are summed over frames
+(carried across blocks, as GANSynth integrates its instantaneous frequency, Engel et al. 2019),
+and the frame's phase is that sum plus the offset. ``phase="absolute"`` (the first models) takes
+the phase from the head alone. That cannot play a held note in tune: on a steady mel the network
+gives the same frame every hop, and identical frames overlap-added every ``hop`` samples make a
+signal of period ``hop``, whose partials can only be multiples of ``sample_rate / hop`` (86.1 Hz
+at 22.05 kHz; measured on the first shipped model: a 440 Hz sine came back at 430.5 Hz, 300 Hz at
+344.3 Hz). With the advance integrated, a steady mel gives a steady advance, which is a partial at
+any frequency (tests/test_istft_vocoder.py).
+
 Causality and latency: frame ``t`` (the causal mel frame ending at input sample
 ``(t + 1) * hop``) is synthesised into output samples ``[t * hop, t * hop + n_fft)``; after it,
 the output up to ``(t + 1) * hop`` is final (the next frame starts there when ``n_fft = 2 hop``).
@@ -16,8 +27,8 @@ Training aligns the output one ``hop`` behind the input (``output_delay``): the 
 spans input samples ``[(t - 1) * hop, (t + 1) * hop)``, inside what frame ``t`` has heard.
 So the model adds ``hop`` samples of delay to a causal MelGAN's (declared by its instrument).
 
-Streaming: ``step(mel)`` carries the convolution caches (``streaming_conv``) and the
-overlap-add tail (``n_fft - hop`` samples); concatenated steps equal ``forward`` on the whole
+Streaming: ``step(mel)`` carries the convolution caches (``streaming_conv``), the summed phase
+advances and the overlap-add tail (``n_fft - hop`` samples); concatenated steps equal ``forward`` on the whole
 sequence at any split (tests/test_istft_vocoder.py).
 Threading: a torch module; one stream per instance.
 """
@@ -32,6 +43,9 @@ from torch import nn
 
 from .streaming_conv import CausalConv1d, reset_stream
 
+PHASE_MODES = ("integrated", "absolute")
+TWO_PI = 2.0 * math.pi
+
 
 @dataclass(frozen=True)
 class ISTFTConfig:
@@ -43,8 +57,11 @@ class ISTFTConfig:
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4)
     sample_rate: int = 22050
+    phase: str = "integrated"  # or "absolute": the first models' (see the module's docstring)
 
     def check(self) -> ISTFTConfig:
+        if self.phase not in PHASE_MODES:
+            raise ValueError(f"phase={self.phase!r}: {' or '.join(PHASE_MODES)}")
         if not 8 <= self.n_mels <= 256:
             raise ValueError(f"n_mels={self.n_mels}: need 8..256")
         if not 16 <= self.hop <= 4096 or self.n_fft not in (2 * self.hop, 4 * self.hop):
@@ -68,6 +85,7 @@ class ISTFTConfig:
         if unknown:
             raise ValueError(f"unknown istft setting(s) {unknown}")
         d = dict(d)
+        d.setdefault("phase", "absolute")       # NB: the models written before the phase option
         if "dilations" in d:
             d["dilations"] = tuple(d["dilations"])
         try:
@@ -100,12 +118,17 @@ class ISTFTVocoder(nn.Module):
         self.stem = CausalConv1d(c.n_mels, c.channels, 7)
         self.blocks = nn.ModuleList(_Block(c.channels, c.kernel, c.dilations[i % len(c.dilations)])
                                     for i in range(c.blocks))
-        self.head = nn.Conv1d(c.channels, c.n_fft + 2, 1)
+        k = c.n_fft // 2 + 1
+        self.head = nn.Conv1d(c.channels, (3 if c.phase == "integrated" else 2) * k, 1)
+        if c.phase == "integrated":
+            with torch.no_grad():       # an advance of 0 from the network: the bin's centre frequency
+                self.head.bias[2 * k:] = torch.remainder(torch.arange(k) * (TWO_PI * c.hop / c.n_fft), TWO_PI)
         n = torch.arange(c.n_fft, dtype=torch.float32)
         # periodic Hann overlap-adds to n_fft / (2 hop); scaled so the sum is 1
         self.register_buffer("window", (0.5 - 0.5 * torch.cos(2 * math.pi * n / c.n_fft)) * (2 * c.hop / c.n_fft),
                              persistent=False)
         self._tail: torch.Tensor | None = None
+        self._phase: torch.Tensor | None = None     # streaming: the summed advances, float64 [B, k]
 
     @property
     def hop(self) -> int:
@@ -120,17 +143,71 @@ class ISTFTVocoder(nn.Module):
         """Samples the output lags the audio its mel came from (training aligns it so)."""
         return self.config.hop
 
-    def frames(self, mel: torch.Tensor, stream: bool) -> torch.Tensor:
-        """mel ``[B, n_mels, T]`` -> windowed frames ``[B, n_fft, T]``."""
+    def spectrum(self, mel: torch.Tensor, stream: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """mel ``[B, n_mels, T]`` -> each frame's magnitudes and phases ``[B, n_fft // 2 + 1, T]``."""
         x = self.stem.step(mel) if stream else self.stem(mel)
         for b in self.blocks:
             x = b.run(x, stream)
         h = F.linear(x.transpose(1, 2), self.head.weight[:, :, 0], self.head.bias).transpose(1, 2)
         k = self.config.n_fft // 2 + 1
         mag = torch.exp(h[:, :k].clamp(max=8.0))
-        phase = h[:, k:]
+        phase = h[:, k:2 * k]
+        if self.config.phase == "integrated":
+            phase = phase + self._integrate(h[:, 2 * k:], stream)
+        return mag, phase
+
+    def frames(self, mel: torch.Tensor, stream: bool) -> torch.Tensor:
+        """mel ``[B, n_mels, T]`` -> windowed frames ``[B, n_fft, T]``."""
+        return self._windowed(*self.spectrum(mel, stream))
+
+    def _windowed(self, mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
         spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
         return torch.fft.irfft(spec, n=self.config.n_fft, dim=1) * self.window[None, :, None]
+
+    def render_spectrum(self, mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        """Offline, from ``spectrum``'s output: ``[B, 1, T * hop]`` (``forward`` is this)."""
+        y = self._overlap_add(self._windowed(mag, phase))
+        return y[:, None, :mag.shape[2] * self.config.hop]
+
+    def advance_error(self, phase: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """How far the phase advances from frame to frame are from the audio's own, as a loss:
+        ``phase`` is ``spectrum``'s for a crop, ``audio`` ``[B, T * hop]`` the crop its mel came
+        from. Frame ``j`` is heard ``output_delay`` late, so its target is the FFT of
+        ``audio[(j - 1) hop : (j - 1) hop + n_fft]``; between two frames, each bin's phase turns
+        by ``2 pi f hop / rate`` for a steady partial at ``f``, whatever the bin and the analysis
+        window (a Hann window here: it keeps the bins far from a partial, whose phases the
+        partial's leakage and its mirror image share, out of the weights). The error is
+        ``1 - cos`` of the difference (blind to whole turns), weighted by the geometric mean of
+        the two frames' magnitudes in the audio: the partials count, the empty bins between
+        them do not. 0 when right, 2 when opposite."""
+        c = self.config
+        seg = audio.unfold(-1, c.n_fft, c.hop).float()            # [B, J, n_fft]: frames 1..J
+        win = torch.hann_window(c.n_fft, periodic=True, device=seg.device)
+        x = torch.fft.rfft(seg * win, dim=-1).transpose(1, 2)     # [B, k, J]
+        j = x.shape[2]
+        if j < 2:
+            raise ValueError(f"a crop of {audio.shape[-1]} samples has under two whole synthesis frames")
+        true = torch.angle(x[:, :, 1:] * x[:, :, :-1].conj())
+        p = phase[:, :, 1:j + 1]
+        made = p[:, :, 1:] - p[:, :, :-1]
+        w = (x[:, :, 1:].abs() * x[:, :, :-1].abs()).sqrt()
+        return (w * (1.0 - torch.cos(made - true))).sum() / w.sum().clamp_min(1e-12)
+
+    def _integrate(self, advance: torch.Tensor, stream: bool) -> torch.Tensor:
+        """Per-frame phase advances ``[B, k, T]`` -> their running sum, wrapped to 0..2 pi. Summed
+        in float64 from advances wrapped to -pi..pi, so a long stream keeps full precision and the
+        streamed sums equal the offline ones (to ~1e-12 rad)."""
+        w = advance.double()
+        w = w - TWO_PI * torch.round(w / TWO_PI)
+        acc = torch.cumsum(w, dim=2)
+        if stream:
+            if self._phase is not None and self._phase.shape == acc.shape[:2]:
+                acc = acc + self._phase[:, :, None]
+            acc = torch.remainder(acc, TWO_PI)
+            self._phase = acc[:, :, -1].detach().clone()
+        else:
+            acc = torch.remainder(acc, TWO_PI)
+        return acc.to(advance.dtype)
 
     def _overlap_add(self, fr: torch.Tensor) -> torch.Tensor:
         """``[B, n_fft, T]`` -> ``[B, (T - 1) * hop + n_fft]``."""
@@ -141,8 +218,7 @@ class ISTFTVocoder(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """Offline: ``[B, n_mels, T]`` -> ``[B, 1, T * hop]``."""
-        y = self._overlap_add(self.frames(mel, stream=False))
-        return y[:, None, :mel.shape[2] * self.config.hop]
+        return self.render_spectrum(*self.spectrum(mel))
 
     def step(self, mel: torch.Tensor) -> torch.Tensor:
         """Streaming: the next ``T`` frames -> the next ``T * hop`` final samples ``[B, 1, T * hop]``."""
@@ -160,6 +236,25 @@ class ISTFTVocoder(nn.Module):
     def reset(self) -> None:
         reset_stream(self)
         self._tail = None
+        self._phase = None
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def integrated_from_absolute(model: ISTFTVocoder) -> ISTFTVocoder:
+    """A ``phase="integrated"`` copy of an absolute-phase model that renders the same waveform: its
+    advances are 0 (the sum stays 0), its offsets are the old phases. Fine-tuning it then learns
+    the advances (``livewave train istft --init``)."""
+    from dataclasses import replace
+    c = model.config
+    if c.phase != "absolute":
+        raise ValueError(f"the model's phase is already {c.phase!r}")
+    new = ISTFTVocoder(replace(c, phase="integrated"))
+    state = {name: v.detach().clone() for name, v in model.state_dict().items()}
+    k = c.n_fft // 2 + 1
+    w, b = state["head.weight"], state["head.bias"]
+    state["head.weight"] = torch.cat((w, torch.zeros_like(w[:k])), dim=0)
+    state["head.bias"] = torch.cat((b, torch.zeros_like(b[:k])), dim=0)
+    new.load_state_dict(state)
+    return new

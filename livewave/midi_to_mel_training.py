@@ -306,6 +306,9 @@ def load_midi2mel_model(path):
     return model.eval(), meta["card"]
 
 
+HELD_NOTES = (45, 57, 64, 69, 76)      # MIDI keys held 2.5 s for the card's pitch measure
+
+
 def evaluate_checkpoint(path, heldout, png=None, max_seconds: float = 60.0) -> dict:
     """:func:`evaluate_midi2mel` of a checkpoint (its card's training mean frame as the floor);
     with a vocoder in it, :func:`evaluate_playing` and how soon a note sounds (``note_onset``) too."""
@@ -324,6 +327,13 @@ def evaluate_checkpoint(path, heldout, png=None, max_seconds: float = 60.0) -> d
             q["onset"] = onset_times(load_generator(path))
         except ValueError as exc:            # a model that stays silent: said, not measured
             q["onset_error"] = str(exc)
+        from .held_note import held_midi_note_cents
+        q["held_notes"] = {}
+        for n in HELD_NOTES:
+            try:
+                q["held_notes"][str(n)] = round(held_midi_note_cents(load_generator(path), n), 1)
+            except ValueError:                  # silent there: no pitch to read
+                q["held_notes"][str(n)] = None
     q["metric"] = ("mean absolute difference of log-mel frames (natural log) between the model's frames and the "
                    "engine's analysis of the held-out audio, over all frames and over frames where a note sounds")
     return q
@@ -433,6 +443,15 @@ def write_midi2mel_card_markdown(model_path) -> Path:
                       f"{on['first_range_ms'][1]} ms | {on['half_ms']} ms |", "",
                       "The wait for the next frame (up to one hop) and the model's own attack make the "
                       "difference from the declared latency.", ""]
+        held = q.get("held_notes")
+        if held:
+            lines += ["## Held notes", "",
+                      "Each key held 2.5 s at velocity 100 through the engine at 48 kHz; where the strongest peak "
+                      "near its fundamental lies from 1.35 to 2.4 s (`livewave/held_note.py`), in cents from the "
+                      "key's equal-tempered pitch:", "",
+                      "| key | " + " | ".join(held) + " |", "| --- |" + " ---: |" * len(held),
+                      "| cents | " + " | ".join("silent" if v is None else f"{v:+.1f}" for v in held.values())
+                      + " |", ""]
     from .load_screen import card_lines
     lines += card_lines(card)
     md = path.with_suffix(".md")

@@ -61,7 +61,14 @@ def add_parsers(sub) -> None:
     i.add_argument("--n-fft", type=int, default=512, help="synthesis window: 2 or 4 hops")
     i.add_argument("--channels", type=int, default=256)
     i.add_argument("--blocks", type=int, default=6)
+    i.add_argument("--phase", default="integrated", choices=("integrated", "absolute"),
+                   help="integrated: per-bin phase advances summed over frames (holds a note at any pitch); "
+                        "absolute: the first models' phase per frame (steady partials only at multiples of "
+                        "rate / hop). --init from an absolute model with integrated converts it")
     i.add_argument("--mel-weight", type=float, default=1.0, help="weight of the log-mel L1 loss")
+    i.add_argument("--advance-weight", type=float, default=10.0,
+                   help="weight of the error of the phase advances between frames against the audio's "
+                        "(integrated phase only; 0: off)")
     i.add_argument("--betas", default="0.8,0.99", help="Adam's betas for the generator (HiFi-GAN's)")
     i.add_argument("--decay-steps", type=int, default=20000,
                    help="cosine decay of the learning rate to a tenth over this many steps (0: constant)")
@@ -161,7 +168,9 @@ def cmd_train_vocoder(args) -> int:
         elif args.family == "istft":
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
                                      istft_hop=args.hop, istft_n_fft=args.n_fft, istft_channels=args.channels,
-                                     istft_blocks=args.blocks, mel_weight=args.mel_weight, ema=args.ema,
+                                     istft_blocks=args.blocks, istft_phase=args.phase,
+                                     advance_weight=args.advance_weight if args.phase == "integrated" else 0.0,
+                                     mel_weight=args.mel_weight, ema=args.ema,
                                      betas=tuple(float(b) for b in args.betas.split(",")),
                                      decay_steps=args.decay_steps)
         elif args.family == "flow":

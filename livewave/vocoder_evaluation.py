@@ -102,6 +102,7 @@ def level_split(log_out: np.ndarray, log_ref: np.ndarray, depth: float = VALLEY_
 def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds: float = 120.0) -> dict:
     from .checkpoint import load_generator
     from .ddsp_evaluation import plot_comparison
+    from .held_note import HELD_NOTE_HZ, held_note_pitch
     from .mel_analysis import analyse
     from .spectral_loss import spectral_distance_np
     from .vocoder_training import load_audio_folder
@@ -161,6 +162,14 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
                    "original; a model trained on livewave's frames taken at its declared delay, Griffin-Lim "
                    "and imported models aligned by their energy envelope's cross-correlation; Griffin-Lim: "
                    "librosa mel_to_stft + 32 iterations on the same mel"}
+    def copy_synthesis(x: np.ndarray, who: str) -> np.ndarray:
+        mel = analyse(x, sr, **kw)
+        return gen.offline(mel) if who == "model" else griffin_lim(mel, sr, m)
+
+    q["held_note_hz"] = list(HELD_NOTE_HZ)
+    for who in ("model", "griffin_lim"):
+        q[f"held_note_cents_{who}"] = held_note_pitch(lambda x, who=who: copy_synthesis(x, who), sr)
+    log("held notes, cents off: model " + " ".join(f"{c:+.1f}" for c in q["held_note_cents_model"]))
     q["mrstft_better_than_griffin_lim_pct"] = round(100 * (1 - q["mrstft_model"] / q["mrstft_griffin_lim"]), 1)
     q["logmel_better_than_griffin_lim_pct"] = round(100 * (1 - q["logmel_l1_model"] / q["logmel_l1_griffin_lim"]),
                                                     1)
@@ -241,5 +250,14 @@ def write_vocoder_card_markdown(model_path) -> Path:
                       *[f"| {label} | {lv[who]['partials_abs']} | {lv[who]['partials_signed']:+} | "
                         f"{lv[who]['valleys_abs']} | {lv[who]['valleys_signed']:+} |"
                         for label, who in (("this vocoder", "model"), ("Griffin-Lim", "griffin_lim"))], ""]
+        if q.get("held_note_cents_model"):
+            lines += ["Held notes: steady tones of 8 harmonics (1/k amplitudes, 2 s) through analysis and the "
+                      "vocoder; where the strongest peak near the fundamental lies in the second second, in cents "
+                      "from the note:", "",
+                      "| Hz | " + " | ".join(f"{f:g}" for f in q["held_note_hz"]) + " |",
+                      "| --- |" + " ---: |" * len(q["held_note_hz"]),
+                      *[f"| {label} | " + " | ".join(f"{c:+.1f}" for c in q[key]) + " |"
+                        for label, key in (("this vocoder", "held_note_cents_model"),
+                                           ("Griffin-Lim", "held_note_cents_griffin_lim"))], ""]
     from .ddsp_evaluation import write_card_page
     return write_card_page(path, lines, q, card)

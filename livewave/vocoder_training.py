@@ -14,6 +14,12 @@ multi-scale discriminator (``--discriminators msd``) or that plus HiFi-GAN's mul
 Loss, hifigan (the reference V1/V2/V3 generator, not causal: the engine streams it with its
 lookahead): as MelGAN's, on livewave's causal frames (config ``"frames": "causal"``).
 Loss, istft: as MelGAN's, the output compared one hop behind the audio (``output_delay``).
+``istft_phase``: "integrated" (the default) or "absolute" (``istft_vocoder``); fine-tuning an
+absolute model as integrated converts it first (``istft_vocoder.integrated_from_absolute``).
+``advance_weight`` (integrated only) adds the error of the phase advances between frames against
+the audio's own (``ISTFTVocoder.advance_error``): the spectral losses alone hardly teach them
+(a fine-tune of 3000 steps with them left held notes hundreds of cents off), since a
+magnitude loss says little about where a partial should move.
 ``betas`` (Adam's, for G) and ``decay_steps`` (a cosine decay of the learning rate to a tenth,
 then level; not tied to ``steps``, so a longer rerun resumes exactly) where the family's
 defaults do not suit. ``ema`` exports an exponential moving average of the generator's weights (updated after every
@@ -82,6 +88,7 @@ class VocoderTrainConfig:
     istft_n_fft: int = 512
     istft_channels: int = 256
     istft_blocks: int = 6
+    istft_phase: str = "integrated"   # or "absolute" (istft_vocoder's docstring)
     hifigan_version: str = "v3"  # the hifigan family: the reference V1, V2 or V3 generator
     hifigan_channels: int = 0    # its upsample_initial_channel; 0 = the version's
     betas: tuple[float, float] = (0.0, 0.0)   # Adam's for G; (0, 0): the family's (MelGAN's 0.5, 0.9; flow 0.9, 0.999)
@@ -89,6 +96,7 @@ class VocoderTrainConfig:
     ema: float = 0.0             # decay of an exponential moving average of G's weights, exported instead
                                  # of the raw weights (0: off); not part of the run's identity
     mel_weight: float = 0.0      # weight of the log-mel L1 (``spectral_loss.log_mel_distance``) in G's loss
+    advance_weight: float = 0.0  # istft, integrated phase: weight of the phase-advance error (``advance_error``)
     init: str = ""               # a trained checkpoint of this family to start from (fine-tuning); "" = scratch
     max_minutes: float = 0.0     # stop (checkpoint written) after this much training time; a rerun goes on (0: none)
 
@@ -120,8 +128,14 @@ class VocoderTrainConfig:
             raise ValueError(f"betas={self.betas}: two numbers in 0..1")
         if not (0.0 <= self.max_minutes <= 1e6):
             raise ValueError(f"max_minutes={self.max_minutes}: need 0 (no limit) or more")
+        if self.advance_weight and (self.family, self.istft_phase) != ("istft", "integrated"):
+            raise ValueError("advance_weight is for the istft family with an integrated phase")
+        if not (0.0 <= self.advance_weight <= 1e4):
+            raise ValueError(f"advance_weight={self.advance_weight}: need 0..10000")
         if self.decay_steps < 0:
             raise ValueError(f"decay_steps={self.decay_steps}: need 0 or more")
+        if self.istft_phase not in ("integrated", "absolute"):
+            raise ValueError(f"istft_phase={self.istft_phase!r}: integrated or absolute")
         if self.discriminators not in ("msd", "msd+mpd"):
             raise ValueError(f"discriminators={self.discriminators!r}: use msd or msd+mpd")
         if not (8000 <= self.sample_rate <= 96000):
@@ -208,7 +222,7 @@ def _build(cfg: VocoderTrainConfig):
     if cfg.family == "istft":
         from .istft_vocoder import ISTFTConfig, ISTFTVocoder
         icfg = ISTFTConfig(n_mels=cfg.n_mels, hop=cfg.istft_hop, n_fft=cfg.istft_n_fft, channels=cfg.istft_channels,
-                           blocks=cfg.istft_blocks, sample_rate=cfg.sample_rate)
+                           blocks=cfg.istft_blocks, sample_rate=cfg.sample_rate, phase=cfg.istft_phase)
         return ISTFTVocoder(icfg), icfg, ISTFTVocoderInstrument
     if cfg.family == "flow":
         from .flow_vocoder import FlowConfig, FlowVocoder
@@ -264,8 +278,13 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
         lineage = {"name": src.info.name, "steps": (src_card.get("training") or {}).get("steps"),
                    "data": (src_card.get("data") or {}).get("folder"),
                    "data_seconds": (src_card.get("data") or {}).get("seconds")}
+        base = src.model
+        if cfg.family == "istft" and base.config.phase != cfg.istft_phase:
+            from .istft_vocoder import integrated_from_absolute
+            base = integrated_from_absolute(base)        # renders the same; training learns the advances
+            lineage["phase"] = "converted from absolute to integrated"
         if not state_path.exists():
-            gen.load_state_dict({k: v.to(dev) for k, v in src.model.state_dict().items()})
+            gen.load_state_dict({k: v.to(dev) for k, v in base.state_dict().items()})
     if state_path.exists():
         st = torch.load(state_path, map_location=dev, weights_only=True)
         if int(st.get("version", -1)) != STATE_VERSION or st.get("config") != _config_key(cfg):
@@ -337,7 +356,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
             adversarial = False
         else:
             loss = _gan_step(gen, discs, opt_d, opt_g, mel, real, step >= cfg.gan_start, fft_sizes,
-                             (cfg.mel_weight, cfg.sample_rate, cfg.n_fft, cfg.n_mels), ranks)
+                             (cfg.mel_weight, cfg.sample_rate, cfg.n_fft, cfg.n_mels), ranks, cfg.advance_weight)
             adversarial = step >= cfg.gan_start
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss)} at step {step}; the last checkpoint is kept")
@@ -372,12 +391,18 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
 
 
 def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes, mel_loss=(0.0, 0, 0, 0),
-              ranks=None):
+              ranks=None, advance_weight: float = 0.0):
     """One MelGAN step up to the generator's loss (returned; the caller runs backward and steps):
     the discriminators' update first when ``adversarial``."""
     from .gan_discriminators import discriminator_loss, feature_matching_loss, generator_adversarial_loss
     from .spectral_loss import multiscale_spectral_distance
-    fake = gen(mel)
+    advance = None
+    if advance_weight:
+        mag, phase = gen.spectrum(mel)
+        fake = gen.render_spectrum(mag, phase)
+        advance = advance_weight * gen.advance_error(phase, real[:, 0])
+    else:
+        fake = gen(mel)
     delay = int(getattr(gen, "output_delay", 0))     # a model trained to lag its input (istft)
     if delay:
         fake, real = fake[..., delay:], real[..., :-delay]
@@ -396,6 +421,8 @@ def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes,
         from .spectral_loss import log_mel_distance
         hop = getattr(gen, "hop", 256)
         loss = loss + weight * log_mel_distance(fake[:, 0], real[:, 0], rate, n_fft, hop, n_mels)
+    if advance is not None:
+        loss = loss + advance
     if adversarial:
         for d in discs:
             _, real_feats = d(real)
@@ -407,7 +434,7 @@ def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes,
 
 def _architecture(family: str, m, init: str) -> dict:
     """The trainer's options that rebuild model config ``m`` of ``family``."""
-    if family == "istft":
+    if family == "istft":       # the phase is the trainer's: an absolute model may be converted
         return dict(istft_hop=m.hop, istft_n_fft=m.n_fft, istft_channels=m.channels, istft_blocks=m.blocks)
     if family == "melgan":
         return dict(ngf=m.ngf, ratios=tuple(m.ratios), n_residual_layers=m.n_residual_layers)
@@ -445,9 +472,13 @@ def fine_tune_config(cfg: VocoderTrainConfig, init, base=None) -> VocoderTrainCo
     m = voc.mcfg
     new = replace(cfg, **_architecture(family, m, init), sample_rate=m.sample_rate, n_mels=m.n_mels,
                   n_fft=int(voc.mel_cfg["n_fft"]), init=str(init)).validate()
+    if family == "istft" and (m.phase, new.istft_phase) == ("integrated", "absolute"):
+        raise ValueError(f"{init}: its phase is integrated; a model cannot be converted back to an absolute phase")
     built = _build(new)[1]
-    if built.to_dict() != m.to_dict():
-        a, b = built.to_dict(), m.to_dict()
+    a, b = built.to_dict(), m.to_dict()
+    if family == "istft":
+        a.pop("phase"), b.pop("phase")          # absolute -> integrated is a conversion (train_vocoder)
+    if a != b:
         raise ValueError(f"{init}: model options this trainer cannot rebuild: "
                          f"{ {k: b.get(k) for k in b if a.get(k) != b.get(k)} }")
     want = check_mel_config({"n_fft": new.n_fft, "hop": new.hop, "n_mels": new.n_mels}, built)
@@ -465,10 +496,12 @@ def _config_key(cfg: VocoderTrainConfig) -> str:
     if not cfg.init:                # NB: the key runs had before fine-tuning existed
         d.pop("init")
     if cfg.family != "istft":       # NB: the keys runs had before the istft family existed
-        for k in ("istft_hop", "istft_n_fft", "istft_channels", "istft_blocks"):
+        for k in ("istft_hop", "istft_n_fft", "istft_channels", "istft_blocks", "istft_phase"):
             d.pop(k)
     if not cfg.mel_weight:
         d.pop("mel_weight")
+    if not cfg.advance_weight:
+        d.pop("advance_weight")
     if not any(cfg.betas):
         d.pop("betas")
     if not cfg.decay_steps:

@@ -7,18 +7,21 @@ import torch
 from test_vocoder_instrument import stream_through
 
 from livewave.checkpoint import load_generator, read_checkpoint, save_checkpoint
-from livewave.istft_vocoder import ISTFTConfig, ISTFTVocoder
+from livewave.istft_vocoder import ISTFTConfig, ISTFTVocoder, integrated_from_absolute
 from livewave.vocoder_instrument import ISTFTVocoderInstrument
 
 
-def tiny(n_fft=128, seed=0):
+def tiny(n_fft=128, seed=0, phase="integrated"):
     torch.manual_seed(seed)
-    return ISTFTVocoder(ISTFTConfig(n_mels=20, hop=64, n_fft=n_fft, channels=16, blocks=3)).eval()
+    return ISTFTVocoder(ISTFTConfig(n_mels=20, hop=64, n_fft=n_fft, channels=16, blocks=3, phase=phase)).eval()
 
 
+@pytest.mark.parametrize("phase", ["integrated", "absolute"])
 @pytest.mark.parametrize("n_fft", [128, 256])
-def test_streaming_equals_offline_at_any_split(n_fft):
-    m = tiny(n_fft)
+def test_streaming_equals_offline_at_any_split(n_fft, phase):
+    m = tiny(n_fft, phase=phase)
+    with torch.no_grad():           # large advances: the running sum wraps many times
+        m.head.bias[-(n_fft // 2 + 1):] += 40.0
     mel = torch.randn(2, 20, 61)
     with torch.no_grad():
         off = m(mel)
@@ -30,6 +33,84 @@ def test_streaming_equals_offline_at_any_split(n_fft):
                 parts.append(m.step(mel[:, :, i:i + s]))
                 i += s
             assert (torch.cat(parts, 2) - off).abs().max() < 1e-5
+
+
+def _steady_tone_model(phase: str, f: float, sr: int = 22050) -> ISTFTVocoder:
+    """A model whose every frame, whatever the mel, is the spectrum of a frame of a sinusoid at
+    ``f``, with the phase advance of that sinusoid (the integrated head; an absolute head has
+    no advance)."""
+    c = ISTFTConfig(n_mels=20, hop=256, n_fft=512, channels=16, blocks=1, sample_rate=sr, phase=phase)
+    m = ISTFTVocoder(c).eval()
+    k = c.n_fft // 2 + 1
+    spec = np.fft.rfft(0.3 * np.cos(2 * np.pi * f * np.arange(c.n_fft) / sr))
+    with torch.no_grad():
+        m.head.weight.zero_()
+        m.head.bias[:k] = torch.from_numpy(np.log(np.abs(spec) + 1e-9))
+        m.head.bias[k:2 * k] = torch.from_numpy(np.angle(spec))
+        if phase == "integrated":
+            m.head.bias[2 * k:] = 2 * np.pi * f * c.hop / sr
+    return m
+
+
+def _peak_hz(y: np.ndarray, sr: int) -> float:
+    seg = y[y.size // 4:].astype(np.float64)
+    spec = np.abs(np.fft.rfft(seg * np.hanning(seg.size)))
+    return float(np.fft.rfftfreq(seg.size, 1 / sr)[int(np.argmax(spec))])
+
+
+@pytest.mark.parametrize("f", [440.0, 300.0, 1000.0])
+def test_only_an_integrated_phase_can_hold_a_note_between_multiples_of_the_frame_rate(f):
+    """A steady mel gives the same frame every hop. With the phase taken from the head alone
+    (the first models), identical frames overlap-add to a signal of period ``hop``: its partials
+    are multiples of sr / hop (86.1 Hz), so 440 Hz comes out at 430.7 Hz. With the advances
+    integrated, the same frames play the tone in tune."""
+    sr, mel = 22050, torch.zeros(1, 20, 200)
+    with torch.no_grad():
+        good = _steady_tone_model("integrated", f)(mel)[0, 0].numpy()
+        bad = _steady_tone_model("absolute", f)(mel)[0, 0].numpy()
+    frame_rate = sr / 256
+    cents = lambda hz: abs(1200 * np.log2(hz / f))      # noqa: E731
+    assert cents(_peak_hz(good, sr)) < 4.0
+    assert abs(_peak_hz(bad, sr) / frame_rate - round(_peak_hz(bad, sr) / frame_rate)) < 0.02
+    assert cents(_peak_hz(bad, sr)) > 30.0          # 440 Hz: 430.7 Hz, 37 cents flat
+
+
+def test_the_advance_error_is_zero_for_the_right_advances_and_large_for_frozen_phases():
+    """``advance_error`` against the audio a steady tone's mel came from: the integrated model
+    that plays it in tune scores about 0; the absolute one (the same frame every hop) is far off;
+    the measure is blind to the tone's starting phase."""
+    sr, f, hop = 22050, 440.0, 256
+    t = np.arange(40 * hop) / sr
+    mel = torch.zeros(1, 20, 40)
+    for start in (0.0, 1.3):
+        audio = torch.from_numpy((0.3 * np.cos(2 * np.pi * f * t + start)).astype(np.float32))[None]
+        with torch.no_grad():
+            good = _steady_tone_model("integrated", f)
+            bad = _steady_tone_model("absolute", f)
+            e_good = float(good.advance_error(good.spectrum(mel)[1], audio))
+            e_bad = float(bad.advance_error(bad.spectrum(mel)[1], audio))
+        assert e_good < 1e-3 and e_bad > 0.1, (e_good, e_bad)
+
+
+def test_an_absolute_model_converts_to_an_integrated_one_that_renders_the_same():
+    old = tiny(phase="absolute")
+    new = integrated_from_absolute(old).eval()
+    assert new.config.phase == "integrated"
+    mel = torch.randn(1, 20, 40)
+    with torch.no_grad():
+        assert (new(mel) - old(mel)).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="already"):
+        integrated_from_absolute(new)
+
+
+def test_a_checkpoint_written_before_the_phase_option_loads_as_absolute(tmp_path):
+    v = ISTFTVocoderInstrument(tiny(phase="absolute"), {"n_mels": 20, "hop": 64}, name="old")
+    config, tensors = v.checkpoint_parts()
+    config = {**config, "istft": {k: x for k, x in config["istft"].items() if k != "phase"}}
+    path = save_checkpoint(tmp_path / "old.safetensors", "istft", config, {"instrument": "old"}, tensors)
+    assert load_generator(path).model.config.phase == "absolute"
+    with pytest.raises(ValueError, match="phase"):
+        ISTFTConfig(phase="random").check()
 
 
 def test_a_frame_only_reaches_the_samples_after_its_start():

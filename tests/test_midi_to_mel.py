@@ -270,6 +270,7 @@ def test_the_command_line_trains_chains_measures_and_renders_a_midi2mel(roll_dat
     md = (tmp_path / "m.md").read_text()
     assert "log-mel L1" in md and "mean frame" in md and (tmp_path / "m.png").stat().st_size > 1000
     assert "closer than the default instrument" in md and (tmp_path / "m-audio.png").stat().st_size > 1000
+    assert "## Held notes" in md
     mid = next((roll_data / "heldout").glob("*.mid"))
     w = run_cli("render", mid, "--model", tmp_path / "m.safetensors", "-o", tmp_path / "song.wav", "-q")
     assert w.returncode == 0, w.stderr

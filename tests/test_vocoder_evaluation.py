@@ -75,6 +75,7 @@ def test_livewave_eval_of_a_vocoder_writes_its_card(tmp_path):
     assert f"{edges[0][0]}-{edges[0][1]} Hz" in md
     lv = q["logmel_by_level"]["model"]
     assert 0 < lv["valley_share"] < 1 and lv["valleys_abs"] > 0 and "in the valleys between them" in md
+    assert len(q["held_note_cents_model"]) == len(q["held_note_hz"]) and "Held notes" in md
 
 
 def test_the_error_is_split_between_the_partials_and_the_valleys():
@@ -89,6 +90,26 @@ def test_the_error_is_split_between_the_partials_and_the_valleys():
     assert s["valley_share"] == pytest.approx(0.75)
     assert s["valleys_signed"] == pytest.approx(3.0) and s["valleys_abs"] == pytest.approx(3.0)
     assert s["partials_signed"] == pytest.approx(-0.25) and s["partials_abs"] == pytest.approx(0.25)
+
+
+def test_held_note_pitch_reads_a_known_detune():
+    """The held-note measure on a render that plays every tone 20 cents sharp (resampled), and on
+    one that moves every partial to the nearest multiple of 86.1 Hz (what an absolute-phase iSTFT
+    vocoder does on a steady mel): it reads +20 and the expected offsets."""
+    from livewave.held_note import harmonic_tone, held_note_pitch, peak_cents
+    sr = 22050
+    ratio = 2 ** (20 / 1200)
+
+    def sharp(x):
+        n = np.arange(x.size)
+        return np.interp(n * ratio, n, x, right=0.0)
+    cents = held_note_pitch(sharp, sr, freqs=(110.0, 440.0, 1000.0))
+    assert all(abs(c - 20.0) < 1.0 for c in cents), cents
+    frame_rate = sr / 256
+    for f in (300.0, 440.0):
+        grid = round(f / frame_rate) * frame_rate
+        y = harmonic_tone(grid, sr)                    # a tone the quantised render would give
+        assert peak_cents(y, f, sr) == pytest.approx(1200 * np.log2(grid / f), abs=1.0)
 
 
 def test_griffin_lim_lag_is_found_from_the_envelope():
