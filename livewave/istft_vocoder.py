@@ -9,16 +9,20 @@ log-magnitudes and phases -> inverse real FFT, periodic Hann window -> overlap-a
 MelGAN of the same quality class, and it learns magnitudes quickly (the mel is already a
 smoothed magnitude spectrum): a short run on a CPU is usable.
 
-Phase (``phase="integrated"``, every model trained since 2026-12-02): per frame and bin the head
-gives a log-magnitude, a phase advance and a phase offset; the advances are summed over frames
-(carried across blocks, as GANSynth integrates its instantaneous frequency, Engel et al. 2019),
-and the frame's phase is that sum plus the offset. ``phase="absolute"`` (the first models) takes
-the phase from the head alone. That cannot play a held note in tune: on a steady mel the network
+Phase: ``phase="absolute"`` (the default, and every shipped model) takes each frame's phase
+from the head alone. ``phase="integrated"``: per frame and bin the head gives a log-magnitude, a
+phase advance and a phase offset; the advances are summed over frames (carried across blocks, as
+GANSynth integrates its instantaneous frequency, Engel et al. 2019), and the frame's phase is
+that sum plus the offset; ``spectrum(..., advance=)`` sums given advances instead
+(``source_advances``: those of the audio the mel came from). An absolute phase cannot play a
+held note in tune: on a steady mel the network
 gives the same frame every hop, and identical frames overlap-added every ``hop`` samples make a
 signal of period ``hop``, whose partials can only be multiples of ``sample_rate / hop`` (86.1 Hz
 at 22.05 kHz; measured on the first shipped model: a 440 Hz sine came back at 430.5 Hz, 300 Hz at
 344.3 Hz). With the advance integrated, a steady mel gives a steady advance, which is a partial at
-any frequency (tests/test_istft_vocoder.py).
+any frequency (tests/test_istft_vocoder.py). But the network has to learn those advances, and
+on this CPU it did not (models/README.md): trained from scratch, an integrated model's loss did
+not fall in 3000 steps, where an absolute one's halved; hence the default.
 
 Causality and latency: frame ``t`` (the causal mel frame ending at input sample
 ``(t + 1) * hop``) is synthesised into output samples ``[t * hop, t * hop + n_fft)``; after it,
@@ -57,7 +61,7 @@ class ISTFTConfig:
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4)
     sample_rate: int = 22050
-    phase: str = "integrated"  # or "absolute": the first models' (see the module's docstring)
+    phase: str = "absolute"    # or "integrated" (see the module's docstring)
 
     def check(self) -> ISTFTConfig:
         if self.phase not in PHASE_MODES:
@@ -143,8 +147,11 @@ class ISTFTVocoder(nn.Module):
         """Samples the output lags the audio its mel came from (training aligns it so)."""
         return self.config.hop
 
-    def spectrum(self, mel: torch.Tensor, stream: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """mel ``[B, n_mels, T]`` -> each frame's magnitudes and phases ``[B, n_fft // 2 + 1, T]``."""
+    def spectrum(self, mel: torch.Tensor, stream: bool = False,
+                 advance: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """mel ``[B, n_mels, T]`` -> each frame's magnitudes and phases ``[B, n_fft // 2 + 1, T]``.
+        ``advance`` (integrated phase only): the phase advances to sum instead of the network's,
+        ``[B, n_fft // 2 + 1, T]`` (``source_advances`` of the audio the mel came from)."""
         x = self.stem.step(mel) if stream else self.stem(mel)
         for b in self.blocks:
             x = b.run(x, stream)
@@ -153,7 +160,9 @@ class ISTFTVocoder(nn.Module):
         mag = torch.exp(h[:, :k].clamp(max=8.0))
         phase = h[:, k:2 * k]
         if self.config.phase == "integrated":
-            phase = phase + self._integrate(h[:, 2 * k:], stream)
+            phase = phase + self._integrate(h[:, 2 * k:] if advance is None else advance, stream)
+        elif advance is not None:
+            raise ValueError("an absolute-phase model takes no phase advances")
         return mag, phase
 
     def frames(self, mel: torch.Tensor, stream: bool) -> torch.Tensor:
@@ -258,3 +267,17 @@ def integrated_from_absolute(model: ISTFTVocoder) -> ISTFTVocoder:
     state["head.bias"] = torch.cat((b, torch.zeros_like(b[:k])), dim=0)
     new.load_state_dict(state)
     return new
+
+
+def source_advances(audio: torch.Tensor, config: ISTFTConfig) -> torch.Tensor:
+    """The phase advance of every bin from frame to frame in ``audio`` ``[B, N]`` (silence before
+    it), one per mel frame: frame ``t``'s spectrum is the Hann-windowed FFT of the ``n_fft``
+    samples ending where mel frame ``t`` ends, ``(t + 1) * hop`` (so it hears nothing later), and
+    its advance is the angle from frame ``t - 1``'s. ``[B, n_fft // 2 + 1, N // hop]``."""
+    c = config
+    t = audio.shape[-1] // c.hop
+    padded = F.pad(audio[..., :t * c.hop].float(), (c.n_fft, 0))
+    seg = padded.unfold(-1, c.n_fft, c.hop)[:, :t + 1]               # ending at 0, hop, .. t hop
+    win = torch.hann_window(c.n_fft, periodic=True, device=audio.device)
+    x = torch.fft.rfft(seg * win, dim=-1).transpose(1, 2)             # [B, k, t + 1]
+    return torch.angle(x[:, :, 1:] * x[:, :, :-1].conj())

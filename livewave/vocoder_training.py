@@ -14,7 +14,7 @@ multi-scale discriminator (``--discriminators msd``) or that plus HiFi-GAN's mul
 Loss, hifigan (the reference V1/V2/V3 generator, not causal: the engine streams it with its
 lookahead): as MelGAN's, on livewave's causal frames (config ``"frames": "causal"``).
 Loss, istft: as MelGAN's, the output compared one hop behind the audio (``output_delay``).
-``istft_phase``: "integrated" (the default) or "absolute" (``istft_vocoder``); fine-tuning an
+``istft_phase``: "absolute" (the default) or "integrated" (``istft_vocoder``); fine-tuning an
 absolute model as integrated converts it first (``istft_vocoder.integrated_from_absolute``).
 ``advance_weight`` (integrated only) adds the error of the phase advances between frames against
 the audio's own (``ISTFTVocoder.advance_error``): the spectral losses alone hardly teach them
@@ -88,7 +88,7 @@ class VocoderTrainConfig:
     istft_n_fft: int = 512
     istft_channels: int = 256
     istft_blocks: int = 6
-    istft_phase: str = "integrated"   # or "absolute" (istft_vocoder's docstring)
+    istft_phase: str = "absolute"     # or "integrated" (istft_vocoder's docstring)
     hifigan_version: str = "v3"  # the hifigan family: the reference V1, V2 or V3 generator
     hifigan_channels: int = 0    # its upsample_initial_channel; 0 = the version's
     betas: tuple[float, float] = (0.0, 0.0)   # Adam's for G; (0, 0): the family's (MelGAN's 0.5, 0.9; flow 0.9, 0.999)

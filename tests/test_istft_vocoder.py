@@ -7,7 +7,7 @@ import torch
 from test_vocoder_instrument import stream_through
 
 from livewave.checkpoint import load_generator, read_checkpoint, save_checkpoint
-from livewave.istft_vocoder import ISTFTConfig, ISTFTVocoder, integrated_from_absolute
+from livewave.istft_vocoder import ISTFTConfig, ISTFTVocoder, integrated_from_absolute, source_advances
 from livewave.vocoder_instrument import ISTFTVocoderInstrument
 
 
@@ -90,6 +90,30 @@ def test_the_advance_error_is_zero_for_the_right_advances_and_large_for_frozen_p
             e_good = float(good.advance_error(good.spectrum(mel)[1], audio))
             e_bad = float(bad.advance_error(bad.spectrum(mel)[1], audio))
         assert e_good < 1e-3 and e_bad > 0.1, (e_good, e_bad)
+
+
+def test_source_advances_are_a_steady_partials_turn_per_hop_and_hear_nothing_later():
+    c = ISTFTConfig()
+    sr, f = 22050, 440.0
+    t = np.arange(40 * c.hop) / sr
+    audio = torch.from_numpy((0.3 * np.cos(2 * np.pi * f * t)).astype(np.float32))[None]
+    adv = source_advances(audio, c)
+    assert adv.shape == (1, c.n_fft // 2 + 1, 40)
+    k = round(f * c.n_fft / sr)
+    want = np.angle(np.exp(2j * np.pi * f * c.hop / sr))
+    assert np.allclose(adv[0, k - 1:k + 2, 3:].numpy(), want, atol=1e-3)
+    later = audio.clone()
+    later[:, 21 * c.hop:] = 0.0                       # mel frame 20 ends at sample 21 * hop
+    assert torch.equal(source_advances(later, c)[:, :, :21], adv[:, :, :21])
+    assert not torch.equal(source_advances(later, c)[:, :, 21], adv[:, :, 21])
+    # the model sums what it is given instead of its own; an absolute model takes none
+    m = tiny()
+    mel = torch.randn(1, 20, 12)
+    given = torch.full((1, 65, 12), 0.5)
+    with torch.no_grad():
+        assert not torch.equal(m.spectrum(mel)[1], m.spectrum(mel, advance=given)[1])
+        with pytest.raises(ValueError, match="absolute"):
+            tiny(phase="absolute").spectrum(mel, advance=given)
 
 
 def test_an_absolute_model_converts_to_an_integrated_one_that_renders_the_same():

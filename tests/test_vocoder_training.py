@@ -181,21 +181,21 @@ def test_fine_tuning_an_absolute_phase_istft_converts_it_and_starts_where_it_was
     from livewave.checkpoint import load_generator
     data = tones(tmp_path / "data", seconds=1.0)
     base, tuned = tmp_path / "base.safetensors", tmp_path / "tuned.safetensors"
-    train_vocoder(data, base, VocoderTrainConfig(steps=2, **TINY_ISTFT, istft_phase="absolute"), progress=False)
+    train_vocoder(data, base, VocoderTrainConfig(steps=2, **TINY_ISTFT), progress=False)      # absolute: the default
     train_vocoder(data, tuned, VocoderTrainConfig(family="istft", steps=1, batch=2, crop_frames=16, device="cpu",
-                                                  learning_rate=1e-9, gan_start=1000, init=str(base)),
-                  progress=False)
+                                                  learning_rate=1e-9, gan_start=1000, init=str(base),
+                                                  istft_phase="integrated"), progress=False)
     a, b = load_generator(base), load_generator(tuned)
     assert a.model.config.phase == "absolute" and b.model.config.phase == "integrated"
     assert b.info.card["training"]["fine_tuned_from"]["phase"] == "converted from absolute to integrated"
     mel = torch.randn(1, 32, 20)
     with torch.no_grad():
         assert float((a.model(mel) - b.model(mel)).abs().max()) < 1e-4
-    # the advance loss trains (a step with it lowers it on the same batch) and is for integrated only
+    # the advance loss trains and is for integrated models only
     more = tmp_path / "more.safetensors"
     r = train_vocoder(data, more, VocoderTrainConfig(family="istft", steps=3, batch=2, crop_frames=16, device="cpu",
                                                      learning_rate=1e-3, gan_start=1000, init=str(tuned),
-                                                     advance_weight=10.0), progress=False)
+                                                     istft_phase="integrated", advance_weight=10.0), progress=False)
     assert r["steps"] == 3 and load_generator(more).info.card["training"]["advance_weight"] == 10.0
     with pytest.raises(ValueError, match="advance_weight"):
         VocoderTrainConfig(family="istft", istft_phase="absolute", advance_weight=1.0).validate()
