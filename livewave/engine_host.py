@@ -552,8 +552,12 @@ class EngineHost:
     def shutdown(self) -> int:
         eng, out = self.engine, self.out
         self.write_status(STATE_STOPPING)
-        eng.release_all()                     # every note released, then let the release ring out
-        time.sleep(min(eng.release_s, 2.0) + 0.05)
+        eng.release_all()                     # every note released, then let the release ring out:
+        ring = min(eng.release_s, 2.0) + 0.05  # its length, and up to a second more where the audio
+        t_end = time.monotonic() + ring + 1.0  # side is late (a stalled machine renders less in it)
+        time.sleep(ring)
+        while self.note_map()[1] and time.monotonic() < t_end:
+            time.sleep(0.01)
         out.stop()                            # audio first: under JACK, rtmidi calls must not
         if self.midi is not None:             # overlap a running Python audio callback
             self.midi.stop()

@@ -556,7 +556,8 @@ def test_engine_process_live(server, tmp_path):
         print(f"(2) pipe note: rms {_rms(tone):.3f}")
         assert _rms(tone) > 0.01
         assert abs(cents(f0_spectral(unbroken_or_slow_machine(tone, "(2) the pipe's A4"), RATE), 440.0)) < 5.0
-        assert _wait(lambda: ep.status()["voices"] == 0, 2)
+        on_time_or_slow_machine(_wait(lambda: ep.status()["voices"] == 0, 2),
+                                "(2) a voice still sounds 2 s after the pipe's note-off")
         assert ep.status()["peak"] < 1e-3
         rig.close()
         rig = None
@@ -623,7 +624,11 @@ def test_engine_process_live(server, tmp_path):
         print(f"(5) after restart: rms {_rms(z[RATE // 2:]):.3f}")
         assert _rms(z[RATE // 2:]) > 0.01
         final = ep.stop()
-        assert final is not None and final["state_name"] == "stopped" and final["voices"] == 0
+        assert final is not None and final["state_name"] == "stopped"
+        # the release rings out before the child exits: it waits up to a second past the release
+        # for the audio side to render it, which a stalled machine may not do
+        on_time_or_slow_machine(final["voices"] == 0, f"{final['voices']} voice(s) still sounding at the stop "
+                                                      f"({final['xruns']} xruns)")
         assert ep.proc.exitcode == 0
     finally:
         if rig is not None:
