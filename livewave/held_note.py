@@ -50,7 +50,8 @@ def held_note_pitch(render, sample_rate: int, freqs=HELD_NOTE_HZ) -> list[float]
 
 def held_midi_note_cents(gen, note: int, seconds: float = 2.5, sample_rate: int = 48000) -> float:
     """Cents off for MIDI ``note`` (velocity 100) held ``seconds`` through an engine playing
-    ``gen`` (a generator played from MIDI), measured from 0.3 s to 0.1 s before the release."""
+    ``gen`` (a generator played from MIDI): ``peak_cents`` of the stretch from 0.3 s to 0.1 s
+    before the release, which reads its second half (1.35 to 2.4 s for 2.5 s)."""
     from .config import EngineConfig
     from .engine import Engine
     from .offline_render import render_events

@@ -14,15 +14,15 @@ from the head alone. ``phase="integrated"``: per frame and bin the head gives a 
 phase advance and a phase offset; the advances are summed over frames (carried across blocks, as
 GANSynth integrates its instantaneous frequency, Engel et al. 2019), and the frame's phase is
 that sum plus the offset; ``spectrum(..., advance=)`` sums given advances instead
-(``source_advances``: those of the audio the mel came from). An absolute phase cannot play a
-held note in tune: on a steady mel the network
-gives the same frame every hop, and identical frames overlap-added every ``hop`` samples make a
-signal of period ``hop``, whose partials can only be multiples of ``sample_rate / hop`` (86.1 Hz
-at 22.05 kHz; measured on the first shipped model: a 440 Hz sine came back at 430.5 Hz, 300 Hz at
-344.3 Hz). With the advance integrated, a steady mel gives a steady advance, which is a partial at
-any frequency (tests/test_istft_vocoder.py). But the network has to learn those advances, and
+(``source_advances``: those of the audio the mel came from).
+An absolute phase cannot play a held note in tune: on a steady mel the network gives the same
+frame every hop, and identical frames overlap-added every ``hop`` samples make a signal of
+period ``hop``, whose partials can only be multiples of ``sample_rate / hop`` (86.1 Hz at
+22.05 kHz; measured on the first shipped model: a 440 Hz sine came back at 430.5 Hz, 300 Hz at
+344.3 Hz). With the advances integrated, a steady mel gives a steady advance, which is a partial
+at any frequency (tests/test_istft_vocoder.py). But the network has to learn those advances, and
 on this CPU it did not (models/README.md): trained from scratch, an integrated model's loss did
-not fall in 3000 steps, where an absolute one's halved; hence the default.
+not fall in 3000 steps, where an absolute one's fell by a quarter; hence the default.
 
 Causality and latency: frame ``t`` (the causal mel frame ending at input sample
 ``(t + 1) * hop``) is synthesised into output samples ``[t * hop, t * hop + n_fft)``; after it,
@@ -32,8 +32,8 @@ spans input samples ``[(t - 1) * hop, (t + 1) * hop)``, inside what frame ``t`` 
 So the model adds ``hop`` samples of delay to a causal MelGAN's (declared by its instrument).
 
 Streaming: ``step(mel)`` carries the convolution caches (``streaming_conv``), the summed phase
-advances and the overlap-add tail (``n_fft - hop`` samples); concatenated steps equal ``forward`` on the whole
-sequence at any split (tests/test_istft_vocoder.py).
+advances and the overlap-add tail (``n_fft - hop`` samples); concatenated steps equal
+``forward`` on the whole sequence at any split (tests/test_istft_vocoder.py).
 Threading: a torch module; one stream per instance.
 """
 from __future__ import annotations
