@@ -190,16 +190,12 @@ class ISTFTVocoder(nn.Module):
         the two frames' magnitudes in the audio: the partials count, the empty bins between
         them do not. 0 when right, 2 when opposite."""
         c = self.config
-        seg = audio.unfold(-1, c.n_fft, c.hop).float()            # [B, J, n_fft]: frames 1..J
-        win = torch.hann_window(c.n_fft, periodic=True, device=seg.device)
-        x = torch.fft.rfft(seg * win, dim=-1).transpose(1, 2)     # [B, k, J]
-        j = x.shape[2]
-        if j < 2:
+        seg = audio.unfold(-1, c.n_fft, c.hop)                    # [B, J, n_fft]: frames 1..J
+        if seg.shape[1] < 2:
             raise ValueError(f"a crop of {audio.shape[-1]} samples has under two whole synthesis frames")
-        true = torch.angle(x[:, :, 1:] * x[:, :, :-1].conj())
-        p = phase[:, :, 1:j + 1]
+        true, w = _turns(seg)
+        p = phase[:, :, 1:seg.shape[1] + 1]
         made = p[:, :, 1:] - p[:, :, :-1]
-        w = (x[:, :, 1:].abs() * x[:, :, :-1].abs()).sqrt()
         return (w * (1.0 - torch.cos(made - true))).sum() / w.sum().clamp_min(1e-12)
 
     def _integrate(self, advance: torch.Tensor, stream: bool) -> torch.Tensor:
@@ -276,8 +272,14 @@ def source_advances(audio: torch.Tensor, config: ISTFTConfig) -> torch.Tensor:
     its advance is the angle from frame ``t - 1``'s. ``[B, n_fft // 2 + 1, N // hop]``."""
     c = config
     t = audio.shape[-1] // c.hop
-    padded = F.pad(audio[..., :t * c.hop].float(), (c.n_fft, 0))
-    seg = padded.unfold(-1, c.n_fft, c.hop)[:, :t + 1]               # ending at 0, hop, .. t hop
-    win = torch.hann_window(c.n_fft, periodic=True, device=audio.device)
-    x = torch.fft.rfft(seg * win, dim=-1).transpose(1, 2)             # [B, k, t + 1]
-    return torch.angle(x[:, :, 1:] * x[:, :, :-1].conj())
+    padded = F.pad(audio[..., :t * c.hop], (c.n_fft, 0))
+    return _turns(padded.unfold(-1, c.n_fft, c.hop)[:, :t + 1])[0]    # ending at 0, hop, .. t hop
+
+
+def _turns(seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segments ``[B, J, n_fft]`` -> each bin's phase turn from one Hann-windowed FFT to the
+    next, and the geometric mean of the two magnitudes (its weight), both ``[B, k, J - 1]``."""
+    win = torch.hann_window(seg.shape[-1], periodic=True, device=seg.device)
+    x = torch.fft.rfft(seg.float() * win, dim=-1).transpose(1, 2)     # [B, k, J]
+    a, b = x[:, :, 1:], x[:, :, :-1]
+    return torch.angle(a * b.conj()), (a.abs() * b.abs()).sqrt()
