@@ -79,7 +79,7 @@ def vocoder_configs(quick: bool = False) -> list[tuple[str, object]]:
     import torch
 
     from livewave.flow_vocoder import FlowConfig, FlowVocoder
-    from livewave.istft_vocoder import ISTFTVocoder
+    from livewave.istft_vocoder import ISTFTConfig, ISTFTVocoder
     from livewave.melgan import MelGANConfig, MelGANGenerator
     from livewave.reference_vocoders import (
         HiFiGANConfig,
@@ -96,6 +96,7 @@ def vocoder_configs(quick: bool = False) -> list[tuple[str, object]]:
     )
     torch.manual_seed(0)
     out = [("istft 256 x 6 (causal)", ISTFTVocoderInstrument(ISTFTVocoder())),
+           ("istft 256 x 6, source phase (causal)", ISTFTVocoderInstrument(ISTFTVocoder(ISTFTConfig(phase="source")))),
            ("melgan ngf 16 (causal)", MelGANVocoder(MelGANGenerator(MelGANConfig(ngf=16)))),
            ("melgan ngf 32 (causal)", MelGANVocoder(MelGANGenerator(MelGANConfig(ngf=32)))),
            ("flow 12 x WN 8x64 (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig()))),
@@ -175,11 +176,12 @@ def midi2mel_engine_table(seconds: float = 4.0, voices=(1, 8, 16, 32)) -> list[s
     """A vocoder played from MIDI as the engine runs it (voices -> MIDI-to-mel -> the iSTFT
     vocoder -> soxr -> delay line) at 48 kHz, with ``n`` notes sounding all along (a held
     chord, restruck every second so every note stays in its attack-to-release life): per device
-    block, the mean and p99 cost as a share of the block's duration."""
+    block, the mean and p99 cost as a share of the block's duration. The vocoder with an
+    absolute phase, and with its phases from the notes' harmonic reference (``source_phase``)."""
     import torch
 
     from livewave.generator import Conditioning
-    from livewave.istft_vocoder import ISTFTVocoder
+    from livewave.istft_vocoder import ISTFTConfig, ISTFTVocoder
     from livewave.midi_to_mel import MidiToMel
     from livewave.midi_to_mel_instrument import TRAINING_GAIN, MidiToMelInstrument
     from livewave.vocoder_instrument import ISTFTVocoderInstrument
@@ -187,13 +189,13 @@ def midi2mel_engine_table(seconds: float = 4.0, voices=(1, 8, 16, 32)) -> list[s
     lines = ["### A vocoder played from MIDI in the engine (MIDI to mel, 72 k parameters, then the iSTFT vocoder "
              "256 x 6; 48 kHz device; random weights: speed only)", "",
              "Per device block: mean / p99 cost as a share of the block's duration, with that many notes sounding.",
-             "", "| threads | notes | " + " | ".join(f"block {b}" for b in blocks) + " |",
-             "| ---: | ---: | " + " | ".join("---:" for _ in blocks) + " |"]
+             "", "| vocoder phase | threads | notes | " + " | ".join(f"block {b}" for b in blocks) + " |",
+             "| --- | ---: | ---: | " + " | ".join("---:" for _ in blocks) + " |"]
     torch.manual_seed(0)
-    for threads in (1, 2):
+    for phase, threads in (("absolute", 1), ("source", 1), ("absolute", 2), ("source", 2)):
         torch.set_num_threads(threads)
         for n in voices:
-            inst = MidiToMelInstrument(MidiToMel(), ISTFTVocoderInstrument(ISTFTVocoder()))
+            inst = MidiToMelInstrument(MidiToMel(), ISTFTVocoderInstrument(ISTFTVocoder(ISTFTConfig(phase=phase))))
             inst.prepare(sr, 512, max(voices), "cpu")
             cells = []
             for b in blocks:
@@ -213,6 +215,6 @@ def midi2mel_engine_table(seconds: float = 4.0, voices=(1, 8, 16, 32)) -> list[s
                     ts.append(time.perf_counter() - t0)
                 ts = np.array(ts[20:]) / (b / sr)
                 cells.append(f"{ts.mean() * 100:.0f}% / {np.percentile(ts, 99) * 100:.0f}%")
-            lines.append(f"| {threads} | {n} | " + " | ".join(cells) + " |")
+            lines.append(f"| {phase} | {threads} | {n} | " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
     return lines + [""]

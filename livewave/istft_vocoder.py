@@ -9,9 +9,15 @@ log-magnitudes and phases -> inverse real FFT, periodic Hann window -> overlap-a
 MelGAN of the same quality class, and it learns magnitudes quickly (the mel is already a
 smoothed magnitude spectrum): a short run on a CPU is usable.
 
-Phase: ``phase="absolute"`` (the default, and every shipped model) takes each frame's phase
-from the head alone. ``phase="integrated"``: per frame and bin the head gives a log-magnitude, a
-phase advance and a phase offset; the advances are summed over frames (carried across blocks, as
+Phase: ``phase="absolute"`` (the default) takes each frame's phase from the head alone.
+``phase="source"`` (``source_phase``) takes it from the signal that drives the model (its audio
+in, or a harmonic reference of the notes played), the head's own phase only where that source is
+silent; its synthesis is then the exact inverse of the source's Hann STFT (Hann window, the
+overlap-added squares divided out: given the source's own magnitudes it gives the source back, one
+hop late), which needs ``n_fft = 2 hop``. Trained teacher-forced on the data's own phases
+(``vocoder_training``), the network learns the magnitudes alone.
+``phase="integrated"``: per frame and bin the head gives a log-magnitude, a phase advance and a
+phase offset; the advances are summed over frames (carried across blocks, as
 GANSynth integrates its instantaneous frequency, Engel et al. 2019), and the frame's phase is
 that sum plus the offset; ``spectrum(..., advance=)`` sums given advances instead
 (``source_advances``: those of the audio the mel came from).
@@ -22,7 +28,8 @@ period ``hop``, whose partials can only be multiples of ``sample_rate / hop`` (8
 344.3 Hz). With the advances integrated, a steady mel gives a steady advance, which is a partial
 at any frequency (tests/test_istft_vocoder.py). But the network has to learn those advances, and
 on this CPU it did not (models/README.md): trained from scratch, an integrated model's loss did
-not fall in 3000 steps, where an absolute one's fell by a quarter; hence the default.
+not fall in 3000 steps, where an absolute one's fell by a quarter. A source phase needs no
+learnt frequencies: the source has them.
 
 Causality and latency: frame ``t`` (the causal mel frame ending at input sample
 ``(t + 1) * hop``) is synthesised into output samples ``[t * hop, t * hop + n_fft)``; after it,
@@ -31,7 +38,7 @@ Training aligns the output one ``hop`` behind the input (``output_delay``): the 
 spans input samples ``[(t - 1) * hop, (t + 1) * hop)``, inside what frame ``t`` has heard.
 So the model adds ``hop`` samples of delay to a causal MelGAN's (declared by its instrument).
 
-Streaming: ``step(mel)`` carries the convolution caches (``streaming_conv``), the summed phase
+Streaming: ``step(mel[, source])`` carries the convolution caches (``streaming_conv``), the summed phase
 advances and the overlap-add tail (``n_fft - hop`` samples); concatenated steps equal
 ``forward`` on the whole sequence at any split (tests/test_istft_vocoder.py).
 Threading: a torch module; one stream per instance.
@@ -45,9 +52,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .source_phase import blend
 from .streaming_conv import CausalConv1d, reset_stream
 
-PHASE_MODES = ("integrated", "absolute")
+PHASE_MODES = ("integrated", "absolute", "source")
 TWO_PI = 2.0 * math.pi
 
 
@@ -61,7 +69,7 @@ class ISTFTConfig:
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4)
     sample_rate: int = 22050
-    phase: str = "absolute"    # or "integrated" (see the module's docstring)
+    phase: str = "absolute"    # or "integrated", "source" (see the module's docstring)
 
     def check(self) -> ISTFTConfig:
         if self.phase not in PHASE_MODES:
@@ -70,6 +78,9 @@ class ISTFTConfig:
             raise ValueError(f"n_mels={self.n_mels}: need 8..256")
         if not 16 <= self.hop <= 4096 or self.n_fft not in (2 * self.hop, 4 * self.hop):
             raise ValueError(f"hop={self.hop}, n_fft={self.n_fft}: need 16 <= hop <= 4096 and n_fft 2 or 4 hops")
+        if self.phase == "source" and self.n_fft != 2 * self.hop:
+            raise ValueError(f"phase='source' needs n_fft = 2 hops (the source's causal window then ends where the "
+                             f"frame's mel does); got n_fft={self.n_fft}, hop={self.hop}")
         if not 8 <= self.channels <= 2048 or not 1 <= self.blocks <= 32 or not 1 <= self.kernel <= 15:
             raise ValueError(f"channels={self.channels}, blocks={self.blocks}, kernel={self.kernel} out of range")
         if not self.dilations or not all(isinstance(d, int) and 1 <= d <= 64 for d in self.dilations):
@@ -128,9 +139,16 @@ class ISTFTVocoder(nn.Module):
             with torch.no_grad():       # an advance of 0 from the network: the bin's centre frequency
                 self.head.bias[2 * k:] = torch.remainder(torch.arange(k) * (TWO_PI * c.hop / c.n_fft), TWO_PI)
         n = torch.arange(c.n_fft, dtype=torch.float32)
-        # periodic Hann overlap-adds to n_fft / (2 hop); scaled so the sum is 1
-        self.register_buffer("window", (0.5 - 0.5 * torch.cos(2 * math.pi * n / c.n_fft)) * (2 * c.hop / c.n_fft),
-                             persistent=False)
+        hann = 0.5 - 0.5 * torch.cos(2 * math.pi * n / c.n_fft)
+        if c.phase == "source":
+            # the exact inverse of the source's Hann STFT: Hann again, the overlap-added squares
+            # divided out (a gain of period hop on the final samples; torch.istft normalises so)
+            self.register_buffer("window", hann, persistent=False)
+            self.register_buffer("gain", 1.0 / (hann ** 2).reshape(-1, c.hop).sum(0), persistent=False)
+        else:
+            # periodic Hann overlap-adds to n_fft / (2 hop); scaled so the sum is 1
+            self.register_buffer("window", hann * (2 * c.hop / c.n_fft), persistent=False)
+            self.gain = None
         self._tail: torch.Tensor | None = None
         self._phase: torch.Tensor | None = None     # streaming: the summed advances, float64 [B, k]
 
@@ -147,11 +165,13 @@ class ISTFTVocoder(nn.Module):
         """Samples the output lags the audio its mel came from (training aligns it so)."""
         return self.config.hop
 
-    def spectrum(self, mel: torch.Tensor, stream: bool = False,
-                 advance: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def spectrum(self, mel: torch.Tensor, stream: bool = False, advance: torch.Tensor | None = None,
+                 source: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """mel ``[B, n_mels, T]`` -> each frame's magnitudes and phases ``[B, n_fft // 2 + 1, T]``.
         ``advance`` (integrated phase only): the phase advances to sum instead of the network's,
-        ``[B, n_fft // 2 + 1, T]`` (``source_advances`` of the audio the mel came from)."""
+        ``[B, n_fft // 2 + 1, T]`` (``source_advances`` of the audio the mel came from).
+        ``source`` (absolute or source phase): the source's complex spectrum per frame, same
+        shape (``source_phase``): its phases replace the network's where it is not silent."""
         x = self.stem.step(mel) if stream else self.stem(mel)
         for b in self.blocks:
             x = b.run(x, stream)
@@ -162,12 +182,14 @@ class ISTFTVocoder(nn.Module):
         if self.config.phase == "integrated":
             phase = phase + self._integrate(h[:, 2 * k:] if advance is None else advance, stream)
         elif advance is not None:
-            raise ValueError("an absolute-phase model takes no phase advances")
+            raise ValueError(f"a {self.config.phase}-phase model takes no phase advances")
+        if source is not None:
+            if self.config.phase == "integrated":
+                raise ValueError("an integrated-phase model takes no source spectrum")
+            if source.shape != phase.shape:
+                raise ValueError(f"source spectrum {tuple(source.shape)}: need {tuple(phase.shape)}")
+            phase = blend(source, phase)
         return mag, phase
-
-    def frames(self, mel: torch.Tensor, stream: bool) -> torch.Tensor:
-        """mel ``[B, n_mels, T]`` -> windowed frames ``[B, n_fft, T]``."""
-        return self._windowed(*self.spectrum(mel, stream))
 
     def _windowed(self, mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
         spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
@@ -176,7 +198,14 @@ class ISTFTVocoder(nn.Module):
     def render_spectrum(self, mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
         """Offline, from ``spectrum``'s output: ``[B, 1, T * hop]`` (``forward`` is this)."""
         y = self._overlap_add(self._windowed(mag, phase))
-        return y[:, None, :mag.shape[2] * self.config.hop]
+        return self._final(y[:, None, :mag.shape[2] * self.config.hop])
+
+    def _final(self, y: torch.Tensor) -> torch.Tensor:
+        """Samples ``[B, 1, T * hop]`` that no later frame reaches, starting at a hop boundary:
+        times the window-sum gain (a source phase), else as they are."""
+        if self.gain is None:
+            return y
+        return (y.reshape(*y.shape[:2], -1, self.config.hop) * self.gain).reshape(y.shape)
 
     def advance_error(self, phase: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """How far the phase advances from frame to frame are from the audio's own, as a loss:
@@ -221,22 +250,23 @@ class ISTFTVocoder(nn.Module):
         out = F.fold(fr, output_size=(1, (t - 1) * c.hop + c.n_fft), kernel_size=(1, c.n_fft), stride=(1, c.hop))
         return out[:, 0, 0]
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """Offline: ``[B, n_mels, T]`` -> ``[B, 1, T * hop]``."""
-        return self.render_spectrum(*self.spectrum(mel))
+    def forward(self, mel: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """Offline: ``[B, n_mels, T]`` (and the source spectrum, ``spectrum``) -> ``[B, 1, T * hop]``."""
+        return self.render_spectrum(*self.spectrum(mel, source=source))
 
-    def step(self, mel: torch.Tensor) -> torch.Tensor:
-        """Streaming: the next ``T`` frames -> the next ``T * hop`` final samples ``[B, 1, T * hop]``."""
+    def step(self, mel: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """Streaming: the next ``T`` frames (and their source spectra) -> the next ``T * hop``
+        final samples ``[B, 1, T * hop]``."""
         c = self.config
         if mel.shape[2] == 0:
             return mel.new_zeros(mel.shape[0], 1, 0)
-        y = self._overlap_add(self.frames(mel, stream=True))
+        y = self._overlap_add(self._windowed(*self.spectrum(mel, stream=True, source=source)))
         keep = c.n_fft - c.hop
         if self._tail is not None and self._tail.shape[0] == y.shape[0]:
             y = torch.cat((y[:, :keep] + self._tail, y[:, keep:]), dim=1)
         n = mel.shape[2] * c.hop
         self._tail = y[:, n:].clone()
-        return y[:, None, :n]
+        return self._final(y[:, None, :n])
 
     def reset(self) -> None:
         reset_stream(self)

@@ -5,7 +5,8 @@ Per render call, on the render side:
     -> for each mel frame that ends inside this call, every sounding voice's roll features
        (``piano_roll.note_features``, the training definition, at the frame's end time)
     -> ``MidiToMel``: one log-mel frame holding the whole chord
-    -> the vocoder's streamed step (``melgan``, ``flow``, ``hifigan``, ...: its own state)
+    -> the vocoder's streamed step (``melgan``, ``flow``, ``hifigan``, ...: its own state; an
+       iSTFT vocoder with a source phase also gets each frame's harmonic reference: below)
     -> resample to the device rate (soxr) -> ``DelayLine`` -> out.
 
 Timing: model frame ``t`` spans model samples ``[t * hop, (t + 1) * hop)``, i.e. device samples
@@ -39,6 +40,15 @@ FluidR3's piano on the same note: 3.1 / 7.1. What remains is the model's own att
 from causal 46 ms analysis windows; reading a further one to three hops ahead moved the half-peak
 time by under 1.5 ms and made the held-out distance worse (a first measurement, 2026-12-02).
 
+Phase from the notes: an iSTFT vocoder with ``phase="source"`` (``source_phase``) takes its phases
+from a harmonic reference of the sounding notes (``fill_reference``), so a held note sounds at its
+own pitch (an absolute phase puts every partial on a multiple of the frame rate). Synthesis
+frame ``t`` is overlap-added from device sample ``s_t`` for ``n_fft`` model samples, so its
+reference is the spectrum of that span: every voice the roll of frame ``t`` holds, as a
+sawtooth-like tone at its pitch (with bend) whose fundamental phase at the span's centre is the
+voice's running phase (kept per voice from its onset, advanced at its pitch between frames);
+level: gain times velocity, fading to 0 over ``tail`` after the release.
+
 The engine's envelope is a gate here (the model makes the attack, decay and release): a voice
 lives ``tail`` seconds past its release, the time the model was trained to ring out.
 
@@ -58,6 +68,7 @@ from .config import EnvelopeConfig
 from .generator import Generator, GeneratorInfo
 from .midi_to_mel import MidiToMel, MidiToMelConfig
 from .piano_roll import N_FEATURES, ONSET_TAUS, RELEASE_TAUS, note_features
+from .source_phase import harmonic_reference
 from .streaming_resampler import DelayLine, Resampler
 
 TRAINING_GAIN = (100 / 127) ** 2     # the engine's channel gain at the data's CC7 100, CC11 127
@@ -88,6 +99,35 @@ def fill_roll(active, gate, note, velocity, gain, onset_time, release_time, taus
             p += 1
     return p
 
+
+@njit(nogil=True, cache=True)
+def fill_reference(active, gate, note, velocity, gain, onset_time, release_time, taus, centres, k, rate, tail,
+                   model_rate, n_fft, run_phase, run_time, run_onset, f0, phase, level, out):
+    """The harmonic reference (``source_phase.harmonic_reference``) of the ``k`` frames into
+    ``out[:k]``: the voices ``fill_roll`` would hold at ``taus``, each at its running phase at the
+    frame's span centre ``centres[j]`` (device samples, absolute). ``run_phase``/``run_time``/
+    ``run_onset``: each voice's phase, when it held, for which onset (reset with a new note)."""
+    out[:k] = 0.0
+    for j in range(k):
+        tau, c, n = taus[j], centres[j], 0
+        for v in range(active.shape[0]):
+            if not active[v] or onset_time[v] >= tau:
+                continue
+            lvl = gain[v] * velocity[v]
+            if not gate[v]:
+                rel = release_time[v] if release_time[v] >= 0 else onset_time[v]
+                t_rel = (tau - rel) / rate
+                if t_rel > tail:
+                    continue
+                lvl *= 1.0 - t_rel / tail if tail > 0 else 0.0
+            f = 440.0 * 2.0 ** ((note[v] - 69.0) / 12.0)
+            if run_onset[v] != onset_time[v]:
+                run_onset[v], run_phase[v], run_time[v] = onset_time[v], 0.0, onset_time[v]
+            run_phase[v] = (run_phase[v] + 2.0 * np.pi * f * (c - run_time[v]) / rate) % (2.0 * np.pi)
+            run_time[v] = c
+            f0[n], phase[n], level[n] = f, run_phase[v], lvl
+            n += 1
+        harmonic_reference(f0, phase, level, n, n_fft, model_rate, out, j)
 
 
 class MidiToMelInstrument(Generator):
@@ -149,6 +189,14 @@ class MidiToMelInstrument(Generator):
         self.rows = np.zeros(max_k * voices, np.int64)
         self.gains = np.zeros(max_k * voices, np.float32)
         self.t_feats, self.t_rows, self.t_gains = (torch.from_numpy(a) for a in (self.feats, self.rows, self.gains))
+        self.reference = None
+        if getattr(self.vocoder, "takes_source", False):       # phase from the notes (see the docstring)
+            self.centres = np.zeros(max_k, np.float64)
+            self.run_phase, self.run_time = np.zeros(voices, np.float64), np.zeros(voices, np.float64)
+            self.run_onset = np.full(voices, -1, np.int64)
+            self.ref_f0, self.ref_phase, self.ref_level = (np.zeros(voices, np.float64) for _ in range(3))
+            self.reference = np.zeros((max_k, self.vocoder.source_bins), np.complex128)
+            self.t_reference = torch.zeros((1, self.vocoder.source_bins, max_k), dtype=torch.complex64)
         self.vcontrols = self.vocoder.default_controls()
         self.reset()
         from .generator import Conditioning
@@ -187,6 +235,8 @@ class MidiToMelInstrument(Generator):
         self.vocoder.reset_model()
         self.next_frame = 0
         self.anchor = -1
+        if getattr(self, "reference", None) is not None:
+            self.run_onset[:] = -1
 
     # -- render side -------------------------------------------------------------------------------
     def render(self, cond, out: np.ndarray) -> None:
@@ -199,6 +249,10 @@ class MidiToMelInstrument(Generator):
         if k > 0:
             for j in range(k):
                 self.taus[j] = self.anchor + (self.next_frame + j + 1) * self.frame_num / self.frame_den + self.ahead
+            if self.reference is not None:          # each synthesis frame's span centre
+                half = self.vocoder.mcfg.n_fft / 2 * self.sample_rate / self.mcfg.sample_rate
+                for j in range(k):
+                    self.centres[j] = self.anchor + (self.next_frame + j) * self.frame_num / self.frame_den + half
             self.next_frame += k
             self._frames(cond, k)
         self.line.pull(out, n)
@@ -210,10 +264,18 @@ class MidiToMelInstrument(Generator):
                       RELEASE_TAUS, self.feats, self.rows, self.gains)
         for i, j in enumerate(self.voc_index):
             self.vcontrols[j] = cond.controls[i]
+        source = None
+        if self.reference is not None:
+            fill_reference(cond.active, cond.gate, cond.note, cond.velocity, cond.gain, cond.onset_time,
+                           cond.release_time, self.taus, self.centres, k, float(self.sample_rate), self.mcfg.tail,
+                           float(self.mcfg.sample_rate), self.vocoder.mcfg.n_fft, self.run_phase, self.run_time,
+                           self.run_onset, self.ref_f0, self.ref_phase, self.ref_level, self.reference)
+            self.t_reference[0, :, :k] = torch.from_numpy(self.reference[:k].T)
+            source = self.t_reference[:, :, :k].to(self.dev)
         with torch.inference_mode():
             mel = self.model(self.t_feats[:p].to(self.dev), self.t_rows[:p].to(self.dev), k,
                              self.t_gains[:p].to(self.dev))
-            y = self.vocoder.synthesize(mel.T[None].contiguous(), self.vcontrols).float().cpu().numpy()
+            y = self.vocoder.synthesize(mel.T[None].contiguous(), self.vcontrols, source).float().cpu().numpy()
         self.line.push(self.rs_out.process(y))
 
     def checkpoint_parts(self) -> tuple[dict, dict]:

@@ -327,13 +327,14 @@ def evaluate_checkpoint(path, heldout, png=None, max_seconds: float = 60.0) -> d
             q["onset"] = onset_times(load_generator(path))
         except ValueError as exc:            # a model that stays silent: said, not measured
             q["onset_error"] = str(exc)
-        from .held_note import held_midi_note_cents
-        q["held_notes"] = {}
+        from .held_note import held_midi_note
+        q["held_notes"], q["held_note_spurs_db"] = {}, {}
         for n in HELD_NOTES:
             try:
-                q["held_notes"][str(n)] = round(held_midi_note_cents(load_generator(path), n), 1)
+                cents, spur = held_midi_note(load_generator(path), n)
+                q["held_notes"][str(n)], q["held_note_spurs_db"][str(n)] = round(cents, 1), round(spur, 1)
             except ValueError:                  # silent there: no pitch to read
-                q["held_notes"][str(n)] = None
+                q["held_notes"][str(n)] = q["held_note_spurs_db"][str(n)] = None
     q["metric"] = ("mean absolute difference of log-mel frames (natural log) between the model's frames and the "
                    "engine's analysis of the held-out audio, over all frames and over frames where a note sounds")
     return q
@@ -451,7 +452,10 @@ def write_midi2mel_card_markdown(model_path) -> Path:
                       "key's equal-tempered pitch:", "",
                       "| key | " + " | ".join(held) + " |", "| --- |" + " ---: |" * len(held),
                       "| cents | " + " | ".join("silent" if v is None else f"{v:+.1f}" for v in held.values())
-                      + " |", ""]
+                      + " |",
+                      *(["| strongest other peak within half an octave, dB | "
+                         + " | ".join("-" if v is None else f"{v:+.1f}" for v in spurs.values()) + " |"]
+                        if (spurs := q.get("held_note_spurs_db")) else []), ""]
     from .load_screen import card_lines
     lines += card_lines(card)
     md = path.with_suffix(".md")

@@ -61,11 +61,12 @@ def add_parsers(sub) -> None:
     i.add_argument("--n-fft", type=int, default=512, help="synthesis window: 2 or 4 hops")
     i.add_argument("--channels", type=int, default=256)
     i.add_argument("--blocks", type=int, default=6)
-    i.add_argument("--phase", default="absolute", choices=("absolute", "integrated"),
-                   help="absolute: each frame's phase from the network (trains; a held note's partials land on "
-                        "multiples of rate / hop); integrated: per-bin phase advances summed over frames (can "
-                        "hold a note at any pitch, but has not learnt to here). --init from an absolute model "
-                        "with integrated converts it")
+    i.add_argument("--phase", default="absolute", choices=("absolute", "integrated", "source"),
+                   help="absolute: each frame's phase from the network (a held note's partials land on "
+                        "multiples of rate / hop); source: the phases of the signal that drives it (its audio "
+                        "in, or a harmonic reference of the notes played), trained teacher-forced on the "
+                        "data's own; integrated: per-bin phase advances summed over frames (has not learnt "
+                        "here). --init from an absolute model converts it")
     i.add_argument("--mel-weight", type=float, default=1.0, help="weight of the log-mel L1 loss")
     i.add_argument("--advance-weight", type=float, default=0.0,
                    help="weight of the error of the phase advances between frames against the audio's "

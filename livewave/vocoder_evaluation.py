@@ -17,6 +17,11 @@ declared content delay where it was trained on livewave's frames (0 for a causal
 or HiFi-GAN, one hop for the iSTFT vocoder), not searched for: a search on the envelope picked
 lags up to 4 hops off on a sustained violin (measured), which scored a fair model as a poor one.
 An imported model (trained on centred frames) is aligned by the search, like Griffin-Lim.
+
+A vocoder that takes its phases from its source (``takes_source``: an iSTFT model with
+``phase="source"``) is scored as it plays audio in: the mel and the phases of the original. That
+is not a like-for-like comparison with Griffin-Lim, which has the mel alone, so it is also scored
+from the mel alone (its network's own phases: ``*_own_phase``).
 """
 from __future__ import annotations
 
@@ -102,7 +107,7 @@ def level_split(log_out: np.ndarray, log_ref: np.ndarray, depth: float = VALLEY_
 def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds: float = 120.0) -> dict:
     from .checkpoint import load_generator
     from .ddsp_evaluation import plot_comparison
-    from .held_note import HELD_NOTE_HZ, held_note_pitch
+    from .held_note import HELD_NOTE_HZ, held_notes
     from .mel_analysis import analyse
     from .spectral_loss import spectral_distance_np
     from .vocoder_training import load_audio_folder
@@ -112,7 +117,8 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
     sr, m = int(gen.info.sample_rate), gen.mel_cfg
     kw = {k: m[k] for k in ("n_fft", "hop", "n_mels", "fmin", "fmax", "floor", "log10")}
     clips, skipped = load_audio_folder(heldout_dir, sr)
-    total = {"model": [0.0, 0.0], "gl": [0.0, 0.0]}
+    source = bool(getattr(gen, "takes_source", False))
+    total = {"model": [0.0, 0.0], "gl": [0.0, 0.0], "own": [0.0, 0.0]}
     groups = band_groups(int(m["n_mels"]))
     by_band = {"model": np.zeros(len(groups)), "gl": np.zeros(len(groups))}
     by_level = {"model": {}, "gl": {}}
@@ -121,12 +127,18 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
         if seconds >= max_seconds:
             break
         mel = analyse(x, sr, **kw)
-        y = gen.offline(mel)
-        outs = {"model": y, "gl": griffin_lim(mel, sr, m)}
+        outs = {"model": gen.offline(mel, x), "gl": griffin_lim(mel, sr, m)}
+        if source:
+            outs["own"] = gen.offline(mel)
         w = x.size / sr
         seconds += w
         shown = {}
         for name, out in outs.items():
+            if name == "own":               # from the mel alone: the two distances only
+                a, ref, _ = shift(out, x, -int(gen.content_delay))
+                total[name][0] += w * spectral_distance_np(a, ref, sr)
+                total[name][1] += w * float(np.abs(analyse(a, sr, **kw) - analyse(ref, sr, **kw)).mean())
+                continue
             if name == "model" and hasattr(gen, "content_delay") and not getattr(gen, "centred", False):
                 a, ref, lag = shift(out, x, -int(gen.content_delay))       # where the instrument puts it
             else:
@@ -142,7 +154,8 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
                 by_level[name][k] = by_level[name].get(k, 0.0) + w * v
         if plot and i == 0:
             plot_comparison(x, shown["model"], shown["gl"], sr, plot, f"{Path(model_path).name}: copy synthesis of a "
-                            "held-out clip", labels=("original (held out)", "vocoder, from the mel",
+                            "held-out clip", labels=("original (held out)", "vocoder, from the mel"
+                                                     + (" and the original's phases" if source else ""),
                                                      "Griffin-Lim (32 iterations), from the same mel"))
         log(f"clip {i}: {w:.1f} s, model lag {lags['model'][-1]}, Griffin-Lim lag {lags['gl'][-1]}")
     q = {"heldout_seconds": round(seconds, 1), "heldout_clips": len(lags["model"]), "sample_rate": sr,
@@ -162,13 +175,21 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
                    "original; a model trained on livewave's frames taken at its declared delay, Griffin-Lim "
                    "and imported models aligned by their energy envelope's cross-correlation; Griffin-Lim: "
                    "librosa mel_to_stft + 32 iterations on the same mel"}
+    if source:
+        q["phase"] = "source"
+        q["mrstft_model_own_phase"] = round(total["own"][0] / seconds, 4)
+        q["logmel_l1_model_own_phase"] = round(total["own"][1] / seconds, 4)
+
     def copy_synthesis(x: np.ndarray, who: str) -> np.ndarray:
         mel = analyse(x, sr, **kw)
-        return gen.offline(mel) if who == "model" else griffin_lim(mel, sr, m)
+        if who == "griffin_lim":
+            return griffin_lim(mel, sr, m)
+        return gen.offline(mel, x if who == "model" else None)
 
     q["held_note_hz"] = list(HELD_NOTE_HZ)
-    for who in ("model", "griffin_lim"):
-        q[f"held_note_cents_{who}"] = held_note_pitch(lambda x, who=who: copy_synthesis(x, who), sr)
+    for who in ("model", "griffin_lim") + (("model_own_phase",) if source else ()):
+        q[f"held_note_cents_{who}"], q[f"held_note_spur_db_{who}"] = held_notes(
+            lambda x, who=who: copy_synthesis(x, who), sr)
     log("held notes, cents off: model " + " ".join(f"{c:+.1f}" for c in q["held_note_cents_model"]))
     q["mrstft_better_than_griffin_lim_pct"] = round(100 * (1 - q["mrstft_model"] / q["mrstft_griffin_lim"]), 1)
     q["logmel_better_than_griffin_lim_pct"] = round(100 * (1 - q["logmel_l1_model"] / q["logmel_l1_griffin_lim"]),
@@ -227,12 +248,21 @@ def write_vocoder_card_markdown(model_path) -> Path:
              *[f"- {line}" for line in card.get("training_notes", [])],
              "", "## Held-out quality (copy synthesis)", ""]
     if q:
+        src = q.get("phase") == "source"
         lines += [f"Measured with `livewave eval {path.name} --data <held-out folder>` on {q['heldout_seconds']} s "
                   f"({q['heldout_clips']} clips) the model never saw.", "",
+                  *(["This vocoder takes its phases from its source (`phase: source`). Played from audio in, that "
+                     "source is the input itself, so \"this vocoder\" below had the original's phases: not a "
+                     "like-for-like comparison with Griffin-Lim, which has the mel alone. The row \"from the mel "
+                     "alone\" is (the network's own phases, as with no source).", ""] if src else []),
                   "| | multi-resolution STFT distance | log-mel L1 |", "| --- | ---: | ---: |",
-                  f"| this vocoder | {q['mrstft_model']} | {q['logmel_l1_model']} |",
+                  f"| this vocoder{', with the source phases' if src else ''} | {q['mrstft_model']} | "
+                  f"{q['logmel_l1_model']} |",
+                  *([f"| this vocoder, from the mel alone | {q['mrstft_model_own_phase']} | "
+                     f"{q['logmel_l1_model_own_phase']} |"] if src else []),
                   f"| Griffin-Lim, 32 iterations (the floor) | {q['mrstft_griffin_lim']} | {q['logmel_l1_griffin_lim']} |",
-                  "", f"Against Griffin-Lim: {q['mrstft_better_than_griffin_lim_pct']}% lower STFT distance, "
+                  "", f"Against Griffin-Lim{' (this vocoder with the source phases)' if src else ''}: "
+                  f"{q['mrstft_better_than_griffin_lim_pct']}% lower STFT distance, "
                   f"{q['logmel_better_than_griffin_lim_pct']}% lower log-mel L1 (negative: worse).", ""]
         if q.get("logmel_l1_bands_model"):
             bands = q["logmel_l1_bands_hz"]
@@ -250,6 +280,9 @@ def write_vocoder_card_markdown(model_path) -> Path:
                       *[f"| {label} | {lv[who]['partials_abs']} | {lv[who]['partials_signed']:+} | "
                         f"{lv[who]['valleys_abs']} | {lv[who]['valleys_signed']:+} |"
                         for label, who in (("this vocoder", "model"), ("Griffin-Lim", "griffin_lim"))], ""]
+        held_rows = (("this vocoder" + (", the tone's own phases" if src else ""), "held_note_cents_model"),
+                     *([("this vocoder, from the mel alone", "held_note_cents_model_own_phase")] if src else []),
+                     ("Griffin-Lim", "held_note_cents_griffin_lim"))
         if q.get("held_note_cents_model"):
             lines += ["Held notes: steady tones of 8 harmonics (1/k amplitudes, 2 s) through analysis and the "
                       "vocoder; where the strongest peak near the fundamental lies in the second second, in cents "
@@ -257,7 +290,13 @@ def write_vocoder_card_markdown(model_path) -> Path:
                       "| Hz | " + " | ".join(f"{f:g}" for f in q["held_note_hz"]) + " |",
                       "| --- |" + " ---: |" * len(q["held_note_hz"]),
                       *[f"| {label} | " + " | ".join(f"{c:+.1f}" for c in q[key]) + " |"
-                        for label, key in (("this vocoder", "held_note_cents_model"),
-                                           ("Griffin-Lim", "held_note_cents_griffin_lim"))], ""]
+                        for label, key in held_rows], ""]
+            if q.get("held_note_spur_db_model"):
+                lines += ["How clean each held tone is: the strongest other peak within half an octave of the "
+                          "fundamental (more than 50 cents from it), in dB against the fundamental's:", "",
+                          "| Hz | " + " | ".join(f"{f:g}" for f in q["held_note_hz"]) + " |",
+                          "| --- |" + " ---: |" * len(q["held_note_hz"]),
+                          *[f"| {label} | " + " | ".join(f"{c:+.1f}" for c in q[key.replace("cents", "spur_db")])
+                            + " |" for label, key in held_rows], ""]
     from .ddsp_evaluation import write_card_page
     return write_card_page(path, lines, q, card)

@@ -5,6 +5,8 @@ vocoder trained on another instrument).
 Per render call, on the render side:
     input channel 1 (device rate) -> input gain -> resample to the model's rate (soxr)
     -> streamed log-mel analysis (``mel_analysis.MelStream``, causal frames)
+       (and, for an iSTFT model with a source phase, the input's own spectrum at the same frames:
+       ``source_phase.SourceSpectrum``)
     -> each completed frame through the causal vocoder (``melgan`` or ``flow_vocoder``, one ``step``
        per call; the flow draws its noise frame by frame from a seeded generator and scales it
        by the ``sigma`` control)
@@ -96,6 +98,7 @@ class AudioVocoder(Generator):
     controls = CONTROLS
     lag_frames = 0        # frames of lookahead: block t is emitted once frame t + lag_frames has arrived
     content_delay = 0     # model-rate samples the output lags its input by, beyond the chain's delay
+    takes_source = False  # the model synthesises with its source's phases (``source_phase``)
 
     def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None):
         self.model = model.eval()
@@ -117,27 +120,39 @@ class AudioVocoder(Generator):
         return ({self.config_key: self.mcfg.to_dict(), "mel": dict(self.mel_cfg), "name": self.info.name},
                 {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()})
 
-    def _step(self, mel, controls) -> object:
-        """The model's audio (a torch tensor ``[samples]``) for mel ``[1, n_mels, frames]``."""
+    def _step(self, mel, controls, source=None) -> object:
+        """The model's audio (a torch tensor ``[samples]``) for mel ``[1, n_mels, frames]``
+        (``source``: their source spectra, where ``takes_source``)."""
         raise NotImplementedError
 
-    def synthesize(self, mel, controls) -> object:
+    def synthesize(self, mel, controls, source=None) -> object:
         """Streamed: model-rate audio (torch ``[samples]``) for the next completed mel frames
         ``[1, n_mels, frames]`` on the prepared device, the model's state carried; fewer samples
         than ``frames * hop`` while a lookahead fills. For a host that makes its own mel frames
-        (``midi2mel``); render side, after ``prepare``."""
-        return self._step(mel, controls)
+        (``midi2mel``); render side, after ``prepare``. ``source``: where ``takes_source``, the
+        frames' source spectra ``[1, source_bins, frames]`` complex (``source_phase``), or None
+        (the model's own phases)."""
+        return self._step(mel, controls, source)
 
     def reset_model(self) -> None:
         """Back to silence: the model's streaming state only."""
         self._reset_model()
 
-    def offline(self, mel: np.ndarray) -> np.ndarray:
+    def offline(self, mel: np.ndarray, audio: np.ndarray | None = None) -> np.ndarray:
         """Copy synthesis at the model's rate, not streamed: mel ``[frames, n_mels]`` -> audio
-        ``[frames * hop]`` (evaluation)."""
+        ``[frames * hop]`` (evaluation). ``audio``: the signal the mel came from, the source of
+        the phases where ``takes_source`` (ignored otherwise; without it such a model uses its own)."""
         import torch
         with torch.inference_mode():
-            return self._offline(torch.from_numpy(np.ascontiguousarray(mel.T[None], np.float32))).float().numpy()
+            m = torch.from_numpy(np.ascontiguousarray(mel.T[None], np.float32))
+            if self.takes_source and audio is not None:
+                return self._offline(m, self._source_of(torch.from_numpy(np.asarray(audio, np.float32))[None],
+                                                        m.shape[2])).float().numpy()
+            return self._offline(m).float().numpy()
+
+    def _source_of(self, audio, frames: int):
+        """The source spectra of ``frames`` mel frames of ``audio`` ``[1, samples]`` (offline)."""
+        raise NotImplementedError
 
     # -- set-up --------------------------------------------------------------------------------
     def prepare(self, sample_rate: int, max_block: int, voices: int, device: str = "cpu") -> None:
@@ -154,6 +169,7 @@ class AudioVocoder(Generator):
         burst = 4096 + 4 * max_block * max(1, -(-mr // sample_rate))
         self.mel = MelStream(mr, m["n_fft"], m["hop"], m["n_mels"], m["fmin"], m["fmax"], m["floor"], m["log10"],
                              max_block=burst)
+        self.src = self._source_stream(burst) if self.takes_source else None
         self.line = DelayLine(self.chain_delay(max_block))
         # NB: a model fed frames centred later than livewave's causal ones sounds that much late too
         self.info = replace(self.info, lookahead=self.line.delay + round(self.content_delay * sample_rate / mr))
@@ -188,6 +204,8 @@ class AudioVocoder(Generator):
         self.rs_in.reset()
         self.rs_out.reset()
         self.mel.reset()
+        if self.src is not None:
+            self.src.reset()
         self._reset_model()
         self.line.reset()
 
@@ -204,11 +222,14 @@ class AudioVocoder(Generator):
         torch = self._torch
         x = self.x_in
         take_input(audio_in[offset:offset + n], n, gain, x)
-        frames = self.mel.push(self.rs_in.process(x[:n]))
+        xm = self.rs_in.process(x[:n])
+        frames = self.mel.push(xm)
+        spec = self.src.push(xm) if self.src is not None else None      # the same frames (SourceSpectrum)
         if frames.shape[0]:
             with torch.inference_mode():
                 mel = torch.from_numpy(frames.T[None].copy()).to(self.dev)
-                y = self._step(mel, controls).float().cpu().numpy()
+                source = None if spec is None else torch.from_numpy(spec.T[None].copy()).to(self.dev)
+                y = self._step(mel, controls, source).float().cpu().numpy()
             self.line.push(self.rs_out.process(y))
         self.line.pull(out, n)
 
@@ -217,21 +238,39 @@ class MelGANVocoder(AudioVocoder):
     family = config_key = "melgan"
     config_class, model_class = MelGANConfig, MelGANGenerator
 
-    def _step(self, mel, controls):
+    def _step(self, mel, controls, source=None):
         return self.model.step(mel)[0, 0]
 
     def _offline(self, mel):
         return self.model(mel)[0, 0]
 
 
-class ISTFTVocoderInstrument(MelGANVocoder):
-    """The causal iSTFT GAN vocoder: it sounds one hop behind its input (trained so)."""
+class ISTFTVocoderInstrument(AudioVocoder):
+    """The causal iSTFT GAN vocoder: it sounds one hop behind its input (trained so). With
+    ``phase="source"`` it takes its phases from its input (``source_phase``), so a held note
+    stays in tune; a host that makes its own mel frames passes the frames' source spectra."""
     family = config_key = "istft"
     config_class, model_class = ISTFTConfig, ISTFTVocoder
 
     def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None):
         super().__init__(model, mel, name, card)
         self.content_delay = model.output_delay
+        self.takes_source = model.config.phase == "source"
+        self.source_bins = model.config.n_fft // 2 + 1
+
+    def _source_stream(self, max_block: int):
+        from .source_phase import SourceSpectrum
+        return SourceSpectrum(self.mcfg.n_fft, self.mcfg.hop, max_block)
+
+    def _source_of(self, audio, frames: int):
+        from .source_phase import source_spectrum
+        return source_spectrum(audio, self.mcfg.n_fft, self.mcfg.hop)[:, :, :frames]
+
+    def _step(self, mel, controls, source=None):
+        return self.model.step(mel, source)[0, 0]
+
+    def _offline(self, mel, source=None):
+        return self.model(mel, source=source)[0, 0]
 
 
 class FlowVocoderInstrument(AudioVocoder):
@@ -255,7 +294,7 @@ class FlowVocoderInstrument(AudioVocoder):
         self._noise.manual_seed(self.seed)
         super().prepare(sample_rate, max_block, voices, device)
 
-    def _step(self, mel, controls):
+    def _step(self, mel, controls, source=None):
         torch = self._torch
         per = self.model.per_frame
         n_group = self.mcfg.n_group
@@ -309,7 +348,7 @@ class _ReferenceVocoder(AudioVocoder):
     def _reset_model(self) -> None:
         self.streamer.reset()
 
-    def _step(self, mel, controls):
+    def _step(self, mel, controls, source=None):
         return self.streamer.push(mel)[0, 0]
 
     def _offline(self, mel):

@@ -14,8 +14,12 @@ multi-scale discriminator (``--discriminators msd``) or that plus HiFi-GAN's mul
 Loss, hifigan (the reference V1/V2/V3 generator, not causal: the engine streams it with its
 lookahead): as MelGAN's, on livewave's causal frames (config ``"frames": "causal"``).
 Loss, istft: as MelGAN's, the output compared one hop behind the audio (``output_delay``).
-``istft_phase``: "absolute" (the default) or "integrated" (``istft_vocoder``); fine-tuning an
-absolute model as integrated converts it first (``istft_vocoder.integrated_from_absolute``).
+``istft_phase``: "absolute" (the default), "integrated" or "source" (``istft_vocoder``); fine-tuning an
+absolute model as integrated converts it first (``istft_vocoder.integrated_from_absolute``); an
+absolute model and a source-phase one have the same weights. "source" trains teacher-forced: each
+frame takes the phases of the crop's own audio (``source_phase.source_spectrum``, the causal
+window ending where the frame's mel ends; the crop is read ``n_fft - hop`` samples early for it),
+so the network learns the magnitudes that go with a source's phases.
 ``advance_weight`` (integrated only) adds the error of the phase advances between frames against
 the audio's own (``ISTFTVocoder.advance_error``): the spectral losses alone hardly teach them
 (a fine-tune of 3000 steps with them left held notes hundreds of cents off), since a
@@ -88,7 +92,7 @@ class VocoderTrainConfig:
     istft_n_fft: int = 512
     istft_channels: int = 256
     istft_blocks: int = 6
-    istft_phase: str = "absolute"     # or "integrated" (istft_vocoder's docstring)
+    istft_phase: str = "absolute"     # or "integrated", "source" (istft_vocoder's docstring)
     hifigan_version: str = "v3"  # the hifigan family: the reference V1, V2 or V3 generator
     hifigan_channels: int = 0    # its upsample_initial_channel; 0 = the version's
     betas: tuple[float, float] = (0.0, 0.0)   # Adam's for G; (0, 0): the family's (MelGAN's 0.5, 0.9; flow 0.9, 0.999)
@@ -134,8 +138,8 @@ class VocoderTrainConfig:
             raise ValueError(f"advance_weight={self.advance_weight}: need 0..10000")
         if self.decay_steps < 0:
             raise ValueError(f"decay_steps={self.decay_steps}: need 0 or more")
-        if self.istft_phase not in ("integrated", "absolute"):
-            raise ValueError(f"istft_phase={self.istft_phase!r}: integrated or absolute")
+        if self.istft_phase not in ("integrated", "absolute", "source"):
+            raise ValueError(f"istft_phase={self.istft_phase!r}: absolute, integrated or source")
         if self.discriminators not in ("msd", "msd+mpd"):
             raise ValueError(f"discriminators={self.discriminators!r}: use msd or msd+mpd")
         if not (8000 <= self.sample_rate <= 96000):
@@ -196,15 +200,18 @@ class MelCrops:
         self.p = lengths / lengths.sum()
         self.seconds = sum(x.shape[0] for _, x in self.items) / cfg.sample_rate
 
-    def batch(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, rng: np.random.Generator, n: int, lead: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` crops: mel ``[n, n_mels, frames]`` and audio ``[n, lead + frames * hop]``, the
+        audio starting ``lead`` samples before the crop's first hop (silence before a clip)."""
         f, h = self.frames, self.hop
         mels = np.zeros((n, self.items[0][0].shape[1], f), np.float32)
-        audio = np.zeros((n, f * h), np.float32)
+        audio = np.zeros((n, lead + f * h), np.float32)
         for b in range(n):
             mel, x = self.items[int(rng.choice(len(self.items), p=self.p))]
             t = int(rng.integers(0, mel.shape[0] - f + 1))
             mels[b] = mel[t:t + f].T
-            audio[b] = x[t * h:(t + f) * h]
+            a = t * h - lead
+            audio[b, max(0, -a):] = x[max(0, a):(t + f) * h]
         return mels, audio
 
 
@@ -280,9 +287,10 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                    "data_seconds": (src_card.get("data") or {}).get("seconds")}
         base = src.model
         if cfg.family == "istft" and base.config.phase != cfg.istft_phase:
-            from .istft_vocoder import integrated_from_absolute
-            base = integrated_from_absolute(base)        # renders the same; training learns the advances
-            lineage["phase"] = "converted from absolute to integrated"
+            lineage["phase"] = f"converted from {base.config.phase} to {cfg.istft_phase}"
+            if cfg.istft_phase == "integrated":
+                from .istft_vocoder import integrated_from_absolute
+                base = integrated_from_absolute(base)    # renders the same; training learns the advances
         if not state_path.exists():
             gen.load_state_dict({k: v.to(dev) for k, v in base.state_dict().items()})
     if state_path.exists():
@@ -302,6 +310,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
         ema = {k: (saved[k] if saved else v).detach().clone().float() for k, v in gen.state_dict().items()
                if v.dtype.is_floating_point}
     fft_sizes = scaled_fft_sizes(cfg.sample_rate)
+    source_lead = cfg.istft_n_fft - cfg.istft_hop if (cfg.family, cfg.istft_phase) == ("istft", "source") else -1
 
     def save(step_now: int, loss: float) -> None:
         cpu_model, _, _ = _build(cfg)
@@ -347,16 +356,22 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                 for g in (opt.param_groups if opt is not None else ()):
                     g["lr"] = lr
         rng = np.random.default_rng(ranks.seed(cfg.seed, step))
-        mel_np, audio_np = crops.batch(rng, cfg.batch)
+        mel_np, audio_np = crops.batch(rng, cfg.batch, max(0, source_lead))
         mel = torch.from_numpy(mel_np).to(dev)
         real = torch.from_numpy(audio_np).to(dev)[:, None]
+        source = None
+        if source_lead >= 0:          # teacher-forced: the crop's own phases (module docstring)
+            from .source_phase import source_spectrum
+            source = source_spectrum(real[:, 0], cfg.istft_n_fft, cfg.istft_hop, source_lead)
+            real = real[..., source_lead:]
         if flow:
             opt_g.zero_grad(set_to_none=True)
             loss = gen.negative_log_likelihood(real[:, 0], mel)
             adversarial = False
         else:
             loss = _gan_step(gen, discs, opt_d, opt_g, mel, real, step >= cfg.gan_start, fft_sizes,
-                             (cfg.mel_weight, cfg.sample_rate, cfg.n_fft, cfg.n_mels), ranks, cfg.advance_weight)
+                             (cfg.mel_weight, cfg.sample_rate, cfg.n_fft, cfg.n_mels), ranks, cfg.advance_weight,
+                             source)
             adversarial = step >= cfg.gan_start
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss)} at step {step}; the last checkpoint is kept")
@@ -391,9 +406,10 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
 
 
 def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes, mel_loss=(0.0, 0, 0, 0),
-              ranks=None, advance_weight: float = 0.0):
+              ranks=None, advance_weight: float = 0.0, source=None):
     """One MelGAN step up to the generator's loss (returned; the caller runs backward and steps):
-    the discriminators' update first when ``adversarial``."""
+    the discriminators' update first when ``adversarial``. ``source``: the crops' source spectra
+    (an istft model with a source phase)."""
     from .gan_discriminators import discriminator_loss, feature_matching_loss, generator_adversarial_loss
     from .spectral_loss import multiscale_spectral_distance
     advance = None
@@ -402,7 +418,7 @@ def _gan_step(gen, discs, opt_d, opt_g, mel, real, adversarial: bool, fft_sizes,
         fake = gen.render_spectrum(mag, phase)
         advance = advance_weight * gen.advance_error(phase, real[:, 0])
     else:
-        fake = gen(mel)
+        fake = gen(mel) if source is None else gen(mel, source=source)
     delay = int(getattr(gen, "output_delay", 0))     # a model trained to lag its input (istft)
     if delay:
         fake, real = fake[..., delay:], real[..., :-delay]
@@ -472,12 +488,14 @@ def fine_tune_config(cfg: VocoderTrainConfig, init, base=None) -> VocoderTrainCo
     m = voc.mcfg
     new = replace(cfg, **_architecture(family, m, init), sample_rate=m.sample_rate, n_mels=m.n_mels,
                   n_fft=int(voc.mel_cfg["n_fft"]), init=str(init)).validate()
-    if family == "istft" and (m.phase, new.istft_phase) == ("integrated", "absolute"):
-        raise ValueError(f"{init}: its phase is integrated; a model cannot be converted back to an absolute phase")
+    if family == "istft" and m.phase == "integrated" and new.istft_phase != "integrated":
+        raise ValueError(f"{init}: its phase is integrated; it cannot be converted back (to phase {new.istft_phase!r})")
+    if family == "istft" and (m.phase, new.istft_phase) == ("source", "integrated"):
+        raise ValueError(f"{init}: its phase is source; convert from an absolute model to an integrated phase")
     built = _build(new)[1]
     a, b = built.to_dict(), m.to_dict()
     if family == "istft":
-        a.pop("phase"), b.pop("phase")          # absolute -> integrated is a conversion (train_vocoder)
+        a.pop("phase"), b.pop("phase")          # a change of phase is a conversion (train_vocoder)
     if a != b:
         raise ValueError(f"{init}: model options this trainer cannot rebuild: "
                          f"{ {k: b.get(k) for k in b if a.get(k) != b.get(k)} }")

@@ -84,12 +84,12 @@ torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$OUT
       | tee "$OUT/cuda_tests.log" || true
   fi
   # the state (.train.pt, with both discriminators and Adam: hundreds of MB) stays in $WORK.
-  # The GAN fine-tune keeps the shipped model's absolute phase, so that what it changes is the
-  # GAN's doing (the log-mel gap); held notes stay on its 86 Hz grid (models/README.md), which
-  # the phase advances of the source are to fix, not a 3.5-minute run.
+  # The GAN fine-tune keeps the shipped model's source phase (its phases from the signal that
+  # drives it, teacher-forced on the data's own: models/README.md), so that what it changes is
+  # the GAN's doing: the magnitudes.
   "$PY" -m livewave train istft --init models/istft-fluidr3.safetensors --data "$DATA" \
      --out "$WORK/istft-fluidr3-gan.safetensors" --steps 1000000 --gan-start 0 --discriminators msd+mpd \
-     --phase absolute --mel-weight 45 --lr 2e-4 --decay-steps 0 --batch "$BATCH" --device "$DEVICE" \
+     --phase source --mel-weight 45 --lr 2e-4 --decay-steps 0 --batch "$BATCH" --device "$DEVICE" \
      --checkpoint-every 1000000 \
      --max-minutes "$ISTFT_MINUTES" --name "iSTFT GAN vocoder (FluidR3), fine-tuned with its GAN on a GPU" -q \
      2>&1 | tee "$OUT/istft.log"
