@@ -65,8 +65,15 @@ def fft_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @njit(nogil=True, cache=True)
 def fft_magnitude(frame, window, rev, tw, re, im, mag):
-    """|FFT(frame * window)| for bins 0..n/2 into ``mag`` (re, im: scratch of n). Radix-2,
-    decimation in time, in place."""
+    """|FFT(frame * window)| for bins 0..n/2 into ``mag`` (re, im: scratch of n)."""
+    fft_windowed(frame, window, rev, tw, re, im)
+    for k in range(frame.shape[0] // 2 + 1):
+        mag[k] = math.sqrt(re[k] * re[k] + im[k] * im[k])
+
+
+@njit(nogil=True, cache=True)
+def fft_windowed(frame, window, rev, tw, re, im):
+    """FFT(frame * window) into ``re``, ``im`` (n each). Radix-2, decimation in time, in place."""
     n = frame.shape[0]
     for i in range(n):
         j = rev[i]
@@ -89,8 +96,6 @@ def fft_magnitude(frame, window, rev, tw, re, im, mag):
                 re[a] += tr
                 im[a] += ti
         size *= 2
-    for k in range(n // 2 + 1):
-        mag[k] = math.sqrt(re[k] * re[k] + im[k] * im[k])
 
 
 @njit(nogil=True, cache=True)

@@ -39,6 +39,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .mel_analysis import fft_windowed
+
 FLOOR = 1e-3          # a source bin under -60 dB of its frame's loudest leaves the network's phase
 
 
@@ -67,9 +69,9 @@ def blend(source, own):
 
 
 @njit(nogil=True, cache=True)
-def _push(x, n, ring, pos, count, hop, window, out_seg, n_out):
-    """Append ``x[:n]`` to the ring of the last ``n_fft`` samples; at every completed hop, copy
-    the windowed ring (oldest first) into ``out_seg[n_out]``. Returns the new ``n_out``."""
+def _push(x, n, ring, pos, count, hop, frame, window, rev, tw, re, im, spec, n_out):
+    """Append ``x[:n]`` to the ring of the last ``n_fft`` samples; at every completed hop, the
+    FFT of the windowed ring (oldest first) into ``spec[n_out]``. Returns the new ``n_out``."""
     n_fft = ring.shape[0]
     for i in range(n):
         ring[pos[0]] = x[i]
@@ -78,7 +80,10 @@ def _push(x, n, ring, pos, count, hop, window, out_seg, n_out):
         if count[0] == hop:
             count[0] = 0
             for j in range(n_fft):
-                out_seg[n_out, j] = ring[(pos[0] + j) % n_fft] * window[j]
+                frame[j] = ring[(pos[0] + j) % n_fft]
+            fft_windowed(frame, window, rev, tw, re, im)
+            for k in range(spec.shape[1]):
+                spec[n_out, k] = complex(re[k], im[k])
             n_out += 1
     return n_out
 
@@ -86,16 +91,18 @@ def _push(x, n, ring, pos, count, hop, window, out_seg, n_out):
 class SourceSpectrum:
     """Streaming ``source_spectrum`` of one signal: ``push(block)`` returns the source spectra of
     the frames the block completed, ``[frames, n_fft // 2 + 1]`` complex64 (a view reused by the
-    next push). Frames complete at the same samples as ``mel_analysis.MelStream`` with the same
-    hop, so the two stay paired."""
+    next push; the Numba FFT of ``mel_analysis``, nothing allocated). Frames complete at the same
+    samples as ``mel_analysis.MelStream`` with the same hop, so the two stay paired."""
 
     def __init__(self, n_fft: int, hop: int, max_block: int):
+        from .mel_analysis import fft_tables
         self.n_fft, self.hop = int(n_fft), int(hop)
         self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft))
+        self.rev, self.tw = fft_tables(self.n_fft)
         self.ring = np.zeros(n_fft, np.float64)
+        self.frame, self.re, self.im = (np.zeros(n_fft, np.float64) for _ in range(3))
         self.pos = np.zeros(1, np.int64)
         self.count = np.zeros(1, np.int64)
-        self.seg = np.zeros((max_block // hop + 1, n_fft), np.float64)
         self.spec = np.zeros((max_block // hop + 1, n_fft // 2 + 1), np.complex64)
         self.max_block = int(max_block)
 
@@ -107,9 +114,8 @@ class SourceSpectrum:
     def push(self, block: np.ndarray) -> np.ndarray:
         if block.shape[0] > self.max_block:
             raise ValueError(f"source spectrum: block of {block.shape[0]} samples > max_block {self.max_block}")
-        k = _push(block, block.shape[0], self.ring, self.pos, self.count, self.hop, self.window, self.seg, 0)
-        if k:
-            self.spec[:k] = np.fft.rfft(self.seg[:k], axis=1)
+        k = _push(block, block.shape[0], self.ring, self.pos, self.count, self.hop, self.frame, self.window,
+                  self.rev, self.tw, self.re, self.im, self.spec, 0)
         return self.spec[:k]
 
 
