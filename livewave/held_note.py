@@ -5,8 +5,9 @@ A steady tone (``harmonic_tone``: 8 partials at 1/k amplitude) goes through the 
 strongest peak within half an octave of the fundamental lies in the second half of the output
 (``peak_cents``: Hann window, FFT zero-padded 8 times, parabolic interpolation on the log
 magnitude) is the note's pitch, in cents from where it should be; the strongest peak in that
-range more than 50 cents from the note (``spur_db``, dB against the note) says how clean it is. For an instrument played from
-MIDI (``held_midi_note_cents``) the note is held 2.5 s through the engine at 48 kHz.
+range more than 50 cents from the note (``spur_db``, dB against the note) says how clean it is.
+For an instrument played from MIDI (``held_midi_note``) the note is held 2.5 s through the
+engine at 48 kHz.
 
 Why it exists: an iSTFT vocoder that takes each frame's phase from its network alone turns a
 steady mel into the same frame every hop, whose partials can only be multiples of the frame rate

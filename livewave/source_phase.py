@@ -25,10 +25,10 @@ A harmonic reference, for notes (``harmonic_reference``): a Hann-windowed FFT of
 partial at ``f`` whose phase at the segment's centre is ``p`` is, in the main lobe (within two
 bins of ``f``), ``W(d) * exp(i (p - pi m))`` at bin ``m``, ``d = m - f n_fft / rate``, with
 ``W(d) = sin(pi d) / (2 pi d (1 - d^2))`` (times ``n_fft``) real and positive there; outside the
-main lobe it is under -31 dB and left out. A partial within two bins of 0 Hz also has its mirror
-image there, ``W(m + c) * exp(i (-p - pi m))``. So the reference is written straight into the bins, a
-few per partial, not synthesised sample by sample. Partials of a note: ``k f0`` up to 0.48 of the
-rate, amplitude ``level / k`` (a sawtooth's), phase ``k p0``.
+main lobe it is under -31 dB and left out. A partial within two bins of 0 Hz also has its
+mirror image there, ``W(m + c) * exp(i (-p - pi m))``. So the reference is written straight into
+the bins, a few per partial, not synthesised sample by sample. Partials of a note: ``k f0`` up to
+0.48 of the rate, amplitude ``level / k`` (a sawtooth's), phase ``k p0``.
 Threading: plain functions and a per-stream object (``SourceSpectrum``), render side after
 construction.
 """
@@ -132,15 +132,15 @@ def harmonic_reference(f0, phase, level, n, n_fft, rate, out, row):
             continue
         k = 1
         while k * f < 0.48 * rate:
-            c = k * f * n_fft / rate                  # the partial's position in bins
-            a = 0.5 * level[i] / k           # a cosine's positive-frequency half
+            c = k * f * n_fft / rate            # the partial's position in bins
+            a = 0.5 * level[i] / k              # a cosine's positive-frequency half
             p = k * phase[i]
             lo = max(0, int(math.ceil(c - 2.0)))
             hi = min(k_bins - 1, int(math.floor(c + 2.0)))
             for m in range(lo, hi + 1):
                 ang = p - math.pi * m
                 out[row, m] += a * _lobe(m - c) * complex(math.cos(ang), math.sin(ang))
-            for m in range(0, min(k_bins, int(math.ceil(2.0 - c)))):     # the mirror image of a partial near 0 Hz
+            for m in range(0, min(k_bins, int(math.ceil(2.0 - c)))):     # its mirror image, near 0 Hz
                 ang = -p - math.pi * m
                 out[row, m] += a * _lobe(m + c) * complex(math.cos(ang), math.sin(ang))
             k += 1
