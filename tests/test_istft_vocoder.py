@@ -162,14 +162,17 @@ def test_the_family_plays_block_size_independently_and_declares_its_hop_of_delay
     assert g.info.family == "istft" and g.info.lookahead == g.line.delay + round(64 * 48000 / 22050)
 
 
-def test_training_aligns_the_output_a_hop_late_and_resumes_exactly(tmp_path):
+def two_tones(folder, sr: int = 22050) -> None:
+    """Training data: 3 s sines at 220 and 330 Hz, as two files."""
     import soundfile as sf
-
-    from livewave.vocoder_training import VocoderTrainConfig, train_vocoder
-    sr = 22050
     t = np.arange(3 * sr) / sr
     for i, f in enumerate((220.0, 330.0)):
-        sf.write(str(tmp_path / f"a{i}.wav"), (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32), sr)
+        sf.write(str(folder / f"a{i}.wav"), (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32), sr)
+
+
+def test_training_aligns_the_output_a_hop_late_and_resumes_exactly(tmp_path):
+    from livewave.vocoder_training import VocoderTrainConfig, train_vocoder
+    two_tones(tmp_path)
     cfg = dict(family="istft", batch=2, crop_frames=8, device="cpu", n_mels=20, istft_hop=64, istft_n_fft=128,
                istft_channels=16, istft_blocks=2, gan_start=2, checkpoint_every=2, learning_rate=1e-3, ema=0.9)
     train_vocoder(tmp_path, tmp_path / "a.safetensors", VocoderTrainConfig(steps=4, **cfg), progress=False)

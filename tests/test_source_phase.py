@@ -6,7 +6,7 @@ trains teacher-forced and converts from an absolute model."""
 import numpy as np
 import pytest
 import torch
-from test_istft_vocoder import _steady_tone_model, tiny
+from test_istft_vocoder import _steady_tone_model, tiny, two_tones
 from test_vocoder_instrument import stream_through
 
 from livewave.checkpoint import load_generator, read_checkpoint, save_checkpoint
@@ -125,13 +125,8 @@ def test_the_audio_in_family_takes_its_inputs_phases_block_size_independently(tm
 
 
 def test_training_with_a_source_phase_converts_an_absolute_model_and_resumes_exactly(tmp_path):
-    import soundfile as sf
-
     from livewave.vocoder_training import VocoderTrainConfig, train_vocoder
-    sr = 22050
-    t = np.arange(3 * sr) / sr
-    for i, f in enumerate((220.0, 330.0)):
-        sf.write(str(tmp_path / f"a{i}.wav"), (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32), sr)
+    two_tones(tmp_path)
     cfg = dict(family="istft", batch=2, crop_frames=8, device="cpu", n_mels=20, istft_hop=64, istft_n_fft=128,
                istft_channels=16, istft_blocks=2, gan_start=100, checkpoint_every=2, learning_rate=1e-3)
     train_vocoder(tmp_path, tmp_path / "abs.safetensors", VocoderTrainConfig(steps=2, **cfg), progress=False)
