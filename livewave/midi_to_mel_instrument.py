@@ -35,7 +35,7 @@ over 5% and over 50% of the note's peak; the engine's whole declared latency), p
     frames made and read at their end (before 2026-12-02)   24.9 / 32.5, 22.7 / 31.7   declared 24.8
     made at their end, read ahead                           21.5 / 27.5, 17.0 / 27.2   declared 13.2
     made when they begin, read ahead                        15.9 / 27.1, 16.8 / 28.4   declared 1.6
-    the same, the vocoder's phases from the notes (this)    16.8 / 28.3, 24.5 / 28.3   declared 1.6
+    the same, the vocoder's phases from the notes (this)    14.4 / 27.8, 24.5 / 27.7   declared 1.6
 
 FluidR3's piano on the same note: 3.1 / 7.1. What remains is the model's own attack, learned
 from causal 46 ms analysis windows; reading a further one to three hops ahead moved the half-peak
@@ -47,8 +47,9 @@ own pitch (an absolute phase puts every partial on a multiple of the frame rate)
 frame ``t`` is overlap-added from device sample ``s_t`` for ``n_fft`` model samples, so its
 reference is the spectrum of that span: every voice the roll of frame ``t`` holds, as a
 sawtooth-like tone at its pitch (with bend) whose fundamental phase at the span's centre is the
-voice's running phase (kept per voice from its onset, advanced at its pitch between frames);
-level: gain times velocity, fading to 0 over ``tail`` after the release.
+voice's running phase (kept per voice from its onset, starting at a phase set by the key so that
+notes struck together do not start aligned, advanced at its pitch between frames); level: gain
+times velocity, fading to 0 over ``tail`` after the release.
 
 The engine's envelope is a gate here (the model makes the attack, decay and release): a voice
 lives ``tail`` seconds past its release, the time the model was trained to ring out.
@@ -122,8 +123,9 @@ def fill_reference(active, gate, note, velocity, gain, onset_time, release_time,
                     continue
                 lvl *= 1.0 - t_rel / tail if tail > 0 else 0.0
             f = 440.0 * 2.0 ** ((note[v] - 69.0) / 12.0)
-            if run_onset[v] != onset_time[v]:
-                run_onset[v], run_phase[v], run_time[v] = onset_time[v], 0.0, onset_time[v]
+            if run_onset[v] != onset_time[v]:       # a new note: its own starting phase (by key)
+                run_onset[v], run_time[v] = onset_time[v], onset_time[v]
+                run_phase[v] = 2.0 * np.pi * ((0.618034 * round(note[v])) % 1.0)
             run_phase[v] = (run_phase[v] + 2.0 * np.pi * f * (c - run_time[v]) / rate) % (2.0 * np.pi)
             run_time[v] = c
             f0[n], phase[n], level[n] = f, run_phase[v], lvl
@@ -175,6 +177,8 @@ class MidiToMelInstrument(Generator):
         self.dev = torch_device(device)
         self.model.to(self.dev)
         self.vocoder.prepare(sample_rate, max_block, 1, str(self.dev))
+        if hasattr(self.vocoder, "prime_silence"):     # see ISTFTVocoder.prime
+            self.vocoder.prime_silence()
         self.device = str(self.dev)
         self.sample_rate, self.max_block = int(sample_rate), int(max_block)
         c, mr = self.mcfg, self.mcfg.sample_rate

@@ -258,6 +258,15 @@ class ISTFTVocoderInstrument(AudioVocoder):
         self.takes_source = model.config.phase == "source"
         self.source_bins = model.config.n_fft // 2 + 1
 
+    def prime_silence(self) -> None:
+        """Every later stream starts from a history of silence (``ISTFTVocoder.prime``), for a
+        host that makes its own mel frames (``midi2mel``); after ``prepare``."""
+        import torch
+        floor = float(self.mel_cfg["floor"])
+        silent = np.log10(floor) if self.mel_cfg["log10"] else np.log(floor)
+        self.model.prime(torch.full((1, self.mcfg.n_mels, 1), float(silent), device=self.dev))
+        self.reset()
+
     def _source_stream(self, max_block: int):
         from .source_phase import SourceSpectrum
         return SourceSpectrum(self.mcfg.n_fft, self.mcfg.hop, max_block)

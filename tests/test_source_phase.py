@@ -19,7 +19,9 @@ from livewave.vocoder_instrument import ISTFTVocoderInstrument
 def test_the_harmonic_reference_is_the_fft_of_a_harmonic_tone_in_its_main_lobes(f0, p0):
     sr, n = 22050, 512
     t = np.arange(n) - n / 2                           # the phase is given at the segment's centre
-    x = sum(np.cos(k * (p0 + 2 * np.pi * f0 * t / sr)) / k for k in range(1, 200) if k * f0 < 0.48 * sr)
+    top = np.floor(0.48 * sr / f0)                     # Schroeder's phases, pi k^2 / (partials)
+    x = sum(np.cos(k * (p0 + 2 * np.pi * f0 * t / sr) + np.pi * k * k / top) / k
+            for k in range(1, 200) if k * f0 < 0.48 * sr)
     want = np.fft.rfft(x * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n))) / n
     got = np.zeros((2, n // 2 + 1), np.complex128)
     harmonic_reference(np.array([f0]), np.array([p0]), np.array([1.0]), 1, n, float(sr), got, 1)
@@ -206,3 +208,38 @@ def test_the_spur_measure_reads_a_sideband_a_frame_rate_from_the_note():
     side = clean + 0.5 * np.sin(2 * np.pi * (f + sr / 256) * t)
     assert spur_db(side, f, sr) == pytest.approx(-6.0, abs=0.3)
     assert spur_db(0.5 * clean + np.sin(2 * np.pi * (f - sr / 256) * t), f, sr) == pytest.approx(6.0, abs=0.3)
+
+
+def test_a_stream_starts_from_silence_not_from_the_convolutions_zero_padding():
+    """``prime``: after a reset the convolutions' history is the mel floor (silence), as the
+    engine starts; zero padding is a log-mel of 0 in every band, which the shipped model once met
+    with a bin at magnitude 657 for a note in its second frame. Primed, the stream equals the
+    offline render of the same frames after that many silent ones, from its second hop (the
+    first hop of the offline render also holds the last silent frame's tail, which a reset
+    drops: silence from a trained model, not from random weights)."""
+    m = tiny(phase="source")
+    silent = torch.full((1, 20, 1), float(np.log(1e-5)))
+    mel = torch.randn(1, 20, 9)
+    with torch.no_grad():
+        m.prime(silent, frames=40)
+        first = m.step(mel)
+        m.reset()
+        assert torch.equal(m.step(mel), first)                       # reset restores the primed history
+        whole = m(torch.cat([silent.expand(-1, -1, 40), mel], 2))[..., 40 * 64:]
+        assert (first[..., 64:] - whole[..., 64:]).abs().max() < 1e-5
+        m._primed = ()
+        m.reset()
+        assert (m.step(mel) - first).abs().max() > 1e-4              # zero padding is another history
+
+
+def test_the_harmonic_reference_never_lines_all_its_partials_up_into_a_pulse():
+    """Schroeder's phases: a 110 Hz reference frame (irfft of its bins) has a crest factor far
+    under the pulse that aligned phases make (all partials peaking together)."""
+    sr, n = 22050, 512
+    got = np.zeros((1, n // 2 + 1), np.complex128)
+    harmonic_reference(np.array([110.0]), np.array([0.0]), np.array([1.0]), 1, n, float(sr), got, 0)
+    frame = np.fft.irfft(got[0], n)
+    t = np.arange(n) - n / 2
+    pulse = sum(np.cos(2 * np.pi * k * 110.0 * t / sr) / k for k in range(1, 97)) * np.hanning(n + 1)[:-1]
+    crest = lambda y: np.abs(y).max() / np.sqrt(np.mean(y ** 2))       # noqa: E731
+    assert crest(frame) < 0.6 * crest(pulse), (crest(frame), crest(pulse))
