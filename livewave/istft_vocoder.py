@@ -203,9 +203,9 @@ class ISTFTVocoder(nn.Module):
     def _final(self, y: torch.Tensor) -> torch.Tensor:
         """Samples ``[B, 1, T * hop]`` that no later frame reaches, starting at a hop boundary:
         times the window-sum gain (a source phase), else as they are."""
-        if self.gain is None:
-            return y
-        return (y.reshape(*y.shape[:2], -1, self.config.hop) * self.gain).reshape(y.shape)
+        if self.gain is not None:       # NB: in place (a new tensor per step held Python memory: traced)
+            y.view(*y.shape[:2], -1, self.config.hop).mul_(self.gain)
+        return y
 
     def advance_error(self, phase: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """How far the phase advances from frame to frame are from the audio's own, as a loss:
