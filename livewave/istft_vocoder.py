@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .source_phase import blend
+from .source_phase import blend, source_spectrum
 from .streaming_conv import CausalConv1d, reset_stream
 
 PHASE_MODES = ("integrated", "absolute", "source")
@@ -219,11 +219,11 @@ class ISTFTVocoder(nn.Module):
         the two frames' magnitudes in the audio: the partials count, the empty bins between
         them do not. 0 when right, 2 when opposite."""
         c = self.config
-        seg = audio.unfold(-1, c.n_fft, c.hop)                    # [B, J, n_fft]: frames 1..J
-        if seg.shape[1] < 2:
+        spec = source_spectrum(audio, c.n_fft, c.hop, c.n_fft - c.hop)   # [B, k, J]: frames 1..J
+        if spec.shape[2] < 2:
             raise ValueError(f"a crop of {audio.shape[-1]} samples has under two whole synthesis frames")
-        true, w = _turns(seg)
-        p = phase[:, :, 1:seg.shape[1] + 1]
+        true, w = _turns(spec)
+        p = phase[:, :, 1:spec.shape[2] + 1]
         made = p[:, :, 1:] - p[:, :, :-1]
         return (w * (1.0 - torch.cos(made - true))).sum() / w.sum().clamp_min(1e-12)
 
@@ -321,16 +321,12 @@ def source_advances(audio: torch.Tensor, config: ISTFTConfig) -> torch.Tensor:
     it), one per mel frame: frame ``t``'s spectrum is the Hann-windowed FFT of the ``n_fft``
     samples ending where mel frame ``t`` ends, ``(t + 1) * hop`` (so it hears nothing later), and
     its advance is the angle from frame ``t - 1``'s. ``[B, n_fft // 2 + 1, N // hop]``."""
-    c = config
-    t = audio.shape[-1] // c.hop
-    padded = F.pad(audio[..., :t * c.hop], (c.n_fft, 0))
-    return _turns(padded.unfold(-1, c.n_fft, c.hop)[:, :t + 1])[0]    # ending at 0, hop, .. t hop
+    spec = source_spectrum(audio, config.n_fft, config.hop)          # ending at hop, .. t hop
+    return _turns(F.pad(spec, (1, 0)))[0]                            # and the silence ending at 0
 
 
-def _turns(seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Segments ``[B, J, n_fft]`` -> each bin's phase turn from one Hann-windowed FFT to the
-    next, and the geometric mean of the two magnitudes (its weight), both ``[B, k, J - 1]``."""
-    win = torch.hann_window(seg.shape[-1], periodic=True, device=seg.device)
-    x = torch.fft.rfft(seg.float() * win, dim=-1).transpose(1, 2)     # [B, k, J]
+def _turns(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spectra ``[B, k, J]`` -> each bin's phase turn from one frame to the next, and the
+    geometric mean of the two magnitudes (its weight), both ``[B, k, J - 1]``."""
     a, b = x[:, :, 1:], x[:, :, :-1]
     return torch.angle(a * b.conj()), (a.abs() * b.abs()).sqrt()

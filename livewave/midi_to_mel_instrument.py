@@ -200,8 +200,8 @@ class MidiToMelInstrument(Generator):
             self.run_phase, self.run_time = np.zeros(voices, np.float64), np.zeros(voices, np.float64)
             self.run_onset = np.full(voices, -1, np.int64)
             self.ref_f0, self.ref_phase, self.ref_level = (np.zeros(voices, np.float64) for _ in range(3))
-            self.reference = np.zeros((max_k, self.vocoder.source_bins), np.complex128)
-            self.t_reference = torch.zeros((1, self.vocoder.source_bins, max_k), dtype=torch.complex64)
+            self.reference = np.zeros((max_k, self.vocoder.source_bins), np.complex64)
+            self.t_reference = torch.from_numpy(self.reference).T[None]     # [1, bins, max_k]: a view
         self.vcontrols = self.vocoder.default_controls()
         self.reset()
         from .generator import Conditioning
@@ -275,7 +275,6 @@ class MidiToMelInstrument(Generator):
                            cond.release_time, self.taus, self.centres, k, float(self.sample_rate), self.mcfg.tail,
                            float(self.mcfg.sample_rate), self.vocoder.mcfg.n_fft, self.run_phase, self.run_time,
                            self.run_onset, self.ref_f0, self.ref_phase, self.ref_level, self.reference)
-            self.t_reference[0, :, :k] = torch.from_numpy(self.reference[:k].T)
             source = self.t_reference[:, :, :k].to(self.dev)
         with torch.inference_mode():
             mel = self.model(self.t_feats[:p].to(self.dev), self.t_rows[:p].to(self.dev), k,

@@ -134,21 +134,18 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
         seconds += w
         shown = {}
         for name, out in outs.items():
-            if name == "own":               # from the mel alone: the two distances only
-                a, ref, _ = shift(out, x, -int(gen.content_delay))
-                total[name][0] += w * spectral_distance_np(a, ref, sr)
-                total[name][1] += w * float(np.abs(analyse(a, sr, **kw) - analyse(ref, sr, **kw)).mean())
-                continue
-            if name == "model" and hasattr(gen, "content_delay") and not getattr(gen, "centred", False):
+            if name != "gl" and hasattr(gen, "content_delay") and not getattr(gen, "centred", False):
                 a, ref, lag = shift(out, x, -int(gen.content_delay))       # where the instrument puts it
             else:
                 a, ref, lag = align(out, x, int(m["n_fft"]))
-            lags[name].append(lag)
-            shown[name] = a
             total[name][0] += w * spectral_distance_np(a, ref, sr)
             la, lr = analyse(a, sr, **kw), analyse(ref, sr, **kw)
             err = np.abs(la - lr)
             total[name][1] += w * float(err.mean())
+            if name == "own":               # from the mel alone: the two distances only
+                continue
+            lags[name].append(lag)
+            shown[name] = a
             by_band[name] += w * np.array([err[:, b0:b1].mean() for b0, b1 in groups])
             for k, v in level_split(la, lr).items():
                 by_level[name][k] = by_level[name].get(k, 0.0) + w * v
