@@ -38,6 +38,31 @@ Training aligns the output one ``hop`` behind the input (``output_delay``): the 
 spans input samples ``[(t - 1) * hop, (t + 1) * hop)``, inside what frame ``t`` has heard.
 So the model adds ``hop`` samples of delay to a causal MelGAN's (declared by its instrument).
 
+Level (``set_level_reference``; the instruments set it, training does not): a network trained on
+one dataset renders other sounds at the wrong level, and can burst where its training never went.
+Measured through the shipped model, 2026-12-02: a 440 Hz sawtooth at 0.8 peak came out sustained
+at 2.7 times its RMS (peak 4.1), white noise at 0.2 RMS at 0.4 times, and the sawtooth after a
+second of silence burst to 32 times full scale in its first frames (one bin at 1850 where the
+input's was 23). So each frame's magnitudes are scaled, one gain per frame (``frame_gains``):
+- with a source that is the input itself (audio in, ``source_level=True``), down to the source
+  frame's energy at most (``SOURCE_HEADROOM`` 0): never louder than the input frame it renders.
+  Only down: on the held-out audio the network's frames are 2-3 dB under their sources' energy
+  (median), and scaling them up to it made the log-mel L1 worse (0.267 -> 0.337: the gain lifts
+  the valleys between partials, which the network already fills); bounded from above only, the
+  held-out scores are unchanged (STFT distance 0.7033, log-mel L1 0.2672; 0.7039 and 0.2672
+  without);
+- otherwise (a mel alone, or a harmonic reference that knows pitches, not levels), down to the
+  level the mel itself allows at most (``LEVEL_HEADROOM`` 0): the sum of the frame's mel-band
+  magnitude sums (the mel filterbank on the synthesis bins) never exceeds the mel's. On 68,000
+  frames of the training audio that ratio sat near ``exp(-0.86)`` (steady sounds), exceeded
+  ``exp(-0.22)`` in 1% of frames and ``exp(0.66)`` in none (onsets: a hard onset at a frame's end
+  gives ``exp(0.69)``, the mel's longer window hearing less of it). Bounded so, the held-out
+  scores from the mel alone and the piano played from MIDI did not move (0.9682 / 0.5489; 1.0334
+  over 30 s), and the piano's first chord after silence, whose first frame burst to a bin of
+  1811 (the same fragility as audio in), peaks at -6.1 dBFS before the limiter, not +1.0.
+The bound does not cure the network's bursts (training on onsets after silence would); it holds
+each burst to its frame's input, a frame at a time, so it streams exactly.
+
 Streaming: ``step(mel[, source])`` carries the convolution caches (``streaming_conv``), the summed phase
 advances and the overlap-add tail (``n_fft - hop`` samples); concatenated steps equal
 ``forward`` on the whole sequence at any split (tests/test_istft_vocoder.py).
@@ -57,6 +82,8 @@ from .streaming_conv import CausalConv1d, reset_stream
 
 PHASE_MODES = ("integrated", "absolute", "source")
 TWO_PI = 2.0 * math.pi
+LEVEL_HEADROOM = 0.0   # a frame's mel-band sums never exceed its mel's (docstring: Level)
+SOURCE_HEADROOM = 0.0   # a frame never carries more energy than its source frame (docstring: Level)
 
 
 @dataclass(frozen=True)
@@ -151,6 +178,8 @@ class ISTFTVocoder(nn.Module):
             self.gain = None
         self._tail: torch.Tensor | None = None
         self._phase: torch.Tensor | None = None     # streaming: the summed advances, float64 [B, k]
+        self.register_buffer("level_fb", None, persistent=False)    # set_level_reference: [n_mels, k]
+        self.mel_log10 = False
 
     @property
     def hop(self) -> int:
@@ -165,13 +194,42 @@ class ISTFTVocoder(nn.Module):
         """Samples the output lags the audio its mel came from (training aligns it so)."""
         return self.config.hop
 
+    def set_level_reference(self, filterbank, log10: bool = False) -> None:
+        """Hold every frame's level to its conditioning's (docstring: Level): ``filterbank`` the
+        mel filterbank of the model's mel analysis computed on the synthesis bins, ``[n_mels,
+        n_fft // 2 + 1]`` (``mel_analysis.mel_filterbank(rate, n_fft, n_mels, fmin, fmax)``);
+        ``log10``: the mel is ``log10`` (else natural log). None: no level reference (training)."""
+        if filterbank is None:
+            self.level_fb = None
+            return
+        fb = torch.as_tensor(filterbank, dtype=torch.float32, device=self.window.device)
+        k = self.config.n_fft // 2 + 1
+        if fb.shape != (self.config.n_mels, k):
+            raise ValueError(f"level filterbank {tuple(fb.shape)}: need ({self.config.n_mels}, {k})")
+        self.level_fb, self.mel_log10 = fb, bool(log10)
+
+    def frame_gains(self, mel: torch.Tensor, mag: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """The gain of each frame ``[B, 1, T]``, at most 1 (docstring: Level): so that the frame's
+        energy stays within ``exp(2 SOURCE_HEADROOM)`` of the ``source``'s (0 where it is
+        silent), or without one its mel-band sums within ``exp(LEVEL_HEADROOM)`` of the mel's
+        (``torch.exp(mel)`` summed over bands, or ``10 ** mel``)."""
+        if source is not None:
+            have = (mag * mag).sum(1, keepdim=True)
+            want = (source.real ** 2 + source.imag ** 2).sum(1, keepdim=True).to(mag.dtype)
+            return torch.clamp(math.exp(SOURCE_HEADROOM) * torch.sqrt(want / have.clamp_min(1e-20)), max=1.0)
+        made = torch.einsum("mk,bkt->bt", self.level_fb.to(mag.dtype), mag)[:, None]
+        allowed = (torch.pow(10.0, mel) if self.mel_log10 else torch.exp(mel)).sum(1, keepdim=True)
+        return torch.clamp(allowed * math.exp(LEVEL_HEADROOM) / made.clamp_min(1e-20), max=1.0)
+
     def spectrum(self, mel: torch.Tensor, stream: bool = False, advance: torch.Tensor | None = None,
-                 source: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 source: torch.Tensor | None = None, source_level: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """mel ``[B, n_mels, T]`` -> each frame's magnitudes and phases ``[B, n_fft // 2 + 1, T]``.
         ``advance`` (integrated phase only): the phase advances to sum instead of the network's,
         ``[B, n_fft // 2 + 1, T]`` (``source_advances`` of the audio the mel came from).
         ``source`` (absolute or source phase): the source's complex spectrum per frame, same
-        shape (``source_phase``): its phases replace the network's where it is not silent."""
+        shape (``source_phase``): its phases replace the network's where it is not silent.
+        ``source_level``: the source is the input itself (audio in), so its frames' energies
+        are the levels to render at (with a level reference; docstring: Level)."""
         x = self.stem.step(mel) if stream else self.stem(mel)
         for b in self.blocks:
             x = b.run(x, stream)
@@ -189,6 +247,8 @@ class ISTFTVocoder(nn.Module):
             if source.shape != phase.shape:
                 raise ValueError(f"source spectrum {tuple(source.shape)}: need {tuple(phase.shape)}")
             phase = blend(source, phase)
+        if self.level_fb is not None:
+            mag = mag * self.frame_gains(mel, mag, source if source_level else None)
         return mag, phase
 
     def _windowed(self, mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
@@ -250,17 +310,18 @@ class ISTFTVocoder(nn.Module):
         out = F.fold(fr, output_size=(1, (t - 1) * c.hop + c.n_fft), kernel_size=(1, c.n_fft), stride=(1, c.hop))
         return out[:, 0, 0]
 
-    def forward(self, mel: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, source: torch.Tensor | None = None, source_level: bool = False) -> torch.Tensor:
         """Offline: ``[B, n_mels, T]`` (and the source spectrum, ``spectrum``) -> ``[B, 1, T * hop]``."""
-        return self.render_spectrum(*self.spectrum(mel, source=source))
+        return self.render_spectrum(*self.spectrum(mel, source=source, source_level=source_level))
 
-    def step(self, mel: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+    def step(self, mel: torch.Tensor, source: torch.Tensor | None = None, source_level: bool = False) -> torch.Tensor:
         """Streaming: the next ``T`` frames (and their source spectra) -> the next ``T * hop``
         final samples ``[B, 1, T * hop]``."""
         c = self.config
         if mel.shape[2] == 0:
             return mel.new_zeros(mel.shape[0], 1, 0)
-        y = self._overlap_add(self._windowed(*self.spectrum(mel, stream=True, source=source)))
+        y = self._overlap_add(self._windowed(*self.spectrum(mel, stream=True, source=source,
+                                                            source_level=source_level)))
         keep = c.n_fft - c.hop
         if self._tail is not None and self._tail.shape[0] == y.shape[0]:
             y = torch.cat((y[:, :keep] + self._tail, y[:, keep:]), dim=1)
@@ -285,7 +346,8 @@ class ISTFTVocoder(nn.Module):
         (13 times full scale after synthesis; the torture matrix found it, 2026-12-02); primed,
         0.07. Audio in is not primed: there white noise at 0.2 after one or more silent frames
         drove the same model to 33-734 times full scale, where the zero padding gave 0.73 (a
-        fragility of that model's onsets after silence, not fixed by this)."""
+        fragility of that model's onsets after silence, not fixed by this; the level bound,
+        docstring: Level, now holds such a burst to its input frame's energy)."""
         from .streaming_conv import streaming_layers
         self._primed = ()
         self.reset()

@@ -30,7 +30,7 @@ from numba import njit
 from .flow_vocoder import SIGMA, FlowConfig, FlowVocoder
 from .generator import Control, Generator, GeneratorInfo
 from .istft_vocoder import ISTFTConfig, ISTFTVocoder
-from .mel_analysis import MelStream
+from .mel_analysis import MelStream, mel_filterbank
 from .melgan import MelGANConfig, MelGANGenerator
 from .reference_vocoders import HiFiGANConfig, HiFiGANGenerator, MelGANReferenceConfig, MelGANReferenceGenerator
 from .streaming_resampler import DelayLine, Resampler
@@ -257,6 +257,8 @@ class ISTFTVocoderInstrument(AudioVocoder):
         self.content_delay = model.output_delay
         self.takes_source = model.config.phase == "source"
         self.source_bins = model.config.n_fft // 2 + 1
+        m, c = self.mel_cfg, model.config      # every frame's level held to its input's (istft_vocoder: Level)
+        model.set_level_reference(mel_filterbank(c.sample_rate, c.n_fft, c.n_mels, m["fmin"], m["fmax"]), m["log10"])
 
     def prime_silence(self) -> None:
         """Every later stream starts from a history of silence (``ISTFTVocoder.prime``), for a
@@ -275,11 +277,14 @@ class ISTFTVocoderInstrument(AudioVocoder):
         from .source_phase import source_spectrum
         return source_spectrum(audio, self.mcfg.n_fft, self.mcfg.hop)[:, :, :frames]
 
+    def synthesize(self, mel, controls, source=None):
+        return self.model.step(mel, source)[0, 0]        # a host's source: phases, not levels
+
     def _step(self, mel, controls, source=None):
-        return self.model.step(mel, source)[0, 0]
+        return self.model.step(mel, source, source_level=source is not None)[0, 0]
 
     def _offline(self, mel, source=None):
-        return self.model(mel, source=source)[0, 0]
+        return self.model(mel, source=source, source_level=source is not None)[0, 0]
 
 
 class FlowVocoderInstrument(AudioVocoder):
