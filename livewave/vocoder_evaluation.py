@@ -188,6 +188,15 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
         q[f"held_note_cents_{who}"], q[f"held_note_spur_db_{who}"] = held_notes(
             lambda x, who=who: copy_synthesis(x, who), sr)
     log("held notes, cents off: model " + " ".join(f"{c:+.1f}" for c in q["held_note_cents_model"]))
+    from .onset_burst import onset_figures  # out-of-training sounds after silence (onset_burst)
+    q["onsets"] = onset_figures(lambda x: copy_synthesis(x, "model"), sr)
+    net = getattr(gen, "model", None)
+    if getattr(net, "level_fb", None) is not None:  # and the network alone, without the level bound
+        fb, net.level_fb = net.level_fb, None
+        try:
+            q["onsets_network_alone"] = onset_figures(lambda x: copy_synthesis(x, "model"), sr)
+        finally:
+            net.level_fb = fb
     q["mrstft_better_than_griffin_lim_pct"] = round(100 * (1 - q["mrstft_model"] / q["mrstft_griffin_lim"]), 1)
     q["logmel_better_than_griffin_lim_pct"] = round(100 * (1 - q["logmel_l1_model"] / q["logmel_l1_griffin_lim"]),
                                                     1)
@@ -295,5 +304,18 @@ def write_vocoder_card_markdown(model_path) -> Path:
                           "| --- |" + " ---: |" * len(q["held_note_hz"]),
                           *[f"| {label} | " + " | ".join(f"{c:+.1f}" for c in q[key.replace("cents", "spur_db")])
                             + " |" for label, key in held_rows], ""]
+    if q.get("onsets"):
+        alone = q.get("onsets_network_alone") or {}
+        lines += ["Onsets after silence (`onset_burst`): sounds out of any training, each after 1 s of digital "
+                  "silence, through copy synthesis; the largest sample in the first 0.25 s after the onset and "
+                  "the RMS from 0.5 to 1.5 s, over the input's own (1: as loud as what came in)"
+                  + ("; the network alone is this model without its level bound (`istft_vocoder`, Level)"
+                     if alone else "") + ":", "",
+                  "| sound | onset peak | sustained RMS |" + (" network alone: onset peak | sustained RMS |"
+                                                              if alone else ""),
+                  "| --- | ---: | ---: |" + (" ---: | ---: |" if alone else ""),
+                  *[f"| {name} | {v[0]:g} | {v[1]:g} |" + (f" {alone[name][0]:g} | {alone[name][1]:g} |"
+                                                          if name in alone else "")
+                    for name, v in q["onsets"].items()], ""]
     from .ddsp_evaluation import write_card_page
     return write_card_page(path, lines, q, card)

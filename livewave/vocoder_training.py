@@ -103,6 +103,7 @@ class VocoderTrainConfig:
     advance_weight: float = 0.0  # istft, integrated phase: weight of the phase-advance error (``advance_error``)
     init: str = ""               # a trained checkpoint of this family to start from (fine-tuning); "" = scratch
     max_minutes: float = 0.0     # stop (checkpoint written) after this much training time; a rerun goes on (0: none)
+    onsets: float = 0.0          # share of crops made onsets after silence (``MelCrops.batch``); 0: none
 
     @property
     def hop(self) -> int:
@@ -130,6 +131,8 @@ class VocoderTrainConfig:
             raise ValueError("checkpoint_every must be at least 1")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas={self.betas}: two numbers in 0..1")
+        if not (0.0 <= self.onsets <= 1.0):
+            raise ValueError(f"onsets={self.onsets}: a share of the crops, 0..1")
         if not (0.0 <= self.max_minutes <= 1e6):
             raise ValueError(f"max_minutes={self.max_minutes}: need 0 (no limit) or more")
         if self.advance_weight and (self.family, self.istft_phase) != ("istft", "integrated"):
@@ -186,6 +189,7 @@ class MelCrops:
     def __init__(self, clips: list[np.ndarray], cfg: VocoderTrainConfig):
         from .mel_analysis import analyse
         self.hop = cfg.hop
+        self.analysis = dict(sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop=cfg.hop, n_mels=cfg.n_mels)
         self.frames = cfg.crop_frames
         self.items = []
         for x in clips:
@@ -200,9 +204,15 @@ class MelCrops:
         self.p = lengths / lengths.sum()
         self.seconds = sum(x.shape[0] for _, x in self.items) / cfg.sample_rate
 
-    def batch(self, rng: np.random.Generator, n: int, lead: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, rng: np.random.Generator, n: int, lead: int = 0,
+              onsets: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """``n`` crops: mel ``[n, n_mels, frames]`` and audio ``[n, lead + frames * hop]``, the
-        audio starting ``lead`` samples before the crop's first hop (silence before a clip)."""
+        audio starting ``lead`` samples before the crop's first hop (silence before a clip).
+        ``onsets``: the share of crops made an onset after silence: digital silence up to a random
+        frame (1 to ``frames - 8``), then the audio cut in at a random gain (-12 to +6 dB,
+        clipped at full scale), its mel analysed again (exactly: silence before). Trained so, a
+        vocoder meets the history a stream has after a long silence, which its data never has
+        (FluidR3 phrases ring on between notes; the shipped model burst on such onsets)."""
         f, h = self.frames, self.hop
         mels = np.zeros((n, self.items[0][0].shape[1], f), np.float32)
         audio = np.zeros((n, lead + f * h), np.float32)
@@ -212,6 +222,12 @@ class MelCrops:
             mels[b] = mel[t:t + f].T
             a = t * h - lead
             audio[b, max(0, -a):] = x[max(0, a):(t + f) * h]
+            if onsets and rng.random() < onsets:
+                from .mel_analysis import analyse
+                cut = lead + int(rng.integers(1, max(2, f - 7))) * h
+                audio[b, :cut] = 0.0
+                audio[b] = np.clip(audio[b] * 10.0 ** (rng.uniform(-12.0, 6.0) / 20.0), -1.0, 1.0)
+                mels[b] = analyse(audio[b, lead:], **self.analysis).T
         return mels, audio
 
 
@@ -356,7 +372,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                 for g in (opt.param_groups if opt is not None else ()):
                     g["lr"] = lr
         rng = np.random.default_rng(ranks.seed(cfg.seed, step))
-        mel_np, audio_np = crops.batch(rng, cfg.batch, max(0, source_lead))
+        mel_np, audio_np = crops.batch(rng, cfg.batch, max(0, source_lead), cfg.onsets)
         mel = torch.from_numpy(mel_np).to(dev)
         real = torch.from_numpy(audio_np).to(dev)[:, None]
         source = None
@@ -524,6 +540,8 @@ def _config_key(cfg: VocoderTrainConfig) -> str:
         d.pop("betas")
     if not cfg.decay_steps:
         d.pop("decay_steps")
+    if not cfg.onsets:
+        d.pop("onsets")
     if cfg.family != "hifigan":
         d.pop("hifigan_version")
         d.pop("hifigan_channels")

@@ -197,6 +197,11 @@ def test_a_source_phase_vocoder_is_also_scored_from_the_mel_alone(tmp_path):
     save_checkpoint(model, "istft", meta["config"], {**meta["card"], "quality": q}, tensors)
     md = write_vocoder_card_markdown(model).read_text()
     assert "from the mel alone" in md and "not a like-for-like comparison" in md and "How clean" in md
+    # onsets after silence, with the level bound and without (onset_burst): audio in never louder
+    assert set(q["onsets"]) == set(q["onsets_network_alone"]) and len(q["onsets"]) == 4
+    for name, (peak, rms) in q["onsets"].items():
+        assert np.isfinite(peak) and rms <= 1.05 and rms <= q["onsets_network_alone"][name][1] + 1e-6
+    assert "Onsets after silence" in md and "network alone" in md
 
 
 def test_the_spur_measure_reads_a_sideband_a_frame_rate_from_the_note():

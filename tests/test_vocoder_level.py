@@ -109,3 +109,19 @@ def test_the_shipped_vocoder_does_not_burst_when_a_loud_tone_follows_silence(f0)
     assert np.abs(y).max() < 2.0 * np.abs(saw).max()
     steady = y[sr: sr + sr // 2]
     assert np.sqrt((steady ** 2).mean()) < 1.1 * np.sqrt((saw ** 2).mean())
+
+
+def test_the_onset_measure_reads_the_level_of_what_comes_out_against_what_went_in():
+    from livewave.onset_burst import SILENCE_SECONDS, onset_figures, onset_signals
+    rate = 8000
+    same = onset_figures(lambda x: x, rate)
+    assert set(same) == set(onset_signals(rate))
+    assert all(0.9 <= peak <= 1.0 and rms == 1.0 for peak, rms in same.values())   # noise peaks later
+
+    def burst(x):               # twice as loud, and a spike of 10 at the onset
+        y = 2.0 * x
+        y[int(SILENCE_SECONDS * rate) + 50] = 10.0 * np.abs(x).max()
+        return y
+    for peak, rms in onset_figures(burst, rate).values():
+        assert peak == 10.0 and rms == 2.0
+    assert all(v == (float("inf"),) * 2 for v in onset_figures(lambda x: x * np.nan, rate).values())

@@ -236,3 +236,33 @@ def test_every_trained_family_can_be_fine_tuned(tmp_path, tiny):
                                                   init=str(base)), progress=False)
     a, b = load_generator(base), load_generator(tuned)
     assert b.info.family == family and b.mcfg == a.mcfg and b.mel_cfg == a.mel_cfg
+
+
+def test_onset_crops_start_from_digital_silence_with_their_mel_analysed_exactly():
+    """``--onsets``: a share of the crops is silence up to a random frame and the audio after it
+    at a random gain; its mel is the analysis of exactly that (silence before), and a crop that
+    is not an onset is the plain one (the same random draws otherwise)."""
+    from livewave.mel_analysis import analyse
+    from livewave.vocoder_training import MelCrops
+    cfg = VocoderTrainConfig(**TINY).validate()
+    rng0 = np.random.default_rng(3)
+    clips = [(0.3 * rng0.standard_normal(16000)).astype(np.float32) for _ in range(2)]
+    crops = MelCrops(clips, cfg)
+    lead, h, f = 128, cfg.hop, cfg.crop_frames
+    mel, audio = crops.batch(np.random.default_rng(5), 64, lead, onsets=0.5)
+    floor = np.log(1e-5)
+    starts = []
+    for b in range(64):
+        quiet = np.flatnonzero(np.abs(audio[b]) > 0)
+        if quiet[0] < lead + h:                        # a plain crop
+            continue
+        cut = quiet[0]
+        starts.append((cut - lead) // h)
+        assert (cut - lead) % h == 0 and 1 <= (cut - lead) // h <= f - 8
+        assert np.allclose(mel[b], analyse(audio[b, lead:], 16000, n_fft=256, hop=h, n_mels=32).T, atol=1e-5)
+        assert np.allclose(mel[b, :, :(cut - lead) // h], floor, atol=1e-4)     # silence until the cut
+    assert 20 <= len(starts) <= 44 and len(set(starts)) > 3
+    plain_mel, plain_audio = crops.batch(np.random.default_rng(5), 4, lead)
+    assert np.abs(plain_audio[:, :lead + h]).max() > 0
+    with pytest.raises(ValueError, match="onsets"):
+        VocoderTrainConfig(**TINY, onsets=1.5).validate()
