@@ -375,6 +375,16 @@ def cmd_data_soundfont(args) -> int:
     return 0
 
 
+def cmd_data_synth(args) -> int:
+    from .synthetic_sounds import make_synthetic_dataset
+    try:
+        make_synthetic_dataset(args.out, args.minutes, sample_rate=args.rate, seed=args.seed)
+    except (ValueError, OSError) as exc:
+        print(f"livewave: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_data_audio(args) -> int:
     from .audio_data import make_audio_dataset
     from .soundfont_data import DatasetError
@@ -412,6 +422,13 @@ def _add_data_parsers(sub) -> None:
     s.add_argument("--no-tuning", action="store_true",
                    help="f0 labels from the MIDI alone, without the soundfont's measured key tuning")
     s.set_defaults(func=cmd_data_soundfont)
+    sy = dsub.add_parser("synth", help="synthetic sounds after silence (sawtooths, squares, noise, sines): vocoder "
+                                       "training data beside FluidR3's, for the inputs its instruments never make")
+    sy.add_argument("--minutes", type=float, required=True, help="minutes of audio (clips of 3 s)")
+    sy.add_argument("--out", required=True, help="folder to write synth_NNN.wav into")
+    sy.add_argument("--rate", type=int, default=22050, help="sample rate in Hz (the vocoders' 22050)")
+    sy.add_argument("--seed", type=int, default=11)
+    sy.set_defaults(func=cmd_data_synth)
     a = dsub.add_parser("audio", help="label your own recordings of one monophonic instrument")
     a.add_argument("indir", help="folder of .wav/.flac/.aif/.aiff/.ogg files (searched recursively)")
     a.add_argument("--out", required=True, help="dataset folder (new, empty, or an earlier dataset)")
