@@ -40,7 +40,7 @@ So the model adds ``hop`` samples of delay to a causal MelGAN's (declared by its
 
 Level (``set_level_reference``; the instruments set it, training does not): a network trained on
 one dataset renders other sounds at the wrong level, and can burst where its training never went.
-Measured through the shipped model, 2026-12-02: a 440 Hz sawtooth at 0.8 peak came out sustained
+Measured through the model shipped until stop 19 (2026-12-02): a 440 Hz sawtooth at 0.8 peak came out sustained
 at 2.7 times its RMS (peak 4.1), white noise at 0.2 RMS at 0.4 times, and the sawtooth after a
 second of silence burst to 32 times full scale in its first frames (one bin at 1850 where the
 input's was 23). So each frame's magnitudes are scaled, one gain per frame (``frame_gains``):
