@@ -1,6 +1,7 @@
 """``scripts/gpu_vocoders.sh train``, the one command a lent GPU runs, run here on the CPU with
 budgets of seconds: every flag it passes is valid, the fine-tune starts from the shipped iSTFT
-vocoder with its GAN, the flow trains, both stop at their time budgets and come back playable."""
+vocoder with its GAN (and, as its last stage, onsets after silence and synthetic sounds), the
+flow trains, both stop at their time budgets and come back playable."""
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ def test_the_gpu_script_trains_both_vocoders_within_its_budgets(tmp_path):
     shipped = load_generator(ROOT / "models" / "istft-fluidr3.safetensors").info.card["training"]["steps"]
     assert t["fine_tuned_from"]["steps"] == shipped and t["gan_start"] == 0 and t["discriminators"] == "msd+mpd"
     assert t["steps"] >= 1 and gan.model.config.phase == "source"
+    assert t["onsets"] == 0.25 and len(list((data / "synth").glob("*.wav"))) == 36     # as the shipped model's last stage
     flow = load_generator(out / "flow-fluidr3.safetensors")
     assert flow.info.family == "flow" and flow.info.card["training"]["steps"] >= 1
     # a file the device returns may hold 16 MB at most
