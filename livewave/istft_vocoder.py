@@ -40,10 +40,11 @@ So the model adds ``hop`` samples of delay to a causal MelGAN's (declared by its
 
 Level (``set_level_reference``; the instruments set it, training does not): a network trained on
 one dataset renders other sounds at the wrong level, and can burst where its training never went.
-Measured through the model shipped until stop 19 (2026-12-02): a 440 Hz sawtooth at 0.8 peak came out sustained
-at 2.7 times its RMS (peak 4.1), white noise at 0.2 RMS at 0.4 times, and the sawtooth after a
-second of silence burst to 32 times full scale in its first frames (one bin at 1850 where the
-input's was 23). So each frame's magnitudes are scaled, one gain per frame (``frame_gains``):
+Measured through the model shipped until stop 19 (2026-12-02): a 440 Hz sawtooth at 0.8 peak
+came out sustained at 2.7 times its RMS (peak 4.1), white noise at 0.2 RMS at 0.4 times, and the
+sawtooth after a second of silence burst to 32 times full scale in its first frames (one bin at
+1850 where the input's was 23). So each frame's magnitudes are scaled, one gain per frame
+(``frame_gains``):
 - with a source that is the input itself (audio in, ``source_level=True``), down to the source
   frame's energy at most (``SOURCE_HEADROOM`` 0): never louder than the input frame it renders.
   Only down: on the held-out audio the network's frames are 2-3 dB under their sources' energy
@@ -60,8 +61,11 @@ input's was 23). So each frame's magnitudes are scaled, one gain per frame (``fr
   scores from the mel alone and the piano played from MIDI did not move (0.9682 / 0.5489; 1.0334
   over 30 s), and the piano's first chord after silence, whose first frame burst to a bin of
   1811 (the same fragility as audio in), peaks at -6.1 dBFS before the limiter, not +1.0.
-The bound does not cure the network's bursts (training on onsets after silence would); it holds
-each burst to its frame's input, a frame at a time, so it streams exactly.
+The bound does not cure a network's bursts; it holds each to its frame's input, a frame at a
+time, so it streams exactly. The shipped model was then trained on onsets after silence and on
+synthetic sounds (``vocoder_training``'s ``onsets``, ``synthetic_sounds``), after which its
+network alone answers those within 1.43 times their peak (models/README.md); the bound stays for
+what neither training met.
 
 Streaming: ``step(mel[, source])`` carries the convolution caches (``streaming_conv``), the summed phase
 advances and the overlap-add tail (``n_fft - hop`` samples); concatenated steps equal
