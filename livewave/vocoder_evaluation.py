@@ -192,11 +192,12 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
     q["onsets"] = onset_figures(lambda x: copy_synthesis(x, "model"), sr)
     net = getattr(gen, "model", None)
     if getattr(net, "level_fb", None) is not None:  # and the network alone, without the level bound
-        fb, net.level_fb = net.level_fb, None
+        fb = net.level_fb
+        net.set_level_reference(None)
         try:
             q["onsets_network_alone"] = onset_figures(lambda x: copy_synthesis(x, "model"), sr)
         finally:
-            net.level_fb = fb
+            net.set_level_reference(fb, net.mel_log10)
     q["mrstft_better_than_griffin_lim_pct"] = round(100 * (1 - q["mrstft_model"] / q["mrstft_griffin_lim"]), 1)
     q["logmel_better_than_griffin_lim_pct"] = round(100 * (1 - q["logmel_l1_model"] / q["logmel_l1_griffin_lim"]),
                                                     1)
