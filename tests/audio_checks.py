@@ -48,15 +48,19 @@ def f0_spectral(x: np.ndarray, rate: int, fmin: float = 20.0, fmax: float = 5000
     return f
 
 
-def longest_unbroken(x: np.ndarray, min_gap: int = 16) -> np.ndarray:
-    """The longest stretch of ``x`` without a run of ``min_gap`` or more exact zeros. A JACK
-    cycle that no client got to run (an xrun of the machine) leaves such a hole in a live
-    recording, and the phase jump across it would bias a spectral pitch estimate."""
+def holes(x: np.ndarray, min_gap: int = 16) -> list[tuple[int, int]]:
+    """(start, end) of each run of ``min_gap`` or more exact zeros in ``x``. A JACK cycle that
+    no client got to run (an xrun of the machine) leaves such a hole in a live recording."""
     zero = np.concatenate(([False], x == 0.0, [False]))
     d = np.diff(zero.astype(np.int8))
     starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
-    holes = [(a, b) for a, b in zip(starts, ends, strict=True) if b - a >= min_gap]
-    bounds = [0] + [v for h in holes for v in h] + [len(x)]
+    return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True) if b - a >= min_gap]
+
+
+def longest_unbroken(x: np.ndarray, min_gap: int = 16) -> np.ndarray:
+    """The longest stretch of ``x`` without a hole (``holes``): the phase jump across one would
+    bias a spectral pitch estimate."""
+    bounds = [0] + [v for h in holes(x, min_gap) for v in h] + [len(x)]
     pieces = [(bounds[i], bounds[i + 1]) for i in range(0, len(bounds), 2)]
     a, b = max(pieces, key=lambda p: p[1] - p[0])
     return x[a:b]
