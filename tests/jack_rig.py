@@ -269,13 +269,14 @@ _MARK: tuple[int, float, tuple[int, int]] = (0, 0.0, (0, 0))
 # Machine stalls (is_machine_stall: a JACK cycle in which no client got the CPU, a test client
 # among them) during a test that mark the machine as busy (on_time_or_slow_machine): at least
 # STALL_STORM_MIN, and at least STALL_STORM_PER_S a second of the test. Counted on this VM on
-# 2026-12-02 (benchmarks/RESULTS.md, "Machine stalls during the JACK tests"): most tests 0-2,
-# busy stretches 15-35 in 15-25 s; CI's failing take of 2026-12-02 had 363 in 20 s while the
-# probe, run after the take, read the machine at its best (7.6%).
+# 2026-12-02 (benchmarks/RESULTS.md, "machine stalls during the JACK tests"): 0-5 in most tests
+# with the hypervisor taking 0-1.3% of the CPU, up to 476 in the 20-s chords take with it taking
+# 21%; CI's failing take of stop 19 had 363 in 20 s while the probe, run after the take, read
+# the machine at its best (7.6%).
 STALL_STORM_MIN = 3
 STALL_STORM_PER_S = 0.5
 # The share of the machine's CPU time the hypervisor took during a test (machine_steal) that
-# marks it as busy: 0-1.3% in the quieter of the runs above, 3-21% in the busy one.
+# marks it as busy: 0-1.3% in the quieter run above, 1-21% in the busy ones.
 STEAL_BUSY = 0.03
 
 
