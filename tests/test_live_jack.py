@@ -16,6 +16,7 @@ from jack_rig import (
     Rig,
     never_the_cause,
     on_time_or_slow_machine,
+    sporadic,
     stall_count,
     unbroken_or_slow_machine,
     xrun_culprits,
@@ -253,8 +254,7 @@ def test_twenty_seconds_of_chords_bends_and_pedal_without_xruns(server, tmp_path
     assert 0 <= lost <= len(culprits), (lost, culprits)
     if lost == 0:
         assert st["voices"] == 0                                # no stuck notes after the last note-off
-    on_time_or_slow_machine(underruns <= (0 if stalls == 0 else max(1, stalls // 10)),
-                            f"{underruns} ring underruns amid {stalls} machine stalls")
+    on_time_or_slow_machine(sporadic(underruns, stalls), f"{underruns} ring underruns amid {stalls} machine stalls")
 
 
 @pytest.mark.torture
@@ -492,5 +492,5 @@ def test_audio_input_reaches_a_model_in_the_ring_placements(server, placement):
                             f"({stats.input_underruns} input underruns, {stats.input_dropped} input blocks dropped)")
     assert np.sqrt(np.mean(whole ** 2)) > 0.02
     assert abs(cents(f0_spectral(whole, RATE), 240.0)) < 5.0
-    on_time_or_slow_machine(stats.input_underruns == 0 and stats.input_dropped == 0,
+    on_time_or_slow_machine(sporadic(stats.input_underruns) and sporadic(stats.input_dropped),
                             f"{stats.input_underruns} input underruns, {stats.input_dropped} input blocks dropped")
