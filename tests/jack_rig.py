@@ -329,9 +329,9 @@ def machine_steal() -> float:
 
 
 def machine_stalls() -> tuple[int, float]:
-    """(machine stalls, seconds) since the current test began (is_machine_stall), from the
-    server's log. None where the server runs without real-time scheduling: there a client's
-    thread waits behind ordinary threads, livewave's own included."""
+    """(machine stalls, seconds) since the current test began (stall_count), from the server's
+    log. Zero where the server runs without real-time scheduling: there a client's thread waits
+    behind ordinary threads, livewave's own included, so a stall is no evidence."""
     if _SERVING is None or not _SERVING.realtime:
         return 0, 0.0
     offset, t0, _ = _MARK
@@ -354,13 +354,14 @@ def on_time_or_slow_machine(ok: bool, what: str, holes: int = 0) -> None:
     steal = machine_steal()
     if steal >= STEAL_BUSY:
         pytest.xfail(f"{what}, on a busy machine: the hypervisor took {steal:.1%} of the CPU during this test "
-                     f"({stalls} JACK cycles in which no client got the CPU)")
+                     f"({stalls} machine stalls in JACK's log)")
     if stalls >= max(STALL_STORM_MIN, STALL_STORM_PER_S * seconds):
-        pytest.xfail(f"{what}, on a busy machine: JACK logged {stalls} cycles in which no client got the CPU "
-                     f"(a test client's among them) during this test's {seconds:.0f} s")
+        pytest.xfail(f"{what}, on a busy machine: JACK logged {stalls} machine stalls (cycles in which no client, "
+                     f"a test client among them, got the CPU; late wake-ups of its driver) during this test's "
+                     f"{seconds:.0f} s")
     if 0 < holes <= stalls:
         pytest.xfail(f"{what}, on a stalling machine: each of the recording's {holes} holes may be one of the "
-                     f"{stalls} cycles in which no client got the CPU (JACK's log of this test)")
+                     f"{stalls} machine stalls in JACK's log of this test")
     load = dsp_load_probe()
     if load > QUIET_DAY_LOAD:
         pytest.xfail(f"{what}, on a slow machine: the probe's DSP load is {load:.1%} (quiet days: 6-8%)")
