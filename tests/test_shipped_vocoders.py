@@ -33,11 +33,15 @@ def test_the_shipped_piano_played_from_midi_is_closer_to_fluidr3_than_the_defaul
 def test_the_shipped_piano_sounds_a_note_soon_after_its_note_on():
     """Frames are made when they begin and their roll is read the vocoder's delay ahead
     (midi_to_mel_instrument, Timing): the declared latency is the resampler's alone, and a note
-    first reaches 5% of its peak 20.9 ms and half its peak 27.7 ms after the note-on at 48 kHz
-    (medians over seven phases against the 11.6 ms frame grid, a fresh engine each). Before the
-    vocoder was trained on onsets after silence (stop 19): 14.4 and 27.8, its first frame an
-    overshoot; through the absolute-phase vocoder 15.9 and 27.1. Made at each frame's end and read
-    there, as before 2026-12-02: 24.9 and 32.5 ms, declared 24.8 ms."""
+    first reaches 5% of its peak 21.6 ms and half its peak 30.4 ms after the note-on at 48 kHz
+    (medians over seven phases against the 11.6 ms frame grid, a fresh engine each). Both times
+    are against the note's sample peak, so they follow the waveform's crest factor as well as its
+    envelope: with the harmonic reference's partials scattered in phase (source_phase, stop 20)
+    the pulse-like peaks are gone and the half-peak time moved 27.7 -> 30.4 ms, the RMS envelope
+    not (the screen's chord: within 0.4 dB in every 20 ms window). Before that, with the vocoder
+    trained on onsets after silence (stop 19): 20.9 and 27.7; before that 14.4 and 27.8, its first
+    frame an overshoot; through the absolute-phase vocoder 15.9 and 27.1. Made at each frame's end
+    and read there, as before 2026-12-02: 24.9 and 32.5 ms, declared 24.8 ms."""
     from livewave.checkpoint import load_generator
     from livewave.config import EngineConfig
     from livewave.engine import Engine
@@ -48,7 +52,7 @@ def test_the_shipped_piano_sounds_a_note_soon_after_its_note_on():
     r = onset_times(gen)
     print(r)
     assert r["first_range_ms"][0] > 0                      # never before the note
-    assert r["first_ms"] < 24.0 and r["half_ms"] < 30.0 and r["declared_ms"] < 2.0
+    assert r["first_ms"] < 24.0 and r["half_ms"] < 33.0 and r["declared_ms"] < 2.0
 
 
 def test_the_onset_measure_names_a_silent_model():

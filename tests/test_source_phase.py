@@ -11,7 +11,7 @@ from test_vocoder_instrument import stream_through
 
 from livewave.checkpoint import load_generator, read_checkpoint, save_checkpoint
 from livewave.held_note import peak_cents
-from livewave.source_phase import FLOOR, SourceSpectrum, blend, harmonic_reference, source_spectrum
+from livewave.source_phase import FLOOR, GOLDEN, SourceSpectrum, blend, harmonic_reference, partial_phase, source_spectrum
 from livewave.vocoder_instrument import ISTFTVocoderInstrument
 
 
@@ -19,9 +19,8 @@ from livewave.vocoder_instrument import ISTFTVocoderInstrument
 def test_the_harmonic_reference_is_the_fft_of_a_harmonic_tone_in_its_main_lobes(f0, p0):
     sr, n = 22050, 512
     t = np.arange(n) - n / 2                           # the phase is given at the segment's centre
-    top = np.floor(0.48 * sr / f0)                     # Schroeder's phases, pi k^2 / (partials)
-    x = sum(np.cos(k * (p0 + 2 * np.pi * f0 * t / sr) + np.pi * k * k / top) / k
-            for k in range(1, 200) if k * f0 < 0.48 * sr)
+    x = sum(np.cos(k * (p0 + 2 * np.pi * f0 * t / sr) + 2 * np.pi * ((k * k * GOLDEN) % 1.0)) / k
+            for k in range(1, 200) if k * f0 < 0.48 * sr)    # each partial's fixed offset (partial_phase)
     want = np.fft.rfft(x * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n))) / n
     got = np.zeros((2, n // 2 + 1), np.complex128)
     harmonic_reference(np.array([f0]), np.array([p0]), np.array([1.0]), 1, n, float(sr), got, 1)
@@ -238,13 +237,21 @@ def test_a_stream_starts_from_silence_not_from_the_convolutions_zero_padding():
 
 
 def test_the_harmonic_reference_never_lines_all_its_partials_up_into_a_pulse():
-    """Schroeder's phases: a 110 Hz reference frame (irfft of its bins) has a crest factor far
-    under the pulse that aligned phases make (all partials peaking together)."""
+    """A 110 Hz reference frame (irfft of its bins) has a crest factor far under the pulse that
+    aligned phases make (all partials peaking together), and under Schroeder's phases, which
+    leave the loud low partials of a 1/k spectrum nearly aligned (source_phase's docstring)."""
     sr, n = 22050, 512
     got = np.zeros((1, n // 2 + 1), np.complex128)
     harmonic_reference(np.array([110.0]), np.array([0.0]), np.array([1.0]), 1, n, float(sr), got, 0)
     frame = np.fft.irfft(got[0], n)
     t = np.arange(n) - n / 2
-    pulse = sum(np.cos(2 * np.pi * k * 110.0 * t / sr) / k for k in range(1, 97)) * np.hanning(n + 1)[:-1]
+    window = np.hanning(n + 1)[:-1]
+    ks = range(1, 97)
+    pulse = sum(np.cos(2 * np.pi * k * 110.0 * t / sr) / k for k in ks) * window
+    schroeder = sum(np.cos(2 * np.pi * k * 110.0 * t / sr + np.pi * k * k / 96) / k for k in ks) * window
     crest = lambda y: np.abs(y).max() / np.sqrt(np.mean(y ** 2))       # noqa: E731
-    assert crest(frame) < 0.6 * crest(pulse), (crest(frame), crest(pulse))
+    assert crest(frame) < 0.5 * crest(pulse), (crest(frame), crest(pulse))
+    assert crest(frame) < 0.8 * crest(schroeder), (crest(frame), crest(schroeder))
+    offsets = np.array([partial_phase(k) for k in range(1, 97)])
+    assert offsets.min() >= 0.0 and offsets.max() < 2 * np.pi
+    assert np.histogram(offsets, bins=4, range=(0, 2 * np.pi))[0].min() >= 16    # scattered over the circle
