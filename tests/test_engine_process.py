@@ -456,7 +456,7 @@ def server(tmp_path_factory):
 def test_engine_process_live(server, tmp_path):
     """One child on the JACK dummy device, MIDI from the rig's port, in five acts."""
     from audio_checks import cents, f0_spectral, longest_unbroken
-    from jack_rig import Rig, driver_late, xrun_culprits
+    from jack_rig import Rig, driver_late, sporadic, xrun_culprits
     # rtmixer: the C callback never waits for the child's GIL (its render thread keeps 2 blocks
     # ahead): the robust placement on this shared 2-core machine, as in test_live_jack
     settings = {"audio": "system", "midi": "lwtest", "block": PERIOD, "placement": "rtmixer", "ahead": 2}
@@ -590,8 +590,8 @@ def test_engine_process_live(server, tmp_path):
         culprits = xrun_culprits(log_after)
         if not culprits:
             # NB: a stall too short for the server to log a culprit still flags PortAudio's underflow
-            on_time_or_slow_machine(after["xruns"] == before["xruns"] and
-                                    after["ring_underruns"] == before["ring_underruns"],
+            on_time_or_slow_machine(sporadic(after["xruns"] - before["xruns"]) and
+                                    sporadic(after["ring_underruns"] - before["ring_underruns"]),
                                     f"(4) {after['xruns'] - before['xruns']} xruns and "
                                     f"{after['ring_underruns'] - before['ring_underruns']} ring underruns, "
                                     "none in the server's log")
