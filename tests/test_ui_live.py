@@ -141,11 +141,13 @@ def test_a_busy_window_learns_a_knob_loads_a_model_and_the_engine_is_never_late(
             assert np.isfinite(x).all()
             late = f"{underruns} ring underruns amid {stalls} machine stalls"
             if not sporadic(underruns, stalls) and underruns <= KNOWN_UNDERRUNS:
-                # a known weakness, open in #6 (benchmarks/RESULTS.md, 2026-12-02): on a 2-core
-                # machine this window, repainting every 15 ms, starves the engine process now and
-                # then even with the machine quiet (7, 25 and 38 underruns seen amid 0-4 stalls).
-                # Reported as such; an engine that cannot keep up at all still fails below.
-                pytest.xfail(f"{late}: the busy window's known cost on a 2-core machine (#6)")
+                # a known weakness, open in #6 (benchmarks/RESULTS.md, 2026-12-02): on this 2-core
+                # VM the violin (a torch DDSP model) at 64-sample blocks underruns the ring now and
+                # then with the machine quiet (7, 25 and 38 in this take amid 0-4 stalls), and as
+                # much with no window at all: 11-57 in 15 s of three held notes, the default
+                # instrument 1-5 (the engine process alone, benchmarks/RESULTS.md). Reported as
+                # such; an engine that cannot keep up at all still fails below.
+                pytest.xfail(f"{late}: the violin's known underruns at 64-sample blocks on a 2-core machine (#6)")
             on_time_or_slow_machine(sporadic(underruns, stalls), late)
         finally:
             if rig is not None:
