@@ -396,6 +396,8 @@ def main() -> None:
     ap.add_argument("--jack-only", action="store_true", help="only the JACK latency part")
     ap.add_argument("--ddsp-only", action="store_true", help="only the DDSP instrument table")
     ap.add_argument("--busy-gui-only", action="store_true", help="only the busy-GUI run on JACK")
+    ap.add_argument("--engine-alone-only", action="store_true",
+                    help="only the engine process alone on JACK, with and without CPU hogs")
     ap.add_argument("--vocoder-only", action="store_true", help="only the vocoder streaming table")
     ap.add_argument("--latency-only", action="store_true",
                     help="only the offline table from a note-on to its sound, every shipped instrument")
@@ -410,6 +412,7 @@ def main() -> None:
     lines = [f"## {time.strftime('%Y-%m-%d %H:%M')} — `python -m benchmarks.run"
              f"{' --quick' if args.quick else ''}{' --jack-only' if args.jack_only else ''}"
              f"{' --ddsp-only' if args.ddsp_only else ''}{' --busy-gui-only' if args.busy_gui_only else ''}"
+             f"{' --engine-alone-only' if args.engine_alone_only else ''}"
              f"{' --vocoder-only' if args.vocoder_only else ''}{' --latency-only' if args.latency_only else ''}"
              f"{f' --soak {args.soak:g} --soak-block {args.soak_block}' if args.soak else ''}"
              f"{'' if args.device == 'cpu' else ' --device ' + args.device}`",
@@ -434,6 +437,10 @@ def main() -> None:
         lines += mel_analysis_table() + melgan_stream_table(args.device)
         lines += vocoder_engine_table(args.device, quick=args.quick)
         lines += midi2mel_engine_table()
+        args.no_jack = True
+    elif args.engine_alone_only:
+        from benchmarks.engine_alone import engine_alone_table
+        lines += engine_alone_table()
         args.no_jack = True
     elif args.busy_gui_only:
         lines += ["### A busy GUI while MIDI plays (JACK dummy driver, 48 kHz, period 128; the app's engine "
