@@ -13,7 +13,7 @@ HOG = "import time\nt = time.time()\nwhile time.time() - t < 60:\n    sum(i * i 
 
 def engine_alone_table(seconds: float = 15.0, hogs=(0, 1, 2, 0, 1, 2)) -> list[str]:
     sys.path.insert(0, str(ROOT / "tests"))
-    from jack_rig import JackServer, _cpu_ticks, stall_count
+    from jack_rig import JackServer, cpu_ticks, stall_count, steal_share
 
     from livewave.engine_process import EngineProcess
     lines = ["### The engine process alone (JACK dummy driver, 48 kHz, period 128; rtmixer, 64-sample blocks, "
@@ -34,14 +34,14 @@ def engine_alone_table(seconds: float = 15.0, hogs=(0, 1, 2, 0, 1, 2)) -> list[s
                     procs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(k)]
                     try:
                         time.sleep(1.0)
-                        b, log0, t0 = ep.status(), len(server.log_text()), _cpu_ticks()
+                        b, log0, t0 = ep.status(), len(server.log_text()), cpu_ticks()
                         time.sleep(seconds)
-                        a, t1 = ep.status(), _cpu_ticks()
+                        a, t1 = ep.status(), cpu_ticks()
                     finally:
                         for p in procs:
                             p.kill()
                             p.wait()
-                    steal = (t1[0] - t0[0]) / max(1, t1[1] - t0[1])
+                    steal = steal_share(t0, t1)
                     row = (f"| {name} | {k} | {a['ring_underruns'] - b['ring_underruns']} | {a['xruns'] - b['xruns']} "
                            f"| {stall_count(server.log_text()[log0:])} | {steal:.1%} | {a['load_peak']:.0f}% |")
                     print(row, flush=True)

@@ -303,7 +303,7 @@ STALL_STORM_PER_S = 0.5
 STEAL_BUSY = 0.03
 
 
-def _cpu_ticks() -> tuple[int, int]:
+def cpu_ticks() -> tuple[int, int]:
     """(stolen, total) CPU ticks of the whole machine so far, from /proc/stat (Linux; zeros
     elsewhere). Steal is time a virtual CPU was ready to run and the hypervisor ran someone else."""
     try:
@@ -318,14 +318,17 @@ def mark_test_start() -> None:
     """Where the server's log and the machine's CPU ticks stand as a test begins (see
     machine_stalls, machine_steal)."""
     global _MARK
-    _MARK = (len(_SERVING.log_text()) if _SERVING is not None else 0, time.monotonic(), _cpu_ticks())
+    _MARK = (len(_SERVING.log_text()) if _SERVING is not None else 0, time.monotonic(), cpu_ticks())
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time the hypervisor took between two ``cpu_ticks()``."""
+    return (after[0] - before[0]) / (after[1] - before[1]) if after[1] > before[1] else 0.0
 
 
 def machine_steal() -> float:
     """The share of the machine's CPU time the hypervisor took since the current test began."""
-    stolen, total = _cpu_ticks()
-    s0, t0 = _MARK[2]
-    return (stolen - s0) / (total - t0) if total > t0 else 0.0
+    return steal_share(_MARK[2], cpu_ticks())
 
 
 def machine_stalls() -> tuple[int, float]:

@@ -515,13 +515,13 @@ def test_engine_process_live(server, tmp_path):
         w_rms = np.sqrt(np.mean(windows[~holes] ** 2, axis=1))
         end = ep.status()
         stalls = xrun_culprits(server.log_text()[log_before:])
+        machine = driver_late(server.log_text()[log_before:])
         print(f"(1) onset {(onset - on_at) / RATE * 1e3:.2f} ms after the MIDI, reported latency "
               f"{st['latency_ms']:.2f} ms; quietest 10 ms window {w_rms.min():.4f}, loudest {w_rms.max():.4f}, "
               f"{holes.sum()} windows with recording holes; server xruns {dict(Counter(stalls))}, its driver late "
-              f"{driver_late(server.log_text()[log_before:])} times")
+              f"{machine} times")
         never_the_cause(stalls)
         assert w_rms.min() > 0.2 * np.median(w_rms) and end["generator_faults"] == 0
-        machine = driver_late(server.log_text()[log_before:])
         # a stalling machine (this VM is shared) delays notes, starves threads, drops cycles. NB: a
         # clean-clone CI take (2026-12-02) had one hole, no xrun and no underrun; the server's log
         # held two late wake-ups of jackd's own driver thread, nothing else: counted as the machine's

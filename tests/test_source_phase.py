@@ -11,7 +11,7 @@ from test_vocoder_instrument import stream_through
 
 from livewave.checkpoint import load_generator, read_checkpoint, save_checkpoint
 from livewave.held_note import peak_cents
-from livewave.source_phase import FLOOR, GOLDEN, SourceSpectrum, blend, harmonic_reference, partial_phase, source_spectrum
+from livewave.source_phase import FLOOR, SourceSpectrum, blend, harmonic_reference, partial_phase, source_spectrum
 from livewave.vocoder_instrument import ISTFTVocoderInstrument
 
 
@@ -19,8 +19,8 @@ from livewave.vocoder_instrument import ISTFTVocoderInstrument
 def test_the_harmonic_reference_is_the_fft_of_a_harmonic_tone_in_its_main_lobes(f0, p0):
     sr, n = 22050, 512
     t = np.arange(n) - n / 2                           # the phase is given at the segment's centre
-    x = sum(np.cos(k * (p0 + 2 * np.pi * f0 * t / sr) + 2 * np.pi * ((k * k * GOLDEN) % 1.0)) / k
-            for k in range(1, 200) if k * f0 < 0.48 * sr)    # each partial's fixed offset (partial_phase)
+    x = sum(np.cos(k * (p0 + 2 * np.pi * f0 * t / sr) + partial_phase(k)) / k
+            for k in range(1, 200) if k * f0 < 0.48 * sr)    # each partial's fixed offset
     want = np.fft.rfft(x * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n))) / n
     got = np.zeros((2, n // 2 + 1), np.complex128)
     harmonic_reference(np.array([f0]), np.array([p0]), np.array([1.0]), 1, n, float(sr), got, 1)
