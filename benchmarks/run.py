@@ -10,8 +10,9 @@
    `livewave play` in its own process, notes sent from a JACK MIDI port, its output recorded
    by another JACK client; median measured latency beside the engine's own report and the
    server's playback latency.
-4. Only with its flag: ``--ddsp-only [--device cuda]``, the DDSP tables (and the decoder frame
-   on the GPU); ``--busy-gui-only``, xruns and engine lateness while the app is kept busy;
+4. Only with its flag: ``--ddsp-only [--device cuda]``, the DDSP tables (the decoder frame on
+   CPU three ways, benchmarks/decoder_step.py, and on the GPU); ``--busy-gui-only``, xruns and
+   engine lateness while the app is kept busy;
    ``--vocoder-only [--device cuda]``, the streamed MelGAN generator (benchmarks/vocoder.py).
 Times on a shared VM are noisy: read ratios and medians, not single numbers.
 """
@@ -461,7 +462,9 @@ def main() -> None:
         lines.append("")
         args.no_jack = True
     elif args.ddsp_only:
+        from benchmarks.decoder_step import decoder_step_table
         for model in models:
+            lines += decoder_step_table(model)
             if args.device != "cpu":
                 lines += gpu_step_table(model)
                 lines += ddsp_table(model, quick=args.quick, device=args.device)

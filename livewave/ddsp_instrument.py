@@ -13,17 +13,16 @@ Hz), so no resampler is needed for this family.
 
 Device: weights live on the device from ``prepare``. On CUDA the per-frame step, with its
 copies in from and out to pinned host memory, is captured as one CUDA graph on a
-high-priority stream of its own and replayed; on CPU it runs as a TorchScript trace
-of the same step (eager when tracing is unavailable), under ``torch.inference_mode``.
+high-priority stream of its own and replayed; on CPU the same step runs as a Numba kernel
+(``ddsp_decoder_kernel``) on float32 copies of the weights: one call, no torch on the render
+side (a TorchScript trace of it cost a frame block ~95% of a 64-sample block, measured).
 
 Threading: ``render`` runs on the render side; it writes into buffers allocated in
-``prepare`` and imports nothing (torch is bound in ``prepare``). The CPU torch path
-allocates small temporaries inside torch; the CUDA graph path does not.
+``prepare`` and imports nothing (torch is bound in ``prepare``). Neither path allocates.
 """
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import replace
 
 import numpy as np
@@ -48,7 +47,6 @@ CONTROLS = (
 VIB_RATE, VIB_DEPTH, PORTAMENTO, BREATH, DYNAMICS, VEL_BRIGHTNESS = range(len(CONTROLS))
 IN_F0, IN_LD, IN_ACTIVE, IN_FRESH = range(4)     # rows of the per-frame input staging tensor
 N_INPUTS = 4
-WARM_CALLS = 3          # decoder steps run in prepare (TorchScript optimises on its first calls)
 
 
 @njit(nogil=True, cache=True)
@@ -97,22 +95,6 @@ def build_decoder(config: dict, tensors: dict):
     model.eval()
     return model, dcfg
 
-
-
-MAX_TRACES = 16                 # distinct (weights, shape) traces kept for reuse
-_TRACES: dict = {}
-_TRACES_LOCK = threading.Lock()
-
-
-def _weights_fingerprint(model) -> str:
-    """A digest of a module's parameters and buffers (names, shapes, bytes)."""
-    import hashlib
-    h = hashlib.blake2b(digest_size=16)
-    for name, t in list(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 class DDSPInstrument(Generator):
     def __init__(self, model, decoder_config, calibration: dict, name: str = "ddsp", card: dict | None = None):
@@ -179,71 +161,28 @@ class DDSPInstrument(Generator):
         self.h = torch.zeros(voices, d.hidden, device=dev)
         self.graph = None
         self.stream = None
-        self._traced = None
+        self.kernel = None
         self._cond: Conditioning | None = None
         self._targets_cb = self._targets
         if cuda:
             self._capture()
         else:
-            self._traced = self._trace_step()
-            with torch.inference_mode():
-                for _ in range(WARM_CALLS):    # NB: TorchScript profiles, then optimises, on its
-                    self._compute()            # first calls: not on the render side
+            from .ddsp_decoder_kernel import DecoderKernel
+            self.kernel = DecoderKernel(self.model, voices)
+            self.h_np = self.h.numpy()
+            self.active_np[:] = 1.0
+            self._step()               # NB: compiles (or loads) the kernel here, not on the render side
+            self.active_np[:] = 0.0
         self.reset()
 
-    def _trace_step(self):
-        """The step as a TorchScript trace (CPU): the same numbers as the eager step with about
-        a third less dispatch overhead per frame (263 vs 397 us at 16 voices, measured). Not
-        frozen: ``torch.jit.freeze`` saves another 4% per frame but holds the GIL for ~4.5 ms,
-        which stalls the render side of a live engine while a model loads beside it.
-
-        Traces are kept per model weights and shape (``_TRACES``): TorchScript never frees a
-        trace's compiled graph (measured: ~1.8 MB of resident memory per trace of this step, so
-        a live set swapping violin, cello and flute once a minute grew by 1.8 MB a minute).
-        Loading the same weights again reuses its trace, which computes the same numbers."""
-        import torch
-        model, nyquist = self.model, float(self.nyquist)
-        key = (_weights_fingerprint(model), nyquist, tuple(self.h.shape), str(self.h.device))
-        with _TRACES_LOCK:
-            hit = _TRACES.pop(key, None)
-            if hit is not None:
-                _TRACES[key] = hit           # most recently used last
-                return hit
-
-        class Step(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
-
-            def forward(self, f0, ld, h):
-                return self.model.step(f0, ld, h, nyquist)
-
-        import warnings
-        try:
-            # NB: torch.jit is deprecated in torch 2.13 but still the cheapest way to cut per-call
-            # overhead without a compiler toolchain; when it goes, the eager step takes over.
-            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                traced = torch.jit.trace(Step().eval(), (self.in_dev[IN_F0], self.in_dev[IN_LD], self.h),
-                                         check_trace=False)
-        except Exception:    # no torch.jit in this build: the eager step is always there
-            return None
-        with _TRACES_LOCK:
-            _TRACES[key] = traced
-            while len(_TRACES) > MAX_TRACES:
-                _TRACES.pop(next(iter(_TRACES)))
-        return traced
-
     def _compute(self) -> None:
-        """The per-frame step on the static device tensors (captured as a graph on CUDA)."""
+        """The per-frame step on the static device tensors in torch (captured as a graph on CUDA;
+        on CPU the kernel computes the same, ``_step``)."""
         torch = self._torch
         x = self.in_dev
         f0, ld = x[IN_F0], x[IN_LD]
         h = self.h * (1.0 - x[IN_FRESH]).unsqueeze(1)
-        if self._traced is not None:
-            amps, mags, h_new = self._traced(f0, ld, h)
-        else:
-            amps, mags, h_new = self.model.step(f0, ld, h, self.nyquist)
+        amps, mags, h_new = self.model.step(f0, ld, h, self.nyquist)
         self.h.copy_(torch.where(x[IN_ACTIVE].unsqueeze(1) > 0.5, h_new, h))
         nh = amps.shape[1]
         self.out_dev[:, :nh].copy_(amps)
@@ -287,8 +226,8 @@ class DDSPInstrument(Generator):
                 self.graph.replay()
             self.stream.synchronize()
         else:
-            with self._torch.inference_mode():
-                self._compute()
+            self.kernel.step(self.f0_np, self.ld_np, self.active_np, self.fresh_np, self.h_np, self.nyquist,
+                             self.amp_np, self.mags_np)
         self.fresh_np[:] = 0.0      # consumed by this frame
 
     def _targets(self, t: int, mask: np.ndarray) -> None:
