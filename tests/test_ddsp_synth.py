@@ -206,3 +206,30 @@ def test_float32_training_shapes_and_mask():
     assert (h32.double() - h64).abs().max() < 1e-4      # float32 phase wrapped: no drift over 2.5 k samples
     n = filtered_noise(mags.detach(), torch.zeros(b, frames, hop), band_kernels(sr, 4, 65), hop)
     assert not n.any()
+
+
+def test_noise_frames_are_the_filtered_white_noise_with_overlap_add():
+    """``noise_frames`` against numpy: each voice's frames are its white noise convolved with the
+    FIR its band magnitudes make, the convolution's tail carried into the next frames; voices
+    outside the mask are untouched."""
+    from livewave.harmonic_noise import noise_frames
+    rng = np.random.default_rng(3)
+    hop, voices, frames = 192, 3, 5
+    kernels = band_kernels(48000, 8, 195)                   # longer than a hop: the tail spans frames
+    taps = kernels.shape[1]
+    state = np.array([11, 12, 13], np.uint64)
+    white = white_frames(state[1], frames, hop)             # what voice 1 will draw
+    mags = rng.random((frames, voices, 8))
+    fir = np.zeros(taps)
+    conv = np.zeros(hop + taps - 1)
+    tail = np.zeros((voices, taps - 1))
+    nbuf = np.zeros((voices, hop))
+    mask = np.array([False, True, False])
+    want = np.zeros(frames * hop + taps - 1)
+    got = []
+    for f in range(frames):
+        noise_frames(mask, mags[f], kernels, state, np.zeros(hop), fir, conv, tail, nbuf, hop)
+        got.append(nbuf[1].copy())
+        want[f * hop:f * hop + hop + taps - 1] += np.convolve(white[f], mags[f, 1] @ kernels)
+    np.testing.assert_allclose(np.concatenate(got), want[:frames * hop], rtol=0, atol=1e-12)
+    assert not nbuf[0].any() and not nbuf[2].any() and state[0] == 11 and state[2] == 13
