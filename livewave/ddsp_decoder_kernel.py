@@ -9,8 +9,8 @@ with spikes of 5x, and the violin under-ran the engine's ring 1-3 times a second
 (``benchmarks/RESULTS.md``, "engine alone"). This kernel does the same arithmetic in one
 ``nogil`` call with no allocation, for the active voices only, all of them through each layer
 together (each weight row read once a frame). Side by side (``benchmarks/decoder_step.py``):
-4-7x faster than the trace at 1-3 voices, 1.4-2.7x at 16, about even at 64, where torch's
-matrix products are faster and the kernel's exp is not.
+4-7x faster than the trace at 1-3 voices, 1.4-2.7x at 16, about even at 64 (there torch's
+matrix products outrun the kernel's dot products).
 
 Same numbers as ``DDSPDecoder.step`` up to float32 rounding (tested): Linear, LayerNorm
 (biased variance, eps 1e-5), LeakyReLU(0.2), PyTorch's GRU cell (gates r, z, n), the head, DDSP's
