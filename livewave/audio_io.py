@@ -14,10 +14,17 @@ Audio input (``input_channels``, for models driven by audio in) works in every p
 callback placement opens a duplex stream and renders each block with its own input; the ring
 placements keep an input ring beside the output ring (a duplex sounddevice stream's callback,
 or rtmixer's C recorder), and the render thread takes one block of input per block it renders,
-so input reaches the output ``ahead`` blocks later than in the callback placement. Input the
+so input reaches the output ``lead`` blocks later than in the callback placement. Input the
 render side finds missing is silence (counted: ``input_underruns``); input piling up beyond
-``ahead + 2`` blocks (the render thread fell behind) is dropped oldest first (``input_dropped``)
+``lead + 2`` blocks (the render thread fell behind) is dropped oldest first (``input_dropped``)
 so the delay cannot grow.
+
+The lead (ring placements): the render thread keeps ``lead`` blocks rendered ahead, at least
+``ahead``. A model whose worst blocks take longer than that lead can absorb (a vocoder computes
+a whole frame of several ms in one 64-sample block) gets a longer one, ``lead_for`` its
+render cost measured at load (``load_screen``), up to ``MAX_LEAD_S``: the latency grows (and is
+reported) instead of the ring running dry at every frame. ``set_lead`` changes it while playing:
+the render thread renders further ahead, or waits for the ring to drain; nothing is skipped.
 
 Sample format: float32 (the default; PortAudio converts for devices that need it), or
 ``int16`` for an output that should be handed 16-bit integers: the engine still renders float32,
@@ -50,6 +57,8 @@ from .post_chain import to_int16
 SAMPLE_FORMATS = ("float32", "int16")
 
 RENDER_NICE = -10     # the render thread's nice value where permitted (see AudioOutput._boost)
+MAX_LEAD_S = 0.025    # the longest lead a model's cost may ask for (``lead_for``), seconds
+LEAD_SAFETY = 2.5     # live blocks cost up to twice what they do at load (cold caches: RESULTS), and more
 _JACK_NAME = ctypes.create_string_buffer(b"livewave")   # PortAudio keeps the pointer: keep it alive
 _sd = None
 
@@ -159,6 +168,15 @@ def _percentile(h: np.ndarray, q: float) -> float:
     return float(min(k, LOAD_BINS - 1) + 1)
 
 
+def lead_for(block_cost_s: float, block: int, sample_rate: int, ahead: int) -> int:
+    """Blocks to keep rendered ahead so that a block costing ``block_cost_s`` (of the render
+    thread's CPU time, at load) cannot drain the ring: ``LEAD_SAFETY`` times that, plus a block
+    being played and one of margin; never under ``ahead``, never over ``MAX_LEAD_S`` of audio."""
+    cap = max(ahead, int(MAX_LEAD_S * sample_rate // block))
+    need = math.ceil(LEAD_SAFETY * max(0.0, block_cost_s) * sample_rate / block) + 2
+    return int(min(cap, max(ahead, need)))
+
+
 class AudioOutput:
     def __init__(self, engine: Engine, device=None, sample_rate: int = 48000, block: int = 64,
                  channels: int = 2, policy: str = "callback", ahead: int = 2, input_channels: int = 0,
@@ -181,6 +199,8 @@ class AudioOutput:
         self.channels = int(channels)
         self.policy = policy
         self.ahead = max(1, int(ahead)) if policy != "callback" else 0
+        self.lead = self.ahead        # blocks kept rendered ahead now (``set_lead``), at least ``ahead``
+        self.max_lead = lead_for(1e9, self.block, self.sample_rate, self.ahead) if self.ahead else 0
         self.stats = AudioStats()
         self.stream = None
         self._thread = None
@@ -239,7 +259,7 @@ class AudioOutput:
         self._input_seen = False      # input arrived once: from then on a short ring is an underrun
         if self.policy == "thread":
             size = 1
-            while size < 2 * (self.ahead + 1) * self.block:
+            while size < 2 * (self.max_lead + 1) * self.block:
                 size <<= 1
             self._ring = np.zeros((size, ch), np.float32)
             self._ring_mask = size - 1
@@ -248,7 +268,7 @@ class AudioOutput:
             self._tmp = np.zeros((self.block, ch), np.float32)
             if n_in:
                 size = 1
-                while size < 4 * (self.ahead + 3) * self.block:
+                while size < 4 * (self.max_lead + 3) * self.block:
                     size <<= 1
                 self._in_ring = np.zeros((size, n_in), np.float32)
                 self._iw = 0
@@ -276,7 +296,29 @@ class AudioOutput:
         on the output clock (one block, plus the ring in the thread placements, plus the rest of
         JACK's period where a block is shorter than it; see ``set_cycle_clock``)."""
         extra = self._period - self.block if self.cycle_clock is not None else 0
-        self.engine.midi_delay = (self.ahead + 1) * self.block + extra
+        self.engine.midi_delay = (self.lead + 1) * self.block + extra
+
+    def set_lead(self, blocks: int) -> int:
+        """Keep ``blocks`` rendered ahead from now on (clamped to ``ahead``..``max_lead``; the
+        callback placement has no ring and ignores it); the MIDI delay and the reported latency
+        follow. Any thread; returns the lead set."""
+        if not self.ahead:
+            return 0
+        self.lead = int(min(self.max_lead, max(self.ahead, int(blocks))))
+        self._set_midi_delay()
+        return self.lead
+
+    def set_lead_for(self, gen) -> str | None:
+        """``set_lead`` as ``gen``'s render cost measured at load asks (``load_screen``'s
+        ``block_cost_s``; none, as for the built-in instrument: ``ahead``). Returns a line for
+        the performer when the lead grew beyond ``ahead``, else None."""
+        cost = float(((gen.info.card or {}).get("load_screen") or {}).get("block_cost_s") or 0.0)
+        lead = self.set_lead(lead_for(cost, self.block, self.sample_rate, self.ahead))
+        if lead <= self.ahead:
+            return None
+        more = (lead - self.ahead) * self.block / self.sample_rate * 1000.0
+        return (f"{gen.info.name} takes up to {cost * 1000:.1f} ms for a {self.block}-sample block (measured at "
+                f"load): the engine renders {lead} blocks ahead instead of {self.ahead}, {more:.1f} ms more latency")
 
     def set_cycle_clock(self, clock, period: int) -> bool:
         """Pin the output to JACK frames (``clock()``: the first frame of JACK's current cycle)
@@ -297,7 +339,7 @@ class AudioOutput:
         except ImportError as exc:
             raise AudioDeviceError(f"--placement rtmixer needs the rtmixer package ({exc})") from None
         size = 1
-        while size < 4 * (self.ahead + 1) * self.block:
+        while size < 4 * (self.max_lead + 1) * self.block:
             size <<= 1
         self._rb = rtmixer.RingBuffer(4 * ch, size)          # NB: rtmixer plays float32 only
         self._tmp = np.zeros((self.block, ch), np.float32)
@@ -324,7 +366,7 @@ class AudioOutput:
             self._thread = threading.Thread(target=self._render_loop, name="livewave-render", daemon=True)
             self._thread.start()
         elif self.policy == "rtmixer":
-            while self._w < self.ahead * self.block:
+            while self._w < self.lead * self.block:
                 self._render_to_rb()
             self._action = self.stream.play_ringbuffer(self._rb)
             if self._rb_in is not None:
@@ -513,10 +555,10 @@ class AudioOutput:
 
     def _input_check(self, avail: int) -> int:
         """How many captured samples to drop before reading one block (all but the newest block
-        when more than ``ahead + 2`` wait: the delay stays bounded), or -1 when no whole block is
+        when more than ``lead + 2`` wait: the delay stays bounded), or -1 when no whole block is
         there (the block is silence, counted once input has started)."""
         b = self.block
-        if avail > (self.ahead + 2) * b:
+        if avail > (self.lead + 2) * b:
             self.stats.input_dropped += 1
             return avail - b
         if avail < b:
@@ -549,7 +591,7 @@ class AudioOutput:
         self._note_load(t_start, c_start, b)
 
     def _prefill(self) -> None:
-        while self._w - self._r < self.ahead * self.block:
+        while self._w - self._r < self.lead * self.block:
             self._render_one()
 
     def _boost(self) -> None:
@@ -566,9 +608,8 @@ class AudioOutput:
     def _render_loop(self) -> None:
         self._boost()
         nap = self.block / self.sample_rate / 4.0
-        target = self.ahead * self.block
         while self._running:
-            while self._running and self._w - self._r < target:
+            while self._running and self._w - self._r < self.lead * self.block:
                 self._render_one()
             time.sleep(nap)
 
@@ -605,7 +646,6 @@ class AudioOutput:
     def _rtmixer_loop(self) -> None:
         self._boost()
         nap = self.block / self.sample_rate / 4.0
-        target = self.ahead * self.block
         rb, st, eng = self._rb, self.stats, self.engine
         stall = 2.0 * self.block / self.sample_rate     # no block taken for this long: look why
         self._seen_t = time.perf_counter()
@@ -624,7 +664,7 @@ class AudioOutput:
                 # NB: rtmixer's own counter of PortAudio's underflow flags, read without its
                 # fetch action (a plain integer field; a stale read is one count behind)
                 st.xruns = int(self.stream._state.stats.output_underflows)
-            while self._running and queued < target:
+            while self._running and queued < self.lead * self.block:
                 self._render_to_rb()
                 queued += self.block
             if time.perf_counter() - self._seen_t > stall and self._action not in self.stream.actions:

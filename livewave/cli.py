@@ -49,7 +49,7 @@ def _engine(args, sample_rate: int, block: int, input_channels: int = 0, gen=Non
         from .load_screen import ScreenRefused, describe_flags
         from .load_screen import screen as run_screen
         try:
-            run_screen(gen, cfg)
+            run_screen(gen, cfg, block=block)
         except ScreenRefused as exc:
             from .checkpoint import CheckpointError
             raise CheckpointError(f"{args.model}: {exc}") from None
@@ -127,6 +127,9 @@ def cmd_play(args) -> int:
     out = AudioOutput(eng, device=args.audio, sample_rate=args.rate, block=block, policy=args.placement,
                       ahead=args.ahead, input_channels=args.input_channels, sample_format=args.sample_format)
     out.open()
+    lead_note = out.set_lead_for(eng.generator)
+    if lead_note:
+        eng.reports.append(lead_note)
     api = args.midi_api
     if api == "auto":
         api = "jack" if "JACK" in out.device_name else None

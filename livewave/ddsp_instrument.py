@@ -111,6 +111,12 @@ class DDSPInstrument(Generator):
         )
         self.device = "cpu"
 
+    @staticmethod
+    def warm_up() -> None:
+        """The CPU step's kernel, compiled before any stream (``generator.preload_families``)."""
+        from .ddsp_decoder_kernel import warm_up
+        warm_up()
+
     @classmethod
     def from_checkpoint(cls, config: dict, card: dict, tensors: dict) -> DDSPInstrument:
         model, dcfg = build_decoder(config, tensors)

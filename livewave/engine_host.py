@@ -216,6 +216,7 @@ class EngineHost:
             self.midi = MidiInputs(eng, s["midi"], api=api).start()
             self.midi.attach(out)
         out.post_render = _Scope(self.shm, out.channels, block).post_render
+        self._set_lead(eng.generator)
         self.watchdog = ModelWatchdog(eng, prepared_fallback(eng))
         self._loader = threading.Thread(target=self._load_loop, name="livewave-loader", daemon=True)
         self._loader.start()
@@ -223,10 +224,15 @@ class EngineHost:
         self.collector = OffAudioThread().start()
         out.start()
 
+    def _set_lead(self, gen) -> None:
+        msg = self.out.set_lead_for(gen)
+        if msg:
+            self.engine.reports.append(msg)
+
     def ready_info(self) -> dict:
         out, eng = self.out, self.engine
         return {"device_name": out.device_name, "rate": out.sample_rate, "block": out.block,
-                "placement": out.policy, "ahead": out.ahead, "latency_ms": out.latency * 1000.0,
+                "placement": out.policy, "ahead": out.ahead, "lead": out.lead, "latency_ms": out.latency * 1000.0,
                 "pid": os.getpid(), "polyphony": eng.config.polyphony,
                 "midi_ports": sorted(self.midi.open_ports) if self.midi else [],
                 "model": describe_generator(eng.generator, self.model_path)}
@@ -411,7 +417,7 @@ class EngineHost:
                     gen = load_generator(path)
                     # prepared, played and measured on a throwaway engine with the running engine's
                     # settings (kernels compiled, torch warmed up) before it nears the render side
-                    screen(gen, self.engine.config)
+                    screen(gen, self.engine.config, block=self.settings["block"])
                 self._results.put((path, gen, None))
             except Exception as exc:     # every failure is an answer; the current model plays on
                 self._results.put((path, None, _message(exc, path)))
@@ -431,6 +437,7 @@ class EngineHost:
         old = eng.generator
         if not self.watchdog.unload():
             return                        # a swap is pending: next round
+        self._set_lead(self.watchdog.fallback)
         self._retired.append((old, time.monotonic()))
         self.model_path = None
         self.generation += 1
@@ -483,6 +490,7 @@ class EngineHost:
             except RuntimeError:
                 return      # the previous swap is not picked up yet: next round
             self._waiting = None
+            self._set_lead(gen)
             self._retired.append((old, now))
             self.model_path = path
             self.generation += 1

@@ -186,12 +186,15 @@ def preload_families(torch_threads: int = 1) -> list[str]:
     ``import torch`` holds the GIL for ~200 ms, which a model load on a live engine must not
     do to the render side (measured: a 187 ms stall of a 1 ms sleeper thread). Sets torch's
     intra-op threads to ``torch_threads``: the per-block model calls are small, and a pool
-    spinning on every core starves the render thread of a 2-core machine. Returns the
+    spinning on every core starves the render thread of a 2-core machine. A family class with a
+    ``warm_up`` (static) method has it called: its Numba kernels compile here. Returns the
     families that failed to import, with the reason (they fail again, clearly, on load)."""
     failed = []
     for name, ep in available_families().items():
         try:
-            ep.load()
+            warm = getattr(ep.load(), "warm_up", None)     # a family's own kernels, compiled now
+            if callable(warm):
+                warm()
         except Exception as exc:
             failed.append(f"{name}: {type(exc).__name__}: {exc}")
     try:

@@ -90,3 +90,24 @@ def test_livewave_screen_prints_the_figures_and_writes_them_to_the_card(tmp_path
                        text=True, timeout=120)
     assert r.returncode == 2 and "livewave: error:" in r.stderr and "Traceback" not in r.stderr
     assert f"{model}: silence" in r.stdout           # the good one after the bad one is still screened
+
+
+def test_the_notes_play_at_the_live_block_and_their_cost_is_kept():
+    """The longest block of the notes, in the render thread's CPU time, at the block size given:
+    what the engine sets its lead from (``audio_io.lead_for``): a model that computes 3 ms in each
+    call costs at least that, the built-in instrument less."""
+    import time
+
+    from livewave.generator import GeneratorWrapper
+
+    class Busy(GeneratorWrapper):
+        def render(self, cond, out):
+            t = time.thread_time()
+            while time.thread_time() - t < 0.003:
+                pass
+            self.inner.render(cond, out)
+    cfg = EngineConfig(sample_rate=48000, max_block=1024)
+    quick = screen(DefaultInstrument(), cfg, block=64)
+    busy = screen(Busy(DefaultInstrument()), cfg, block=64)
+    assert quick["block"] == busy["block"] == 64
+    assert 0.0 < quick["block_cost_s"] < 0.003 <= busy["block_cost_s"] < 0.05
