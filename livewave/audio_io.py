@@ -58,7 +58,7 @@ SAMPLE_FORMATS = ("float32", "int16")
 
 RENDER_NICE = -10     # the render thread's nice value where permitted (see AudioOutput._boost)
 MAX_LEAD_S = 0.025    # the longest lead a model's cost may ask for (``lead_for``), seconds
-LEAD_SAFETY = 2.5     # live blocks cost up to twice what they do at load (cold caches: RESULTS), and more
+LEAD_SAFETY = 2.5     # live blocks cost about twice what they cost at load (cold caches; RESULTS); 2.0 fell short
 _JACK_NAME = ctypes.create_string_buffer(b"livewave")   # PortAudio keeps the pointer: keep it alive
 _sd = None
 
@@ -172,9 +172,13 @@ def lead_for(block_cost_s: float, block: int, sample_rate: int, ahead: int) -> i
     """Blocks to keep rendered ahead so that a block costing ``block_cost_s`` (of the render
     thread's CPU time, at load) cannot drain the ring: ``LEAD_SAFETY`` times that, plus a block
     being played and one of margin; never under ``ahead``, never over ``MAX_LEAD_S`` of audio."""
-    cap = max(ahead, int(MAX_LEAD_S * sample_rate // block))
     need = math.ceil(LEAD_SAFETY * max(0.0, block_cost_s) * sample_rate / block) + 2
-    return int(min(cap, max(ahead, need)))
+    return int(min(max_lead(block, sample_rate, ahead), max(ahead, need)))
+
+
+def max_lead(block: int, sample_rate: int, ahead: int) -> int:
+    """The longest lead, in blocks: ``MAX_LEAD_S`` of audio, or ``ahead`` where that is more."""
+    return max(ahead, int(MAX_LEAD_S * sample_rate // block))
 
 
 class AudioOutput:
@@ -200,7 +204,7 @@ class AudioOutput:
         self.policy = policy
         self.ahead = max(1, int(ahead)) if policy != "callback" else 0
         self.lead = self.ahead        # blocks kept rendered ahead now (``set_lead``), at least ``ahead``
-        self.max_lead = lead_for(1e9, self.block, self.sample_rate, self.ahead) if self.ahead else 0
+        self.max_lead = max_lead(self.block, self.sample_rate, self.ahead) if self.ahead else 0
         self.stats = AudioStats()
         self.stream = None
         self._thread = None
