@@ -39,6 +39,7 @@ def decoder_step_table(model_path, frames: int = 1500) -> list[str]:
     from livewave.ddsp_decoder_kernel import DecoderKernel
     torch.set_num_threads(1)
     model = load_generator(model_path).model.eval().requires_grad_(False)
+    nyq = 8000.0
 
     class Step(torch.nn.Module):          # as the CPU path traced it
         def __init__(self):
@@ -48,7 +49,6 @@ def decoder_step_table(model_path, frames: int = 1500) -> list[str]:
         def forward(self, f0, ld, h):
             return self.model.step(f0, ld, h, nyq)
     c = model.config
-    nyq = 8000.0
     lines = [f"### The DDSP decoder frame on CPU: torch, TorchScript, Numba (`models/{model_path.name}`, "
              f"torch {torch.__version__}, one thread)", "",
              "CPU time of one frame (all active voices), us: median / p99 over "

@@ -274,7 +274,6 @@ class DecoderKernel:
                         + _mlp_weights(model.out_mlp)
                         + (_f32(model.head.weight), _f32(model.head.bias)))
         c = model.config
-        self.n_harmonics, self.n_bands, self.hidden = c.n_harmonics, c.n_bands, c.hidden
         width = max(3 * c.hidden, c.hidden + 2 * c.mlp, 1 + c.n_harmonics + c.n_bands)
         self.scratch = np.zeros((6, voices, width), np.float32)
         self.rows = np.zeros(voices, np.int64)
@@ -282,7 +281,8 @@ class DecoderKernel:
         self.fbits = self.ibits.view(np.float32)
 
     def step(self, f0_hz, loudness_db, active, fresh, h, nyquist: float, amps, mags) -> None:
-        """See ``decoder_step``. Arrays: float32 ``[voices]`` and ``[voices, ...]``, C-contiguous."""
+        """See ``decoder_step``. Arrays: float32 ``[voices]`` and ``[voices, ...]``; ``amps`` and
+        ``mags`` may be column slices of one staging array (the instrument's are)."""
         decoder_step(f0_hz, loudness_db, active, fresh, h, float(nyquist), amps, mags, self.weights, self.scratch,
                      self.rows, self.ibits, self.fbits)
 

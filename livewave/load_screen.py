@@ -66,9 +66,9 @@ class _Tap(GeneratorWrapper):
 
 
 def screen(gen: Generator, config, block: int = BLOCK) -> dict:
-    """Prepare ``gen`` for an engine with ``config`` and screen it, the notes at ``block``
-    samples a call. Returns the report (also stored in ``gen.info.card["load_screen"]``);
-    raises ``ScreenRefused`` for NaN/Inf output."""
+    """Prepare ``gen`` for an engine with ``config`` and screen it; the notes' cost is timed on a
+    second pass at ``block`` samples a call. Returns the report (also stored in
+    ``gen.info.card["load_screen"]``); raises ``ScreenRefused`` for NaN/Inf output."""
     from .engine import Engine
     audio = gen.info.conditioning == "audio"
     tap = _Tap(gen)
