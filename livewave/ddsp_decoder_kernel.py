@@ -27,63 +27,15 @@ import math
 import numpy as np
 from numba import njit
 
+from .numba_layers import FAST, exp_row, linear
+
 LN_EPS = 1e-5
 LEAK = 0.2
 LOG_EXPONENT = math.log(10.0)    # exp_sigmoid's exponent: sigmoid(x) ** log(10)
 FLOOR_DB = -100.0                # ddsp_model.LOUDNESS_FLOOR_DB
 
-# reassociation lets LLVM vectorise the dot products; no 'nnan'/'ninf': NaN must stay NaN
-_FAST = {"reassoc", "contract"}
 
-# exp in float32 by Cody-Waite reduction: x = k ln2 + r, |r| <= ln2 / 2
-LOG2E = np.float32(1.4426950408889634)
-LN2_HI = np.float32(0.693359375)            # few mantissa bits: k * LN2_HI is exact
-LN2_LO = np.float32(-2.12194440e-4)         # ln 2 - LN2_HI
-EXP_HI, EXP_LO = np.float32(88.0), np.float32(-87.0)     # 2**k stays a normal float32
-# exp(r) to degree 7 (Taylor); the first term left out is r**8 / 8! < 6e-9 for |r| <= ln2 / 2
-T2, T3, T4, T5, T6, T7 = (np.float32(1.0 / math.factorial(i)) for i in range(2, 8))
-
-
-@njit(nogil=True, cache=True, fastmath=_FAST)
-def _linear(w, b, x, xc, n, n_in, y, yc):
-    """y[v, yc + j] = b[j] + w[j, :n_in] . x[v, xc:xc + n_in] for the first ``n`` rows: each
-    weight row is read once for all of them (from L1), and used for four rows at a time from
-    registers (measured: 1.5x over one row at a time at 16 voices).
-
-    NB: the dot products run on 1-D row views indexed from 0. A 2-D column slice has a stride
-    Numba cannot see, and an index like ``xc + i`` may be negative as far as it knows; either
-    keeps LLVM from vectorising the sums (measured: 3-4x slower)."""
-    for j in range(w.shape[0]):
-        wj = w[j]
-        bj = b[j]
-        v = 0
-        while v + 4 <= n:
-            x0 = x[v, xc:xc + n_in]
-            x1 = x[v + 1, xc:xc + n_in]
-            x2 = x[v + 2, xc:xc + n_in]
-            x3 = x[v + 3, xc:xc + n_in]
-            a0 = a1 = a2 = a3 = np.float32(0.0)
-            for i in range(n_in):
-                wi = wj[i]
-                a0 += wi * x0[i]
-                a1 += wi * x1[i]
-                a2 += wi * x2[i]
-                a3 += wi * x3[i]
-            y[v, yc + j] = bj + a0
-            y[v + 1, yc + j] = bj + a1
-            y[v + 2, yc + j] = bj + a2
-            y[v + 3, yc + j] = bj + a3
-            v += 4
-        while v < n:
-            xr = x[v, xc:xc + n_in]
-            acc = np.float32(0.0)
-            for i in range(n_in):
-                acc += wj[i] * xr[i]
-            y[v, yc + j] = bj + acc
-            v += 1
-
-
-@njit(nogil=True, cache=True, fastmath=_FAST)
+@njit(nogil=True, cache=True, fastmath=FAST)
 def _norm_leaky(y, yc, n, width, g, b):
     """LayerNorm (affine) then LeakyReLU of ``y[:n, yc:yc + width]``, in place."""
     for v in range(n):
@@ -101,40 +53,21 @@ def _norm_leaky(y, yc, n, width, g, b):
             y[v, yc + j] = u if u >= 0.0 else u * np.float32(LEAK)
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST)
-def _exp_row(x, ibits, fbits):
-    """``x[:] = exp(x[:])`` in float32 (relative error ~1e-7; NaN stays NaN), in loops LLVM
-    vectorises: ``math.exp`` is a scalar libm call, and the decoder makes ~450 a voice a frame,
-    half its time at 64 voices before this. ``ibits``/``fbits``: int32 and float32 views of one
-    scratch buffer, through which 2**k is built from its exponent bits."""
-    m = x.shape[0]
-    for j in range(m):
-        v = x[j]
-        v = EXP_HI if v > EXP_HI else v        # NB: written so that NaN passes through
-        v = EXP_LO if v < EXP_LO else v
-        k = np.floor(v * LOG2E + np.float32(0.5))
-        r = (v - k * LN2_HI) - k * LN2_LO
-        x[j] = np.float32(1.0) + r * (np.float32(1.0) + r * (T2 + r * (T3 + r * (T4 + r * (T5 + r * (T6 + r * T7))))))
-        ibits[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
-    for j in range(m):
-        x[j] *= fbits[j]
-
-
-@njit(nogil=True, cache=True, fastmath=_FAST)
+@njit(nogil=True, cache=True, fastmath=FAST)
 def _sigmoid_row(x, ibits, fbits):
     for j in range(x.shape[0]):
         x[j] = -x[j]
-    _exp_row(x, ibits, fbits)
+    exp_row(x, ibits, fbits)
     for j in range(x.shape[0]):
         x[j] = np.float32(1.0) / (np.float32(1.0) + x[j])
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST)
+@njit(nogil=True, cache=True, fastmath=FAST)
 def _tanh_row(x, ibits, fbits):
     """tanh x = 1 - 2 / (exp(2x) + 1) (absolute error ~1e-7 near 0)."""
     for j in range(x.shape[0]):
         x[j] = x[j] + x[j]
-    _exp_row(x, ibits, fbits)
+    exp_row(x, ibits, fbits)
     for j in range(x.shape[0]):
         x[j] = np.float32(1.0) - np.float32(2.0) / (x[j] + np.float32(1.0))
 
@@ -152,24 +85,24 @@ def _exp_sigmoid(x):
     return 2.0 * _sigmoid(x) ** LOG_EXPONENT + 1e-7
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST)
+@njit(nogil=True, cache=True, fastmath=FAST)
 def _mlp(x, xc, n, n_in, w0, b0, g0, c0, w1, b1, g1, c1, mid, y, yc):
     """Linear, LayerNorm, LeakyReLU, twice (``ddsp_model._mlp``), on rows ``:n``."""
     width = w1.shape[0]
-    _linear(w0, b0, x, xc, n, n_in, mid, 0)
+    linear(w0, b0, x, xc, n, n_in, mid, 0)
     _norm_leaky(mid, 0, n, width, g0, c0)
-    _linear(w1, b1, mid, 0, n, width, y, yc)
+    linear(w1, b1, mid, 0, n, width, y, yc)
     _norm_leaky(y, yc, n, width, g1, c1)
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST)
+@njit(nogil=True, cache=True, fastmath=FAST)
 def decoder_step(f0_hz, loudness_db, active, fresh, h, nyquist, amps, mags, weights, scratch, rows, ibits, fbits):
     """One frame for every voice ``v`` with ``active[v] > 0.5``: its hidden state ``h[v]`` is
     advanced (zeroed first where ``fresh[v] > 0.5``, active or not) and ``amps[v]``, ``mags[v]``
     are written. Other voices' rows are left as they were.
 
     ``weights``: the tuple ``DecoderKernel`` builds; ``scratch`` float32 ``[6, voices, width]``;
-    ``rows`` int64 ``[voices]``; ``ibits``, ``fbits``: views of one buffer (``_exp_row``). The
+    ``rows`` int64 ``[voices]``; ``ibits``, ``fbits``: views of one buffer (``numba_layers.exp_row``). The
     active voices are packed into the first rows of the scratch and every layer runs on all of
     them at once."""
     (fw0, fb0, fg0, fc0, fw1, fb1, fg1, fc1,
@@ -201,8 +134,8 @@ def decoder_step(f0_hz, loudness_db, active, fresh, h, nyquist, amps, mags, weig
     _mlp(inp, 0, n, 1, fw0, fb0, fg0, fc0, fw1, fb1, fg1, fc1, mid, xz, n_hid)
     _mlp(inp, 1, n, 1, lw0, lb0, lg0, lc0, lw1, lb1, lg1, lc1, mid, xz, n_hid + n_mlp)
     # the GRU cell (PyTorch's gate order r, z, n)
-    _linear(w_ih, b_ih, xz, n_hid, n, 2 * n_mlp, gi, 0)
-    _linear(w_hh, b_hh, xz, 0, n, n_hid, gh, 0)
+    linear(w_ih, b_ih, xz, n_hid, n, 2 * n_mlp, gi, 0)
+    linear(w_hh, b_hh, xz, 0, n, n_hid, gh, 0)
     for r in range(n):
         g, q, hv = gi[r], gh[r], h[rows[r]]
         for j in range(2 * n_hid):
@@ -218,7 +151,7 @@ def decoder_step(f0_hz, loudness_db, active, fresh, h, nyquist, amps, mags, weig
             hv[j] = hn
     _mlp(xz, 0, n, n_hid + 2 * n_mlp, ow0, ob0, og0, oc0, ow1, ob1, og1, oc1, mid, x, 0)
     y = gi                                   # NB: the gates are consumed; the head writes here
-    _linear(hw, hb, x, 0, n, n_mlp, y, 0)
+    linear(hw, hb, x, 0, n, n_mlp, y, 0)
     # amplitude x a softmax over the harmonics below Nyquist; noise band magnitudes
     for r in range(n):
         v = rows[r]
@@ -235,7 +168,7 @@ def decoder_step(f0_hz, loudness_db, active, fresh, h, nyquist, amps, mags, weig
         e = mid[r, :below]                     # NB: mid is free once the head has run
         for k in range(below):
             e[k] = yr[1 + k] - top
-        _exp_row(e, ibits, fbits)
+        exp_row(e, ibits, fbits)
         total = 0.0
         for k in range(below):
             total += e[k]

@@ -79,6 +79,14 @@ def fft_windowed(frame, window, rev, tw, re, im):
         j = rev[i]
         re[j] = frame[i] * window[i]
         im[j] = 0.0
+    fft_butterflies(re, im, tw)
+
+
+@njit(nogil=True, cache=True)
+def fft_butterflies(re, im, tw):
+    """The butterflies of a radix-2 FFT, decimation in time, in place on ``re``, ``im`` (n each,
+    already in bit-reversed order; ``tw`` from ``fft_tables(n)``)."""
+    n = re.shape[0]
     size = 2
     while size <= n:
         half = size // 2

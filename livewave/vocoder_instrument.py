@@ -99,6 +99,7 @@ class AudioVocoder(Generator):
     lag_frames = 0        # frames of lookahead: block t is emitted once frame t + lag_frames has arrived
     content_delay = 0     # model-rate samples the output lags its input by, beyond the chain's delay
     takes_source = False  # the model synthesises with its source's phases (``source_phase``)
+    kernel = None         # the model's step as a Numba kernel, where one computes it (``_prepare_kernel``)
 
     def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None):
         self.model = model.eval()
@@ -133,6 +134,18 @@ class AudioVocoder(Generator):
         frames' source spectra ``[1, source_bins, frames]`` complex (``source_phase``), or None
         (the model's own phases)."""
         return self._step(mel, controls, source)
+
+    def synthesize_frames(self, mel: np.ndarray, controls, source: np.ndarray | None = None) -> np.ndarray:
+        """``synthesize`` for frames on the CPU, numpy in and out: ``mel`` float32 ``[frames,
+        n_mels]`` (C order), ``source`` complex64 ``[frames, source_bins]`` or None -> float32 audio
+        (a view the next call may reuse). Through the kernel where there is one; render side."""
+        if self.kernel is not None:
+            return self.kernel.step(mel, source)       # a host's source: phases, not levels
+        torch = self._torch
+        with torch.inference_mode():
+            m = torch.from_numpy(mel.T[None].copy())
+            s = None if source is None else torch.from_numpy(source.T[None].copy())
+            return self.synthesize(m, controls, s).float().numpy()
 
     def reset_model(self) -> None:
         """Back to silence: the model's streaming state only."""
@@ -170,6 +183,7 @@ class AudioVocoder(Generator):
         self.mel = MelStream(mr, m["n_fft"], m["hop"], m["n_mels"], m["fmin"], m["fmax"], m["floor"], m["log10"],
                              max_block=burst)
         self.src = self._source_stream(burst) if self.takes_source else None
+        self.kernel = self._prepare_kernel(burst // m["hop"] + 1) if self.dev.type == "cpu" else None
         self.line = DelayLine(self.chain_delay(max_block))
         # NB: a model fed frames centred later than livewave's causal ones sounds that much late too
         self.info = replace(self.info, lookahead=self.line.delay + round(self.content_delay * sample_rate / mr))
@@ -200,6 +214,10 @@ class AudioVocoder(Generator):
                 worst = max(worst, fed - got)
         return worst
 
+    def _prepare_kernel(self, max_frames: int):
+        """The CPU step as a kernel taking up to ``max_frames`` frames a call, or None (torch)."""
+        return None
+
     def reset(self) -> None:
         self.rs_in.reset()
         self.rs_out.reset()
@@ -225,7 +243,9 @@ class AudioVocoder(Generator):
         xm = self.rs_in.process(x[:n])
         frames = self.mel.push(xm)
         spec = self.src.push(xm) if self.src is not None else None      # the same frames (SourceSpectrum)
-        if frames.shape[0]:
+        if frames.shape[0] and self.kernel is not None:
+            self.line.push(self.rs_out.process(self.kernel.step(frames, spec, spec is not None)))
+        elif frames.shape[0]:
             with torch.inference_mode():
                 mel = torch.from_numpy(frames.T[None].copy()).to(self.dev)
                 source = None if spec is None else torch.from_numpy(spec.T[None].copy()).to(self.dev)
@@ -267,7 +287,26 @@ class ISTFTVocoderInstrument(AudioVocoder):
         floor = float(self.mel_cfg["floor"])
         silent = np.log10(floor) if self.mel_cfg["log10"] else np.log(floor)
         self.model.prime(torch.full((1, self.mcfg.n_mels, 1), float(silent), device=self.dev))
+        if self.kernel is not None:
+            self.kernel.prime(np.full(self.mcfg.n_mels, silent, np.float32))
         self.reset()
+
+    @staticmethod
+    def warm_up() -> None:
+        """The CPU step's kernel, compiled before any stream (``generator.preload_families``)."""
+        from .istft_vocoder_kernel import warm_up
+        warm_up()
+
+    def _prepare_kernel(self, max_frames: int):
+        if self.mcfg.phase == "integrated":
+            return None
+        from .istft_vocoder_kernel import ISTFTKernel
+        return ISTFTKernel(self.model, max_frames)
+
+    def _reset_model(self) -> None:
+        self.model.reset()
+        if self.kernel is not None:
+            self.kernel.reset()
 
     def _source_stream(self, max_block: int):
         from .source_phase import SourceSpectrum
