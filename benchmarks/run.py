@@ -13,7 +13,8 @@
 4. Only with its flag: ``--ddsp-only [--device cuda]``, the DDSP tables (the decoder frame on
    CPU three ways, benchmarks/decoder_step.py, and on the GPU); ``--busy-gui-only``, xruns and
    engine lateness while the app is kept busy;
-   ``--vocoder-only [--device cuda]``, the streamed MelGAN generator (benchmarks/vocoder.py).
+   ``--vocoder-only [--device cuda]``, the shipped vocoders' frames, torch against the kernels
+   (benchmarks/vocoder_step.py), and the vocoder families streamed (benchmarks/vocoder.py).
 Times on a shared VM are noisy: read ratios and medians, not single numbers.
 """
 from __future__ import annotations
@@ -435,6 +436,9 @@ def main() -> None:
             midi2mel_engine_table,
             vocoder_engine_table,
         )
+        from benchmarks.vocoder_step import vocoder_step_table
+        if args.device == "cpu":
+            lines += vocoder_step_table(300 if args.quick else 1500)
         lines += mel_analysis_table() + melgan_stream_table(args.device)
         lines += vocoder_engine_table(args.device, quick=args.quick)
         lines += midi2mel_engine_table()

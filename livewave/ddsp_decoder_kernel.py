@@ -218,15 +218,3 @@ class DecoderKernel:
         ``mags`` may be column slices of one staging array (the instrument's are)."""
         decoder_step(f0_hz, loudness_db, active, fresh, h, float(nyquist), amps, mags, self.weights, self.scratch,
                      self.rows, self.ibits, self.fbits)
-
-
-def warm_up() -> None:
-    """Compile ``decoder_step`` (or load it from Numba's cache) for the argument types the
-    instrument passes, on a tiny decoder: at start-up, before any stream. Compiled lazily instead,
-    the first DDSP model loaded into a playing engine compiled it on the loader thread, whose GIL
-    pauses stretched that to 40 s (measured)."""
-    from .ddsp_model import DDSPDecoder, DecoderConfig
-    kern = DecoderKernel(DDSPDecoder(DecoderConfig(n_harmonics=4, n_bands=1, hidden=8, mlp=8)), 2)
-    v = np.zeros(2, np.float32)
-    out = np.zeros((2, 5), np.float32)        # as the instrument's staging: amps and mags are views of one array
-    kern.step(v + 440.0, v, v + 1.0, v, np.zeros((2, 8), np.float32), 8000.0, out[:, :4], out[:, 4:])

@@ -113,9 +113,20 @@ class DDSPInstrument(Generator):
 
     @staticmethod
     def warm_up() -> None:
-        """The CPU step's kernel, compiled before any stream (``generator.preload_families``)."""
-        from .ddsp_decoder_kernel import warm_up
-        warm_up()
+        """Every Numba kernel a DDSP instrument runs (the decoder's step, the loudness, the tilt,
+        the oscillators and the noise), compiled before any stream (``generator.preload_families``):
+        a tiny instrument of random weights played through an engine for a few blocks."""
+        from .config import EngineConfig
+        from .ddsp_model import DDSPDecoder, DecoderConfig
+        from .engine import Engine
+        cfg = DecoderConfig(n_harmonics=4, n_bands=2, hidden=8, mlp=8).validate()
+        cal = {"velocity_db": [20.0, -40.0], "attack_db": [0.0], "release_s": 0.1, "frame_seconds": 0.004}
+        eng = Engine(EngineConfig(sample_rate=22050, max_block=64), DDSPInstrument(DDSPDecoder(cfg), cfg, cal))
+        eng.prepare()
+        eng.push_midi(0x90, 60, 100)
+        out = np.zeros((64, 2), np.float32)
+        for _ in range(8):
+            eng.render(out)
 
     @classmethod
     def from_checkpoint(cls, config: dict, card: dict, tensors: dict) -> DDSPInstrument:

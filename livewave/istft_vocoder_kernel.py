@@ -35,12 +35,11 @@ from numba import njit
 
 from .istft_vocoder import LEVEL_HEADROOM, SOURCE_HEADROOM
 from .mel_analysis import fft_butterflies, fft_tables
-from .numba_layers import FAST, exp_row, linear
+from .numba_layers import FAST, exp_row, gelu_row, linear
 from .source_phase import FLOOR
 
 LN_EPS = 1e-5
 MAG_CLAMP = np.float32(8.0)       # ISTFTVocoder.spectrum: exp(h.clamp(max=8))
-SQRT_HALF = 1.0 / math.sqrt(2.0)
 
 
 @njit(nogil=True, cache=True, fastmath=FAST)
@@ -76,14 +75,6 @@ def _layer_norm(x, g, b):
     inv = np.float32(1.0) / np.sqrt(var / width + np.float32(LN_EPS))
     for j in range(width):
         x[j] = (x[j] - mean) * inv * g[j] + b[j]
-
-
-@njit(nogil=True, cache=True)
-def _gelu(x):
-    """Exact GELU, ``x Phi(x)``, of the row ``x`` in place (``erf`` in float64)."""
-    for j in range(x.shape[0]):
-        v = float(x[j])
-        x[j] = 0.5 * v * (1.0 + math.erf(v * SQRT_HALF))
 
 
 @njit(nogil=True, cache=True)
@@ -186,7 +177,7 @@ def vocoder_step(mel, source, use_source, source_level, weights, dilations, stem
             _conv_frame(bh, ctx, d, kernel, width, conv_w[blk], conv_b[blk], taps, conv)
             _layer_norm(conv[0], ln_g[blk], ln_b[blk])
             linear(up_w[blk], up_b[blk], conv, 0, 1, width, mid, 0)
-            _gelu(mid[0])
+            gelu_row(mid[0])
             linear(down_w[blk], down_b[blk], mid, 0, 1, 2 * width, conv, 0)
             for c in range(width):
                 x[0, c] += conv[0, c]
@@ -292,18 +283,3 @@ class ISTFTKernel:
             self.step(mel[i:i + self.max_frames])
         self._primed = (self.stem_hist.copy(), self.hist.copy())
         self.reset()
-
-
-def warm_up() -> None:
-    """Compile ``vocoder_step`` (or load it from Numba's cache) for the argument types the
-    instrument passes, with and without a source, on a tiny vocoder: at start-up, before any
-    stream (``generator.preload_families``)."""
-    from .istft_vocoder import ISTFTConfig, ISTFTVocoder
-    from .mel_analysis import mel_filterbank
-    model = ISTFTVocoder(ISTFTConfig(n_mels=8, hop=16, n_fft=32, channels=8, blocks=1, phase="source",
-                                     sample_rate=8000))
-    model.set_level_reference(mel_filterbank(8000, 32, 8, 0.0, 4000.0), False)
-    kern = ISTFTKernel(model, 2)
-    mel = np.zeros((2, 8), np.float32)
-    kern.step(mel)
-    kern.step(mel, np.zeros((2, 17), np.complex64), True)

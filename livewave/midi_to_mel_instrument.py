@@ -159,6 +159,16 @@ class MidiToMelInstrument(Generator):
             envelope=EnvelopeConfig(attack_s=0.002, decay_s=1.0, sustain=1.0, release_s=c.tail + 0.05))
         self.device = "cpu"
 
+    @staticmethod
+    def warm_up() -> None:
+        """Every Numba kernel this family runs (the roll, the harmonic reference, the network's
+        and the vocoder's kernels), compiled before any stream (``generator.preload_families``): a
+        tiny instrument prepared, which plays its notes once."""
+        from .vocoder_instrument import tiny_istft_instrument
+        vocoder = tiny_istft_instrument()
+        c = MidiToMelConfig(sample_rate=8000, n_fft=128, hop=32, n_mels=8, hidden=8, layers=3)
+        MidiToMelInstrument(MidiToMel(c), vocoder).prepare(8000, 64, 2, "cpu")     # its own rate, as above
+
     @classmethod
     def from_checkpoint(cls, config: dict, card: dict, tensors: dict) -> MidiToMelInstrument:
         from .generator import family_class
@@ -199,6 +209,10 @@ class MidiToMelInstrument(Generator):
         self.rows = np.zeros(max_k * voices, np.int64)
         self.gains = np.zeros(max_k * voices, np.float32)
         self.t_feats, self.t_rows, self.t_gains = (torch.from_numpy(a) for a in (self.feats, self.rows, self.gains))
+        self.kernel = None               # the CPU path: the network as a Numba kernel (midi_to_mel_kernel)
+        if self.dev.type == "cpu" and self.mcfg.layers > 1:
+            from .midi_to_mel_kernel import MelKernel
+            self.kernel = MelKernel(self.model, max_k * voices, max_k)
         self.reference = None
         if getattr(self.vocoder, "takes_source", False):       # phase from the notes (see the docstring)
             self.centres = np.zeros(max_k, np.float64)
@@ -280,14 +294,14 @@ class MidiToMelInstrument(Generator):
                            cond.release_time, self.taus, self.centres, k, float(self.sample_rate), self.mcfg.tail,
                            float(self.mcfg.sample_rate), self.vocoder.mcfg.n_fft, self.run_phase, self.run_time,
                            self.run_onset, self.ref_f0, self.ref_phase, self.ref_level, self.reference)
-            source = self.t_reference[:, :, :k].to(self.dev)
-        with torch.inference_mode():
-            mel = self.model(self.t_feats[:p].to(self.dev), self.t_rows[:p].to(self.dev), k,
-                             self.t_gains[:p].to(self.dev))
-            if self.dev.type == "cpu":          # numpy in and out: the vocoder's kernel, where it has one
-                y = self.vocoder.synthesize_frames(mel.numpy(), self.vcontrols,
-                                                   None if source is None else self.reference[:k])
-            else:
+            source = self.t_reference[:, :, :k].to(self.dev) if self.kernel is None else self.reference[:k]
+        if self.kernel is not None:          # the CPU path: numpy in and out, no torch where kernels exist
+            mel = self.kernel.frames(self.feats, self.rows, self.gains, p, k)
+            y = self.vocoder.synthesize_frames(mel, self.vcontrols, source)
+        else:
+            with torch.inference_mode():
+                mel = self.model(self.t_feats[:p].to(self.dev), self.t_rows[:p].to(self.dev), k,
+                                 self.t_gains[:p].to(self.dev))
                 y = self.vocoder.synthesize(mel.T[None].contiguous(), self.vcontrols, source).float().cpu().numpy()
         self.line.push(self.rs_out.process(y))
 

@@ -1,6 +1,6 @@
 """Dense network layers as Numba kernels, shared by the CPU paths of the models (the DDSP
 decoder, ``ddsp_decoder_kernel``; the iSTFT vocoder, ``istft_vocoder_kernel``): a linear layer on
-rows of a 2-D array and a vectorised float32 ``exp``. Each is ``nogil`` and allocates nothing.
+rows of a 2-D array, a vectorised float32 ``exp`` and the exact GELU. Each is ``nogil`` and allocates nothing.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ LN2_LO = np.float32(-2.12194440e-4)         # ln 2 - LN2_HI
 EXP_HI, EXP_LO = np.float32(88.0), np.float32(-87.0)     # 2**k stays a normal float32
 # exp(r) to degree 7 (Taylor); the first term left out is r**8 / 8! < 6e-9 for |r| <= ln2 / 2
 T2, T3, T4, T5, T6, T7 = (np.float32(1.0 / math.factorial(i)) for i in range(2, 8))
+SQRT_HALF = 1.0 / math.sqrt(2.0)
 
 
 @njit(nogil=True, cache=True, fastmath=FAST)
@@ -77,3 +78,12 @@ def exp_row(x, ibits, fbits):
         ibits[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
     for j in range(m):
         x[j] *= fbits[j]
+
+
+@njit(nogil=True, cache=True)
+def gelu_row(x):
+    """The exact GELU, ``x Phi(x)`` (torch's default), of the row ``x`` in place; ``erf`` in
+    float64."""
+    for j in range(x.shape[0]):
+        v = float(x[j])
+        x[j] = 0.5 * v * (1.0 + math.erf(v * SQRT_HALF))

@@ -293,9 +293,11 @@ class ISTFTVocoderInstrument(AudioVocoder):
 
     @staticmethod
     def warm_up() -> None:
-        """The CPU step's kernel, compiled before any stream (``generator.preload_families``)."""
-        from .istft_vocoder_kernel import warm_up
-        warm_up()
+        """Every Numba kernel a model of this family runs, compiled before any stream
+        (``generator.preload_families``): a tiny one prepared and played from audio in. Compiled
+        lazily instead, a first load into a playing engine compiled them on the loader thread,
+        23-46 s beside a playing vocoder (measured, stop 21)."""
+        tiny_istft_instrument().prepare(8000, 64, 1, "cpu")     # at its own rate: no resampling to time
 
     def _prepare_kernel(self, max_frames: int):
         if self.mcfg.phase == "integrated":
@@ -324,6 +326,13 @@ class ISTFTVocoderInstrument(AudioVocoder):
 
     def _offline(self, mel, source=None):
         return self.model(mel, source=source, source_level=source is not None)[0, 0]
+
+
+def tiny_istft_instrument(n_mels: int = 8, hop: int = 32, sample_rate: int = 8000) -> ISTFTVocoderInstrument:
+    """A source-phase iSTFT vocoder of random weights, a few thousand parameters (warm-ups)."""
+    model = ISTFTVocoder(ISTFTConfig(n_mels=n_mels, hop=hop, n_fft=2 * hop, channels=8, blocks=1, phase="source",
+                                     sample_rate=sample_rate))
+    return ISTFTVocoderInstrument(model, {"n_fft": 4 * hop, "hop": hop, "n_mels": n_mels})
 
 
 class FlowVocoderInstrument(AudioVocoder):

@@ -417,19 +417,3 @@ def test_the_cpu_path_runs_no_torch_on_the_render_side(tiny_model, monkeypatch):
     for i in range(0, out.shape[0], 64):
         eng.render(out[i:i + 64])
     assert eng.stats.generator_faults == 0 and np.isfinite(out).all() and np.abs(out).max() > 1e-3
-
-
-def test_start_up_compiles_the_kernel_a_model_load_would_otherwise_compile():
-    """In a fresh process, ``preload_families`` (run before any stream) compiles the decoder
-    kernel for the instrument's own argument types: preparing a model afterwards compiles nothing
-    (a lazy compile ran on the loader thread of a playing engine and took 40 s there)."""
-    code = ("from livewave.generator import preload_families; preload_families()\n"
-            "from livewave.ddsp_decoder_kernel import decoder_step\n"
-            "before = set(decoder_step.signatures)\n"
-            f"from livewave.checkpoint import load_generator; g = load_generator({str(SHIPPED[0])!r})\n"
-            "g.prepare(48000, 256, 16, 'cpu')\n"
-            "print(len(before), len(set(decoder_step.signatures) - before))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-2000:]
-    warmed, new = map(int, r.stdout.split()[-2:])
-    assert warmed >= 1 and new == 0, r.stdout

@@ -1,8 +1,6 @@
 """The iSTFT vocoder's CPU kernel (``istft_vocoder_kernel``) computes what ``ISTFTVocoder.step``
 does, the instruments built on it run it instead of torch on the render side, and start-up
 compiles it."""
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,21 +168,3 @@ def test_an_instrument_played_from_midi_runs_the_kernel_not_torch(model, monkeyp
     for i in range(0, out.shape[0], 64):
         eng.render(out[i:i + 64])
     assert eng.stats.generator_faults == 0 and np.isfinite(out).all() and np.abs(out).max() > 1e-2
-
-
-def test_start_up_compiles_the_vocoder_kernel_a_model_load_would_otherwise_compile():
-    """In a fresh process, ``preload_families`` compiles the kernel for the argument types the
-    instruments pass: preparing the shipped vocoder (audio in) and an instrument played from MIDI
-    afterwards compiles nothing of it on the loader thread."""
-    piano = ROOT / "models" / "piano-midi2mel.safetensors"
-    code = ("from livewave.generator import preload_families; preload_families()\n"
-            "from livewave.istft_vocoder_kernel import vocoder_step\n"
-            "before = set(vocoder_step.signatures)\n"
-            "from livewave.checkpoint import load_generator\n"
-            f"load_generator({str(VOCODER)!r}).prepare(48000, 256, 1, 'cpu')\n"
-            f"load_generator({str(piano)!r}).prepare(48000, 256, 16, 'cpu')\n"
-            "print(len(before), len(set(vocoder_step.signatures) - before))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-2000:]
-    warmed, new = map(int, r.stdout.split()[-2:])
-    assert warmed >= 1 and new == 0, r.stdout
