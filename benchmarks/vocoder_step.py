@@ -83,7 +83,7 @@ def vocoder_step_table(frames: int = 1500) -> list[str]:
              "network, the vocoder and the resampler.", "",
              "| frame | rest between frames | torch | kernels | torch / kernels |", "| --- | --- | ---: | ---: | ---: |"]
     cases = [("istft-fluidr3, audio in", _vocoder_ways(frames))]
-    cases += [(f"piano-midi2mel, {n} notes", _midi2mel_ways(n)) for n in (1, 8, 32)]
+    cases += [(f"piano-midi2mel, {n} note{'s' if n > 1 else ''}", _midi2mel_ways(n)) for n in (1, 8, 32)]
     for label, ways in cases:
         for fn in ways.values():
             for _ in range(20):

@@ -30,7 +30,7 @@ from numba import njit
 
 from .config import EnvelopeConfig
 from .ddsp_calibration import validate_calibration, voice_loudness
-from .generator import RESTART_FRESH, Conditioning, Control, Generator, GeneratorInfo
+from .generator import RESTART_FRESH, Conditioning, Control, Generator, GeneratorInfo, cpu_kernels
 from .harmonic_noise import HarmonicNoiseCore
 
 GATE_GAIN = 1000.0     # engine envelope -> gate: 1 down to -60 dB, then follows the envelope
@@ -183,7 +183,7 @@ class DDSPInstrument(Generator):
         self._targets_cb = self._targets
         if cuda:
             self._capture()
-        else:
+        elif cpu_kernels():
             from .ddsp_decoder_kernel import DecoderKernel
             self.kernel = DecoderKernel(self.model, voices)
             self.h_np = self.h.numpy()
@@ -242,9 +242,12 @@ class DDSPInstrument(Generator):
             with self._torch.cuda.stream(self.stream):     # NB: a graph replays on the current stream
                 self.graph.replay()
             self.stream.synchronize()
-        else:
+        elif self.kernel is not None:
             self.kernel.step(self.f0_np, self.ld_np, self.active_np, self.fresh_np, self.h_np, self.nyquist,
                              self.amp_np, self.mags_np)
+        else:                              # LIVEWAVE_CPU_KERNELS=0: torch's step (generator.cpu_kernels)
+            with self._torch.inference_mode():
+                self._compute()
         self.fresh_np[:] = 0.0      # consumed by this frame
 
     def _targets(self, t: int, mask: np.ndarray) -> None:

@@ -11,6 +11,7 @@ a new module plus one line in ``pyproject.toml``, not an edit of the engine.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -145,6 +146,14 @@ def missing_input_warning(info: GeneratorInfo, input_channels: int) -> str | Non
     return (f"{info.name} ({info.family}) is driven by audio in, but no audio input is open: it plays what it "
             "makes of silence. Open one (livewave play --input-channels 1, or the app's --input-channels 1) or play "
             "it from MIDI through a chain (livewave chain SOURCE VOCODER -o OUT)")
+
+
+def cpu_kernels() -> bool:
+    """Whether a model prepared on the CPU runs its Numba kernels (the DDSP decoder, the iSTFT
+    vocoder, the MIDI-to-mel network), as it does unless the environment says
+    ``LIVEWAVE_CPU_KERNELS=0``: then torch computes each step, as before the kernels existed (to
+    compare the two when in doubt, and for tests of a model that costs what torch does)."""
+    return os.environ.get("LIVEWAVE_CPU_KERNELS", "1").strip() != "0"
 
 
 def torch_device(device: str):

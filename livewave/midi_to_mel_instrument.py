@@ -72,7 +72,7 @@ import numpy as np
 from numba import njit
 
 from .config import EnvelopeConfig
-from .generator import Generator, GeneratorInfo
+from .generator import Generator, GeneratorInfo, cpu_kernels
 from .midi_to_mel import MidiToMel, MidiToMelConfig
 from .piano_roll import N_FEATURES, ONSET_TAUS, RELEASE_TAUS, note_features
 from .source_phase import harmonic_reference
@@ -210,7 +210,7 @@ class MidiToMelInstrument(Generator):
         self.gains = np.zeros(max_k * voices, np.float32)
         self.t_feats, self.t_rows, self.t_gains = (torch.from_numpy(a) for a in (self.feats, self.rows, self.gains))
         self.kernel = None               # the CPU path: the network as a Numba kernel (midi_to_mel_kernel)
-        if self.dev.type == "cpu" and self.mcfg.layers > 1:
+        if self.dev.type == "cpu" and self.mcfg.layers > 1 and cpu_kernels():
             from .midi_to_mel_kernel import MelKernel
             self.kernel = MelKernel(self.model, max_k * voices, max_k)
         self.reference = None

@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from .flow_vocoder import SIGMA, FlowConfig, FlowVocoder
-from .generator import Control, Generator, GeneratorInfo
+from .generator import Control, Generator, GeneratorInfo, cpu_kernels
 from .istft_vocoder import ISTFTConfig, ISTFTVocoder
 from .mel_analysis import MelStream, mel_filterbank
 from .melgan import MelGANConfig, MelGANGenerator
@@ -183,7 +183,7 @@ class AudioVocoder(Generator):
         self.mel = MelStream(mr, m["n_fft"], m["hop"], m["n_mels"], m["fmin"], m["fmax"], m["floor"], m["log10"],
                              max_block=burst)
         self.src = self._source_stream(burst) if self.takes_source else None
-        self.kernel = self._prepare_kernel(burst // m["hop"] + 1) if self.dev.type == "cpu" else None
+        self.kernel = self._prepare_kernel(burst // m["hop"] + 1) if self.dev.type == "cpu" and cpu_kernels() else None
         self.line = DelayLine(self.chain_delay(max_block))
         # NB: a model fed frames centred later than livewave's causal ones sounds that much late too
         self.info = replace(self.info, lookahead=self.line.delay + round(self.content_delay * sample_rate / mr))

@@ -696,12 +696,17 @@ def test_engine_process_opens_audio_input_in_the_rtmixer_placement(server, tmp_p
 
 
 @pytest.mark.jack
-def test_a_vocoder_at_64_sample_blocks_gets_the_lead_its_frames_need(server, tmp_path):
-    """A MIDI-to-mel vocoder computes a whole frame (several ms on a CPU) in one 64-sample block
-    in nine: with the configured 4 blocks ahead (5.3 ms) its ring ran dry 913 times in 15 s
-    (measured). The engine renders further ahead as its cost at load asks, says so, reports the
-    latency, and the ring no longer runs dry."""
+@pytest.mark.parametrize("kernels", ["numba", "torch"])
+def test_a_vocoder_at_64_sample_blocks_gets_the_lead_its_frames_need(server, tmp_path, monkeypatch, kernels):
+    """A MIDI-to-mel vocoder computes a whole frame in one 64-sample block in nine. With torch
+    computing it (``LIVEWAVE_CPU_KERNELS=0``: about 5 ms a frame on this CPU) and the configured 4
+    blocks ahead (5.3 ms), its ring ran dry 913 times in 15 s (measured): the engine renders
+    further ahead as its cost at load asks, says so, reports the latency, and the ring no longer
+    runs dry. With its Numba kernels (the CPU path; about 0.5-1.4 ms a frame) it plays at the
+    configured lead, or near it, without running dry."""
     from jack_rig import sporadic
+    if kernels == "torch":
+        monkeypatch.setenv("LIVEWAVE_CPU_KERNELS", "0")
     path = ROOT / "models" / "piano-midi2mel.safetensors"
     settings = {"audio": "system", "midi": "none", "block": 64, "placement": "rtmixer", "ahead": 4,
                 "model": str(path)}
@@ -709,9 +714,12 @@ def test_a_vocoder_at_64_sample_blocks_gets_the_lead_its_frames_need(server, tmp
     try:
         info = ep.start(settings)
         base_ms = 4 * 64 / RATE * 1000
-        assert info["lead"] > info["ahead"] == 4, info
+        if kernels == "torch":
+            assert info["lead"] >= 8, info
+        else:
+            assert 4 <= info["lead"] <= 6, info
         reports = []
-        while not any("blocks ahead instead of 4" in r for r in reports):
+        while info["lead"] > 4 and not any(f"{info['lead']} blocks ahead instead of 4" in r for r in reports):
             ev = ep.wait_event("report", timeout=5.0)
             assert ev is not None, f"no report of the longer lead: {reports}"
             reports.append(ev[1])
