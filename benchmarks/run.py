@@ -204,6 +204,11 @@ class MidiLooper:
         self.rig.close()
 
 
+# swapped in turn, one a minute: DDSP instruments and vocoders played from MIDI (until 2026-12-02
+# the DDSP ones alone: a vocoder's frame then cost a whole 64-sample block in torch)
+SOAK_MODELS = ("violin", "piano-midi2mel", "cello", "strings-midi2mel", "flute")
+
+
 def soak(minutes: float, block: int) -> dict:
     """The soak of issue #6: the app (its own process, ``benchmarks/soak_app.py``: window
     animating, engine process with its warm spare, rtmixer) on ``jackd -d dummy`` at 48 kHz
@@ -213,7 +218,7 @@ def soak(minutes: float, block: int) -> dict:
     from collections import Counter
 
     from jack_rig import JackServer, xrun_culprits
-    models = [str(ROOT / "models" / f"{m}.safetensors") for m in ("violin", "cello", "flute")]
+    models = [str(ROOT / "models" / f"{m}.safetensors") for m in SOAK_MODELS]
     with JackServer(48000, block, Path(tempfile.mkdtemp())) as server:
         app = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "soak_app.py"), str(minutes), str(block),
                                 *models], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
@@ -288,7 +293,7 @@ def soak_section(minutes: float, block: int) -> list[str]:
             f"({'-R' if r['realtime'] else '--no-realtime'})", "",
             "The app in its own process (window animating at its own ~30 frames/s, offscreen), its engine process "
             "(rtmixer, 4 blocks ahead, the warm spare beside it), `livewave/data/demo.mid` looping from a JACK MIDI "
-            "port, a DDSP model swapped every minute (violin, cello, flute).", "",
+            f"port, a model swapped every minute ({', '.join(SOAK_MODELS)}).", "",
             "| what | measured | target |", "| --- | ---: | --- |",
             f"| ring underruns (engine late) | {r['ring_underruns']} | 0 |",
             f"| xruns JACK blamed on livewave | {sum(livewave_culprits.values())} {livewave_culprits or ''} | 0 |",

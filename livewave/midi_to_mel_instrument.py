@@ -8,6 +8,9 @@ Per render call, on the render side:
     -> the vocoder's streamed step (``melgan``, ``flow``, ``hifigan``, ...: its own state; an
        iSTFT vocoder with a source phase also gets each frame's harmonic reference: below)
     -> resample to the device rate (soxr) -> ``DelayLine`` -> out.
+On a CPU the network and an iSTFT vocoder run as Numba kernels (``midi_to_mel_kernel``,
+``istft_vocoder_kernel``): the same numbers, 3-10x less time a frame than torch's steps
+(``benchmarks/RESULTS.md``); ``LIVEWAVE_CPU_KERNELS=0`` runs torch's (``generator.cpu_kernels``).
 
 Timing: model frame ``t`` spans model samples ``[t * hop, (t + 1) * hop)``, i.e. device samples
 ``[s_t, e_t)`` with ``s_t = t * hop * device_rate / model_rate`` counted from the first call

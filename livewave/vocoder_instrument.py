@@ -9,7 +9,8 @@ Per render call, on the render side:
        ``source_phase.SourceSpectrum``)
     -> each completed frame through the causal vocoder (``melgan`` or ``flow_vocoder``, one ``step``
        per call; the flow draws its noise frame by frame from a seeded generator and scales it
-       by the ``sigma`` control)
+       by the ``sigma`` control; on a CPU the iSTFT vocoder's step is a Numba kernel,
+       ``istft_vocoder_kernel``, and torch runs the others)
     -> resample to the device rate -> ``DelayLine`` -> out.
 Every stage is chunk-independent, and the delay line pays out a fixed delay chosen in
 ``prepare`` (the chain's worst shortfall, measured with silence at block sizes 1, 17, 64 and
