@@ -19,12 +19,14 @@ def engine_alone_table(seconds: float = 15.0, hogs=(0, 1, 2, 0, 1, 2)) -> list[s
     lines = ["### The engine process alone (JACK dummy driver, 48 kHz, period 128; rtmixer, 64-sample blocks, "
              "4 ahead; three notes held; no window)", "",
              f"{seconds:g} s per take; a CPU hog is another process spinning a Python loop.", "",
-             "| model | CPU hogs | ring underruns | xruns (PortAudio) | machine stalls | steal | peak block time |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name, model in (("default instrument", None), ("violin", str(ROOT / "models" / "violin.safetensors"))):
+             "| model | lead (blocks) | CPU hogs | ring underruns | xruns (PortAudio) | machine stalls | steal | "
+             "peak block time |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name in ("default instrument", "violin", "piano-midi2mel"):
+        model = None if name == "default instrument" else str(ROOT / "models" / f"{name}.safetensors")
         with JackServer(48000, 128, Path("/tmp")) as server:
             ep = EngineProcess(ready_timeout=120)
-            ep.start({"block": 64, "ahead": 4, "audio": "system", "midi": "none", "placement": "rtmixer",
+            info = ep.start({"block": 64, "ahead": 4, "audio": "system", "midi": "none", "placement": "rtmixer",
                       "model": model})
             try:
                 time.sleep(3.0)
@@ -42,7 +44,8 @@ def engine_alone_table(seconds: float = 15.0, hogs=(0, 1, 2, 0, 1, 2)) -> list[s
                             p.kill()
                             p.wait()
                     steal = steal_share(t0, t1)
-                    row = (f"| {name} | {k} | {a['ring_underruns'] - b['ring_underruns']} | {a['xruns'] - b['xruns']} "
+                    row = (f"| {name} | {info['lead']} | {k} | {a['ring_underruns'] - b['ring_underruns']} "
+                           f"| {a['xruns'] - b['xruns']} "
                            f"| {stall_count(server.log_text()[log0:])} | {steal:.1%} | {a['load_peak']:.0f}% |")
                     print(row, flush=True)
                     lines.append(row)

@@ -717,7 +717,7 @@ def test_a_vocoder_at_64_sample_blocks_gets_the_lead_its_frames_need(server, tmp
         if kernels == "torch":
             assert info["lead"] >= 8, info
         else:
-            assert 4 <= info["lead"] <= 6, info
+            assert 4 <= info["lead"] <= 7, info     # 4-5 measured here (a frame 0.4-1.4 ms)
         reports = []
         while info["lead"] > 4 and not any(f"{info['lead']} blocks ahead instead of 4" in r for r in reports):
             ev = ep.wait_event("report", timeout=5.0)
