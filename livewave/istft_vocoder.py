@@ -347,6 +347,20 @@ class ISTFTVocoder(nn.Module):
         self._tail = None
         self._phase = None
 
+    def save_stream(self) -> None:
+        """Streaming: remember the state (the convolutions' caches and the overlap-add tail, by
+        reference: ``step`` replaces them, never writes into them): ``restore_stream``."""
+        from .streaming_conv import streaming_layers
+        if getattr(self, "_layers", None) is None:
+            self._layers = streaming_layers(self)
+        self._saved = ([layer._cache for layer in self._layers], self._tail, self._phase)
+
+    def restore_stream(self) -> None:
+        """Streaming: back to the state ``save_stream`` remembered."""
+        caches, self._tail, self._phase = self._saved
+        for layer, cache in zip(self._layers, caches, strict=True):
+            layer._cache = cache
+
     def prime(self, frame: torch.Tensor, frames: int = 64) -> None:
         """Streaming: start every later stream (``reset``) from ``frames`` copies of ``frame``
         ``[B, n_mels, 1]`` (silence: the mel floor) after the zero padding, as the convolutions'

@@ -244,6 +244,17 @@ class ISTFTKernel:
         self.out = np.zeros(max(1, int(max_frames)) * c.hop, np.float32)
         self.no_source = np.zeros((max(1, int(max_frames)), k), np.complex64)
         self._primed: tuple[np.ndarray, np.ndarray] | None = None
+        self._saved = (self.stem_hist.copy(), self.hist.copy(), self.acc.copy())
+
+    def save(self) -> None:
+        """Remember the stream's state (histories and tail), without allocating: ``restore``."""
+        for kept, now in zip(self._saved, (self.stem_hist, self.hist, self.acc), strict=True):
+            np.copyto(kept, now)
+
+    def restore(self) -> None:
+        """Back to the state ``save`` remembered: the frames since are undone."""
+        for kept, now in zip(self._saved, (self.stem_hist, self.hist, self.acc), strict=True):
+            np.copyto(now, kept)
 
     @property
     def max_frames(self) -> int:

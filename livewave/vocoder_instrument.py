@@ -311,6 +311,21 @@ class ISTFTVocoderInstrument(AudioVocoder):
         if self.kernel is not None:
             self.kernel.reset()
 
+    def save_stream(self) -> None:
+        """Remember the stream's state, for a host that may make its last frame again
+        (``midi2mel``: a note that arrives after a frame was made; render side)."""
+        if self.kernel is not None:
+            self.kernel.save()
+        else:
+            self.model.save_stream()
+
+    def restore_stream(self) -> None:
+        """Back to the state ``save_stream`` remembered (render side)."""
+        if self.kernel is not None:
+            self.kernel.restore()
+        else:
+            self.model.restore_stream()
+
     def _source_stream(self, max_block: int):
         from .source_phase import SourceSpectrum
         return SourceSpectrum(self.mcfg.n_fft, self.mcfg.hop, max_block)

@@ -127,18 +127,22 @@ EVENTS = [(0.05, 0x90, 60, 100), (0.05, 0x90, 64, 90), (0.05, 0x90, 67, 80),    
           (0.7, 0x90, 48, 120), (0.72, 0xE0, 0, 80), (0.9, 0x80, 48, 0)]        # restrike, bend
 
 
-def play(path, block, record=None):
+def play(path, block, record=None, remade=None):
+    """``record``: the frames the vocoder is given, in order; ``remade`` (a list): the frames
+    made again when a note arrived after them, kept apart from ``record``."""
     gen = load_generator(path)
     if record is not None:
         real = gen.vocoder.synthesize
 
         def spy(mel, controls, source=None):
-            record.append(mel[0].T.numpy().copy())
+            (remade if gen.remaking and remade is not None else record).append(mel[0].T.numpy().copy())
             return real(mel, controls, source)
         gen.vocoder.synthesize = spy
     eng = Engine(EngineConfig(sample_rate=48000, max_block=1024, polyphony=8), gen).prepare()
     if record is not None:
         record.clear()                       # the warm-up's frames
+        if remade is not None:
+            remade.clear()
     return render_events(eng, EVENTS, 1.0, block=block, tail_s=0.6)[:, 0], eng
 
 
@@ -166,8 +170,8 @@ def test_the_live_frames_are_the_offline_model_on_the_same_notes(tmp_path, vocod
     later wherever no event falls between the frame's start and its read time, and never showing
     an event before the frame that begins at or after it."""
     path, _ = tiny_midi2mel(tmp_path, vocoder=vocoder)
-    frames = []
-    _, eng = play(path, 100, record=frames)
+    frames, remade = [], []
+    _, eng = play(path, 100, record=frames, remade=remade)
     live = np.concatenate(frames)
     sr = 48000
     gen = eng.generator
@@ -199,6 +203,10 @@ def test_the_live_frames_are_the_offline_model_on_the_same_notes(tmp_path, vocod
     assert (live[:n] > np.log(1e-5) + 1).any()                   # notes sound in them
     first = int(np.ceil(t(0.05) * cfg.sample_rate / cfg.hop))    # the first frame beginning after the chord
     assert (live[:first] < np.log(1e-5) + 1e-3).all() and (live[first] > np.log(1e-5) + 1).any()
+    # the frame before each onset's first is made again with the new notes in it (its first hop,
+    # already played, dropped: midi_to_mel_instrument, Onsets): the chord, the 48, the restruck 48
+    assert len(remade) == (3 if vocoder == "istft" else 0)
+    assert all((m > np.log(1e-5) + 1).any() for m in remade)
 
 
 def test_a_midi2mel_without_a_vocoder_or_with_a_mismatched_one_is_refused_clearly(tmp_path):
