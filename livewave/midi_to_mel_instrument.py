@@ -41,7 +41,8 @@ over 5% and over 50% of the note's peak; the engine's whole declared latency), p
     the same, the vocoder's phases from the notes           14.4 / 27.8, 24.5 / 27.7   declared 1.6
     the same, the vocoder trained on onsets                 20.9 / 27.7, 19.3 / 30.7   declared 1.6
       (the piano's earlier 5% time was its first frame's overshoot: +1.0 dBFS on a chord, then -5.4)
-    the same, the reference's partials scattered (this)     21.6 / 30.4, 19.7 / 27.9   declared 1.6
+    the same, the reference's partials scattered            21.6 / 30.4, 19.7 / 27.9   declared 1.6
+    the same, the last frame made again at an onset (this)  11.1 / 17.0,  8.8 / 20.4   declared 1.6
       (times against the sample peak: without the pulse, the piano's peak is 3.6 dB lower on a
       chord and its half-peak time later, its RMS envelope the same; source_phase)
 
