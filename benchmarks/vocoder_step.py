@@ -12,14 +12,14 @@ Per frame: the render thread's CPU time (``time.thread_time``), median and p99, 
 back and with a 1.3 ms sleep before each (as the render thread runs them at 64-sample blocks)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.decoder_step import frame_times
+from benchmarks.decoder_step import side_by_side_rows
 
 ROOT = Path(__file__).resolve().parents[1]
-NAP = 64 / 48000
 
 
 def _vocoder_ways(frames: int):
@@ -49,10 +49,12 @@ def _midi2mel_ways(notes: int):
     ways = {}
     for name in ("torch", "kernel"):
         inst = load_generator(ROOT / "models" / "piano-midi2mel.safetensors")
-        inst.prepare(48000, 512, 32, "cpu")
-        if name == "torch":
-            inst.kernel = None
-            inst.vocoder.kernel = None
+        os.environ["LIVEWAVE_CPU_KERNELS"] = "0" if name == "torch" else "1"     # generator.cpu_kernels
+        try:
+            inst.prepare(48000, 512, 32, "cpu")
+        finally:
+            os.environ.pop("LIVEWAVE_CPU_KERNELS")
+        assert (inst.kernel is None) == (name == "torch")
         cond = Conditioning(32, 512, len(inst.info.controls))
         cond.controls[:] = inst.default_controls()
         cond.active[:notes] = cond.gate[:notes] = True
@@ -88,13 +90,5 @@ def vocoder_step_table(frames: int = 1500) -> list[str]:
         for fn in ways.values():
             for _ in range(20):
                 fn()
-        for rest, nap in (("back to back", 0.0), ("after a 1.3 ms sleep", NAP)):
-            m = {}
-            for name, fn in ways.items():
-                ts = frame_times(fn, frames, nap)
-                m[name] = (float(np.median(ts)), float(np.percentile(ts, 99)))
-            row = (f"| {label} | {rest} | " + " | ".join(f"{a:.0f} / {b:.0f}" for a, b in m.values())
-                   + f" | {m['torch'][0] / m['kernel'][0]:.1f}x |")
-            print(row, flush=True)
-            lines.append(row)
+        lines += side_by_side_rows(label, ways, frames, "torch", "kernel")
     return lines + [""]
