@@ -27,9 +27,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .numba_layers import FAST, exp_row, linear
+from .numba_layers import FAST, LN_EPS, exp_row, frozen, layer_norm_row, linear
 
-LN_EPS = 1e-5
 LEAK = 0.2
 LOG_EXPONENT = math.log(10.0)    # exp_sigmoid's exponent: sigmoid(x) ** log(10)
 FLOOR_DB = -100.0                # ddsp_model.LOUDNESS_FLOOR_DB
@@ -39,18 +38,11 @@ FLOOR_DB = -100.0                # ddsp_model.LOUDNESS_FLOOR_DB
 def _norm_leaky(y, yc, n, width, g, b):
     """LayerNorm (affine) then LeakyReLU of ``y[:n, yc:yc + width]``, in place."""
     for v in range(n):
-        mean = np.float32(0.0)
+        row = y[v, yc:yc + width]
+        layer_norm_row(row, g, b)
         for j in range(width):
-            mean += y[v, yc + j]
-        mean /= width
-        var = np.float32(0.0)
-        for j in range(width):
-            d = y[v, yc + j] - mean
-            var += d * d
-        inv = np.float32(1.0) / np.sqrt(var / width + np.float32(LN_EPS))
-        for j in range(width):
-            u = (y[v, yc + j] - mean) * inv * g[j] + b[j]
-            y[v, yc + j] = u if u >= 0.0 else u * np.float32(LEAK)
+            u = row[j]
+            row[j] = u if u >= 0.0 else u * np.float32(LEAK)
 
 
 @njit(nogil=True, cache=True, fastmath=FAST)
@@ -180,17 +172,13 @@ def decoder_step(f0_hz, loudness_db, active, fresh, h, nyquist, amps, mags, weig
             mags[v, b] = _exp_sigmoid(yr[1 + n_h + b] - 5.0)
 
 
-def _f32(t) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().numpy(), np.float32)
-
-
 def _mlp_weights(seq) -> tuple:
     """(w0, b0, ln-gain0, ln-bias0, w1, b1, ln-gain1, ln-bias1) of ``ddsp_model._mlp``."""
     lin0, ln0, _, lin1, ln1, _ = seq
     for ln in (ln0, ln1):
         if abs(ln.eps - LN_EPS) > 1e-12 or not ln.elementwise_affine:
             raise ValueError("the decoder's LayerNorm is not the one this kernel computes")
-    return tuple(_f32(p) for p in (lin0.weight, lin0.bias, ln0.weight, ln0.bias,
+    return tuple(frozen(p) for p in (lin0.weight, lin0.bias, ln0.weight, ln0.bias,
                                    lin1.weight, lin1.bias, ln1.weight, ln1.bias))
 
 
@@ -203,9 +191,9 @@ class DecoderKernel:
         if g.num_layers != 1 or g.bidirectional or not g.bias:
             raise ValueError("the kernel computes a single-layer, one-way GRU with biases")
         self.weights = (_mlp_weights(model.f0_mlp) + _mlp_weights(model.ld_mlp)
-                        + tuple(_f32(p) for p in (g.weight_ih_l0, g.bias_ih_l0, g.weight_hh_l0, g.bias_hh_l0))
+                        + tuple(frozen(p) for p in (g.weight_ih_l0, g.bias_ih_l0, g.weight_hh_l0, g.bias_hh_l0))
                         + _mlp_weights(model.out_mlp)
-                        + (_f32(model.head.weight), _f32(model.head.bias)))
+                        + (frozen(model.head.weight), frozen(model.head.bias)))
         c = model.config
         width = max(3 * c.hidden, c.hidden + 2 * c.mlp, 1 + c.n_harmonics + c.n_bands)
         self.scratch = np.zeros((6, voices, width), np.float32)

@@ -35,10 +35,9 @@ from numba import njit
 
 from .istft_vocoder import LEVEL_HEADROOM, SOURCE_HEADROOM
 from .mel_analysis import fft_butterflies, fft_tables
-from .numba_layers import FAST, exp_row, gelu_row, linear
+from .numba_layers import FAST, LN_EPS, exp_row, frozen, gelu_row, layer_norm_row, linear
 from .source_phase import FLOOR
 
-LN_EPS = 1e-5
 MAG_CLAMP = np.float32(8.0)       # ISTFTVocoder.spectrum: exp(h.clamp(max=8))
 
 
@@ -58,23 +57,6 @@ def _conv_frame(hist, ctx, dilation, kernel, width, w, b, taps, y):
         dst = hist[r]
         for c in range(width):
             dst[c] = src[c]
-
-
-@njit(nogil=True, cache=True, fastmath=FAST)
-def _layer_norm(x, g, b):
-    """LayerNorm (affine, biased variance, eps 1e-5) of the row ``x``, in place."""
-    width = x.shape[0]
-    mean = np.float32(0.0)
-    for j in range(width):
-        mean += x[j]
-    mean /= width
-    var = np.float32(0.0)
-    for j in range(width):
-        d = x[j] - mean
-        var += d * d
-    inv = np.float32(1.0) / np.sqrt(var / width + np.float32(LN_EPS))
-    for j in range(width):
-        x[j] = (x[j] - mean) * inv * g[j] + b[j]
 
 
 @njit(nogil=True, cache=True)
@@ -175,7 +157,7 @@ def vocoder_step(mel, source, use_source, source_level, weights, dilations, stem
             bh = hist[blk]
             bh[ctx, :] = x[0]
             _conv_frame(bh, ctx, d, kernel, width, conv_w[blk], conv_b[blk], taps, conv)
-            _layer_norm(conv[0], ln_g[blk], ln_b[blk])
+            layer_norm_row(conv[0], ln_g[blk], ln_b[blk])
             linear(up_w[blk], up_b[blk], conv, 0, 1, width, mid, 0)
             gelu_row(mid[0])
             linear(down_w[blk], down_b[blk], mid, 0, 1, 2 * width, conv, 0)
@@ -185,10 +167,6 @@ def vocoder_step(mel, source, use_source, source_level, weights, dilations, stem
         _spectrum(h[0], k, mel[t], source[t], use_source, source_level, level_w, level_ref, log10, ibits, fbits,
                   re, im, rev)
         _synthesise(re, im, tw, window, acc, hop, final_gain, use_gain, out[t * hop:(t + 1) * hop])
-
-
-def _f32(t) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().numpy(), np.float32)
 
 
 def _taps_layout(w) -> np.ndarray:
@@ -215,15 +193,15 @@ class ISTFTKernel:
         def stack(part):
             return np.ascontiguousarray(np.stack([part(b) for b in blocks]), np.float32)
         self.weights = (
-            _taps_layout(model.stem.weight), _f32(model.stem.bias),
-            stack(lambda b: _taps_layout(b.conv.weight)), stack(lambda b: _f32(b.conv.bias)),
-            stack(lambda b: _f32(b.norm.weight)), stack(lambda b: _f32(b.norm.bias)),
-            stack(lambda b: _f32(b.up.weight[:, :, 0])), stack(lambda b: _f32(b.up.bias)),
-            stack(lambda b: _f32(b.down.weight[:, :, 0])), stack(lambda b: _f32(b.down.bias)),
-            _f32(model.head.weight[:, :, 0]), _f32(model.head.bias))
+            _taps_layout(model.stem.weight), frozen(model.stem.bias),
+            stack(lambda b: _taps_layout(b.conv.weight)), stack(lambda b: frozen(b.conv.bias)),
+            stack(lambda b: frozen(b.norm.weight)), stack(lambda b: frozen(b.norm.bias)),
+            stack(lambda b: frozen(b.up.weight[:, :, 0])), stack(lambda b: frozen(b.up.bias)),
+            stack(lambda b: frozen(b.down.weight[:, :, 0])), stack(lambda b: frozen(b.down.bias)),
+            frozen(model.head.weight[:, :, 0]), frozen(model.head.bias))
         self.dilations = np.array([b.conv.dilation[0] for b in blocks], np.int64)
         k = c.n_fft // 2 + 1
-        self.n_mels, self.hop, self.bins = c.n_mels, c.hop, k
+        self.n_mels, self.hop = c.n_mels, c.hop
         self.stem_hist = np.zeros((model.stem.kernel_size[0], c.n_mels), np.float32)
         self.hist = np.zeros((len(blocks), (c.kernel - 1) * int(self.dilations.max()) + 1, c.channels), np.float32)
         self.acc = np.zeros(c.n_fft - c.hop, np.float64)
@@ -248,13 +226,17 @@ class ISTFTKernel:
 
     def save(self) -> None:
         """Remember the stream's state (histories and tail), without allocating: ``restore``."""
-        for kept, now in zip(self._saved, (self.stem_hist, self.hist, self.acc), strict=True):
-            np.copyto(kept, now)
+        stem, hist, acc = self._saved
+        np.copyto(stem, self.stem_hist)
+        np.copyto(hist, self.hist)
+        np.copyto(acc, self.acc)
 
     def restore(self) -> None:
         """Back to the state ``save`` remembered: the frames since are undone."""
-        for kept, now in zip(self._saved, (self.stem_hist, self.hist, self.acc), strict=True):
-            np.copyto(now, kept)
+        stem, hist, acc = self._saved
+        np.copyto(self.stem_hist, stem)
+        np.copyto(self.hist, hist)
+        np.copyto(self.acc, acc)
 
     @property
     def max_frames(self) -> int:

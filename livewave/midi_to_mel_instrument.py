@@ -329,8 +329,10 @@ class MidiToMelInstrument(Generator):
     def _save(self) -> None:
         self.vocoder.save_stream()
         if self.reference is not None:
-            for kept, now in zip(self.saved_run, (self.run_phase, self.run_time, self.run_onset), strict=True):
-                np.copyto(kept, now)
+            phase, time, onset = self.saved_run
+            np.copyto(phase, self.run_phase)
+            np.copyto(time, self.run_time)
+            np.copyto(onset, self.run_onset)
 
     def _remake_last(self, cond) -> None:
         """The frame made last (-1 after a reset: the one before the first) made again with the
@@ -338,8 +340,10 @@ class MidiToMelInstrument(Generator):
         next hop to overlap-add now holds the new notes (docstring: Onsets)."""
         self.vocoder.restore_stream()
         if self.reference is not None:
-            for kept, now in zip(self.saved_run, (self.run_phase, self.run_time, self.run_onset), strict=True):
-                np.copyto(now, kept)
+            phase, time, onset = self.saved_run
+            np.copyto(self.run_phase, phase)
+            np.copyto(self.run_time, time)
+            np.copyto(self.run_onset, onset)
         t = self.next_frame - 1
         self.remake_tau[0] = self.anchor + (t + 1) * self.frame_num / self.frame_den + self.ahead
         self.remake_centre[0] = self.anchor + t * self.frame_num / self.frame_den + self.half

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from .midi_to_mel import COMB_LOW, COMB_STEPS, N_PITCH_EMBED
-from .numba_layers import FAST, exp_row, gelu_row, linear
+from .numba_layers import FAST, exp_row, frozen, gelu_row, linear
 from .piano_roll import F_PITCH, N_FEATURES
 
 HEAD_LO, HEAD_HI = np.float32(-30.0), np.float32(12.0)     # MidiToMel.note_mels: clamp(-30, 12)
@@ -88,10 +88,6 @@ def mel_frames(feats, rows, gains, n, k, ws, bs, head_w, head_b, comb, floor, lo
             out[t, j] = v / math.log(10.0) if log10 else v
 
 
-def _f32(t) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().numpy(), np.float32)
-
-
 class MelKernel:
     """A ``MidiToMel``'s weights, frozen for the kernel, and its scratch."""
 
@@ -104,10 +100,10 @@ class MelKernel:
                               (isinstance(m, nn.GELU) and m.approximate != "none") for m in model.body):
             raise ValueError("the kernel computes an MLP of Linear and exact GELU layers, at least one hidden")
         c = model.config
-        self.ws = tuple(_f32(m.weight) for m in linears)
-        self.bs = tuple(_f32(m.bias) for m in linears)
-        self.head_w, self.head_b = _f32(model.head.weight), _f32(model.head.bias)
-        self.comb = _f32(model.comb)
+        self.ws = tuple(frozen(m.weight) for m in linears)
+        self.bs = tuple(frozen(m.bias) for m in linears)
+        self.head_w, self.head_b = frozen(model.head.weight), frozen(model.head.bias)
+        self.comb = frozen(model.comb)
         self.floor, self.log10 = float(c.floor), bool(c.log10)
         rows = max(1, int(max_rows))
         self.x = np.zeros((rows, N_FEATURES + N_PITCH_EMBED), np.float32)

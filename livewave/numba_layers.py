@@ -1,6 +1,8 @@
 """Dense network layers as Numba kernels, shared by the CPU paths of the models (the DDSP
-decoder, ``ddsp_decoder_kernel``; the iSTFT vocoder, ``istft_vocoder_kernel``): a linear layer on
-rows of a 2-D array, a vectorised float32 ``exp`` and the exact GELU. Each is ``nogil`` and allocates nothing.
+decoder, ``ddsp_decoder_kernel``; the iSTFT vocoder, ``istft_vocoder_kernel``; the MIDI-to-mel
+network, ``midi_to_mel_kernel``): a linear layer on rows of a 2-D array, LayerNorm of a row, a
+vectorised float32 ``exp`` and the exact GELU. Each is ``nogil`` and allocates nothing; ``frozen``
+takes a torch tensor's float32 copy for them.
 """
 from __future__ import annotations
 
@@ -20,6 +22,12 @@ EXP_HI, EXP_LO = np.float32(88.0), np.float32(-87.0)     # 2**k stays a normal f
 # exp(r) to degree 7 (Taylor); the first term left out is r**8 / 8! < 6e-9 for |r| <= ln2 / 2
 T2, T3, T4, T5, T6, T7 = (np.float32(1.0 / math.factorial(i)) for i in range(2, 8))
 SQRT_HALF = 1.0 / math.sqrt(2.0)
+LN_EPS = 1e-5                               # torch's LayerNorm default, the only one computed here
+
+
+def frozen(t) -> np.ndarray:
+    """A torch tensor's values as a C-ordered float32 numpy copy (a kernel's weights)."""
+    return np.ascontiguousarray(t.detach().cpu().numpy(), np.float32)
 
 
 @njit(nogil=True, cache=True, fastmath=FAST)
@@ -87,3 +95,20 @@ def gelu_row(x):
     for j in range(x.shape[0]):
         v = float(x[j])
         x[j] = 0.5 * v * (1.0 + math.erf(v * SQRT_HALF))
+
+
+@njit(nogil=True, cache=True, fastmath=FAST)
+def layer_norm_row(x, g, b):
+    """LayerNorm (affine, biased variance, eps ``LN_EPS``) of the row ``x``, in place."""
+    width = x.shape[0]
+    mean = np.float32(0.0)
+    for j in range(width):
+        mean += x[j]
+    mean /= width
+    var = np.float32(0.0)
+    for j in range(width):
+        d = x[j] - mean
+        var += d * d
+    inv = np.float32(1.0) / np.sqrt(var / width + np.float32(LN_EPS))
+    for j in range(width):
+        x[j] = (x[j] - mean) * inv * g[j] + b[j]

@@ -1,6 +1,6 @@
 """The iSTFT vocoder's CPU kernel (``istft_vocoder_kernel``) computes what ``ISTFTVocoder.step``
-does, the instruments built on it run it instead of torch on the render side, and start-up
-compiles it."""
+does, and the instruments built on it run it instead of torch on the render side (start-up
+compiling it: tests/test_preload.py)."""
 from pathlib import Path
 
 import numpy as np
