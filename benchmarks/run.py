@@ -14,7 +14,9 @@
    CPU three ways, benchmarks/decoder_step.py, and on the GPU); ``--busy-gui-only``, xruns and
    engine lateness while the app is kept busy;
    ``--vocoder-only [--device cuda]``, the shipped vocoders' frames, torch against the kernels
-   (benchmarks/vocoder_step.py), and the vocoder families streamed (benchmarks/vocoder.py).
+   (benchmarks/vocoder_step.py), and the vocoder families streamed (benchmarks/vocoder.py);
+   ``--swap-memory-only``, the engine process's memory over rounds of model swaps
+   (benchmarks/swap_memory.py).
 Times on a shared VM are noisy: read ratios and medians, not single numbers.
 """
 from __future__ import annotations
@@ -408,6 +410,8 @@ def main() -> None:
     ap.add_argument("--vocoder-only", action="store_true", help="only the vocoder streaming table")
     ap.add_argument("--latency-only", action="store_true",
                     help="only the offline table from a note-on to its sound, every shipped instrument")
+    ap.add_argument("--swap-memory-only", action="store_true",
+                    help="only the engine process's memory over rounds of model swaps on JACK")
     ap.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
                     help="only the soak: the app playing a looping MIDI file for MINUTES (see soak())")
     ap.add_argument("--soak-block", type=int, default=64, help="JACK period and engine block for --soak")
@@ -421,6 +425,7 @@ def main() -> None:
              f"{' --ddsp-only' if args.ddsp_only else ''}{' --busy-gui-only' if args.busy_gui_only else ''}"
              f"{' --engine-alone-only' if args.engine_alone_only else ''}"
              f"{' --vocoder-only' if args.vocoder_only else ''}{' --latency-only' if args.latency_only else ''}"
+             f"{' --swap-memory-only' if args.swap_memory_only else ''}"
              f"{f' --soak {args.soak:g} --soak-block {args.soak_block}' if args.soak else ''}"
              f"{'' if args.device == 'cpu' else ' --device ' + args.device}`",
              "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}, "
@@ -429,6 +434,10 @@ def main() -> None:
     models = sorted((ROOT / "models").glob("*.safetensors"))[:1]
     if args.soak:
         lines += soak_section(args.soak, args.soak_block)
+        args.no_jack = True
+    elif args.swap_memory_only:
+        from benchmarks.swap_memory import swap_memory_section
+        lines += swap_memory_section([str(ROOT / "models" / f"{m}.safetensors") for m in SOAK_MODELS])
         args.no_jack = True
     elif args.latency_only:
         from benchmarks.note_latency import note_latency_table

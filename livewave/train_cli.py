@@ -85,6 +85,16 @@ def add_parsers(sub) -> None:
     f.add_argument("--n-flows", type=int, default=12)
     f.add_argument("--wn-layers", type=int, default=8, help="layers of each coupling's WaveNet")
     f.add_argument("--wn-channels", type=int, default=64, help="channels of each coupling's WaveNet")
+    f.add_argument("--early-size", type=int, default=2, help="channels that leave early, every 4 flows")
+    f.add_argument("--sample-weight", type=float, default=0.0,
+                   help="weight of the STFT distance of a sample at the playing temperature against the audio, "
+                        "beside the likelihood (0: likelihood only; it teaches a small flow slowly)")
+    f.add_argument("--mel-weight", type=float, default=0.0,
+                   help="weight of that sample's log-mel L1 (with --sample-weight)")
+    f.add_argument("--decay-steps", type=int, default=0,
+                   help="cosine decay of the learning rate to a tenth over this many steps (0: constant)")
+    f.add_argument("--ema", type=float, default=0.0,
+                   help="export a moving average of the weights with this decay (0: the last step's)")
     f.set_defaults(func=cmd_train_vocoder, family="flow")
     mm = fam.add_parser("midi2mel", help="MIDI to mel: the piano roll to a vocoder's mel frames (a vocoder you play "
                                          "from MIDI), from livewave data soundfont --polyphonic",
@@ -180,7 +190,10 @@ def cmd_train_vocoder(args) -> int:
                                      decay_steps=args.decay_steps)
         elif args.family == "flow":
             cfg = VocoderTrainConfig(**common, flow_hop=args.hop, n_group=args.n_group, n_flows=args.n_flows,
-                                     wn_layers=args.wn_layers, wn_channels=args.wn_channels)
+                                     wn_layers=args.wn_layers, wn_channels=args.wn_channels,
+                                     n_early_size=args.early_size, sample_weight=args.sample_weight,
+                                     mel_weight=args.mel_weight if args.sample_weight else 0.0,
+                                     decay_steps=args.decay_steps, ema=args.ema)
         else:
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
                                      ngf=args.ngf, ratios=tuple(int(r) for r in args.ratios.split(",")))

@@ -244,7 +244,13 @@ def write_vocoder_card_markdown(model_path) -> Path:
              f"- {t.get('steps')} steps (batch {t.get('batch')}, crops of {t.get('crop_frames')} frames, lr "
              f"{t.get('learning_rate')}, seed {t.get('seed')}) on {t.get('device')}, "
              f"{(t.get('seconds') or 0) / 60:.1f} min; final loss {t.get('final_loss')}",
-             "- the exact negative log-likelihood, z ~ N(0, 1)" if meta["family"] == "flow" else
+             "- the exact negative log-likelihood, z ~ N(0, 1)"
+             + (f", plus the multi-resolution STFT distance (weight {t.get('sample_weight')}) and log-mel L1 (weight "
+                f"{t.get('mel_weight')}) of a sample drawn at sigma 0.6 against the audio" if t.get("sample_weight")
+                else "")
+             + (f"; lr decayed to a tenth over {t.get('decay_steps')} steps" if t.get("decay_steps") else "")
+             + (f"; the weights exported are a moving average (decay {t.get('ema')})" if t.get("ema") else "")
+             if meta["family"] == "flow" else
              "- multi-resolution STFT loss"
              + (f" plus the log-mel L1 (weight {t.get('mel_weight')})" if t.get("mel_weight") else "")
              + f"; the GAN ({t.get('discriminators')}) from step {t.get('gan_start')}"
