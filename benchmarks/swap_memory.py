@@ -77,15 +77,13 @@ def swap_memory_section(models: list[str], rounds: int = 5, seconds: float = 3.0
         v = r["rss"][name]
         growth = (v[-1] - v[1]) / v[1] * 100.0 if len(v) > 1 else float("nan")
         rows.append(f"| {name} | " + " | ".join(f"{x:.0f}" for x in v) + f" | {growth:+.2f}% |")
-    spread = [max(v[1:]) - min(v[1:]) for v in r["rss"].values() if len(v) > 2]
     # a leak per load adds to every model's next visit: the slope of each model's figures over its
     # visits after the first, fitted together (one slope, an offset per model)
-    xs, ys = [], []
-    for v in r["rss"].values():
-        if len(v) > 2:
-            idx = np.arange(1, len(v), dtype=float)
-            xs.append(idx - idx.mean())
-            ys.append(np.asarray(v[1:]) - np.mean(v[1:]))
+    spread, xs, ys = [], [], []
+    for v in (np.asarray(v[1:]) for v in r["rss"].values() if len(v) > 2):
+        spread.append(v.max() - v.min())
+        xs.append(np.arange(v.size) - (v.size - 1) / 2.0)
+        ys.append(v - v.mean())
     x, y = np.concatenate(xs or [[0.0]]), np.concatenate(ys or [[0.0]])
     slope = float((x * y).sum() / (x * x).sum()) if (x * x).sum() else float("nan")
     return [f"### Memory over model swaps: {rounds} rounds of {len(models)} models, {block}-sample blocks, "

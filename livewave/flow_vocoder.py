@@ -192,10 +192,12 @@ class FlowVocoder(nn.Module):
                 x = torch.cat((z[:, early_at:early_at + cfg.n_early_size], x), dim=1)
         return x.transpose(1, 2).reshape(z.shape[0], -1)
 
+    def noise_shape(self, mel: torch.Tensor) -> tuple[int, int, int]:
+        """The shape of ``z`` for ``mel``: ``[batch, n_group, frames * hop / n_group]``."""
+        return mel.shape[0], self.config.n_group, mel.shape[2] * self.per_frame
+
     def noise(self, mel: torch.Tensor, sigma: float = SIGMA, generator: torch.Generator | None = None) -> torch.Tensor:
-        groups = mel.shape[2] * self.per_frame
-        return sigma * torch.randn(mel.shape[0], self.config.n_group, groups, generator=generator,
-                                   device=mel.device, dtype=mel.dtype)
+        return sigma * torch.randn(*self.noise_shape(mel), generator=generator, device=mel.device, dtype=mel.dtype)
 
     def infer(self, mel: torch.Tensor, sigma: float = SIGMA, z: torch.Tensor | None = None) -> torch.Tensor:
         """Offline: mel ``[batch, n_mels, frames]`` -> audio ``[batch, frames * hop]``."""

@@ -192,7 +192,7 @@ def cmd_train_vocoder(args) -> int:
             cfg = VocoderTrainConfig(**common, flow_hop=args.hop, n_group=args.n_group, n_flows=args.n_flows,
                                      wn_layers=args.wn_layers, wn_channels=args.wn_channels,
                                      n_early_size=args.early_size, sample_weight=args.sample_weight,
-                                     mel_weight=args.mel_weight if args.sample_weight else 0.0,
+                                     mel_weight=args.mel_weight,
                                      decay_steps=args.decay_steps, ema=args.ema)
         else:
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,

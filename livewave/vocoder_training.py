@@ -449,8 +449,7 @@ def _flow_sample_loss(gen, mel, real, cfg: VocoderTrainConfig, fft_sizes, rng: n
 
     from .flow_vocoder import SIGMA
     from .spectral_loss import log_mel_distance, multiscale_spectral_distance
-    shape = (mel.shape[0], gen.config.n_group, mel.shape[2] * gen.per_frame)
-    z = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)).to(mel.device)
+    z = torch.from_numpy(rng.standard_normal(gen.noise_shape(mel), dtype=np.float32)).to(mel.device)
     fake = gen.infer(mel, z=SIGMA * z)
     loss = cfg.sample_weight * multiscale_spectral_distance(fake, real, fft_sizes=fft_sizes)
     if cfg.mel_weight:
