@@ -412,6 +412,9 @@ def main() -> None:
                     help="only the offline table from a note-on to its sound, every shipped instrument")
     ap.add_argument("--swap-memory-only", action="store_true",
                     help="only the engine process's memory over rounds of model swaps on JACK")
+    ap.add_argument("--swap-rounds", type=int, default=5, help="rounds for --swap-memory-only")
+    ap.add_argument("--swap-models", default=",".join(SOAK_MODELS),
+                    help="comma-separated model names in models/ for --swap-memory-only")
     ap.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
                     help="only the soak: the app playing a looping MIDI file for MINUTES (see soak())")
     ap.add_argument("--soak-block", type=int, default=64, help="JACK period and engine block for --soak")
@@ -426,6 +429,8 @@ def main() -> None:
              f"{' --engine-alone-only' if args.engine_alone_only else ''}"
              f"{' --vocoder-only' if args.vocoder_only else ''}{' --latency-only' if args.latency_only else ''}"
              f"{' --swap-memory-only' if args.swap_memory_only else ''}"
+             f"{f' --swap-rounds {args.swap_rounds}' if args.swap_rounds != 5 else ''}"
+             f"{f' --swap-models {args.swap_models}' if args.swap_models != ','.join(SOAK_MODELS) else ''}"
              f"{f' --soak {args.soak:g} --soak-block {args.soak_block}' if args.soak else ''}"
              f"{'' if args.device == 'cpu' else ' --device ' + args.device}`",
              "", f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}, "
@@ -437,7 +442,8 @@ def main() -> None:
         args.no_jack = True
     elif args.swap_memory_only:
         from benchmarks.swap_memory import swap_memory_section
-        lines += swap_memory_section([str(ROOT / "models" / f"{m}.safetensors") for m in SOAK_MODELS])
+        lines += swap_memory_section([str(ROOT / "models" / f"{m}.safetensors") for m in args.swap_models.split(",")],
+                                     rounds=args.swap_rounds)
         args.no_jack = True
     elif args.latency_only:
         from benchmarks.note_latency import note_latency_table

@@ -101,7 +101,9 @@ def vocoder_configs(quick: bool = False) -> list[tuple[str, object]]:
            ("melgan ngf 32 (causal)", MelGANVocoder(MelGANGenerator(MelGANConfig(ngf=32)))),
            ("flow 12 x WN 8x64 (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig()))),
            ("flow 8 x WN 6x48 (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig(
-               n_flows=8, wn_layers=6, wn_channels=48))))]
+               n_flows=8, wn_layers=6, wn_channels=48)))),
+           ("flow 8 x WN 6x96, groups of 32, source (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig(
+               n_group=32, n_flows=8, wn_layers=6, wn_channels=96, n_early_size=8, source_n_fft=512))))]
     v3 = HiFiGANConfig(resblock="2", upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
                        upsample_initial_channel=256, resblock_kernel_sizes=(3, 5, 7),
                        resblock_dilation_sizes=((1, 2), (2, 6), (3, 12)))

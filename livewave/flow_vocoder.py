@@ -16,7 +16,15 @@ frames are held for their ``hop / n_group`` groups (upsampling by repetition, th
 conv), so ``infer`` can run block by block (``step``) and give what it gives offline for the
 same ``z``. The 1x1 convolutions and the couplings are otherwise pointwise in time.
 
-Shapes: mel ``[batch, n_mels, frames]``; audio ``[batch, frames * hop]``.
+Driven by a source (``source_n_fft`` > 0; ``source_excitation``): the couplings are conditioned on
+the mel and on an excitation made from the source's spectrum (its phases, its levels flattened),
+squeezed like the audio and passed through a causal conv of 3 groups (``source_channels`` out):
+the flow learns the filter from the mel and finds the pitch and phases in the excitation. Such a
+model sounds ``source_n_fft - hop`` samples behind its source (``output_delay``) and is trained so;
+with no source it gets a silent excitation (the mel alone).
+
+Shapes: mel ``[batch, n_mels, frames]``; audio ``[batch, frames * hop]``; source spectra
+``[batch, source_n_fft // 2 + 1, frames]`` complex (``source_phase.source_spectrum``).
 Threading: one stream per object.
 """
 from __future__ import annotations
@@ -27,6 +35,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .source_excitation import Excitation
 from .streaming_conv import CausalConv1d, reset_stream
 
 SIGMA = 0.6         # the sampling temperature the WaveGlow paper uses
@@ -44,13 +53,18 @@ class FlowConfig:
     wn_channels: int = 64
     wn_kernel: int = 3
     sample_rate: int = 22050
+    source_n_fft: int = 0        # > 0: driven by a source's excitation of this window (module docstring)
+    source_channels: int = 32
 
     def check(self) -> FlowConfig:
         for k, v in asdict(self).items():
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "source_n_fft" else 1):
                 raise ValueError(f"flow vocoder config: {k} must be a positive integer, got {v!r}")
         if self.n_group % 2 or self.hop % self.n_group:
             raise ValueError(f"flow vocoder config: n_group ({self.n_group}) must be even and divide hop ({self.hop})")
+        if self.source_n_fft and (self.source_n_fft % self.hop or self.source_n_fft < 2 * self.hop):
+            raise ValueError(f"flow vocoder config: source_n_fft ({self.source_n_fft}) must be a multiple of hop "
+                             f"({self.hop}), at least two hops")
         remaining = self.n_group - self.n_early_size * ((self.n_flows - 1) // self.n_early_every)
         if remaining < 2 or remaining % 2:
             raise ValueError(f"flow vocoder config: {remaining} channels would be left after the early outputs; "
@@ -125,6 +139,12 @@ class FlowVocoder(nn.Module):
         self.config = cfg = (config or FlowConfig()).check()
         self.per_frame = cfg.hop // cfg.n_group          # groups per mel frame
         self.cond = CausalConv1d(cfg.n_mels, cfg.n_mels, 3)
+        n_cond = cfg.n_mels
+        self.excitation = None
+        if cfg.source_n_fft:
+            self.excitation = Excitation(cfg.source_n_fft, cfg.hop)
+            self.source_in = CausalConv1d(cfg.n_group, cfg.source_channels, 3)
+            n_cond += cfg.source_channels
         self.convs = nn.ModuleList()
         self.couplings = nn.ModuleList()
         self.sizes = []                                  # channels in play at each flow step
@@ -134,27 +154,52 @@ class FlowVocoder(nn.Module):
                 ch -= cfg.n_early_size
             self.sizes.append(ch)
             self.convs.append(Invertible1x1(ch))
-            self.couplings.append(WaveNet(ch // 2, cfg.n_mels, cfg.wn_layers, cfg.wn_channels, cfg.wn_kernel))
+            self.couplings.append(WaveNet(ch // 2, n_cond, cfg.wn_layers, cfg.wn_channels, cfg.wn_kernel))
 
     @property
     def hop(self) -> int:
         return self.config.hop
 
-    def _condition(self, mel: torch.Tensor, stream: bool) -> torch.Tensor:
+    @property
+    def takes_source(self) -> bool:
+        return self.excitation is not None
+
+    @property
+    def output_delay(self) -> int:
+        """Samples the output lags the audio its mel (and source) came from (trained so)."""
+        return self.excitation.delay if self.excitation is not None else 0
+
+    def _condition(self, mel: torch.Tensor, stream: bool, source: torch.Tensor | None = None) -> torch.Tensor:
         if mel.dim() != 3 or mel.shape[1] != self.config.n_mels:
             raise ValueError(f"flow vocoder: mel must be [batch, {self.config.n_mels} bands, frames]; got "
                              f"{tuple(mel.shape)}")
         held = torch.repeat_interleave(mel, self.per_frame, dim=2)     # each frame held for its groups
-        return self.cond.step(held) if stream else self.cond(held)
+        c = self.cond.step(held) if stream else self.cond(held)
+        if self.excitation is None:
+            if source is not None:
+                raise ValueError("flow vocoder: this model takes no source (source_n_fft 0)")
+            return c
+        b, frames = mel.shape[0], mel.shape[2]
+        if source is None:                      # the mel alone: a silent excitation
+            source = torch.zeros(b, self.config.source_n_fft // 2 + 1, frames, dtype=torch.complex64,
+                                 device=mel.device)
+        if source.shape[0] != b or source.shape[2] != frames:
+            raise ValueError(f"flow vocoder: source spectra {tuple(source.shape)} for mel {tuple(mel.shape)}")
+        e = self.excitation.step(source) if stream else self.excitation(source)
+        e = e.to(c.dtype).reshape(b, -1, self.config.n_group).transpose(1, 2)
+        s = self.source_in.step(e) if stream else self.source_in(e)
+        return torch.cat((c, s), dim=1)
 
     # -- training: audio -> z ----------------------------------------------------------------
-    def forward(self, audio: torch.Tensor, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, audio: torch.Tensor, mel: torch.Tensor,
+                source: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (z ``[batch, n_group, groups]`` in the order ``infer`` reads it, log-determinant
-        ``[batch]`` of the whole flow)."""
+        ``[batch]`` of the whole flow). ``audio`` is what the model plays for these frames: for a
+        model with a source, ``output_delay`` samples behind the audio the mel came from."""
         cfg = self.config
         b = audio.shape[0]
         x = audio.reshape(b, -1, cfg.n_group).transpose(1, 2)          # [b, n_group, groups]
-        cond = self._condition(mel, False)[:, :, :x.shape[2]]
+        cond = self._condition(mel, False, source)[:, :, :x.shape[2]]
         early, logdet = [], audio.new_zeros(b)
         for k, (conv, wn) in enumerate(zip(self.convs, self.couplings, strict=True)):
             if k % cfg.n_early_every == 0 and k > 0:
@@ -168,17 +213,19 @@ class FlowVocoder(nn.Module):
             logdet = logdet + log_s.sum(dim=(1, 2))
         return torch.cat(early + [x], dim=1), logdet
 
-    def negative_log_likelihood(self, audio: torch.Tensor, mel: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
-        """-log p(audio | mel) in nats per sample, under z ~ N(0, sigma^2) (the training loss)."""
-        z, logdet = self(audio, mel)
+    def negative_log_likelihood(self, audio: torch.Tensor, mel: torch.Tensor, sigma: float = 1.0,
+                                source: torch.Tensor | None = None) -> torch.Tensor:
+        """-log p(audio | mel[, source]) in nats per sample, under z ~ N(0, sigma^2) (the training loss)."""
+        z, logdet = self(audio, mel, source)
         n = z[0].numel()
         gauss = 0.5 * (z ** 2).sum(dim=(1, 2)) / sigma ** 2 + n * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
         return ((gauss - logdet) / n).mean()
 
     # -- sampling: z -> audio ---------------------------------------------------------------------
-    def run_inverse(self, z: torch.Tensor, mel: torch.Tensor, stream: bool) -> torch.Tensor:
+    def run_inverse(self, z: torch.Tensor, mel: torch.Tensor, stream: bool,
+                    source: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.config
-        cond = self._condition(mel, stream)[:, :, :z.shape[2]]
+        cond = self._condition(mel, stream, source)[:, :, :z.shape[2]]
         n_final = self.sizes[-1]
         x = z[:, cfg.n_group - n_final:]
         early_at = cfg.n_group - n_final
@@ -199,17 +246,40 @@ class FlowVocoder(nn.Module):
     def noise(self, mel: torch.Tensor, sigma: float = SIGMA, generator: torch.Generator | None = None) -> torch.Tensor:
         return sigma * torch.randn(*self.noise_shape(mel), generator=generator, device=mel.device, dtype=mel.dtype)
 
-    def infer(self, mel: torch.Tensor, sigma: float = SIGMA, z: torch.Tensor | None = None) -> torch.Tensor:
+    def infer(self, mel: torch.Tensor, sigma: float = SIGMA, z: torch.Tensor | None = None,
+              source: torch.Tensor | None = None) -> torch.Tensor:
         """Offline: mel ``[batch, n_mels, frames]`` -> audio ``[batch, frames * hop]``."""
-        return self.run_inverse(self.noise(mel, sigma) if z is None else z, mel, False)
+        return self.run_inverse(self.noise(mel, sigma) if z is None else z, mel, False, source)
 
-    def step(self, mel: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def step(self, mel: torch.Tensor, z: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         """The next frames of a stream, with their noise ``z`` (``[batch, n_group, frames * hop
-        / n_group]``, e.g. ``noise(mel, sigma)``)."""
-        return self.run_inverse(z, mel, True)
+        / n_group]``, e.g. ``noise(mel, sigma)``) and, for a model with a source, their source
+        spectra."""
+        return self.run_inverse(z, mel, True, source)
 
     def reset(self) -> None:
         reset_stream(self)
+        if self.excitation is not None:
+            self.excitation.reset()
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def with_source(base: FlowVocoder, source_n_fft: int, source_channels: int = 32) -> FlowVocoder:
+    """``base`` (a flow trained on the mel alone) converted to take a source: the same weights,
+    and the couplings' conditioning widened by the excitation's channels with zero weights, so it
+    renders exactly as ``base`` whatever the source until training teaches it to listen."""
+    from dataclasses import replace
+    if base.config.source_n_fft:
+        raise ValueError("this flow takes a source already")
+    model = FlowVocoder(replace(base.config, source_n_fft=source_n_fft, source_channels=source_channels))
+    state = model.state_dict()
+    for k, v in base.state_dict().items():
+        if state[k].shape != v.shape:             # a coupling's conditioning: [out, n_mels + source, 1]
+            w = torch.zeros_like(state[k])
+            w[:, :v.shape[1]] = v
+            v = w
+        state[k] = v
+    model.load_state_dict(state)
+    return model

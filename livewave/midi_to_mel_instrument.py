@@ -253,7 +253,7 @@ class MidiToMelInstrument(Generator):
         self.remake_tau, self.remake_centre = np.zeros(1, np.float64), np.zeros(1, np.float64)
         self.half = 0.0
         if self.reference is not None:
-            self.half = self.vocoder.mcfg.n_fft / 2 * self.sample_rate / self.mcfg.sample_rate
+            self.half = self.vocoder.source_n_fft / 2 * self.sample_rate / self.mcfg.sample_rate
             self.saved_run = (self.run_phase.copy(), self.run_time.copy(), self.run_onset.copy())
         self.reset()
         from .generator import Conditioning
@@ -364,7 +364,7 @@ class MidiToMelInstrument(Generator):
         if self.reference is not None:
             fill_reference(cond.active, cond.gate, cond.note, cond.velocity, cond.gain, cond.onset_time,
                            cond.release_time, taus, centres, k, float(self.sample_rate), self.mcfg.tail,
-                           float(self.mcfg.sample_rate), self.vocoder.mcfg.n_fft, self.run_phase, self.run_time,
+                           float(self.mcfg.sample_rate), self.vocoder.source_n_fft, self.run_phase, self.run_time,
                            self.run_onset, self.ref_f0, self.ref_phase, self.ref_level, self.reference)
             source = self.t_reference[:, :, :k].to(self.dev) if self.kernel is None else self.reference[:k]
         if self.kernel is not None:          # the CPU path: numpy in and out, no torch where kernels exist

@@ -95,6 +95,9 @@ def add_parsers(sub) -> None:
                    help="cosine decay of the learning rate to a tenth over this many steps (0: constant)")
     f.add_argument("--ema", type=float, default=0.0,
                    help="export a moving average of the weights with this decay (0: the last step's)")
+    f.add_argument("--source-n-fft", type=int, default=0,
+                   help="drive the flow by its source's excitation, from spectra of this window (e.g. 2 hops; "
+                        "livewave/source_excitation.py); with --init, converts a flow trained without one")
     f.set_defaults(func=cmd_train_vocoder, family="flow")
     mm = fam.add_parser("midi2mel", help="MIDI to mel: the piano roll to a vocoder's mel frames (a vocoder you play "
                                          "from MIDI), from livewave data soundfont --polyphonic",
@@ -192,7 +195,7 @@ def cmd_train_vocoder(args) -> int:
             cfg = VocoderTrainConfig(**common, flow_hop=args.hop, n_group=args.n_group, n_flows=args.n_flows,
                                      wn_layers=args.wn_layers, wn_channels=args.wn_channels,
                                      n_early_size=args.early_size, sample_weight=args.sample_weight,
-                                     mel_weight=args.mel_weight,
+                                     mel_weight=args.mel_weight, flow_source_n_fft=args.source_n_fft,
                                      decay_steps=args.decay_steps, ema=args.ema)
         else:
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,

@@ -19,7 +19,8 @@ lags up to 4 hops off on a sustained violin (measured), which scored a fair mode
 An imported model (trained on centred frames) is aligned by the search, like Griffin-Lim.
 
 A vocoder that takes its phases from its source (``takes_source``: an iSTFT model with
-``phase="source"``) is scored as it plays audio in: the mel and the phases of the original. That
+``phase="source"``, or a flow driven by its source's excitation, ``source_excitation``) is scored as
+it plays audio in: the mel and the phases of the original. That
 is not a like-for-like comparison with Griffin-Lim, which has the mel alone, so it is also scored
 from the mel alone (its network's own phases: ``*_own_phase``).
 """
@@ -198,10 +199,58 @@ def evaluate_vocoder(model_path, heldout_dir, plot=None, log=print, max_seconds:
             q["onsets_network_alone"] = onset_figures(lambda x: copy_synthesis(x, "model"), sr)
         finally:
             net.set_level_reference(fb, net.mel_log10)
+    if gen.info.family == "flow":
+        q.update(flow_figures(gen.model, clips, sr, kw, max_seconds))
     q["mrstft_better_than_griffin_lim_pct"] = round(100 * (1 - q["mrstft_model"] / q["mrstft_griffin_lim"]), 1)
     q["logmel_better_than_griffin_lim_pct"] = round(100 * (1 - q["logmel_l1_model"] / q["logmel_l1_griffin_lim"]),
                                                     1)
     return q
+
+
+FLOW_SIGMAS = (0.0, 0.3, 0.6, 0.9)
+
+
+def flow_figures(model, clips, sr: int, kw: dict, max_seconds: float, sigmas=FLOW_SIGMAS) -> dict:
+    """A flow vocoder's density on the held-out audio, and what its temperature does.
+
+    - ``nll_nats_per_sample``: -log p(audio | mel) under z ~ N(0, 1), the quantity training
+      minimises, over each whole clip (each audio frame with the mel frame that ends with it, as
+      in training; a model driven by a source: the clip's own source spectra, and the audio
+      ``output_delay`` late, as it plays), weighted by length; beside it the same audio under the
+      identity flow (an untrained one: the standard normal density of the samples themselves);
+    - ``sigma_rms_ratio``: for each sampling temperature, the RMS of the copy synthesis over the
+      original's (the same noise seed at every sigma)."""
+    import math
+
+    import torch
+
+    from .mel_analysis import analyse
+    from .source_phase import source_spectrum
+    nll = base = n_total = 0.0
+    rms = {s: 0.0 for s in sigmas}
+    ref_energy = 0.0
+    seconds = 0.0
+    hop, delay = int(model.config.hop), int(model.output_delay)
+    with torch.inference_mode():
+        for x in clips:
+            if seconds >= max_seconds:
+                break
+            seconds += x.size / sr
+            mel = torch.from_numpy(np.ascontiguousarray(analyse(x, sr, **kw).T[None], np.float32))
+            frames = mel.shape[2]
+            clip = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]
+            source = source_spectrum(clip, model.config.source_n_fft, hop)[:, :, :frames] if delay else None
+            audio = torch.nn.functional.pad(clip, (delay, 0))[:, :frames * hop]     # as the model plays it
+            nll += float(model.negative_log_likelihood(audio, mel, source=source)) * audio.numel()
+            base += float((0.5 * audio.double() ** 2).sum()) + audio.numel() * 0.5 * math.log(2 * math.pi)
+            n_total += audio.numel()
+            ref_energy += float((audio.double() ** 2).sum())
+            z = model.noise(mel, 1.0, generator=torch.Generator().manual_seed(0))
+            for s in sigmas:
+                model.reset()
+                rms[s] += float((model.infer(mel, z=s * z, source=source).double() ** 2).sum())
+    return {"nll_nats_per_sample": round(nll / n_total, 4), "nll_identity_flow": round(base / n_total, 4),
+            "sigma_rms_ratio": {f"{s:g}": round(math.sqrt(rms[s] / max(ref_energy, 1e-30)), 4) for s in sigmas}}
 
 
 def write_vocoder_card_markdown(model_path) -> Path:
@@ -226,7 +275,10 @@ def write_vocoder_card_markdown(model_path) -> Path:
     elif meta["family"] == "flow":
         fc = cfg.get("flow", {})
         arch = (f"A causal WaveGlow-style flow ({fc.get('n_flows')} flows, groups of {fc.get('n_group')}, WaveNets of "
-                f"{fc.get('wn_layers')} layers x {fc.get('wn_channels')} channels), sampled at sigma 0.6")
+                f"{fc.get('wn_layers')} layers x {fc.get('wn_channels')} channels), sampled at sigma 0.6"
+                + (f", driven by its source's excitation (spectra of {fc['source_n_fft']} samples): it sounds "
+                   f"{fc['source_n_fft'] - fc.get('hop', 256)} samples behind its input (declared as latency)"
+                   if fc.get("source_n_fft") else ""))
     else:
         arch = f"A causal MelGAN (ngf {mc.get('ngf')}, ratios {mc.get('ratios')})"
     lines = [f"# {path.stem}: {card.get('instrument', '')} ({meta['family']})", "",
@@ -234,7 +286,9 @@ def write_vocoder_card_markdown(model_path) -> Path:
              f"{card.get('sample_rate')} Hz. {arch}, hop {mel.get('hop')}, on {mel.get('n_mels')} log-mel bands "
              f"(n_fft {mel.get('n_fft')}), the engine's own analysis. "
              + {"istft": "It sounds one hop behind its input (declared as latency).",
-                "hifigan": "Its lookahead is declared as latency."}.get(meta["family"], "It streams with no lookahead."),
+                "hifigan": "Its lookahead is declared as latency.",
+                "flow": "" if cfg.get("flow", {}).get("source_n_fft") else "It streams with no lookahead.",
+                }.get(meta["family"], "It streams with no lookahead."),
              "",
              "## Data", "",
              f"- {d.get('seconds')} s of audio from {d.get('files')} files under `{d.get('folder')}`"
@@ -264,10 +318,14 @@ def write_vocoder_card_markdown(model_path) -> Path:
         src = q.get("phase") == "source"
         lines += [f"Measured with `livewave eval {path.name} --data <held-out folder>` on {q['heldout_seconds']} s "
                   f"({q['heldout_clips']} clips) the model never saw.", "",
-                  *(["This vocoder takes its phases from its source (`phase: source`). Played from audio in, that "
-                     "source is the input itself, so \"this vocoder\" below had the original's phases: not a "
-                     "like-for-like comparison with Griffin-Lim, which has the mel alone. The row \"from the mel "
-                     "alone\" is (the network's own phases, as with no source).", ""] if src else []),
+                  *([("This flow is driven by its source's excitation (its phases, its levels flattened; "
+                      "`source_excitation`)" if meta["family"] == "flow" else
+                      "This vocoder takes its phases from its source (`phase: source`)")
+                     + ". Played from audio in, that source is the input itself, so \"this vocoder\" below had the "
+                     "original's phases: not a like-for-like comparison with Griffin-Lim, which has the mel alone. "
+                     "The row \"from the mel alone\" is " + ("with a silent excitation." if meta["family"] == "flow"
+                                                           else "(the network's own phases, as with no source)."),
+                     ""] if src else []),
                   "| | multi-resolution STFT distance | log-mel L1 |", "| --- | ---: | ---: |",
                   f"| this vocoder{', with the source phases' if src else ''} | {q['mrstft_model']} | "
                   f"{q['logmel_l1_model']} |",
@@ -311,6 +369,15 @@ def write_vocoder_card_markdown(model_path) -> Path:
                           "| --- |" + " ---: |" * len(q["held_note_hz"]),
                           *[f"| {label} | " + " | ".join(f"{c:+.1f}" for c in q[key.replace("cents", "spur_db")])
                             + " |" for label, key in held_rows], ""]
+    if q.get("nll_nats_per_sample") is not None:
+        lines += [f"The density: the held-out audio's negative log-likelihood under the flow (z ~ N(0, 1), what "
+                  f"training minimises) is {q['nll_nats_per_sample']} nats per sample, against "
+                  f"{q['nll_identity_flow']} under the identity flow (an untrained one: the samples' own standard "
+                  "normal density). The sampling temperature sigma (the `sigma` control), the copy synthesis's RMS "
+                  "over the original's, the same noise at every sigma:", "",
+                  "| sigma | " + " | ".join(q["sigma_rms_ratio"]) + " |",
+                  "| --- |" + " ---: |" * len(q["sigma_rms_ratio"]),
+                  "| RMS / original's | " + " | ".join(f"{v:g}" for v in q["sigma_rms_ratio"].values()) + " |", ""]
     if q.get("onsets"):
         alone = q.get("onsets_network_alone") or {}
         lines += ["Onsets after silence (`onset_burst`): sounds out of any training, each after 1 s of digital "

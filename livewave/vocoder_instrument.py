@@ -100,6 +100,7 @@ class AudioVocoder(Generator):
     lag_frames = 0        # frames of lookahead: block t is emitted once frame t + lag_frames has arrived
     content_delay = 0     # model-rate samples the output lags its input by, beyond the chain's delay
     takes_source = False  # the model synthesises with its source's phases (``source_phase``)
+    source_n_fft = 0      # and the window of its source spectra
     kernel = None         # the model's step as a Numba kernel, where one computes it (``_prepare_kernel``)
 
     def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None):
@@ -164,9 +165,14 @@ class AudioVocoder(Generator):
                                                         m.shape[2])).float().numpy()
             return self._offline(m).float().numpy()
 
+    def _source_stream(self, max_block: int):
+        from .source_phase import SourceSpectrum
+        return SourceSpectrum(self.source_n_fft, self.mcfg.hop, max_block)
+
     def _source_of(self, audio, frames: int):
         """The source spectra of ``frames`` mel frames of ``audio`` ``[1, samples]`` (offline)."""
-        raise NotImplementedError
+        from .source_phase import source_spectrum
+        return source_spectrum(audio, self.source_n_fft, self.mcfg.hop)[:, :, :frames]
 
     # -- set-up --------------------------------------------------------------------------------
     def prepare(self, sample_rate: int, max_block: int, voices: int, device: str = "cpu") -> None:
@@ -277,6 +283,7 @@ class ISTFTVocoderInstrument(AudioVocoder):
         super().__init__(model, mel, name, card)
         self.content_delay = model.output_delay
         self.takes_source = model.config.phase == "source"
+        self.source_n_fft = model.config.n_fft
         self.source_bins = model.config.n_fft // 2 + 1
         m, c = self.mel_cfg, model.config      # every frame's level held to its input's (istft_vocoder: Level)
         model.set_level_reference(mel_filterbank(c.sample_rate, c.n_fft, c.n_mels, m["fmin"], m["fmax"]), m["log10"])
@@ -326,14 +333,6 @@ class ISTFTVocoderInstrument(AudioVocoder):
         else:
             self.model.restore_stream()
 
-    def _source_stream(self, max_block: int):
-        from .source_phase import SourceSpectrum
-        return SourceSpectrum(self.mcfg.n_fft, self.mcfg.hop, max_block)
-
-    def _source_of(self, audio, frames: int):
-        from .source_phase import source_spectrum
-        return source_spectrum(audio, self.mcfg.n_fft, self.mcfg.hop)[:, :, :frames]
-
     def synthesize(self, mel, controls, source=None):
         return self.model.step(mel, source)[0, 0]        # a host's source: phases, not levels
 
@@ -354,11 +353,20 @@ def tiny_istft_instrument(n_mels: int = 8, hop: int = 32, sample_rate: int = 800
 class FlowVocoderInstrument(AudioVocoder):
     """The flow vocoder: its noise is drawn one mel frame at a time from a generator seeded at
     ``reset``, so the output does not depend on how frames are batched, and scaled by the
-    ``sigma`` control (clamped to 0..1.2 by the engine; 0.6 by default, as WaveGlow)."""
+    ``sigma`` control (clamped to 0..1.2 by the engine; 0.6 by default, as WaveGlow). A model
+    driven by a source (``source_n_fft``) gets its input's spectra and sounds
+    ``output_delay`` behind it (declared)."""
     family = config_key = "flow"
     config_class, model_class = FlowConfig, FlowVocoder
     controls = FLOW_CONTROLS
     seed = 1234
+
+    def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None):
+        super().__init__(model, mel, name, card)
+        self.content_delay = model.output_delay
+        self.takes_source = model.takes_source
+        self.source_n_fft = model.config.source_n_fft
+        self.source_bins = self.source_n_fft // 2 + 1 if self.takes_source else 0
 
     def reset(self) -> None:
         super().reset()
@@ -378,12 +386,12 @@ class FlowVocoderInstrument(AudioVocoder):
         n_group = self.mcfg.n_group
         sigma = float(controls[SIGMA_CONTROL])
         z = torch.cat([torch.randn(1, n_group, per, generator=self._noise) for _ in range(mel.shape[2])], dim=2)
-        return self.model.step(mel, (sigma * z).to(mel.device, mel.dtype))[0]
+        return self.model.step(mel, (sigma * z).to(mel.device, mel.dtype), source)[0]
 
-    def _offline(self, mel):
+    def _offline(self, mel, source=None):
         import torch
         g = torch.Generator().manual_seed(self.seed)
-        return self.model.infer(mel, SIGMA, z=self.model.noise(mel, SIGMA, generator=g))[0]
+        return self.model.infer(mel, SIGMA, z=self.model.noise(mel, SIGMA, generator=g), source=source)[0]
 
 
 class _ReferenceVocoder(AudioVocoder):

@@ -42,6 +42,11 @@ sample a performer hears. The sample is drawn through the inverse pass (``FlowVo
 the same affine couplings run backwards, so both terms train the same weights. The flow stays a
 density (its likelihood is still trained and measured); the auxiliary term pulls the samples at
 the playing temperature toward the data's magnitudes.
+``flow_source_n_fft`` (flow only) drives the flow by its source's excitation (``source_excitation``),
+teacher-forced like the istft's source phase: the crop is read ``n_fft - hop`` samples early, its
+own spectra make the excitation, and the flow is scored on the audio it plays, that much behind
+the crop (``teacher_forced``). With ``init`` a flow trained on the mel alone is converted first
+(``flow_vocoder.with_source``: it renders as before until training teaches it to listen).
 
 - Deterministic with a seed: weights from ``seed``; each step's crops from a generator seeded
   by (seed, step), so a resumed run continues exactly as an uninterrupted one would.
@@ -97,6 +102,7 @@ class VocoderTrainConfig:
     wn_channels: int = 64
     n_early_size: int = 2        # channels that leave every 4 flows (WaveGlow: 2 of 8)
     sample_weight: float = 0.0   # flow: weight of a sample's STFT distance (module docstring); 0: likelihood only
+    flow_source_n_fft: int = 0   # flow: > 0 drives it by its source's excitation (``source_excitation``)
     # the istft family (ratios unused: its hop is istft_hop; synthesis window istft_n_fft)
     istft_hop: int = 256
     istft_n_fft: int = 512
@@ -149,6 +155,8 @@ class VocoderTrainConfig:
             raise ValueError("advance_weight is for the istft family with an integrated phase")
         if self.sample_weight and self.family != "flow":
             raise ValueError("sample_weight is for the flow family")
+        if self.flow_source_n_fft and self.family != "flow":
+            raise ValueError("flow_source_n_fft is for the flow family")
         if self.family == "flow" and self.mel_weight and not self.sample_weight:
             raise ValueError("mel_weight for a flow weighs its sample's log-mel L1: set sample_weight too")
         if not (0.0 <= self.sample_weight <= 1e4):
@@ -267,7 +275,7 @@ def _build(cfg: VocoderTrainConfig):
         from .flow_vocoder import FlowConfig, FlowVocoder
         fcfg = FlowConfig(n_mels=cfg.n_mels, hop=cfg.flow_hop, n_group=cfg.n_group, n_flows=cfg.n_flows,
                           wn_layers=cfg.wn_layers, wn_channels=cfg.wn_channels, n_early_size=cfg.n_early_size,
-                          sample_rate=cfg.sample_rate)
+                          sample_rate=cfg.sample_rate, source_n_fft=cfg.flow_source_n_fft).check()
         return FlowVocoder(fcfg), fcfg, FlowVocoderInstrument
     from .melgan import MelGANConfig, MelGANGenerator
     mcfg = MelGANConfig(n_mels=cfg.n_mels, ngf=cfg.ngf, ratios=tuple(cfg.ratios),
@@ -319,6 +327,10 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                    "data": (src_card.get("data") or {}).get("folder"),
                    "data_seconds": (src_card.get("data") or {}).get("seconds")}
         base = src.model
+        if flow and cfg.flow_source_n_fft and not base.config.source_n_fft:
+            from .flow_vocoder import with_source
+            lineage["source"] = f"converted to take a source (source_n_fft {cfg.flow_source_n_fft})"
+            base = with_source(base, cfg.flow_source_n_fft)   # renders the same; training learns to use it
         if cfg.family == "istft" and base.config.phase != cfg.istft_phase:
             lineage["phase"] = f"converted from {base.config.phase} to {cfg.istft_phase}"
             if cfg.istft_phase == "integrated":
@@ -343,7 +355,8 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
         ema = {k: (saved[k] if saved else v).detach().clone().float() for k, v in gen.state_dict().items()
                if v.dtype.is_floating_point}
     fft_sizes = scaled_fft_sizes(cfg.sample_rate)
-    source_lead = cfg.istft_n_fft - cfg.istft_hop if (cfg.family, cfg.istft_phase) == ("istft", "source") else -1
+    source_n_fft = cfg.istft_n_fft if (cfg.family, cfg.istft_phase) == ("istft", "source") else cfg.flow_source_n_fft
+    source_lead = source_n_fft - cfg.hop if source_n_fft else -1
 
     def save(step_now: int, loss: float) -> None:
         cpu_model, _, _ = _build(cfg)
@@ -392,16 +405,12 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
         mel_np, audio_np = crops.batch(rng, cfg.batch, max(0, source_lead), cfg.onsets)
         mel = torch.from_numpy(mel_np).to(dev)
         real = torch.from_numpy(audio_np).to(dev)[:, None]
-        source = None
-        if source_lead >= 0:          # teacher-forced: the crop's own phases (module docstring)
-            from .source_phase import source_spectrum
-            source = source_spectrum(real[:, 0], cfg.istft_n_fft, cfg.istft_hop, source_lead)
-            real = real[..., source_lead:]
+        real, source = teacher_forced(real, cfg, source_n_fft)
         if flow:
             opt_g.zero_grad(set_to_none=True)
-            loss = gen.negative_log_likelihood(real[:, 0], mel)
+            loss = gen.negative_log_likelihood(real[:, 0], mel, source=source)
             if cfg.sample_weight:
-                loss = loss + _flow_sample_loss(gen, mel, real[:, 0], cfg, fft_sizes, rng)
+                loss = loss + _flow_sample_loss(gen, mel, real[:, 0], cfg, fft_sizes, rng, source)
             adversarial = False
         else:
             loss = _gan_step(gen, discs, opt_d, opt_g, mel, real, step >= cfg.gan_start, fft_sizes,
@@ -440,7 +449,24 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
             "skipped": skipped, "out_of_time": out_of_time}
 
 
-def _flow_sample_loss(gen, mel, real, cfg: VocoderTrainConfig, fft_sizes, rng: np.random.Generator):
+def teacher_forced(real, cfg: VocoderTrainConfig, source_n_fft: int):
+    """A batch's audio ``[B, 1, lead + frames * hop]`` (read ``lead = source_n_fft - hop`` samples
+    early) -> (the audio the model is scored against ``[B, 1, frames * hop]``, the crops' own
+    source spectra), or ``(real, None)`` for a model without a source. The istft compares its
+    output one hop behind the crop (``_gan_step``), so it gets the crop itself; a flow is trained
+    on the audio it plays, ``output_delay`` (= the lead) behind the crop's: the first ``frames *
+    hop`` samples read."""
+    if not source_n_fft:
+        return real, None
+    from .source_phase import source_spectrum
+    lead = source_n_fft - cfg.hop
+    source = source_spectrum(real[:, 0], source_n_fft, cfg.hop, lead)
+    if cfg.family == "flow":
+        return real[..., :cfg.crop_frames * cfg.hop], source
+    return real[..., lead:], source
+
+
+def _flow_sample_loss(gen, mel, real, cfg: VocoderTrainConfig, fft_sizes, rng: np.random.Generator, source=None):
     """The flow's auxiliary loss (module docstring): a sample at the playing temperature against
     the audio, its STFT distance times ``sample_weight`` plus its log-mel L1 times ``mel_weight``.
     Its noise comes from the step's ``rng`` (after the crops), so a resumed run draws what an
@@ -450,7 +476,7 @@ def _flow_sample_loss(gen, mel, real, cfg: VocoderTrainConfig, fft_sizes, rng: n
     from .flow_vocoder import SIGMA
     from .spectral_loss import log_mel_distance, multiscale_spectral_distance
     z = torch.from_numpy(rng.standard_normal(gen.noise_shape(mel), dtype=np.float32)).to(mel.device)
-    fake = gen.infer(mel, z=SIGMA * z)
+    fake = gen.infer(mel, z=SIGMA * z, source=source)
     loss = cfg.sample_weight * multiscale_spectral_distance(fake, real, fft_sizes=fft_sizes)
     if cfg.mel_weight:
         loss = loss + cfg.mel_weight * log_mel_distance(fake, real, cfg.sample_rate, cfg.n_fft, cfg.flow_hop,
@@ -509,7 +535,7 @@ def _architecture(family: str, m, init: str) -> dict:
         return dict(ngf=m.ngf, ratios=tuple(m.ratios), n_residual_layers=m.n_residual_layers)
     if family == "flow":
         return dict(flow_hop=m.hop, n_group=m.n_group, n_flows=m.n_flows, wn_layers=m.wn_layers,
-                    wn_channels=m.wn_channels, n_early_size=m.n_early_size)
+                    wn_channels=m.wn_channels, n_early_size=m.n_early_size, flow_source_n_fft=m.source_n_fft)
     from .reference_vocoders import HIFIGAN_VERSIONS, HiFiGANConfig
     for version, v in HIFIGAN_VERSIONS.items():
         ref = HiFiGANConfig(**{**v, "upsample_initial_channel": m.upsample_initial_channel})
@@ -539,7 +565,10 @@ def fine_tune_config(cfg: VocoderTrainConfig, init, base=None) -> VocoderTrainCo
         raise ValueError(f"{init}: imported, trained on mel frames centred on their hop; livewave trains on its own "
                          f"causal frames, so tune it from scratch or play it as it is")
     m = voc.mcfg
-    new = replace(cfg, **_architecture(family, m, init), sample_rate=m.sample_rate, n_mels=m.n_mels,
+    arch = _architecture(family, m, init)
+    if family == "flow" and cfg.flow_source_n_fft and not m.source_n_fft:
+        arch["flow_source_n_fft"] = cfg.flow_source_n_fft       # a conversion (train_vocoder)
+    new = replace(cfg, **arch, sample_rate=m.sample_rate, n_mels=m.n_mels,
                   n_fft=int(voc.mel_cfg["n_fft"]), init=str(init)).validate()
     if family == "istft" and m.phase == "integrated" and new.istft_phase != "integrated":
         raise ValueError(f"{init}: its phase is integrated; it cannot be converted back (to phase {new.istft_phase!r})")
@@ -549,6 +578,8 @@ def fine_tune_config(cfg: VocoderTrainConfig, init, base=None) -> VocoderTrainCo
     a, b = built.to_dict(), m.to_dict()
     if family == "istft":
         a.pop("phase"), b.pop("phase")          # a change of phase is a conversion (train_vocoder)
+    if family == "flow" and not m.source_n_fft:
+        a.pop("source_n_fft"), b.pop("source_n_fft")        # so is taking a source
     if a != b:
         raise ValueError(f"{init}: model options this trainer cannot rebuild: "
                          f"{ {k: b.get(k) for k in b if a.get(k) != b.get(k)} }")
@@ -575,6 +606,8 @@ def _config_key(cfg: VocoderTrainConfig) -> str:
         d.pop("advance_weight")
     if not cfg.sample_weight:       # NB: the keys runs had before these existed
         d.pop("sample_weight")
+    if not cfg.flow_source_n_fft:
+        d.pop("flow_source_n_fft")
     if cfg.n_early_size == 2:
         d.pop("n_early_size")
     if not any(cfg.betas):

@@ -86,3 +86,58 @@ def test_bad_configs_and_mels_are_refused():
     with pytest.raises(ValueError, match=r"\[batch, 10 bands, frames\]"):
         model().infer(torch.zeros(1, 80, 3, dtype=torch.float64))
     assert FlowConfig.from_dict(FlowConfig().to_dict()) == FlowConfig()
+
+
+# -- driven by a source (source_excitation) ----------------------------------------------------------
+def sourced(seed: int = 4) -> FlowVocoder:
+    m = model(seed, source_n_fft=64, source_channels=6)
+    with torch.no_grad():
+        for wn in m.couplings:                     # listening to the excitation, as training makes it
+            wn.cond.weight[:, 10:] = 0.2 * torch.randn_like(wn.cond.weight[:, 10:])
+    return m
+
+
+def source_of(x: torch.Tensor, frames: int) -> torch.Tensor:
+    from livewave.source_phase import source_spectrum
+    return source_spectrum(x, 64, 32)[:, :, :frames]
+
+
+@pytest.mark.parametrize("frames_per_block", [1, 2, 5])
+def test_a_flow_driven_by_its_source_streams_as_it_renders_and_inverts_exactly(frames_per_block):
+    m = sourced()
+    frames = 15
+    mel = torch.randn(1, 10, frames, dtype=torch.float64)
+    t = torch.arange(frames * 32, dtype=torch.float64)
+    src = source_of((0.5 * torch.sin(2 * math.pi * 0.07 * t))[None], frames)
+    assert m.takes_source and m.output_delay == 32
+    with torch.no_grad():
+        z = m.noise(mel, 0.6)
+        ref = m.infer(mel, z=z, source=src)
+        m.reset()
+        per, k = m.per_frame, frames_per_block
+        out = torch.cat([m.step(mel[:, :, i:i + k], z[:, :, i * per:(i + k) * per], src[:, :, i:i + k])
+                         for i in range(0, frames, k)], dim=1)
+        back, _ = m(ref, mel, src)
+        bare = m.infer(mel, z=z)
+        silent = m.infer(mel, z=z, source=torch.zeros_like(src))
+    assert (out - ref).abs().max().item() < 1e-5
+    assert (back - z).abs().max().item() < 1e-4
+    assert (bare - ref).abs().max().item() > 1e-2            # it listens to its source
+    assert (bare - silent).abs().max().item() == 0.0         # and without one hears a silent excitation
+
+
+def test_a_flow_converted_to_take_a_source_renders_as_before_whatever_the_source():
+    from livewave.flow_vocoder import with_source
+    base = model(5).float()
+    conv = with_source(base, 64, 6).eval()
+    mel = torch.randn(1, 10, 9)
+    src = source_of(0.3 * torch.randn(1, 9 * 32), 9)
+    with torch.no_grad():
+        z = base.noise(mel, 0.6)
+        assert (conv.infer(mel, z=z, source=src) - base.infer(mel, z=z)).abs().max().item() == 0.0
+    with pytest.raises(ValueError, match="takes a source already"):
+        with_source(conv, 64)
+    with pytest.raises(ValueError, match="takes no source"):
+        base.infer(mel, z=z, source=src)
+    with pytest.raises(ValueError, match="at least two hops"):
+        FlowConfig(hop=32, n_group=8, source_n_fft=48).check()

@@ -49,7 +49,8 @@ def test_the_cli_refuses_a_nan_model_and_reports_a_flagged_one(tmp_path, monkeyp
     assert any("flagged" in r for r in eng.reports)
 
 
-@pytest.mark.parametrize("path", [p for f in ("ddsp", "midi2mel", "istft") for p in shipped(f)], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for f in ("ddsp", "midi2mel", "istft", "flow") for p in shipped(f)],
+                         ids=lambda p: p.stem)
 def test_every_shipped_model_passes_clean_and_its_card_says_so(path):
     from livewave.checkpoint import load_generator, read_checkpoint
     report = screen(load_generator(path), EngineConfig())

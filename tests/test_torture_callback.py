@@ -87,7 +87,7 @@ def _load(model: str):
 
 DDSP = [p.stem for p in shipped("ddsp")[:1]]
 MIDI2MEL = [p.stem for p in shipped("midi2mel")[:1]]
-VOCODERS = [p.stem for p in shipped("istft")[:1]]
+VOCODERS = [p.stem for f in ("istft", "flow") for p in shipped(f)[:1]]
 FULL = os.environ.get("LIVEWAVE_TORTURE") == "full"
 # CI: the strictest placement with the built-in instrument, the app's with a torch model
 LIVE = [("default", "callback")] + [(m, "rtmixer") for m in MIDI2MEL]

@@ -24,7 +24,7 @@ ABUSE = (float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 1e-320)
 
 
 def _models() -> list[str]:
-    return ["default"] + [p.stem for f in ("ddsp", "midi2mel", "istft") for p in shipped(f)[:1]]
+    return ["default"] + [p.stem for f in ("ddsp", "midi2mel", "istft", "flow") for p in shipped(f)[:1]]
 
 
 def _engine(model: str):

@@ -26,7 +26,7 @@ TINY = np.finfo(np.float32).tiny
 def _models() -> list[str]:
     full = os.environ.get("LIVEWAVE_TORTURE") == "full"
     out = ["default"]
-    for family in ("ddsp", "midi2mel", "istft"):
+    for family in ("ddsp", "midi2mel", "istft", "flow"):
         found = [p.stem for p in shipped(family)]
         out += found if full else found[:1]
     return out

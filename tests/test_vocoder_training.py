@@ -120,13 +120,48 @@ def test_a_flow_trained_on_its_samples_as_well_plays_closer_to_the_audio_and_sta
         VocoderTrainConfig(**TINY_FLOW, mel_weight=1.0).validate()
 
 
-@pytest.mark.parametrize("family", ["melgan", "flow"])
+def test_a_flow_driven_by_its_source_is_scored_on_the_audio_its_excitation_is_in_step_with(tmp_path):
+    """Teacher-forced (``teacher_forced``): the excitation made from a crop's own spectra and the
+    audio the flow is scored against line up to the sample (a hop off, the flow would learn to
+    play a hop early or late of what it hears)."""
+    from livewave.source_excitation import Excitation
+    from livewave.vocoder_training import MelCrops, load_audio_folder, teacher_forced
+    cfg = VocoderTrainConfig(**TINY_FLOW, flow_source_n_fft=128).validate()
+    clips, _ = load_audio_folder(tones(tmp_path / "data"), cfg.sample_rate)
+    _, audio = MelCrops(clips, cfg).batch(np.random.default_rng(0), 4, 128 - 64)
+    real, source = teacher_forced(torch.from_numpy(audio)[:, None], cfg, 128)
+    assert real.shape == (4, 1, 16 * 64) and source.shape[2] == 16
+    e = Excitation(128, 64)(source).numpy()
+    lags = list(range(-30, 31))                 # under half a period of the tones (16 kHz / 330 Hz = 48)
+    for b in range(4):
+        xc = [float(np.dot(e[b, 200:900], real[b, 0, 200 + k:900 + k].numpy())) for k in lags]
+        assert lags[int(np.argmax(xc))] == 0
+
+
+def test_a_flow_trained_on_the_mel_alone_is_converted_to_take_its_source(tmp_path):
+    from livewave.checkpoint import load_generator
+    data = tones(tmp_path / "data", seconds=1.0)
+    base, out = tmp_path / "base.safetensors", tmp_path / "sourced.safetensors"
+    train_vocoder(data, base, VocoderTrainConfig(steps=2, **TINY_FLOW), progress=False)
+    train_vocoder(data, out, VocoderTrainConfig(steps=3, init=str(base), flow_source_n_fft=128, **TINY_FLOW),
+                  progress=False)
+    gen = load_generator(out)
+    assert gen.takes_source and gen.content_delay == 64 and gen.source_bins == 65
+    assert "converted to take a source" in gen.info.card["training"]["fine_tuned_from"]["source"]
+    listens = [float(wn.cond.weight[:, 32:].detach().abs().max()) for wn in gen.model.couplings]
+    assert min(listens) > 0.0                    # zero when converted; trained, every coupling listens
+    with pytest.raises(ValueError, match="flow family"):
+        VocoderTrainConfig(**TINY, flow_source_n_fft=128).validate()
+
+
+@pytest.mark.parametrize("family", ["melgan", "flow", "flow-source"])
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, family):
     data = tones(tmp_path / "data", seconds=1.0)
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     # NB: MSD only: the full-size MPD (41 M parameters) makes each resume state ~0.5 GB to write
     cfg = dict(checkpoint_every=3, gan_start=2, discriminators="msd", **TINY) if family == "melgan" else \
-        dict(checkpoint_every=3, sample_weight=1.0, mel_weight=1.0, **TINY_FLOW)
+        dict(checkpoint_every=3, sample_weight=1.0, mel_weight=1.0, **TINY_FLOW,
+             **({"flow_source_n_fft": 128} if family == "flow-source" else {}))
     train_vocoder(data, a, VocoderTrainConfig(steps=6, **cfg), progress=False)
     train_vocoder(data, b, VocoderTrainConfig(steps=3, **cfg), progress=False)      # "killed" after 3
     assert b.with_name(b.name + ".train.pt").exists()

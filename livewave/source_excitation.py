@@ -1,0 +1,98 @@
+"""The excitation a flow vocoder can be driven by: its source's phases as a signal, its levels flattened.
+
+A flow trained on the mel alone must find a note's pitch and its partials' phases in the mel,
+which holds neither exactly; a small one trained on this CPU did not (held notes 27-555 cents
+off, noise with the group rate's lines; models/README.md). The iSTFT vocoder met the same
+defect by taking its phases from its source (``source_phase``); this is that idea for a
+waveform model, in the manner of neural source-filter vocoders: the flow's couplings are
+conditioned on an excitation made from the source, and learn the filter (the levels) from the
+mel.
+
+The excitation of synthesis frame ``t``: the source spectrum (``source_phase``: the Hann FFT of
+the ``n_fft`` source samples ending where mel frame ``t`` ends) with every bin's phase kept and its
+level compressed to ``(|S| / peak) ** POWER`` of its frame's loudest bin (so a partial stays a
+peak over its valleys, -60 dB becomes -18 dB), bins under ``FLOOR`` of the peak and frames whose
+peak is under ``SILENT`` (about -90 dB of a full-scale sine) set to 0; then the exact inverse of
+the Hann STFT (Hann again, the overlap-added squared windows divided out, as ``istft_vocoder``'s
+source phase), times ``sqrt(n_fft)`` (measured at n_fft 512: white noise comes out at an RMS of
+1.17, a harmonic tone at 0.26). It sounds ``n_fft - hop`` samples (one hop at ``n_fft = 2 hop``)
+behind its input, so a flow driven by it plays that much late (``FlowVocoder.output_delay``), and
+is trained so. The input's level is gone from it (the mel has
+it), so the excitation of a note is the same at any dynamic.
+
+Streaming: ``step`` takes the next frames' spectra and gives their final ``hop`` samples each,
+carrying the overlap; concatenated, the steps equal ``forward`` over the whole sequence.
+Threading: one stream per object.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .source_phase import FLOOR
+
+POWER = 0.3          # the compression of each bin's level against its frame's peak
+SILENT = 4e-3        # a frame whose loudest bin is under this is silence (a 0 dBFS sine peaks at n_fft / 4)
+
+
+def excitation_spectrum(spec: torch.Tensor) -> torch.Tensor:
+    """``[B, bins, T]`` complex source spectra -> the excitation's spectra (module docstring)."""
+    mag = spec.abs()
+    peak = mag.amax(dim=1, keepdim=True)
+    tiny = torch.finfo(mag.dtype).tiny
+    keep = (mag >= FLOOR * peak) & (peak >= SILENT)
+    scale = torch.where(keep, (mag / peak.clamp_min(tiny)) ** POWER / mag.clamp_min(tiny), torch.zeros_like(mag))
+    return spec * scale
+
+
+class Excitation(nn.Module):
+    def __init__(self, n_fft: int, hop: int):
+        super().__init__()
+        if n_fft % hop or n_fft < 2 * hop:
+            raise ValueError(f"excitation: n_fft ({n_fft}) must be a multiple of hop ({hop}), at least two hops")
+        self.n_fft, self.hop = n_fft, hop
+        n = torch.arange(n_fft, dtype=torch.float32)
+        hann = 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)
+        self.register_buffer("window", hann * math.sqrt(n_fft), persistent=False)
+        self.register_buffer("gain", 1.0 / (hann ** 2).reshape(-1, hop).sum(0), persistent=False)
+        self._tail: torch.Tensor | None = None
+
+    @property
+    def delay(self) -> int:
+        """Samples the excitation lags the source it comes from."""
+        return self.n_fft - self.hop
+
+    def _frames(self, spec: torch.Tensor) -> torch.Tensor:
+        """``[B, bins, T]`` -> overlap-added ``[B, (T - 1) * hop + n_fft]``, not yet final."""
+        if spec.shape[1] != self.n_fft // 2 + 1:
+            raise ValueError(f"excitation: source spectra of {spec.shape[1]} bins; need {self.n_fft // 2 + 1}")
+        fr = torch.fft.irfft(excitation_spectrum(spec), n=self.n_fft, dim=1) * self.window[None, :, None]
+        t = fr.shape[2]
+        out = F.fold(fr, output_size=(1, (t - 1) * self.hop + self.n_fft), kernel_size=(1, self.n_fft),
+                     stride=(1, self.hop))
+        return out[:, 0, 0]
+
+    def _final(self, y: torch.Tensor) -> torch.Tensor:
+        return (y.reshape(y.shape[0], -1, self.hop) * self.gain).reshape(y.shape[0], -1)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        """Offline: ``[B, bins, T]`` -> ``[B, T * hop]``."""
+        return self._final(self._frames(spec)[:, :spec.shape[2] * self.hop])
+
+    def step(self, spec: torch.Tensor) -> torch.Tensor:
+        """Streaming: the next ``T`` frames' spectra -> their ``T * hop`` final samples."""
+        if spec.shape[2] == 0:
+            return spec.real.new_zeros(spec.shape[0], 0)
+        y = self._frames(spec)
+        keep = self.n_fft - self.hop
+        if self._tail is not None and self._tail.shape[0] == y.shape[0]:
+            y = torch.cat((y[:, :keep] + self._tail, y[:, keep:]), dim=1)
+        n = spec.shape[2] * self.hop
+        self._tail = y[:, n:].clone()
+        return self._final(y[:, :n])
+
+    def reset(self) -> None:
+        self._tail = None
