@@ -239,7 +239,8 @@ def flow_figures(model, clips, sr: int, kw: dict, max_seconds: float, sigmas=FLO
             mel = torch.from_numpy(np.ascontiguousarray(analyse(x, sr, **kw).T[None], np.float32))
             frames = mel.shape[2]
             clip = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]
-            source = source_spectrum(clip, model.config.source_n_fft, hop)[:, :, :frames] if delay else None
+            source = source_spectrum(clip, model.config.source_n_fft, hop)[:, :, :frames] if model.takes_source \
+                else None
             audio = torch.nn.functional.pad(clip, (delay, 0))[:, :frames * hop]     # as the model plays it
             nll += float(model.negative_log_likelihood(audio, mel, source=source)) * audio.numel()
             base += float((0.5 * audio.double() ** 2).sum()) + audio.numel() * 0.5 * math.log(2 * math.pi)

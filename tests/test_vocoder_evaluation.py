@@ -121,3 +121,22 @@ def test_griffin_lim_lag_is_found_from_the_envelope():
     y = griffin_lim(analyse(x, sr, **cfg), sr, cfg)
     _, _, lag = align(y, x, 1024)
     assert abs(lag + 256) <= 32, lag
+
+
+@pytest.mark.parametrize("source_n_fft", [0, 64])
+def test_the_flow_figures_of_an_untrained_flow_are_the_identity_flows(source_n_fft):
+    """An untrained flow is the identity (its couplings end in zeros): its held-out NLL is the
+    samples' own standard normal density, and its output is z itself, so the RMS goes with sigma."""
+    import torch
+
+    from livewave.flow_vocoder import FlowConfig, FlowVocoder
+    from livewave.vocoder_evaluation import flow_figures
+    torch.manual_seed(0)
+    m = FlowVocoder(FlowConfig(n_mels=8, hop=32, n_group=8, n_flows=4, wn_layers=2, wn_channels=8, sample_rate=8000,
+                               source_n_fft=source_n_fft)).eval()
+    x = (0.2 * np.random.default_rng(0).standard_normal(8000)).astype(np.float32)
+    q = flow_figures(m, [x], 8000, dict(n_fft=128, hop=32, n_mels=8, fmin=0.0, fmax=None, floor=1e-5, log10=False),
+                     10.0)
+    assert q["nll_nats_per_sample"] == pytest.approx(q["nll_identity_flow"], abs=1e-3)
+    r = q["sigma_rms_ratio"]
+    assert r["0"] == 0.0 and r["0.6"] == pytest.approx(2 * r["0.3"], rel=1e-3)
