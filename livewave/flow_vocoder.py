@@ -58,8 +58,10 @@ class FlowConfig:
 
     def check(self) -> FlowConfig:
         for k, v in asdict(self).items():
-            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "source_n_fft" else 1):
-                raise ValueError(f"flow vocoder config: {k} must be a positive integer, got {v!r}")
+            least = 0 if k == "source_n_fft" else 1
+            if not isinstance(v, int) or isinstance(v, bool) or v < least:
+                what = "a whole number >= 0 (0: no source)" if least == 0 else "a positive integer"
+                raise ValueError(f"flow vocoder config: {k} must be {what}, got {v!r}")
         if self.n_group % 2 or self.hop % self.n_group:
             raise ValueError(f"flow vocoder config: n_group ({self.n_group}) must be even and divide hop ({self.hop})")
         if self.source_n_fft and (self.source_n_fft % self.hop or self.source_n_fft < 2 * self.hop):

@@ -81,6 +81,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .overlap_add import OverlapAdd
 from .source_phase import blend, source_spectrum
 from .streaming_conv import CausalConv1d, reset_stream
 
@@ -174,13 +175,10 @@ class ISTFTVocoder(nn.Module):
         if c.phase == "source":
             # the exact inverse of the source's Hann STFT: Hann again, the overlap-added squares
             # divided out (a gain of period hop on the final samples; torch.istft normalises so)
-            self.register_buffer("window", hann, persistent=False)
-            self.register_buffer("gain", 1.0 / (hann ** 2).reshape(-1, c.hop).sum(0), persistent=False)
+            self.ola = OverlapAdd(c.n_fft, c.hop, hann, 1.0 / (hann ** 2).reshape(-1, c.hop).sum(0))
         else:
             # periodic Hann overlap-adds to n_fft / (2 hop); scaled so the sum is 1
-            self.register_buffer("window", hann * (2 * c.hop / c.n_fft), persistent=False)
-            self.gain = None
-        self._tail: torch.Tensor | None = None
+            self.ola = OverlapAdd(c.n_fft, c.hop, hann * (2 * c.hop / c.n_fft))
         self._phase: torch.Tensor | None = None     # streaming: the summed advances, float64 [B, k]
         self.register_buffer("level_fb", None, persistent=False)    # set_level_reference: [n_mels, k]
         self.register_buffer("level_w", None, persistent=False)     # and its sum over the bands, [k, 1]
@@ -207,7 +205,7 @@ class ISTFTVocoder(nn.Module):
         if filterbank is None:
             self.level_fb = self.level_w = None
             return
-        fb = torch.as_tensor(filterbank, dtype=torch.float32, device=self.window.device)
+        fb = torch.as_tensor(filterbank, dtype=torch.float32, device=self.ola.window.device)
         k = self.config.n_fft // 2 + 1
         if fb.shape != (self.config.n_mels, k):
             raise ValueError(f"level filterbank {tuple(fb.shape)}: need ({self.config.n_mels}, {k})")
@@ -260,21 +258,13 @@ class ISTFTVocoder(nn.Module):
             mag = mag * self.frame_gains(mel, mag, source if source_level else None)
         return mag, phase
 
-    def _windowed(self, mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-        spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
-        return torch.fft.irfft(spec, n=self.config.n_fft, dim=1) * self.window[None, :, None]
+    @staticmethod
+    def _complex(mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
 
     def render_spectrum(self, mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
         """Offline, from ``spectrum``'s output: ``[B, 1, T * hop]`` (``forward`` is this)."""
-        y = self._overlap_add(self._windowed(mag, phase))
-        return self._final(y[:, None, :mag.shape[2] * self.config.hop])
-
-    def _final(self, y: torch.Tensor) -> torch.Tensor:
-        """Samples ``[B, 1, T * hop]`` that no later frame reaches, starting at a hop boundary:
-        times the window-sum gain (a source phase), else as they are."""
-        if self.gain is not None:       # NB: in place (a new tensor per step held Python memory: traced)
-            y.view(*y.shape[:2], -1, self.config.hop).mul_(self.gain)
-        return y
+        return self.ola(self._complex(mag, phase))[:, None]
 
     def advance_error(self, phase: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """How far the phase advances from frame to frame are from the audio's own, as a loss:
@@ -312,13 +302,6 @@ class ISTFTVocoder(nn.Module):
             acc = torch.remainder(acc, TWO_PI)
         return acc.to(advance.dtype)
 
-    def _overlap_add(self, fr: torch.Tensor) -> torch.Tensor:
-        """``[B, n_fft, T]`` -> ``[B, (T - 1) * hop + n_fft]``."""
-        c = self.config
-        t = fr.shape[2]
-        out = F.fold(fr, output_size=(1, (t - 1) * c.hop + c.n_fft), kernel_size=(1, c.n_fft), stride=(1, c.hop))
-        return out[:, 0, 0]
-
     def forward(self, mel: torch.Tensor, source: torch.Tensor | None = None, source_level: bool = False) -> torch.Tensor:
         """Offline: ``[B, n_mels, T]`` (and the source spectrum, ``spectrum``) -> ``[B, 1, T * hop]``."""
         return self.render_spectrum(*self.spectrum(mel, source=source, source_level=source_level))
@@ -326,17 +309,10 @@ class ISTFTVocoder(nn.Module):
     def step(self, mel: torch.Tensor, source: torch.Tensor | None = None, source_level: bool = False) -> torch.Tensor:
         """Streaming: the next ``T`` frames (and their source spectra) -> the next ``T * hop``
         final samples ``[B, 1, T * hop]``."""
-        c = self.config
         if mel.shape[2] == 0:
             return mel.new_zeros(mel.shape[0], 1, 0)
-        y = self._overlap_add(self._windowed(*self.spectrum(mel, stream=True, source=source,
-                                                            source_level=source_level)))
-        keep = c.n_fft - c.hop
-        if self._tail is not None and self._tail.shape[0] == y.shape[0]:
-            y = torch.cat((y[:, :keep] + self._tail, y[:, keep:]), dim=1)
-        n = mel.shape[2] * c.hop
-        self._tail = y[:, n:].clone()
-        return self._final(y[:, None, :n])
+        spec = self._complex(*self.spectrum(mel, stream=True, source=source, source_level=source_level))
+        return self.ola.step(spec)[:, None]
 
     def reset(self) -> None:
         """Streaming: back to the start, the convolutions' history the one ``prime`` left (or
@@ -344,7 +320,7 @@ class ISTFTVocoder(nn.Module):
         reset_stream(self)
         for layer, cache in getattr(self, "_primed", ()):
             layer._cache = cache         # NB: step never writes into a cache in place
-        self._tail = None
+        self.ola.reset()
         self._phase = None
 
     def save_stream(self) -> None:
@@ -353,11 +329,11 @@ class ISTFTVocoder(nn.Module):
         from .streaming_conv import streaming_layers
         if getattr(self, "_layers", None) is None:
             self._layers = streaming_layers(self)
-        self._saved = ([layer._cache for layer in self._layers], self._tail, self._phase)
+        self._saved = ([layer._cache for layer in self._layers], self.ola.tail, self._phase)
 
     def restore_stream(self) -> None:
         """Streaming: back to the state ``save_stream`` remembered."""
-        caches, self._tail, self._phase = self._saved
+        caches, self.ola.tail, self._phase = self._saved
         for layer, cache in zip(self._layers, caches, strict=True):
             layer._cache = cache
 

@@ -211,9 +211,9 @@ class ISTFTKernel:
         self.fbits = self.ibits.view(np.float32)
         self.re, self.im = np.zeros(c.n_fft, np.float64), np.zeros(c.n_fft, np.float64)
         self.rev, self.tw = fft_tables(c.n_fft)
-        self.window = model.window.detach().cpu().numpy().astype(np.float64)
-        self.use_gain = model.gain is not None
-        self.final_gain = (model.gain.detach().cpu().numpy().astype(np.float64) if self.use_gain
+        self.window = model.ola.window.detach().cpu().numpy().astype(np.float64)
+        self.use_gain = model.ola.gain is not None
+        self.final_gain = (model.ola.gain.detach().cpu().numpy().astype(np.float64) if self.use_gain
                            else np.ones(c.hop, np.float64))
         self.level_ref = model.level_w is not None
         self.level_w = (model.level_w[:, 0].detach().cpu().numpy().astype(np.float64) if self.level_ref

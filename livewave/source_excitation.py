@@ -29,9 +29,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from .overlap_add import OverlapAdd
 from .source_phase import FLOOR
 
 POWER = 0.3          # the compression of each bin's level against its frame's peak
@@ -48,51 +47,23 @@ def excitation_spectrum(spec: torch.Tensor) -> torch.Tensor:
     return spec * scale
 
 
-class Excitation(nn.Module):
+class Excitation(OverlapAdd):
+    """The excitation's synthesis (module docstring): ``forward`` offline, ``step`` streaming
+    (``overlap_add``), from ``[B, n_fft // 2 + 1, T]`` complex source spectra."""
+
     def __init__(self, n_fft: int, hop: int):
-        super().__init__()
-        if n_fft % hop or n_fft < 2 * hop:
-            raise ValueError(f"excitation: n_fft ({n_fft}) must be a multiple of hop ({hop}), at least two hops")
-        self.n_fft, self.hop = n_fft, hop
         n = torch.arange(n_fft, dtype=torch.float32)
         hann = 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)
-        self.register_buffer("window", hann * math.sqrt(n_fft), persistent=False)
-        self.register_buffer("gain", 1.0 / (hann ** 2).reshape(-1, hop).sum(0), persistent=False)
-        self._tail: torch.Tensor | None = None
+        if hop < 1 or n_fft % hop or n_fft < 2 * hop:
+            raise ValueError(f"excitation: n_fft ({n_fft}) must be a multiple of hop ({hop}), at least two hops")
+        super().__init__(n_fft, hop, hann * math.sqrt(n_fft), 1.0 / (hann ** 2).reshape(-1, hop).sum(0))
 
     @property
     def delay(self) -> int:
         """Samples the excitation lags the source it comes from."""
         return self.n_fft - self.hop
 
-    def _frames(self, spec: torch.Tensor) -> torch.Tensor:
-        """``[B, bins, T]`` -> overlap-added ``[B, (T - 1) * hop + n_fft]``, not yet final."""
+    def frames(self, spec: torch.Tensor) -> torch.Tensor:
         if spec.shape[1] != self.n_fft // 2 + 1:
             raise ValueError(f"excitation: source spectra of {spec.shape[1]} bins; need {self.n_fft // 2 + 1}")
-        fr = torch.fft.irfft(excitation_spectrum(spec), n=self.n_fft, dim=1) * self.window[None, :, None]
-        t = fr.shape[2]
-        out = F.fold(fr, output_size=(1, (t - 1) * self.hop + self.n_fft), kernel_size=(1, self.n_fft),
-                     stride=(1, self.hop))
-        return out[:, 0, 0]
-
-    def _final(self, y: torch.Tensor) -> torch.Tensor:
-        return (y.reshape(y.shape[0], -1, self.hop) * self.gain).reshape(y.shape[0], -1)
-
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        """Offline: ``[B, bins, T]`` -> ``[B, T * hop]``."""
-        return self._final(self._frames(spec)[:, :spec.shape[2] * self.hop])
-
-    def step(self, spec: torch.Tensor) -> torch.Tensor:
-        """Streaming: the next ``T`` frames' spectra -> their ``T * hop`` final samples."""
-        if spec.shape[2] == 0:
-            return spec.real.new_zeros(spec.shape[0], 0)
-        y = self._frames(spec)
-        keep = self.n_fft - self.hop
-        if self._tail is not None and self._tail.shape[0] == y.shape[0]:
-            y = torch.cat((y[:, :keep] + self._tail, y[:, keep:]), dim=1)
-        n = spec.shape[2] * self.hop
-        self._tail = y[:, n:].clone()
-        return self._final(y[:, :n])
-
-    def reset(self) -> None:
-        self._tail = None
+        return super().frames(excitation_spectrum(spec))

@@ -356,7 +356,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                if v.dtype.is_floating_point}
     fft_sizes = scaled_fft_sizes(cfg.sample_rate)
     source_n_fft = cfg.istft_n_fft if (cfg.family, cfg.istft_phase) == ("istft", "source") else cfg.flow_source_n_fft
-    source_lead = source_n_fft - cfg.hop if source_n_fft else -1
+    lead = source_lead(source_n_fft, cfg.hop)
 
     def save(step_now: int, loss: float) -> None:
         cpu_model, _, _ = _build(cfg)
@@ -402,7 +402,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                 for g in (opt.param_groups if opt is not None else ()):
                     g["lr"] = lr
         rng = np.random.default_rng(ranks.seed(cfg.seed, step))
-        mel_np, audio_np = crops.batch(rng, cfg.batch, max(0, source_lead), cfg.onsets)
+        mel_np, audio_np = crops.batch(rng, cfg.batch, lead, cfg.onsets)
         mel = torch.from_numpy(mel_np).to(dev)
         real = torch.from_numpy(audio_np).to(dev)[:, None]
         real, source = teacher_forced(real, cfg, source_n_fft)
@@ -449,6 +449,13 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
             "skipped": skipped, "out_of_time": out_of_time}
 
 
+def source_lead(source_n_fft: int, hop: int) -> int:
+    """How many samples before its crop a batch's audio is read for a model driven by a source
+    of window ``source_n_fft`` (0 for none): the source spectrum of a crop's first frame ends
+    where that frame ends (``source_phase.source_spectrum``)."""
+    return source_n_fft - hop if source_n_fft else 0
+
+
 def teacher_forced(real, cfg: VocoderTrainConfig, source_n_fft: int):
     """A batch's audio ``[B, 1, lead + frames * hop]`` (read ``lead = source_n_fft - hop`` samples
     early) -> (the audio the model is scored against ``[B, 1, frames * hop]``, the crops' own
@@ -459,7 +466,7 @@ def teacher_forced(real, cfg: VocoderTrainConfig, source_n_fft: int):
     if not source_n_fft:
         return real, None
     from .source_phase import source_spectrum
-    lead = source_n_fft - cfg.hop
+    lead = source_lead(source_n_fft, cfg.hop)
     source = source_spectrum(real[:, 0], source_n_fft, cfg.hop, lead)
     if cfg.family == "flow":
         return real[..., :cfg.crop_frames * cfg.hop], source

@@ -141,3 +141,7 @@ def test_a_flow_converted_to_take_a_source_renders_as_before_whatever_the_source
         base.infer(mel, z=z, source=src)
     with pytest.raises(ValueError, match="at least two hops"):
         FlowConfig(hop=32, n_group=8, source_n_fft=48).check()
+    with pytest.raises(ValueError, match=r"source_n_fft must be a whole number >= 0 \(0: no source\), got -64"):
+        FlowConfig(hop=32, n_group=8, source_n_fft=-64).check()
+    with pytest.raises(ValueError, match="n_flows must be a positive integer, got 0"):
+        FlowConfig(hop=32, n_group=8, n_flows=0).check()
