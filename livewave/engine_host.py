@@ -34,6 +34,7 @@ from argparse import Namespace
 import numpy as np
 from numba import njit
 
+from . import heap_trim
 from .engine_process import (
     EXIT_RENDER_HUNG,
     RELEASED,
@@ -57,6 +58,7 @@ LOADER_NICE = 10           # the loader thread's nice value (see _load_loop)
 LOADER_GIL_BUSY = 0.0005   # the loader holds the GIL at most about this long at a time...
 LOADER_GIL_PAUSE = 0.001   # ...then lets it go for this long (see gil_yielding)
 RETIRE_AFTER = 2.0         # seconds a swapped-out generator is kept alive (see _finish_loads)
+TRIM = ("trim",)           # on the loader's queue: give freed memory back to the system (heap_trim)
 
 
 @njit(nogil=True, cache=True)
@@ -173,6 +175,7 @@ class EngineHost:
         self._waiting = None            # a prepared generator waiting for a pending swap to finish
         self._retired: list = []        # (generator, time) swapped out, released off the render side
         self._loader = None
+        self.trims = 0                  # heap trims run after retired generators were freed (heap_trim)
         self._notes = np.zeros((16, 128), np.uint8)
         self._shown: tuple = (None, np.zeros(0))   # (generator, control values the GUI was told)
         self._master_seen = 0                     # volume changes by a bound CC the GUI was told
@@ -414,6 +417,9 @@ class EngineHost:
             path = self._loads.get()
             if path is None:
                 return
+            if path is TRIM:
+                self.trims += heap_trim.trim()
+                continue
             try:
                 with gil_yielding(LOADER_GIL_BUSY, LOADER_GIL_PAUSE):
                     gen = load_generator(path)
@@ -474,7 +480,10 @@ class EngineHost:
         eng = self.engine
         # NB: the render side drops its reference to a swapped-out generator when the crossfade
         # ends; holding one here moves its deallocation (torch tensors, CUDA graphs) to this thread
-        self._retired = [(g, t) for g, t in self._retired if now - t < RETIRE_AFTER]
+        kept = [(g, t) for g, t in self._retired if now - t < RETIRE_AFTER]
+        if len(kept) < len(self._retired):
+            self._retired = kept          # the last references: freed here, then given back off this thread
+            self._loads.put(TRIM)
         while True:
             if self._waiting is None:
                 try:
@@ -531,7 +540,7 @@ class EngineHost:
             "midi_malformed": midi.malformed if midi else 0, "midi_late": midi.late if midi else 0,
             "dropped_events": eng.events.dropped, "model_generation": self.generation,
             "load_p999": a.load_percentile(99.9), "rss_mb": self._rss_mb(),
-            "cpu_p999": a.cpu_percentile(99.9), "cpu_peak": a.cpu_peak * 100.0,
+            "cpu_p999": a.cpu_percentile(99.9), "cpu_peak": a.cpu_peak * 100.0, "heap_trims": self.trims,
         }, notes)
 
     def _rss_mb(self) -> float:

@@ -27,7 +27,7 @@ import numpy as np
 from .engine_commands import EngineError
 
 MAGIC = 0x4C57_5348        # 'LWSH'
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 HEADER_SLOTS = 64
 NOTES_OFFSET = 512
 RENDER_OFFSET = NOTES_OFFSET + 16 * 128
@@ -52,6 +52,7 @@ STATUS_FIELDS = (
     ("rss_mb", "f"),                # the engine process's resident memory (updated about once a second)
     ("cpu_p999", "f"),              # the render thread's own CPU time per block, 99.9th percentile, % of the block
     ("cpu_peak", "f"),              # its maximum since start, % of the block
+    ("heap_trims", "i"),            # freed memory given back to the system after swaps (heap_trim)
 )
 assert len(STATUS_FIELDS) < HEADER_SLOTS
 STATE_EMPTY, STATE_STARTING, STATE_RUNNING, STATE_STOPPING, STATE_STOPPED = range(5)

@@ -372,7 +372,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                 "parameters": cpu_model.parameter_count(),
                 "data": {"folder": str(data), "files": len(clips), "skipped": skipped[:20],
                          "seconds": round(crops.seconds, 1)},
-                "training": {**{k: v for k, v in asdict(cfg).items() if k not in ("device", "steps")},
+                "training": {**card_options(cfg),
                              "processes": ranks.world,
                              "steps": step_now, "target_steps": cfg.steps, "seconds": round(seconds, 1),
                              "device": str(dev), "final_loss": round(loss, 5) if math.isfinite(loss) else None}}
@@ -595,6 +595,23 @@ def fine_tune_config(cfg: VocoderTrainConfig, init, base=None) -> VocoderTrainCo
         diff = {k: v for k, v in voc.mel_cfg.items() if want.get(k) != v}
         raise ValueError(f"{init}: its mel analysis {diff} is not the one livewave trains on")
     return new
+
+
+FAMILY_OPTIONS = {      # VocoderTrainConfig's options that only one family (or some) reads
+    "melgan": ("ngf", "ratios", "n_residual_layers", "gan_start", "discriminators"),
+    "hifigan": ("hifigan_version", "hifigan_channels", "gan_start", "discriminators"),
+    "istft": ("istft_hop", "istft_n_fft", "istft_channels", "istft_blocks", "istft_phase", "advance_weight",
+              "gan_start", "discriminators"),
+    "flow": ("flow_hop", "n_group", "n_flows", "wn_layers", "wn_channels", "n_early_size", "sample_weight",
+             "flow_source_n_fft"),
+}
+
+
+def card_options(cfg: VocoderTrainConfig) -> dict:
+    """The options a run of ``cfg.family`` was trained with, for its card: the shared ones and
+    its family's, not the other families' (their defaults would read as if they mattered)."""
+    others = set().union(*FAMILY_OPTIONS.values()) - set(FAMILY_OPTIONS[cfg.family])
+    return {k: v for k, v in asdict(cfg).items() if k not in others and k not in ("device", "steps")}
 
 
 def _config_key(cfg: VocoderTrainConfig) -> str:

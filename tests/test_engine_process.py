@@ -338,7 +338,8 @@ def _finish(host, timeout=60.0):
     return host.conn.sent[-1]
 
 
-def test_child_loads_off_the_render_side_and_refuses_bad_files(host, tmp_path):
+def test_child_loads_off_the_render_side_and_refuses_bad_files(host, tmp_path, monkeypatch):
+    from livewave import engine_host, heap_trim
     host._loader = threading.Thread(target=host._load_loop, daemon=True)
     host._loader.start()
     eng = host.engine
@@ -368,6 +369,16 @@ def test_child_loads_off_the_render_side_and_refuses_bad_files(host, tmp_path):
     eng.push_event(300, 0x80, 60, 0)
     eng.render(np.zeros((256, 1), np.float32))
     assert host.note_map()[0][0, 60] == 90 | RELEASED            # ringing out
+    # the swapped-out instrument is released after RETIRE_AFTER, and the freed memory given back
+    # to the system on the loader thread (heap_trim)
+    assert len(host._retired) == 1 and host.trims == 0
+    monkeypatch.setattr(engine_host, "RETIRE_AFTER", 0.0)
+    host._finish_loads()
+    assert host._retired == []
+    t_end = time.monotonic() + 10.0
+    while heap_trim.available() and host.trims == 0 and time.monotonic() < t_end:
+        time.sleep(0.01)
+    assert host.trims == int(heap_trim.available())
 
 
 # -- the null engine -------------------------------------------------------------------------------

@@ -54,6 +54,9 @@ def test_a_few_steps_learn_and_the_checkpoint_plays(tmp_path):
     assert after < 0.9 * before          # measured: 4.79 -> 3.95 (18% closer) in 60 steps
     gen = load_generator(out)
     assert gen.info.family == "melgan" and gen.info.card["training"]["steps"] == 60
+    t = gen.info.card["training"]
+    assert t["ngf"] == 4 and t["gan_start"] == 1000                     # its family's options, not the others'
+    assert not {"n_flows", "sample_weight", "istft_hop", "hifigan_version"} & set(t)
 
 
 TINY_FLOW = dict(family="flow", batch=4, crop_frames=16, sample_rate=16000, n_mels=32, flow_hop=64, n_group=8,
@@ -79,7 +82,11 @@ def test_a_few_flow_steps_raise_the_likelihood_of_held_out_audio(tmp_path):
     after = nll(out)
     print(f"flow NLL of a held-out take: {before:.3f} nats/sample after 1 step, {after:.3f} after 40")
     assert r["steps"] == 40 and after < before - 0.3
-    assert load_generator(out).info.family == "flow"
+    flow = load_generator(out)
+    assert flow.info.family == "flow"
+    t = flow.info.card["training"]
+    assert t["n_flows"] == 4 and t["flow_source_n_fft"] == 0 and "learning_rate" in t
+    assert not {"ngf", "gan_start", "discriminators", "istft_phase", "hifigan_channels"} & set(t)
 
 
 def test_a_flow_trained_on_its_samples_as_well_plays_closer_to_the_audio_and_stays_a_density(tmp_path):
