@@ -54,7 +54,7 @@ def swap_memory(models: list[str], rounds: int = 5, seconds: float = 3.0, block:
             st = ep.status()
             return {"models": names, "rss": rss, "loads": loads, "failed": failed, "restarts": ep.restarts,
                     "ring_underruns": st["ring_underruns"], "generator_faults": st["generator_faults"],
-                    "heap_trims": st["heap_trims"]}
+                    "heap_trims": st["heap_trims"], "gc_longest_ms": st["gc_longest_ms"]}
         finally:
             ep.stop()
 
@@ -96,6 +96,6 @@ def swap_memory_section(models: list[str], rounds: int = 5, seconds: float = 3.0
             "| --- | " + " | ".join("---:" for _ in range(rounds)) + " | ---: |", *rows, "",
             f"{r['loads']} loads, {len(r['failed'])} failed {r['failed'] or ''}, {r['restarts']} engine restarts, "
             f"{r['ring_underruns']} ring underruns, {r['generator_faults']} generator faults, {r['heap_trims']} heap trims "
-            "(`livewave/heap_trim.py`). The widest range of "
+            f"(`livewave/heap_trim.py`), the longest garbage collection {r['gc_longest_ms']:.1f} ms. The widest range of "
             f"one model's figures after round 1: {max(spread, default=float('nan')):.1f} MB. Fitted growth per round "
             f"after round 1 (one slope for all models): {slope:+.2f} MB per round of {len(models)} loads.", ""]

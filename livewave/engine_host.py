@@ -482,7 +482,8 @@ class EngineHost:
         # ends; holding one here moves its deallocation (torch tensors, CUDA graphs) to this thread
         kept = [(g, t) for g, t in self._retired if now - t < RETIRE_AFTER]
         if len(kept) < len(self._retired):
-            self._retired = kept          # the last references: freed here, then given back off this thread
+            self._retired = kept          # the last references: freed here (and their cycles, now),
+            self.collector.collect_now()  # then the freed pages given back off this thread
             self._loads.put(TRIM)
         while True:
             if self._waiting is None:
@@ -541,6 +542,7 @@ class EngineHost:
             "dropped_events": eng.events.dropped, "model_generation": self.generation,
             "load_p999": a.load_percentile(99.9), "rss_mb": self._rss_mb(),
             "cpu_p999": a.cpu_percentile(99.9), "cpu_peak": a.cpu_peak * 100.0, "heap_trims": self.trims,
+            "gc_longest_ms": self.collector.longest * 1e3,
         }, notes)
 
     def _rss_mb(self) -> float:

@@ -53,6 +53,7 @@ STATUS_FIELDS = (
     ("cpu_p999", "f"),              # the render thread's own CPU time per block, 99.9th percentile, % of the block
     ("cpu_peak", "f"),              # its maximum since start, % of the block
     ("heap_trims", "i"),            # freed memory given back to the system after swaps (heap_trim)
+    ("gc_longest_ms", "f"),         # the longest garbage collection the command loop has run (garbage_collector)
 )
 assert len(STATUS_FIELDS) < HEADER_SLOTS
 STATE_EMPTY, STATE_STARTING, STATE_RUNNING, STATE_STOPPING, STATE_STOPPED = range(5)

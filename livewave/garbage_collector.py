@@ -12,7 +12,8 @@ automatic collection off. The control side (the engine process's command loop, `
 play``'s status loop) calls ``tick()`` a few times a second; it collects generation 0 when
 its count passes the threshold, and everything younger than the freeze every ``full_every``
 seconds (5 minutes: the longest pause, a few ms after model loads), so cycles made after
-start-up (a model swap, a reload) are still freed. While it
+start-up (a model swap, a reload) are still freed; and at once when the engine process
+releases a swapped-out model (``collect_now``), so its cycles go with it. While it
 collects the control thread holds the GIL: a render thread waits that long, which the output
 ring absorbs (rtmixer's C callback never needs the GIL); a Python callback placement waits
 too, but for one short, scheduled collection instead of one at a random point mid-block.
@@ -52,6 +53,15 @@ class OffAudioThread:
             self._collect(2)
         elif gc.get_count()[0] >= self.threshold:
             self._collect(0)
+
+    def collect_now(self) -> None:
+        """A full collection now (the control thread), and the next one ``full_every`` later:
+        after a swapped-out model is released, whose objects may hold each other in cycles
+        that reference counting cannot free (measured, benchmarks/RESULTS.md 2026-12-03: about
+        1 MB a swap, held until the five-minute collection)."""
+        if self.active:
+            self._next_full = time.monotonic() + self.full_every
+            self._collect(2)
 
     def _collect(self, generation: int) -> None:
         t0 = time.perf_counter()
