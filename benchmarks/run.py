@@ -15,6 +15,7 @@
    engine lateness while the app is kept busy;
    ``--vocoder-only [--device cuda]``, the shipped vocoders' frames, torch against the kernels
    (benchmarks/vocoder_step.py), and the vocoder families streamed (benchmarks/vocoder.py);
+   ``--vocoder-only --vocoders A,B`` streams only the families whose label holds A or B;
    ``--swap-memory-only``, the engine process's memory over rounds of model swaps
    (benchmarks/swap_memory.py).
 Times on a shared VM are noisy: read ratios and medians, not single numbers.
@@ -282,6 +283,27 @@ def _binned_pct(p: float) -> str:
     return f"at or over {LOAD_BINS - 1}%" if p >= LOAD_BINS else f"{p:.0f}%"
 
 
+def _visits(samples: list[dict]) -> str:
+    """Each model's resident memory, its first visit after the first minute against its last
+    (a visit: the consecutive samples taken while it played; the first sample of each left out,
+    as the swap may not have finished): "name a -> b MB (+x%)", or "n/a" without two visits."""
+    visits: list[tuple[str, list[float]]] = []
+    for s in samples:
+        if "model" not in s or s["rss_mb"] <= 0 or s["t"] < 60.0:
+            continue
+        if visits and visits[-1][0] == s["model"]:
+            visits[-1][1].append(s["rss_mb"])
+        else:
+            visits.append((s["model"], [s["rss_mb"]]))
+    seen: dict[str, list[float]] = {}
+    for name, v in visits:
+        if len(v) > 1:
+            seen.setdefault(name, []).append(float(np.median(v[1:])))
+    cells = [f"{n} {v[0]:.0f} -> {v[-1]:.0f} MB ({(v[-1] - v[0]) / v[0] * 100:+.1f}%)"
+             for n, v in seen.items() if len(v) > 1]
+    return "; ".join(cells) or "n/a"
+
+
 def soak_section(minutes: float, block: int) -> list[str]:
     spikes = {name: render_time_distribution(m, block) for name, m in
               (("built-in instrument", None), ("violin (DDSP)", str(ROOT / "models" / "violin.safetensors")))}
@@ -308,6 +330,9 @@ def soak_section(minutes: float, block: int) -> list[str]:
             f"{r.get('cpu_peak', float('nan')):.0f}% | |",
             f"| engine memory after the first minute, first -> last | {rss[0]:.0f} -> {rss[-1]:.0f} MB "
             f"({growth:+.1f}%) | flat (under 1%) |",
+            f"| engine memory per model, its first visit after the first minute -> its last (the median of "
+            f"each visit's samples after its first; the models differ in size) | {_visits(r['samples'])} | "
+            f"flat (under 1%) |",
             f"| model swaps / engine restarts | {r['loads']} / {r['restarts']} | |",
             f"| MIDI sent / received | {r['midi_sent']} / {r['midi_messages']} | |",
             f"| GUI frames drawn | {r['frames_drawn']} | |", "",
@@ -412,6 +437,8 @@ def main() -> None:
                     help="only the offline table from a note-on to its sound, every shipped instrument")
     ap.add_argument("--swap-memory-only", action="store_true",
                     help="only the engine process's memory over rounds of model swaps on JACK")
+    ap.add_argument("--vocoders", default="", help="with --vocoder-only: only the engine table, and in it only "
+                    "the vocoders whose label contains one of these comma-separated parts (e.g. 'flow,source phase')")
     ap.add_argument("--swap-rounds", type=int, default=5, help="rounds for --swap-memory-only")
     ap.add_argument("--swap-models", default=",".join(SOAK_MODELS),
                     help="comma-separated model names in models/ for --swap-memory-only")
@@ -428,6 +455,7 @@ def main() -> None:
              f"{' --ddsp-only' if args.ddsp_only else ''}{' --busy-gui-only' if args.busy_gui_only else ''}"
              f"{' --engine-alone-only' if args.engine_alone_only else ''}"
              f"{' --vocoder-only' if args.vocoder_only else ''}{' --latency-only' if args.latency_only else ''}"
+             f"{f' --vocoders {args.vocoders!r}' if args.vocoders else ''}"
              f"{' --swap-memory-only' if args.swap_memory_only else ''}"
              f"{f' --swap-rounds {args.swap_rounds}' if args.swap_rounds != 5 else ''}"
              f"{f' --swap-models {args.swap_models}' if args.swap_models != ','.join(SOAK_MODELS) else ''}"
@@ -457,11 +485,14 @@ def main() -> None:
             vocoder_engine_table,
         )
         from benchmarks.vocoder_step import vocoder_step_table
-        if args.device == "cpu":
-            lines += vocoder_step_table(300 if args.quick else 1500)
-        lines += mel_analysis_table() + melgan_stream_table(args.device)
-        lines += vocoder_engine_table(args.device, quick=args.quick)
-        lines += midi2mel_engine_table()
+        if args.vocoders:
+            lines += vocoder_engine_table(args.device, quick=args.quick, only=args.vocoders)
+        else:
+            if args.device == "cpu":
+                lines += vocoder_step_table(300 if args.quick else 1500)
+            lines += mel_analysis_table() + melgan_stream_table(args.device)
+            lines += vocoder_engine_table(args.device, quick=args.quick)
+            lines += midi2mel_engine_table()
         args.no_jack = True
     elif args.engine_alone_only:
         from benchmarks.engine_alone import engine_alone_table

@@ -52,6 +52,7 @@ def main(minutes: float, block: int, models: list[str]) -> None:
             next_sample += 10.0
             st = ep.status()
             samples.append({"t": round(now - t0, 1), "rss_mb": round(st["rss_mb"], 1),
+                            "model": Path(models[loads % len(models)]).stem,
                             "ring_underruns": st["ring_underruns"] - st0["ring_underruns"],
                             "xruns": st["xruns"] - st0["xruns"], "pid": st["pid"]})
         time.sleep(0.002)

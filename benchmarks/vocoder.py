@@ -119,10 +119,11 @@ def vocoder_configs(quick: bool = False) -> list[tuple[str, object]]:
     return out
 
 
-def vocoder_engine_table(device: str = "cpu", seconds: float = 4.0, quick: bool = False) -> list[str]:
+def vocoder_engine_table(device: str = "cpu", seconds: float = 4.0, quick: bool = False, only: str = "") -> list[str]:
     """Each vocoder family as the engine runs it (audio in -> soxr -> streamed mel -> model ->
     soxr -> delay line) at 48 kHz: per device block, the mean cost and the 99th percentile as a
-    share of the block's duration, and offline copy synthesis as x real time."""
+    share of the block's duration, and offline copy synthesis as x real time. ``only``: just the
+    configurations whose label contains one of its comma-separated parts."""
     import torch
 
     from livewave.generator import Conditioning
@@ -141,6 +142,8 @@ def vocoder_engine_table(device: str = "cpu", seconds: float = 4.0, quick: bool 
     for threads in ((1, 2) if device == "cpu" else (1,)):
         torch.set_num_threads(threads)
         for label, voc in vocoder_configs(quick):
+            if only and not any(o in label for o in only.split(",")):
+                continue
             voc.prepare(sr, 512, 1, device)
             mel = torch.randn(1, 80, int(seconds * 22050 / 256), device=voc.dev)
             with torch.inference_mode():
