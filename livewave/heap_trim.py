@@ -22,7 +22,6 @@ Threading: any thread.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 _malloc_trim = None
 _looked = False
@@ -33,8 +32,8 @@ def _function():
     if not _looked:
         _looked = True
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            fn = libc.malloc_trim                 # AttributeError where the C library lacks it
+            # NB: the symbols already in the process (no find_library: it runs ldconfig in a subprocess)
+            fn = ctypes.CDLL(None).malloc_trim    # AttributeError where the C library lacks it
             fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
             _malloc_trim = fn
         except (OSError, AttributeError):
