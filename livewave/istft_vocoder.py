@@ -81,7 +81,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .overlap_add import OverlapAdd
+from .overlap_add import OverlapAdd, hann, hann_inverse
 from .source_phase import blend, source_spectrum
 from .streaming_conv import CausalConv1d, reset_stream
 
@@ -170,15 +170,12 @@ class ISTFTVocoder(nn.Module):
         if c.phase == "integrated":
             with torch.no_grad():       # an advance of 0 from the network: the bin's centre frequency
                 self.head.bias[2 * k:] = torch.remainder(torch.arange(k) * (TWO_PI * c.hop / c.n_fft), TWO_PI)
-        n = torch.arange(c.n_fft, dtype=torch.float32)
-        hann = 0.5 - 0.5 * torch.cos(2 * math.pi * n / c.n_fft)
         if c.phase == "source":
-            # the exact inverse of the source's Hann STFT: Hann again, the overlap-added squares
-            # divided out (a gain of period hop on the final samples; torch.istft normalises so)
-            self.ola = OverlapAdd(c.n_fft, c.hop, hann, 1.0 / (hann ** 2).reshape(-1, c.hop).sum(0))
+            # the exact inverse of the source's Hann STFT (a gain of period hop on the final samples)
+            self.ola = OverlapAdd(c.n_fft, c.hop, *hann_inverse(c.n_fft, c.hop))
         else:
             # periodic Hann overlap-adds to n_fft / (2 hop); scaled so the sum is 1
-            self.ola = OverlapAdd(c.n_fft, c.hop, hann * (2 * c.hop / c.n_fft))
+            self.ola = OverlapAdd(c.n_fft, c.hop, hann(c.n_fft) * (2 * c.hop / c.n_fft))
         self._phase: torch.Tensor | None = None     # streaming: the summed advances, float64 [B, k]
         self.register_buffer("level_fb", None, persistent=False)    # set_level_reference: [n_mels, k]
         self.register_buffer("level_w", None, persistent=False)     # and its sum over the bands, [k, 1]

@@ -16,16 +16,37 @@ per object.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
+def _check(n_fft: int, hop: int) -> None:
+    if hop < 1 or n_fft % hop or n_fft < 2 * hop:
+        raise ValueError(f"overlap-add: n_fft ({n_fft}) must be a multiple of hop ({hop}), at least two hops")
+
+
+def hann(n_fft: int) -> torch.Tensor:
+    """The periodic Hann window of ``n_fft`` points (float32), the analysis window of
+    ``source_phase.source_spectrum``."""
+    n = torch.arange(n_fft, dtype=torch.float32)
+    return 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)
+
+
+def hann_inverse(n_fft: int, hop: int, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(window, gain) of the exact inverse of a Hann STFT at ``hop``: Hann again, the
+    overlap-added squared windows divided out (torch.istft normalises so), times ``scale``."""
+    _check(n_fft, hop)
+    w = hann(n_fft)
+    return w * scale, 1.0 / (w ** 2).reshape(-1, hop).sum(0)
+
+
 class OverlapAdd(nn.Module):
     def __init__(self, n_fft: int, hop: int, window: torch.Tensor, gain: torch.Tensor | None = None):
         super().__init__()
-        if hop < 1 or n_fft % hop or n_fft < 2 * hop:
-            raise ValueError(f"overlap-add: n_fft ({n_fft}) must be a multiple of hop ({hop}), at least two hops")
+        _check(n_fft, hop)
         if window.shape != (n_fft,):
             raise ValueError(f"overlap-add: a window of shape {tuple(window.shape)}; need ({n_fft},)")
         if gain is not None and gain.shape != (hop,):

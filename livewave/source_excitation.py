@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from .overlap_add import OverlapAdd
+from .overlap_add import OverlapAdd, hann_inverse
 from .source_phase import FLOOR
 
 POWER = 0.3          # the compression of each bin's level against its frame's peak
@@ -52,11 +52,7 @@ class Excitation(OverlapAdd):
     (``overlap_add``), from ``[B, n_fft // 2 + 1, T]`` complex source spectra."""
 
     def __init__(self, n_fft: int, hop: int):
-        n = torch.arange(n_fft, dtype=torch.float32)
-        hann = 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)
-        if hop < 1 or n_fft % hop or n_fft < 2 * hop:
-            raise ValueError(f"excitation: n_fft ({n_fft}) must be a multiple of hop ({hop}), at least two hops")
-        super().__init__(n_fft, hop, hann * math.sqrt(n_fft), 1.0 / (hann ** 2).reshape(-1, hop).sum(0))
+        super().__init__(n_fft, hop, *hann_inverse(n_fft, hop, math.sqrt(n_fft)))
 
     @property
     def delay(self) -> int:

@@ -79,3 +79,13 @@ def test_bad_shapes_are_refused():
         OverlapAdd(64, 16, w, torch.ones(8))
     with pytest.raises(ValueError, match="20 bins; need 33"):
         OverlapAdd(64, 16, w)(torch.zeros(1, 20, 3, dtype=torch.complex128))
+
+
+def test_hann_inverse_is_the_window_and_gain_of_the_exact_inverse():
+    from livewave.overlap_add import hann_inverse
+    window, gain = hann_inverse(512, 128, scale=2.0)
+    w = _hann(512)
+    assert torch.allclose(window.double(), 2.0 * w, atol=1e-6)
+    assert torch.allclose(gain.double(), 1.0 / (w ** 2).reshape(-1, 128).sum(0), rtol=1e-6)
+    with pytest.raises(ValueError, match="at least two hops"):
+        hann_inverse(512, 384)
