@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .overlap_add import check_window
 from .source_excitation import Excitation
 from .streaming_conv import CausalConv1d, reset_stream
 
@@ -64,9 +65,8 @@ class FlowConfig:
                 raise ValueError(f"flow vocoder config: {k} must be {what}, got {v!r}")
         if self.n_group % 2 or self.hop % self.n_group:
             raise ValueError(f"flow vocoder config: n_group ({self.n_group}) must be even and divide hop ({self.hop})")
-        if self.source_n_fft and (self.source_n_fft % self.hop or self.source_n_fft < 2 * self.hop):
-            raise ValueError(f"flow vocoder config: source_n_fft ({self.source_n_fft}) must be a multiple of hop "
-                             f"({self.hop}), at least two hops")
+        if self.source_n_fft:
+            check_window(self.source_n_fft, self.hop, "flow vocoder config: source_n_fft")
         remaining = self.n_group - self.n_early_size * ((self.n_flows - 1) // self.n_early_every)
         if remaining < 2 or remaining % 2:
             raise ValueError(f"flow vocoder config: {remaining} channels would be left after the early outputs; "

@@ -22,23 +22,19 @@ Threading: any thread.
 from __future__ import annotations
 
 import ctypes
-
-_malloc_trim = None
-_looked = False
+import functools
 
 
+@functools.cache
 def _function():
-    global _malloc_trim, _looked
-    if not _looked:
-        _looked = True
-        try:
-            # NB: the symbols already in the process (no find_library: it runs ldconfig in a subprocess)
-            fn = ctypes.CDLL(None).malloc_trim    # AttributeError where the C library lacks it
-            fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-            _malloc_trim = fn
-        except (OSError, AttributeError):
-            _malloc_trim = None
-    return _malloc_trim
+    """glibc's ``malloc_trim``, or None."""
+    try:
+        # NB: the symbols already in the process (no find_library: it runs ldconfig in a subprocess)
+        fn = ctypes.CDLL(None).malloc_trim        # AttributeError where the C library lacks it
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
 
 
 def available() -> bool:

@@ -81,7 +81,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .overlap_add import OverlapAdd, hann, hann_inverse
+from .overlap_add import OverlapAdd, hann_inverse
 from .source_phase import blend, source_spectrum
 from .streaming_conv import CausalConv1d, reset_stream
 
@@ -175,7 +175,7 @@ class ISTFTVocoder(nn.Module):
             self.ola = OverlapAdd(c.n_fft, c.hop, *hann_inverse(c.n_fft, c.hop))
         else:
             # periodic Hann overlap-adds to n_fft / (2 hop); scaled so the sum is 1
-            self.ola = OverlapAdd(c.n_fft, c.hop, hann(c.n_fft) * (2 * c.hop / c.n_fft))
+            self.ola = OverlapAdd(c.n_fft, c.hop, torch.hann_window(c.n_fft, periodic=True) * (2 * c.hop / c.n_fft))
         self._phase: torch.Tensor | None = None     # streaming: the summed advances, float64 [B, k]
         self.register_buffer("level_fb", None, persistent=False)    # set_level_reference: [n_mels, k]
         self.register_buffer("level_w", None, persistent=False)     # and its sum over the bands, [k, 1]

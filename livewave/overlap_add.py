@@ -16,41 +16,36 @@ per object.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def _check(n_fft: int, hop: int) -> None:
+def check_window(n_fft: int, hop: int, what: str = "overlap-add") -> None:
+    """Refuse a window that overlap-add cannot stream: ``n_fft`` a multiple of ``hop``, at least two."""
     if hop < 1 or n_fft % hop or n_fft < 2 * hop:
-        raise ValueError(f"overlap-add: n_fft ({n_fft}) must be a multiple of hop ({hop}), at least two hops")
-
-
-def hann(n_fft: int) -> torch.Tensor:
-    """The periodic Hann window of ``n_fft`` points (float32), the analysis window of
-    ``source_phase.source_spectrum``."""
-    n = torch.arange(n_fft, dtype=torch.float32)
-    return 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)
+        raise ValueError(f"{what}: n_fft ({n_fft}) must be a multiple of hop ({hop}), at least two hops")
 
 
 def hann_inverse(n_fft: int, hop: int, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(window, gain) of the exact inverse of a Hann STFT at ``hop``: Hann again, the
-    overlap-added squared windows divided out (torch.istft normalises so), times ``scale``."""
-    _check(n_fft, hop)
-    w = hann(n_fft)
+    """(window, gain) of the exact inverse of a periodic Hann STFT at ``hop`` (the analysis window
+    of ``source_phase.source_spectrum``): Hann again, the overlap-added squared windows divided out
+    (torch.istft normalises so), times ``scale``."""
+    check_window(n_fft, hop)
+    w = torch.hann_window(n_fft, periodic=True)
     return w * scale, 1.0 / (w ** 2).reshape(-1, hop).sum(0)
 
 
 class OverlapAdd(nn.Module):
+    what = "overlap-add"        # who the error messages name
+
     def __init__(self, n_fft: int, hop: int, window: torch.Tensor, gain: torch.Tensor | None = None):
         super().__init__()
-        _check(n_fft, hop)
+        check_window(n_fft, hop, self.what)
         if window.shape != (n_fft,):
-            raise ValueError(f"overlap-add: a window of shape {tuple(window.shape)}; need ({n_fft},)")
+            raise ValueError(f"{self.what}: a window of shape {tuple(window.shape)}; need ({n_fft},)")
         if gain is not None and gain.shape != (hop,):
-            raise ValueError(f"overlap-add: a gain of shape {tuple(gain.shape)}; need ({hop},)")
+            raise ValueError(f"{self.what}: a gain of shape {tuple(gain.shape)}; need ({hop},)")
         self.n_fft, self.hop = n_fft, hop
         self.register_buffer("window", window, persistent=False)
         self.register_buffer("gain", gain, persistent=False)
@@ -59,7 +54,7 @@ class OverlapAdd(nn.Module):
     def frames(self, spec: torch.Tensor) -> torch.Tensor:
         """``[B, n_fft // 2 + 1, T]`` complex -> windowed frames ``[B, n_fft, T]``."""
         if spec.shape[1] != self.n_fft // 2 + 1:
-            raise ValueError(f"overlap-add: spectra of {spec.shape[1]} bins; need {self.n_fft // 2 + 1}")
+            raise ValueError(f"{self.what}: spectra of {spec.shape[1]} bins; need {self.n_fft // 2 + 1}")
         return torch.fft.irfft(spec, n=self.n_fft, dim=1) * self.window[None, :, None]
 
     def _sum(self, spec: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,8 @@ class Excitation(OverlapAdd):
     """The excitation's synthesis (module docstring): ``forward`` offline, ``step`` streaming
     (``overlap_add``), from ``[B, n_fft // 2 + 1, T]`` complex source spectra."""
 
+    what = "excitation"
+
     def __init__(self, n_fft: int, hop: int):
         super().__init__(n_fft, hop, *hann_inverse(n_fft, hop, math.sqrt(n_fft)))
 
@@ -60,6 +62,4 @@ class Excitation(OverlapAdd):
         return self.n_fft - self.hop
 
     def frames(self, spec: torch.Tensor) -> torch.Tensor:
-        if spec.shape[1] != self.n_fft // 2 + 1:
-            raise ValueError(f"excitation: source spectra of {spec.shape[1]} bins; need {self.n_fft // 2 + 1}")
-        return super().frames(excitation_spectrum(spec))
+        return super().frames(excitation_spectrum(spec))        # (the bins are checked there)

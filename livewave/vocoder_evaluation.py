@@ -278,7 +278,7 @@ def write_vocoder_card_markdown(model_path) -> Path:
         arch = (f"A causal WaveGlow-style flow ({fc.get('n_flows')} flows, groups of {fc.get('n_group')}, WaveNets of "
                 f"{fc.get('wn_layers')} layers x {fc.get('wn_channels')} channels), sampled at sigma 0.6"
                 + (f", driven by its source's excitation (spectra of {fc['source_n_fft']} samples): it sounds "
-                   f"{fc['source_n_fft'] - fc.get('hop', 256)} samples behind its input (declared as latency)"
+                   f"{fc['source_n_fft'] - fc['hop']} samples behind its input (declared as latency)"
                    if fc.get("source_n_fft") else ""))
     else:
         arch = f"A causal MelGAN (ngf {mc.get('ngf')}, ratios {mc.get('ratios')})"

@@ -101,6 +101,11 @@ class AudioVocoder(Generator):
     content_delay = 0     # model-rate samples the output lags its input by, beyond the chain's delay
     takes_source = False  # the model synthesises with its source's phases (``source_phase``)
     source_n_fft = 0      # and the window of its source spectra
+
+    @property
+    def source_bins(self) -> int:
+        """Bins of its source spectra (0: it takes none)."""
+        return self.source_n_fft // 2 + 1 if self.source_n_fft else 0
     kernel = None         # the model's step as a Numba kernel, where one computes it (``_prepare_kernel``)
 
     def __init__(self, model, mel: dict | None = None, name: str = "", card: dict | None = None):
@@ -284,7 +289,6 @@ class ISTFTVocoderInstrument(AudioVocoder):
         self.content_delay = model.output_delay
         self.takes_source = model.config.phase == "source"
         self.source_n_fft = model.config.n_fft
-        self.source_bins = model.config.n_fft // 2 + 1
         m, c = self.mel_cfg, model.config      # every frame's level held to its input's (istft_vocoder: Level)
         model.set_level_reference(mel_filterbank(c.sample_rate, c.n_fft, c.n_mels, m["fmin"], m["fmax"]), m["log10"])
 
@@ -366,7 +370,6 @@ class FlowVocoderInstrument(AudioVocoder):
         self.content_delay = model.output_delay
         self.takes_source = model.takes_source
         self.source_n_fft = model.config.source_n_fft
-        self.source_bins = self.source_n_fft // 2 + 1 if self.takes_source else 0
 
     def reset(self) -> None:
         super().reset()
