@@ -7,6 +7,7 @@ samples needs B / 256 frames on average, so the table gives the cost of a step o
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -125,8 +126,6 @@ def vocoder_engine_table(device: str = "cpu", seconds: float = 4.0, quick: bool 
     share of the block's duration, and offline copy synthesis as x real time. ``only``: just the
     configurations whose label contains one of its comma-separated parts."""
     import torch
-
-    from livewave.generator import Conditioning
     sr = 48000
     blocks = (64, 128, 256, 512)
     lines = [f"### Vocoders in the engine on {device} (48 kHz device, model at 22.05 kHz, hop 256; random weights: "
@@ -145,36 +144,54 @@ def vocoder_engine_table(device: str = "cpu", seconds: float = 4.0, quick: bool 
             if only and not any(o in label for o in only.split(",")):
                 continue
             voc.prepare(sr, 512, 1, device)
-            mel = torch.randn(1, 80, int(seconds * 22050 / 256), device=voc.dev)
-            with torch.inference_mode():
-                runs = []
-                for _ in range(2):
-                    t0 = time.perf_counter()
-                    voc._offline(mel) if hasattr(voc, "_offline") else None
-                    if device.startswith("cuda"):
-                        torch.cuda.synchronize()
-                    runs.append(time.perf_counter() - t0)
-            offline = seconds / min(runs)
-            cells = []
-            for b in blocks:
-                voc.reset()
-                cond = Conditioning(1, 512, len(voc.info.controls), 1)
-                cond.controls[:] = voc.default_controls()
-                out = np.zeros(b, np.float32)
-                ts = []
-                for i in range(0, x.size - b, b):
-                    cond.frames, cond.audio_in_offset = b, 0
-                    cond.audio_in[:b, 0] = x[i:i + b]
-                    t0 = time.perf_counter()
-                    voc.render(cond, out)
-                    ts.append(time.perf_counter() - t0)
-                ts = np.array(ts[20:]) / (b / sr)
-                cells.append(f"{ts.mean() * 100:.0f}% / {np.percentile(ts, 99) * 100:.0f}%")
-            params = sum(p.numel() for p in voc.model.parameters())
-            lines.append(f"| {label} | {threads} | {params / 1e6:.2f} M | {voc.info.lookahead / sr * 1e3:.1f} | "
-                         f"{offline:.1f} | " + " | ".join(cells) + " |")
-            print(lines[-1], flush=True)
+            ways = [(label, True)]
+            if voc.kernel is not None:        # the same model with torch computing its steps, beside it
+                ways.append((f"{label}, torch steps", False))
+            for name, kernels in ways:
+                os.environ["LIVEWAVE_CPU_KERNELS"] = "1" if kernels else "0"      # generator.cpu_kernels
+                try:
+                    voc.prepare(sr, 512, 1, device)
+                finally:
+                    os.environ.pop("LIVEWAVE_CPU_KERNELS")
+                offline, cells = _stream_costs(voc, x, sr, blocks, seconds, device)
+                params = sum(p.numel() for p in voc.model.parameters())
+                lines.append(f"| {name} | {threads} | {params / 1e6:.2f} M | {voc.info.lookahead / sr * 1e3:.1f} | "
+                             f"{offline:.1f} | " + " | ".join(cells) + " |")
+                print(lines[-1], flush=True)
     return lines + [""]
+
+
+def _stream_costs(voc, x, sr: int, blocks, seconds: float, device: str) -> tuple[float, list[str]]:
+    """(offline x real time of the model alone on ``seconds`` of mel, a "mean / p99" cell per
+    device block size) for a prepared vocoder playing ``x`` from audio in."""
+    import torch
+
+    from livewave.generator import Conditioning
+    mel = torch.randn(1, 80, int(seconds * 22050 / 256), device=voc.dev)
+    with torch.inference_mode():
+        runs = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            voc._offline(mel) if hasattr(voc, "_offline") else None
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            runs.append(time.perf_counter() - t0)
+    cells = []
+    for b in blocks:
+        voc.reset()
+        cond = Conditioning(1, 512, len(voc.info.controls), 1)
+        cond.controls[:] = voc.default_controls()
+        out = np.zeros(b, np.float32)
+        ts = []
+        for i in range(0, x.size - b, b):
+            cond.frames, cond.audio_in_offset = b, 0
+            cond.audio_in[:b, 0] = x[i:i + b]
+            t0 = time.perf_counter()
+            voc.render(cond, out)
+            ts.append(time.perf_counter() - t0)
+        ts = np.array(ts[20:]) / (b / sr)
+        cells.append(f"{ts.mean() * 100:.0f}% / {np.percentile(ts, 99) * 100:.0f}%")
+    return seconds / min(runs), cells
 
 
 def midi2mel_engine_table(seconds: float = 4.0, voices=(1, 8, 16, 32)) -> list[str]:

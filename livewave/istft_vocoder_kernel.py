@@ -35,35 +35,17 @@ from numba import njit
 
 from .istft_vocoder import LEVEL_HEADROOM, SOURCE_HEADROOM
 from .mel_analysis import fft_butterflies, fft_tables
-from .numba_layers import FAST, LN_EPS, exp_row, frozen, gelu_row, layer_norm_row, linear
+from .numba_layers import FAST, LN_EPS, causal_conv, exp_row, frozen, gelu_row, layer_norm_row, linear, taps_layout
 from .source_phase import FLOOR
 
 MAG_CLAMP = np.float32(8.0)       # ISTFTVocoder.spectrum: exp(h.clamp(max=8))
-
-
-@njit(nogil=True, cache=True, fastmath=FAST)
-def _conv_frame(hist, ctx, dilation, kernel, width, w, b, taps, y):
-    """One output frame of a causal dilated convolution: ``hist[ctx]`` is this frame's input,
-    ``hist[:ctx]`` the ``ctx`` before it (oldest first). Gathers the taps (``w`` is the torch
-    weight ``[out, in, k]`` laid out as ``[out, k * in]``), then shifts the history one frame."""
-    for i in range(kernel):
-        row = hist[ctx - (kernel - 1 - i) * dilation]
-        t = taps[0, i * width:(i + 1) * width]
-        for c in range(width):
-            t[c] = row[c]
-    linear(w, b, taps, 0, 1, kernel * width, y, 0)
-    for r in range(ctx):
-        src = hist[r + 1]
-        dst = hist[r]
-        for c in range(width):
-            dst[c] = src[c]
 
 
 @njit(nogil=True, cache=True)
 def _spectrum(h, k, mel, source, use_source, source_level, level_w, level_ref, log10, ibits, fbits, re, im, rev):
     """The head's output ``h`` (``[2k]``: log-magnitudes, then phases) -> the frame's spectrum,
     conjugated, in the bit-reversed order of an ``n``-point FFT in ``re``, ``im`` (so that one
-    forward FFT gives ``n`` times the inverse, ``_synthesise``)."""
+    forward FFT gives ``n`` times the inverse, ``synthesise_frame``)."""
     n = re.shape[0]
     mag = h[:k]
     for j in range(k):
@@ -115,7 +97,7 @@ def _spectrum(h, k, mel, source, use_source, source_level, level_w, level_ref, l
 
 
 @njit(nogil=True, cache=True)
-def _synthesise(re, im, tw, window, acc, hop, final_gain, use_gain, out):
+def synthesise_frame(re, im, tw, window, acc, hop, final_gain, use_gain, out):
     """``re``, ``im`` from ``_spectrum`` -> the frame's windowed inverse FFT, overlap-added with
     the tail ``acc`` (``n - hop`` samples); the ``hop`` final samples into ``out``."""
     fft_butterflies(re, im, tw)
@@ -150,13 +132,13 @@ def vocoder_step(mel, source, use_source, source_level, weights, dilations, stem
     x, conv, mid, h = rows
     for t in range(mel.shape[0]):
         stem_hist[stem_k - 1, :] = mel[t]
-        _conv_frame(stem_hist, stem_k - 1, 1, stem_k, n_mels, stem_w, stem_b, taps, x)
+        causal_conv(stem_hist, stem_k - 1, 1, stem_k, n_mels, 1, stem_w, stem_b, taps, x, 0)
         for blk in range(conv_w.shape[0]):
             d = dilations[blk]
             ctx = (kernel - 1) * d
             bh = hist[blk]
             bh[ctx, :] = x[0]
-            _conv_frame(bh, ctx, d, kernel, width, conv_w[blk], conv_b[blk], taps, conv)
+            causal_conv(bh, ctx, d, kernel, width, 1, conv_w[blk], conv_b[blk], taps, conv, 0)
             layer_norm_row(conv[0], ln_g[blk], ln_b[blk])
             linear(up_w[blk], up_b[blk], conv, 0, 1, width, mid, 0)
             gelu_row(mid[0])
@@ -166,14 +148,7 @@ def vocoder_step(mel, source, use_source, source_level, weights, dilations, stem
         linear(head_w, head_b, x, 0, 1, width, h, 0)
         _spectrum(h[0], k, mel[t], source[t], use_source, source_level, level_w, level_ref, log10, ibits, fbits,
                   re, im, rev)
-        _synthesise(re, im, tw, window, acc, hop, final_gain, use_gain, out[t * hop:(t + 1) * hop])
-
-
-def _taps_layout(w) -> np.ndarray:
-    """A conv weight ``[out, in, k]`` as ``[out, k * in]``: column ``i * in + c`` is tap ``i`` of
-    input ``c`` (``_conv_frame``'s gather)."""
-    w = w.detach().cpu().numpy()
-    return np.ascontiguousarray(w.transpose(0, 2, 1).reshape(w.shape[0], -1), np.float32)
+        synthesise_frame(re, im, tw, window, acc, hop, final_gain, use_gain, out[t * hop:(t + 1) * hop])
 
 
 class ISTFTKernel:
@@ -193,8 +168,8 @@ class ISTFTKernel:
         def stack(part):
             return np.ascontiguousarray(np.stack([part(b) for b in blocks]), np.float32)
         self.weights = (
-            _taps_layout(model.stem.weight), frozen(model.stem.bias),
-            stack(lambda b: _taps_layout(b.conv.weight)), stack(lambda b: frozen(b.conv.bias)),
+            taps_layout(model.stem.weight), frozen(model.stem.bias),
+            stack(lambda b: taps_layout(b.conv.weight)), stack(lambda b: frozen(b.conv.bias)),
             stack(lambda b: frozen(b.norm.weight)), stack(lambda b: frozen(b.norm.bias)),
             stack(lambda b: frozen(b.up.weight[:, :, 0])), stack(lambda b: frozen(b.up.bias)),
             stack(lambda b: frozen(b.down.weight[:, :, 0])), stack(lambda b: frozen(b.down.bias)),

@@ -1,6 +1,7 @@
 """Dense network layers as Numba kernels, shared by the CPU paths of the models (the DDSP
-decoder, ``ddsp_decoder_kernel``; the iSTFT vocoder, ``istft_vocoder_kernel``; the MIDI-to-mel
-network, ``midi_to_mel_kernel``): a linear layer on rows of a 2-D array, LayerNorm of a row, a
+decoder, ``ddsp_decoder_kernel``; the iSTFT vocoder, ``istft_vocoder_kernel``; the flow vocoder,
+``flow_vocoder_kernel``; the MIDI-to-mel network, ``midi_to_mel_kernel``): a linear layer on rows
+of a 2-D array, a causal dilated convolution over rows with its history, LayerNorm of a row, a
 vectorised float32 ``exp`` and the exact GELU. Each is ``nogil`` and allocates nothing; ``frozen``
 takes a torch tensor's float32 copy for them.
 """
@@ -112,3 +113,30 @@ def layer_norm_row(x, g, b):
     inv = np.float32(1.0) / np.sqrt(var / width + np.float32(LN_EPS))
     for j in range(width):
         x[j] = (x[j] - mean) * inv * g[j] + b[j]
+
+
+@njit(nogil=True, cache=True, fastmath=FAST)
+def causal_conv(hist, ctx, dilation, kernel, width, n, w, b, taps, y, yc):
+    """``n`` output rows of a causal dilated convolution into ``y[:n, yc:]``: ``hist[ctx:ctx + n]``
+    are the new input rows, ``hist[:ctx]`` the ``ctx`` before them (oldest first). Gathers the taps
+    (``w``: the torch weight ``[out, in, k]`` laid out as ``[out, k * in]``), then keeps the last
+    ``ctx`` input rows as the history."""
+    for r in range(n):
+        t = taps[r]
+        for i in range(kernel):
+            src = hist[ctx + r - (kernel - 1 - i) * dilation]
+            for c in range(width):
+                t[i * width + c] = src[c]
+    linear(w, b, taps, 0, n, kernel * width, y, yc)
+    for r in range(ctx):            # NB: forwards is safe, the source row is always later
+        src = hist[n + r]
+        dst = hist[r]
+        for c in range(width):
+            dst[c] = src[c]
+
+
+def taps_layout(w) -> np.ndarray:
+    """A conv weight ``[out, in, k]`` as ``[out, k * in]``: column ``i * in + c`` is tap ``i`` of
+    input ``c`` (``causal_conv``'s gather)."""
+    w = w.detach().cpu().numpy()
+    return np.ascontiguousarray(w.transpose(0, 2, 1).reshape(w.shape[0], -1), np.float32)

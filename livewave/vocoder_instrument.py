@@ -9,8 +9,8 @@ Per render call, on the render side:
        ``source_phase.SourceSpectrum``)
     -> each completed frame through the causal vocoder (``melgan`` or ``flow_vocoder``, one ``step``
        per call; the flow draws its noise frame by frame from a seeded generator and scales it
-       by the ``sigma`` control; on a CPU the iSTFT vocoder's step is a Numba kernel,
-       ``istft_vocoder_kernel``, and torch runs the others)
+       by the ``sigma`` control; on a CPU the iSTFT and flow vocoders' steps are Numba kernels,
+       ``istft_vocoder_kernel`` and ``flow_vocoder_kernel``, and torch runs the others)
     -> resample to the device rate -> ``DelayLine`` -> out.
 Every stage is chunk-independent, and the delay line pays out a fixed delay chosen in
 ``prepare`` (the chain's worst shortfall, measured with silence at block sizes 1, 17, 64 and
@@ -147,7 +147,7 @@ class AudioVocoder(Generator):
         n_mels]`` (C order), ``source`` complex64 ``[frames, source_bins]`` or None -> float32 audio
         (a view the next call may reuse). Through the kernel where there is one; render side."""
         if self.kernel is not None:
-            return self.kernel.step(mel, source)       # a host's source: phases, not levels
+            return self._kernel_step(mel, source, controls)     # a host's source: phases, not levels
         torch = self._torch
         with torch.inference_mode():
             m = torch.from_numpy(mel.T[None].copy())
@@ -230,6 +230,12 @@ class AudioVocoder(Generator):
         """The CPU step as a kernel taking up to ``max_frames`` frames a call, or None (torch)."""
         return None
 
+    def _kernel_step(self, mel: np.ndarray, source: np.ndarray | None, controls, source_level: bool = False):
+        """The kernel's next samples for ``mel`` float32 ``[frames, n_mels]`` (``source``: their
+        source spectra or None; ``source_level``: hold each frame to the source's energy, as
+        audio in does). Render side."""
+        return self.kernel.step(mel, source, source_level)
+
     def reset(self) -> None:
         self.rs_in.reset()
         self.rs_out.reset()
@@ -241,6 +247,8 @@ class AudioVocoder(Generator):
 
     def _reset_model(self) -> None:
         self.model.reset()
+        if self.kernel is not None:
+            self.kernel.reset()
 
     # -- render side -------------------------------------------------------------------------------
     def render(self, cond, out: np.ndarray) -> None:
@@ -256,7 +264,7 @@ class AudioVocoder(Generator):
         frames = self.mel.push(xm)
         spec = self.src.push(xm) if self.src is not None else None      # the same frames (SourceSpectrum)
         if frames.shape[0] and self.kernel is not None:
-            self.line.push(self.rs_out.process(self.kernel.step(frames, spec, spec is not None)))
+            self.line.push(self.rs_out.process(self._kernel_step(frames, spec, controls, spec is not None)))
         elif frames.shape[0]:
             with torch.inference_mode():
                 mel = torch.from_numpy(frames.T[None].copy()).to(self.dev)
@@ -316,11 +324,6 @@ class ISTFTVocoderInstrument(AudioVocoder):
             return None
         from .istft_vocoder_kernel import ISTFTKernel
         return ISTFTKernel(self.model, max_frames)
-
-    def _reset_model(self) -> None:
-        self.model.reset()
-        if self.kernel is not None:
-            self.kernel.reset()
 
     def save_stream(self) -> None:
         """Remember the stream's state, for a host that may make its last frame again
@@ -383,6 +386,28 @@ class FlowVocoderInstrument(AudioVocoder):
         self._noise.manual_seed(self.seed)
         super().prepare(sample_rate, max_block, voices, device)
 
+    @staticmethod
+    def warm_up() -> None:
+        """The flow's Numba kernel compiled before any stream (``generator.preload_families``): a
+        tiny flow with a source prepared and played from audio in, at its own rate."""
+        tiny_flow_instrument().prepare(8000, 64, 1, "cpu")
+
+    def _prepare_kernel(self, max_frames: int):
+        from .flow_vocoder_kernel import FlowKernel
+        # each frame's noise, drawn as the torch path draws it (``_step``), into a buffer made once
+        self._z = self._torch.zeros(max_frames, self.mcfg.n_group, self.model.per_frame)
+        self._z_np = self._z.numpy()
+        return FlowKernel(self.model, max_frames)
+
+    def _kernel_step(self, mel, source, controls, source_level=False):
+        torch = self._torch
+        t = mel.shape[0]
+        z = self._z
+        for f in range(t):
+            torch.randn(z.shape[1], z.shape[2], generator=self._noise, out=z[f])
+        z[:t].mul_(float(controls[SIGMA_CONTROL]))
+        return self.kernel.step(mel, self._z_np[:t], source)
+
     def _step(self, mel, controls, source=None):
         torch = self._torch
         per = self.model.per_frame
@@ -395,6 +420,14 @@ class FlowVocoderInstrument(AudioVocoder):
         import torch
         g = torch.Generator().manual_seed(self.seed)
         return self.model.infer(mel, SIGMA, z=self.model.noise(mel, SIGMA, generator=g), source=source)[0]
+
+
+def tiny_flow_instrument(n_mels: int = 8, hop: int = 32, sample_rate: int = 8000) -> FlowVocoderInstrument:
+    """A flow vocoder driven by a source, of random weights, a few thousand parameters (warm-ups)."""
+    model = FlowVocoder(FlowConfig(n_mels=n_mels, hop=hop, n_group=8, n_flows=4, n_early_every=2, n_early_size=2,
+                                   wn_layers=2, wn_channels=8, sample_rate=sample_rate, source_n_fft=2 * hop,
+                                   source_channels=4))
+    return FlowVocoderInstrument(model, {"n_fft": 4 * hop, "hop": hop, "n_mels": n_mels})
 
 
 class _ReferenceVocoder(AudioVocoder):

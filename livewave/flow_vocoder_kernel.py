@@ -1,0 +1,286 @@
+"""The flow vocoder's streaming step (``FlowVocoder.step``) as a Numba kernel: the CPU path.
+
+Why: a flow renders ``hop / n_group`` groups a mel frame through every coupling's WaveNet, some
+60 small torch calls per coupling. Streamed in torch on this 2-core VM, a 4.6 M-parameter flow
+(groups of 32, 8 couplings of 6 x 96 WaveNets, a source excitation) cost a mean of 74-98% of a
+device block at 48 kHz; a frame took 12.0 ms of CPU (median). That is per-op overhead and
+allocation, not arithmetic: the arithmetic is about the parameters times the group rate (4.6 M
+multiply-adds x 689 groups a second), which ``numba_layers.linear`` does at 11-20 G
+multiply-adds a second here on the 8 to 16 groups of a block. This kernel does the whole step in
+one ``nogil`` call that allocates nothing: 1.8 ms a frame, 23-27% of a block in the engine
+(``benchmarks/RESULTS.md``, 2026-12-03).
+
+Same numbers as ``FlowVocoder.step`` up to float32 rounding (tested against it, with and without
+a source, at random splits; ``tests/test_flow_vocoder_kernel.py``):
+- the mel held for its groups, through the causal conv (``cond``);
+- with a source: the excitation (``source_excitation``: each bin's phase kept, its level
+  compressed against its frame's peak, the exact inverse Hann synthesis with the carried
+  overlap; one FFT a frame as in ``istft_vocoder_kernel``), squeezed to groups, through its
+  causal conv (``source_in``);
+- the inverse of the flow from the last step to the first: each coupling's WaveNet (its start,
+  its gated dilated causal convolutions with their histories, its residual and skip sums, its
+  end; the gate's tanh and sigmoid through ``numba_layers.exp_row``, float32) on the untouched
+  half, ``b = (b' - t) exp(-log s)`` on the other, then the 1x1
+  convolution's inverse (computed once, in float64, when the kernel is made; torch inverts it
+  in float32 at every call); the early outputs join the channels in play as the flow goes back.
+
+The noise ``z`` is the caller's (``FlowVocoderInstrument`` draws it frame by frame from its
+seeded generator, as the torch path does), so the kernel and torch give the same stream.
+Every call takes whole mel frames, and every layer's history is carried, so a stream's samples do
+not depend on how its frames are grouped into calls.
+
+The weights are float32 copies taken when the instrument is prepared; the torch module stays
+the model (training, offline rendering, the CUDA path). Threading: ``step`` runs on the render
+side and touches only the arrays made in ``__init__`` and the caller's.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .istft_vocoder_kernel import synthesise_frame
+from .mel_analysis import fft_tables
+from .numba_layers import FAST, causal_conv, exp_row, frozen, linear, taps_layout
+from .source_excitation import POWER, SILENT
+from .source_phase import FLOOR
+
+
+@njit(nogil=True, cache=True)
+def _excitation_frame(spec, use_source, re, im, rev):
+    """One source frame's excitation spectrum (``source_excitation.excitation_spectrum``),
+    conjugated, in the bit-reversed order of an ``n``-point FFT in ``re``, ``im`` (so that one
+    forward FFT gives ``n`` times the inverse: ``istft_vocoder_kernel.synthesise_frame``)."""
+    n = re.shape[0]
+    k = n // 2 + 1
+    peak = 0.0
+    if use_source:
+        for j in range(k):
+            peak = max(peak, abs(spec[j]))
+    keep_all = use_source and peak >= SILENT
+    for j in range(k):
+        a = abs(spec[j]) if use_source else 0.0
+        if keep_all and a >= FLOOR * peak and a > 0.0:
+            s = (a / peak) ** POWER / a
+            re[rev[j]] = spec[j].real * s
+            im[rev[j]] = -spec[j].imag * s
+        else:
+            re[rev[j]] = 0.0
+            im[rev[j]] = 0.0
+    for j in range(k, n):            # the mirror image: X[n - j] = conj(X[j]), conjugated
+        re[rev[j]] = re[rev[n - j]]
+        im[rev[j]] = -im[rev[n - j]]
+
+
+@njit(nogil=True, cache=True, fastmath=FAST)
+def _coupling_inverse(x, off, ch, g, cpl, dilations, cond, hist, h, zbuf, gate, rs, skip, st, tmp, taps, ex, ibits,
+                      fbits):
+    """Undo one flow step on ``x[:g, off:off + ch]`` in place: the coupling (its WaveNet on the
+    first half, conditioned on ``cond``), then the 1x1 convolution."""
+    (start_w, start_b, dil_w, dil_b, cond_w, cond_b, rs_w, rs_b, last_w, last_b, end_w, end_b, winv, winv_b) = cpl
+    half = ch // 2
+    width = start_b.shape[0]
+    layers = dil_w.shape[0]
+    kernel = dil_w.shape[2] // width
+    linear(start_w, start_b, x, off, g, half, h, 0)
+    linear(cond_w, cond_b, cond, 0, g, cond.shape[1], zbuf, 0)       # every layer's conditioning
+    for r in range(g):
+        sk = skip[r]
+        for c in range(width):
+            sk[c] = 0.0
+    for i in range(layers):
+        d = dilations[i]
+        ctx = (kernel - 1) * d
+        hh = hist[i]
+        for r in range(g):
+            src = h[r]
+            dst = hh[ctx + r]
+            for c in range(width):
+                dst[c] = src[c]
+        causal_conv(hh, ctx, d, kernel, width, g, dil_w[i], dil_b[i], taps, rs, 0)
+        base = i * 2 * width
+        for r in range(g):          # tanh(u) sigmoid(v) = (1 - 2 / (exp(2u) + 1)) / (1 + exp(-v))
+            a = rs[r]
+            zc = zbuf[r]
+            for c in range(width):
+                ex[c] = np.float32(2.0) * (a[c] + zc[base + c])
+                ex[width + c] = -(a[width + c] + zc[base + width + c])
+            exp_row(ex, ibits, fbits)
+            gr = gate[r]
+            for c in range(width):
+                gr[c] = (np.float32(1.0) - np.float32(2.0) / (ex[c] + np.float32(1.0))) / (np.float32(1.0) + ex[width + c])
+        if i < layers - 1:
+            linear(rs_w[i], rs_b[i], gate, 0, g, width, rs, 0)
+            for r in range(g):
+                a = rs[r]
+                hr = h[r]
+                sk = skip[r]
+                for c in range(width):
+                    hr[c] += a[c]
+                    sk[c] += a[width + c]
+        else:
+            linear(last_w, last_b, gate, 0, g, width, rs, 0)
+            for r in range(g):
+                a = rs[r]
+                sk = skip[r]
+                for c in range(width):
+                    sk[c] += a[c]
+    linear(end_w, end_b, skip, 0, g, width, st, 0)                  # log s, then t
+    for r in range(g):
+        xr = x[r]
+        s = st[r]
+        for j in range(ch - half):
+            xr[off + half + j] = (xr[off + half + j] - s[half + j]) * np.float32(math.exp(-float(s[j])))
+    linear(winv, winv_b, x, off, g, ch, tmp, 0)                     # the 1x1 convolution undone
+    for r in range(g):
+        xr = x[r]
+        tr = tmp[r]
+        for i in range(ch):
+            xr[off + i] = tr[i]
+
+
+@njit(nogil=True, cache=True, fastmath=FAST)
+def flow_step(mel, z, source, use_source, excite, per, glob, couplings, sizes, dilations, mel_hist, src_hist,
+              wn_hist, rows, cond, x, taps, re, im, rev, tw, window, acc, final_gain, e):
+    """``mel`` float32 ``[T, n_mels]``, ``z`` float32 ``[T, n_group, per]`` (each frame's noise as
+    ``FlowVocoder.step`` reads it, already scaled by sigma) and, where ``use_source``, ``source``
+    complex64 ``[T, k]`` -> ``x[:T * per]``, the stream's next ``T * hop`` samples as rows of a group
+    each; every history and the excitation's overlap carried.
+
+    ``glob``: (cond conv, source conv) weights; ``couplings``: one tuple of weights per flow step
+    (``FlowKernel``); ``rows``: the WaveNet's scratch rows."""
+    cond_w, cond_b, src_w, src_b = glob
+    h, zbuf, gate, rs, skip, st, tmp, ex, ibits = rows
+    fbits = ibits.view(np.float32)
+    t_frames = mel.shape[0]
+    n_mels = mel.shape[1]
+    n_group = x.shape[1]
+    g = t_frames * per
+    hop = per * n_group
+    for f in range(t_frames):                       # the mel held for its groups; the noise as rows
+        for j in range(per):
+            row = mel_hist[2 + f * per + j]
+            for c in range(n_mels):
+                row[c] = mel[f, c]
+            xr = x[f * per + j]
+            for c in range(n_group):
+                xr[c] = z[f, c, j]
+    causal_conv(mel_hist, 2, 1, 3, n_mels, g, cond_w, cond_b, taps, cond, 0)
+    if excite:
+        for f in range(t_frames):
+            _excitation_frame(source[f], use_source, re, im, rev)
+            synthesise_frame(re, im, tw, window, acc, hop, final_gain, True, e[f * hop:(f + 1) * hop])
+        for r in range(g):
+            row = src_hist[2 + r]
+            for c in range(n_group):
+                row[c] = e[r * n_group + c]
+        causal_conv(src_hist, 2, 1, 3, n_group, g, src_w, src_b, taps, cond, n_mels)
+    n_flows = sizes.shape[0]
+    for k in range(n_flows - 1, -1, -1):
+        ch = sizes[k]
+        _coupling_inverse(x, n_group - ch, ch, g, couplings[k], dilations, cond, wn_hist[k], h, zbuf, gate, rs,
+                          skip, st, tmp, taps, ex, ibits, fbits)
+
+
+def _coupling_weights(wn, conv) -> tuple:
+    """One flow step's weights for ``_coupling_inverse``: its WaveNet's and its 1x1 convolution's
+    inverse (computed once, in float64)."""
+    layers = len(wn.dilated)
+    width = wn.channels
+    rs = list(wn.res_skip)
+    winv = np.linalg.inv(conv.weight.detach().cpu().double().numpy())
+    empty_w = np.zeros((0, 2 * width, width), np.float32)
+    return (frozen(wn.start.weight[:, :, 0]), frozen(wn.start.bias),
+            np.ascontiguousarray(np.stack([taps_layout(c.weight) for c in wn.dilated]), np.float32),
+            np.ascontiguousarray(np.stack([frozen(c.bias) for c in wn.dilated]), np.float32),
+            frozen(wn.cond.weight[:, :, 0]), frozen(wn.cond.bias),
+            (np.ascontiguousarray(np.stack([frozen(c.weight[:, :, 0]) for c in rs[:-1]]), np.float32)
+             if layers > 1 else empty_w),
+            (np.ascontiguousarray(np.stack([frozen(c.bias) for c in rs[:-1]]), np.float32)
+             if layers > 1 else np.zeros((0, 2 * width), np.float32)),
+            frozen(rs[-1].weight[:, :, 0]), frozen(rs[-1].bias),
+            frozen(wn.end.weight[:, :, 0]), frozen(wn.end.bias),
+            np.ascontiguousarray(winv, np.float32), np.zeros(winv.shape[0], np.float32))
+
+
+class FlowKernel:
+    """A ``FlowVocoder``'s weights, frozen for the kernel, its stream state and scratch."""
+
+    def __init__(self, model, max_frames: int):
+        """``model``: a ``FlowVocoder``; ``max_frames``: the most mel frames a ``step`` takes."""
+        c = model.config
+        for wn in model.couplings:
+            if wn.cond.kernel_size[0] != 1 or wn.start.kernel_size[0] != 1 or wn.end.kernel_size[0] != 1:
+                raise ValueError("the flow's WaveNet is not the one this kernel computes")
+        if model.cond.kernel_size[0] != 3 or (model.excitation is not None and model.source_in.kernel_size[0] != 3):
+            raise ValueError("the flow's conditioning convolutions are not the ones this kernel computes")
+        self.max_frames = max(1, int(max_frames))
+        self.per, self.n_group, self.n_mels, self.hop = model.per_frame, c.n_group, c.n_mels, c.hop
+        self.excite = model.excitation is not None
+        rows = self.max_frames * self.per
+        width = c.wn_channels
+        self.dilations = np.array([wn_conv.dilation[0] for wn_conv in model.couplings[0].dilated], np.int64)
+        self.couplings = tuple(_coupling_weights(wn, conv) for wn, conv in zip(model.couplings, model.convs,
+                                                                               strict=True))
+        self.sizes = np.array(model.sizes, np.int64)
+        n_cond = c.n_mels + (c.source_channels if self.excite else 0)
+        if self.excite:
+            ex = model.excitation
+            self.glob = (taps_layout(model.cond.weight), frozen(model.cond.bias),
+                         taps_layout(model.source_in.weight), frozen(model.source_in.bias))
+            n = ex.n_fft
+            self.window = ex.window.detach().cpu().numpy().astype(np.float64)
+            self.final_gain = ex.gain.detach().cpu().numpy().astype(np.float64)
+            self.acc = np.zeros(n - c.hop, np.float64)
+            self.bins = n // 2 + 1
+        else:
+            self.glob = (taps_layout(model.cond.weight), frozen(model.cond.bias),
+                         np.zeros((1, 3 * c.n_group), np.float32), np.zeros(1, np.float32))
+            n = 2
+            self.window = np.zeros(n, np.float64)
+            self.final_gain = np.ones(1, np.float64)
+            self.acc = np.zeros(1, np.float64)
+            self.bins = 0
+        self.re, self.im = np.zeros(n, np.float64), np.zeros(n, np.float64)
+        self.rev, self.tw = fft_tables(n)
+        self.e = np.zeros(rows * c.n_group, np.float32)
+        ctx = (c.wn_kernel - 1) * int(self.dilations.max())
+        self.mel_hist = np.zeros((2 + rows, c.n_mels), np.float32)
+        self.src_hist = np.zeros((2 + rows, c.n_group), np.float32)
+        self.wn_hist = np.zeros((c.n_flows, c.wn_layers, ctx + rows, width), np.float32)
+        self.rows = (np.zeros((rows, width), np.float32), np.zeros((rows, 2 * width * c.wn_layers), np.float32),
+                     np.zeros((rows, width), np.float32), np.zeros((rows, 2 * width), np.float32),
+                     np.zeros((rows, width), np.float32), np.zeros((rows, c.n_group), np.float32),
+                     np.zeros((rows, c.n_group), np.float32), np.zeros(2 * width, np.float32),
+                     np.zeros(2 * width, np.int32))
+        self.cond = np.zeros((rows, n_cond), np.float32)
+        self.x = np.zeros((rows, c.n_group), np.float32)
+        self.taps = np.zeros((rows, max(3 * c.n_mels, 3 * c.n_group, c.wn_kernel * width)), np.float32)
+        self.no_source = np.zeros((self.max_frames, max(1, self.bins)), np.complex64)
+
+    def step(self, mel: np.ndarray, z: np.ndarray, source: np.ndarray | None = None) -> np.ndarray:
+        """``mel`` float32 ``[T, n_mels]`` (C order), ``z`` float32 ``[T, n_group, hop / n_group]``
+        (each frame's noise, scaled by sigma), ``source`` complex64 ``[T, n_fft // 2 + 1]`` or None
+        -> the next ``T * hop`` samples, float32, a view of a buffer the next call reuses. As
+        ``FlowVocoder.step(mel.T[None], cat(z, dim=2)[None], source.T[None])``."""
+        t = mel.shape[0]
+        if t > self.max_frames:
+            raise ValueError(f"{t} frames in one step: at most {self.max_frames}")
+        if mel.shape[1] != self.n_mels or z.shape != (t, self.n_group, self.per):
+            raise ValueError(f"flow kernel: mel {mel.shape} and noise {z.shape}; need [T, {self.n_mels}] and "
+                             f"[T, {self.n_group}, {self.per}]")
+        use = source is not None
+        if use and (not self.excite or source.shape != (t, self.bins)):
+            raise ValueError(f"flow kernel: source spectra {source.shape} for a model taking "
+                             f"{self.bins or 'no'} bins")
+        flow_step(mel, z, source if use else self.no_source[:t], use, self.excite, self.per, self.glob,
+                  self.couplings, self.sizes, self.dilations, self.mel_hist, self.src_hist, self.wn_hist, self.rows,
+                  self.cond, self.x, self.taps, self.re, self.im, self.rev, self.tw, self.window, self.acc,
+                  self.final_gain, self.e)
+        return self.x[:t * self.per].reshape(-1)
+
+    def reset(self) -> None:
+        """Back to the start of a stream: silence behind every layer, no overlap."""
+        for a in (self.mel_hist, self.src_hist, self.wn_hist, self.acc):
+            a[:] = 0.0
