@@ -162,3 +162,38 @@ def test_audio_in_on_cpu_runs_the_kernel_not_torch(monkeypatch):
         cond.audio_in[:64, 0] = x[i:i + 64]
         v.render(cond, out[i:i + 64])
     assert np.isfinite(out).all() and np.abs(out[12000:]).max() > 1e-3
+
+
+def test_a_flow_played_from_midi_sounds_the_same_with_its_kernel_and_with_torch(monkeypatch):
+    """A MIDI-to-mel network sounding through a flow driven by its notes' harmonic reference (the
+    host's source spectra, ``synthesize_frames``): a chord struck and one note released."""
+    from livewave.midi_to_mel import MidiToMel, MidiToMelConfig
+    from livewave.midi_to_mel_instrument import MidiToMelInstrument
+    from livewave.vocoder_instrument import tiny_flow_instrument
+
+    def render(kernels: bool) -> np.ndarray:
+        monkeypatch.setenv("LIVEWAVE_CPU_KERNELS", "1" if kernels else "0")
+        torch.manual_seed(2)
+        net = MidiToMel(MidiToMelConfig(sample_rate=8000, n_fft=128, hop=32, n_mels=8, hidden=8, layers=3))
+        torch.manual_seed(3)
+        voc = tiny_flow_instrument()
+        with torch.no_grad():
+            for wn in voc.model.couplings:
+                wn.end.weight.normal_(0.0, 0.05)
+        gen = MidiToMelInstrument(net, voc)
+        eng = Engine(EngineConfig(sample_rate=48000, max_block=256), gen).prepare()
+        assert (voc.kernel is not None) == kernels
+        eng.set_control("sigma", 0.2)
+        for i, note in enumerate((60, 64, 67)):
+            eng.push_event(100 + 40 * i, 0x90, note, 100)
+        eng.push_event(12000, 0x80, 64, 0)
+        out = np.zeros((24000, 2), np.float32)
+        for i in range(0, out.shape[0], 64):
+            eng.render(out[i:i + 64])
+        assert eng.stats.generator_faults == 0
+        return out
+    a, b = render(True), render(False)
+    peak = float(np.abs(a).max())
+    assert peak > 1e-3
+    err = float(np.abs(a - b).max())
+    assert err <= 2e-5 * max(1.0, peak), f"kernel against torch: max difference {err:.3g} at a peak of {peak:.3g}"
