@@ -121,8 +121,8 @@ def vocoder_configs(quick: bool = False) -> list[tuple[str, object]]:
 
 
 def vocoder_engine_table(device: str = "cpu", seconds: float = 4.0, quick: bool = False, only: str = "") -> list[str]:
-    """Each vocoder family as the engine runs it (audio in -> soxr -> streamed mel -> model ->
-    soxr -> delay line) at 48 kHz: per device block, the mean cost and the 99th percentile as a
+    """Each vocoder family as the engine runs it (audio in -> resampler -> streamed mel -> model ->
+    resampler -> delay line) at 48 kHz: per device block, the mean cost and the 99th percentile as a
     share of the block's duration, and offline copy synthesis as x real time. ``only``: just the
     configurations whose label contains one of its comma-separated parts."""
     import torch
@@ -196,7 +196,7 @@ def _stream_costs(voc, x, sr: int, blocks, seconds: float, device: str) -> tuple
 
 def midi2mel_engine_table(seconds: float = 4.0, voices=(1, 8, 16, 32)) -> list[str]:
     """A vocoder played from MIDI as the engine runs it (voices -> MIDI-to-mel -> the iSTFT
-    vocoder -> soxr -> delay line) at 48 kHz, with ``n`` notes sounding all along (a held
+    vocoder -> resampler -> delay line) at 48 kHz, with ``n`` notes sounding all along (a held
     chord, restruck every second so every note stays in its attack-to-release life): per device
     block, the mean and p99 cost as a share of the block's duration. The vocoder with an
     absolute phase, and with its phases from the notes' harmonic reference (``source_phase``)."""

@@ -198,6 +198,8 @@ def preload_families(torch_threads: int = 1) -> list[str]:
     spinning on every core starves the render thread of a 2-core machine. A family class with a
     ``warm_up`` (static) method has it called: its Numba kernels compile here. Returns the
     families that failed to import, with the reason (they fail again, clearly, on load)."""
+    from .streaming_resampler import warm_up
+    warm_up()                # every vocoder family resamples to and from its model's rate
     failed = []
     for name, ep in available_families().items():
         try:

@@ -7,7 +7,7 @@ Per render call, on the render side:
     -> ``MidiToMel``: one log-mel frame holding the whole chord
     -> the vocoder's streamed step (``melgan``, ``flow``, ``hifigan``, ...: its own state; an
        iSTFT vocoder with a source phase also gets each frame's harmonic reference: below)
-    -> resample to the device rate (soxr) -> ``DelayLine`` -> out.
+    -> resample to the device rate (``streaming_resampler``) -> ``DelayLine`` -> out.
 On a CPU the network and an iSTFT vocoder run as Numba kernels (``midi_to_mel_kernel``,
 ``istft_vocoder_kernel``): the same numbers, 3-10x less time a frame than torch's steps
 (``benchmarks/RESULTS.md``); ``LIVEWAVE_CPU_KERNELS=0`` runs torch's (``generator.cpu_kernels``).

@@ -3,7 +3,7 @@ into it, and it comes out rendered by the vocoder (resynthesis, or timbre transf
 vocoder trained on another instrument).
 
 Per render call, on the render side:
-    input channel 1 (device rate) -> input gain -> resample to the model's rate (soxr)
+    input channel 1 (device rate) -> input gain -> resample to the model's rate (``streaming_resampler``)
     -> streamed log-mel analysis (``mel_analysis.MelStream``, causal frames)
        (and, for an iSTFT model with a source phase, the input's own spectrum at the same frames:
        ``source_phase.SourceSpectrum``)
