@@ -148,8 +148,14 @@ def test_a_frame_only_reaches_the_samples_after_its_start():
     assert (a[:12 * 64] == b[:12 * 64]).all() and (a[12 * 64:] != b[12 * 64:]).any()
 
 
-def test_the_family_plays_block_size_independently_and_declares_its_hop_of_delay(tmp_path):
-    v = ISTFTVocoderInstrument(tiny(), {"n_mels": 20, "hop": 64}, name="tiny-istft")
+@pytest.mark.parametrize("phase,tolerance", [("source", 1e-6), ("integrated", 1e-3)])
+def test_the_family_plays_block_size_independently_and_declares_its_hop_of_delay(tmp_path, phase, tolerance):
+    """Blocks of 17 and of 256 (one model frame a call or two, as the resampler gives them
+    evenly). The source phase runs the CPU kernel, frame by frame: the same samples. The
+    integrated phase runs torch's step, whose sums over one frame or two round differently, and
+    each frame's phase is the sum of all advances before it, so its rounding accumulates
+    (measured 3e-4 of the peak after 0.5 s): held to 1e-3 of the peak."""
+    v = ISTFTVocoderInstrument(tiny(phase=phase), {"n_mels": 20, "hop": 64}, name="tiny-istft")
     config, tensors = v.checkpoint_parts()
     path = save_checkpoint(tmp_path / "i.safetensors", "istft", config, {"instrument": "tiny"}, tensors)
     t = np.arange(24000) / 48000
@@ -157,8 +163,10 @@ def test_the_family_plays_block_size_independently_and_declares_its_hop_of_delay
     a = stream_through(load_generator(path), x, 17)
     g = load_generator(path)
     b = stream_through(g, x, 256)
-    assert np.isfinite(a).all() and np.abs(a).max() > 1e-5
-    assert np.abs(a - b).max() <= 1e-6
+    assert (g.kernel is not None) == (phase == "source")
+    peak = float(np.abs(a).max())
+    assert np.isfinite(a).all() and peak > 1e-5
+    assert np.abs(a - b).max() <= tolerance * max(1.0, peak)
     assert g.info.family == "istft" and g.info.lookahead == g.line.delay + round(64 * 48000 / 22050)
 
 
