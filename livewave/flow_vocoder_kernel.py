@@ -42,7 +42,7 @@ from numba import njit
 
 from .istft_vocoder_kernel import synthesise_frame
 from .mel_analysis import fft_tables
-from .numba_layers import FAST, causal_conv, exp_row, frozen, linear, taps_layout
+from .numba_layers import FAST, causal_conv, exp_row, frozen, linear, stacked, taps_layout
 from .source_excitation import POWER, SILENT
 from .source_phase import FLOOR
 
@@ -186,19 +186,14 @@ def flow_step(mel, z, source, use_source, excite, per, glob, couplings, sizes, d
 def _coupling_weights(wn, conv) -> tuple:
     """One flow step's weights for ``_coupling_inverse``: its WaveNet's and its 1x1 convolution's
     inverse (computed once, in float64)."""
-    layers = len(wn.dilated)
     width = wn.channels
-    rs = list(wn.res_skip)
+    rs = list(wn.res_skip)              # all but the last give residual and skip; the last, skip only
     winv = np.linalg.inv(conv.weight.detach().cpu().double().numpy())
-    empty_w = np.zeros((0, 2 * width, width), np.float32)
     return (frozen(wn.start.weight[:, :, 0]), frozen(wn.start.bias),
-            np.ascontiguousarray(np.stack([taps_layout(c.weight) for c in wn.dilated]), np.float32),
-            np.ascontiguousarray(np.stack([frozen(c.bias) for c in wn.dilated]), np.float32),
+            stacked([taps_layout(c.weight) for c in wn.dilated]), stacked([frozen(c.bias) for c in wn.dilated]),
             frozen(wn.cond.weight[:, :, 0]), frozen(wn.cond.bias),
-            (np.ascontiguousarray(np.stack([frozen(c.weight[:, :, 0]) for c in rs[:-1]]), np.float32)
-             if layers > 1 else empty_w),
-            (np.ascontiguousarray(np.stack([frozen(c.bias) for c in rs[:-1]]), np.float32)
-             if layers > 1 else np.zeros((0, 2 * width), np.float32)),
+            stacked([frozen(c.weight[:, :, 0]) for c in rs[:-1]], (0, 2 * width, width)),
+            stacked([frozen(c.bias) for c in rs[:-1]], (0, 2 * width)),
             frozen(rs[-1].weight[:, :, 0]), frozen(rs[-1].bias),
             frozen(wn.end.weight[:, :, 0]), frozen(wn.end.bias),
             np.ascontiguousarray(winv, np.float32), np.zeros(winv.shape[0], np.float32))

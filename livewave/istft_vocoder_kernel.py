@@ -35,7 +35,7 @@ from numba import njit
 
 from .istft_vocoder import LEVEL_HEADROOM, SOURCE_HEADROOM
 from .mel_analysis import fft_butterflies, fft_tables
-from .numba_layers import FAST, LN_EPS, causal_conv, exp_row, frozen, gelu_row, layer_norm_row, linear, taps_layout
+from .numba_layers import FAST, LN_EPS, causal_conv, exp_row, frozen, gelu_row, layer_norm_row, linear, stacked, taps_layout
 from .source_phase import FLOOR
 
 MAG_CLAMP = np.float32(8.0)       # ISTFTVocoder.spectrum: exp(h.clamp(max=8))
@@ -166,7 +166,7 @@ class ISTFTKernel:
         blocks = list(model.blocks)
 
         def stack(part):
-            return np.ascontiguousarray(np.stack([part(b) for b in blocks]), np.float32)
+            return stacked([part(b) for b in blocks])
         self.weights = (
             taps_layout(model.stem.weight), frozen(model.stem.bias),
             stack(lambda b: taps_layout(b.conv.weight)), stack(lambda b: frozen(b.conv.bias)),

@@ -135,6 +135,12 @@ def causal_conv(hist, ctx, dilation, kernel, width, n, w, b, taps, y, yc):
             dst[c] = src[c]
 
 
+def stacked(arrays, empty: tuple = (0,)) -> np.ndarray:
+    """Arrays of one shape (a kernel's per-layer weights) as one C-ordered float32 array
+    ``[len(arrays), ...]``; of shape ``empty`` when there are none."""
+    return np.ascontiguousarray(np.stack(arrays), np.float32) if len(arrays) else np.zeros(empty, np.float32)
+
+
 def taps_layout(w) -> np.ndarray:
     """A conv weight ``[out, in, k]`` as ``[out, k * in]``: column ``i * in + c`` is tap ``i`` of
     input ``c`` (``causal_conv``'s gather)."""

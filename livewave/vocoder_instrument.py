@@ -191,11 +191,11 @@ class AudioVocoder(Generator):
         self.sample_rate, self.max_block = int(sample_rate), int(max_block)
         mr, m = self.mcfg.sample_rate, self.mel_cfg
         self.rs_in, self.rs_out = Resampler(sample_rate, mr), Resampler(mr, sample_rate)
-        burst = 4096 + 4 * max_block * max(1, -(-mr // sample_rate))
+        most = 4096 + 4 * max_block * max(1, -(-mr // sample_rate))     # model-rate samples a call brings, and room
         self.mel = MelStream(mr, m["n_fft"], m["hop"], m["n_mels"], m["fmin"], m["fmax"], m["floor"], m["log10"],
-                             max_block=burst)
-        self.src = self._source_stream(burst) if self.takes_source else None
-        self.kernel = self._prepare_kernel(burst // m["hop"] + 1) if self.dev.type == "cpu" and cpu_kernels() else None
+                             max_block=most)
+        self.src = self._source_stream(most) if self.takes_source else None
+        self.kernel = self._prepare_kernel(most // m["hop"] + 1) if self.dev.type == "cpu" and cpu_kernels() else None
         self.line = DelayLine(self.chain_delay(max_block))
         # NB: a model fed frames centred later than livewave's causal ones sounds that much late too
         self.info = replace(self.info, lookahead=self.line.delay + round(self.content_delay * sample_rate / mr))
