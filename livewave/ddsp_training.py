@@ -153,7 +153,6 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
     ``stop_at``: stop after that step as an interruption would (state saved; the schedule is
     still the one for ``cfg.steps``). After Ctrl-C the last periodic state is what resumes."""
     import torch
-    import torch.distributed as dist
 
     from .checkpoint import atomic_write
     from .ddsp_calibration import fit_calibration
@@ -167,7 +166,7 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
     out_path = Path(out_path)
     meta, clips = load_dataset(data_dir)
     sr, hop = int(meta["sample_rate"]), int(meta["hop"])
-    from .distributed import setup
+    from .distributed import finish, setup
     ranks = setup(cfg.device)
     world, rank, device, main = ranks.world, ranks.rank, ranks.device, ranks.main
 
@@ -269,8 +268,7 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
         save(False)          # a clean stop; after Ctrl-C the last periodic state stands (consistent)
     if (interrupted or step < cfg.steps) and main:
         log(f"stopped at step {step} of {cfg.steps}; the same command resumes from {state_path}")
-    if world > 1:
-        dist.barrier()
+    finish(ranks)
     return {"steps": step, "loss": ema if ema is not None else (history[-1][1] if history else None),
             "seconds": round(seconds, 1), "device": str(device), "out": str(out_path), "calibration": calibration}
 
