@@ -5,16 +5,17 @@
 # Three steps:
 #   here:        ./scripts/gpu_vocoders.sh pack
 #                  writes .gpu/ (ignored): 11 minutes of the FluidR3 training audio as 16-bit FLAC
-#                  (SRC, default out/vocdata: a training folder such as scripts/train_vocoders.sh
-#                  makes under $WORK/train, e.g. SRC=out/vocoders/train) and the wheels
-#                  the device's image lacks (soundfile, cffi, pycparser, soxr; Python 3.12)
+#                  (SRC, default out/vocdata, made there first on a fresh machine: about 2 minutes;
+#                  or a training folder such as scripts/train_vocoders.sh makes under $WORK/train,
+#                  e.g. SRC=out/vocoders/train) and the wheels the device's image lacks
+#                  (soundfile, cffi, pycparser, soxr; Python 3.12)
 #   the device:  run(command="./scripts/gpu_vocoders.sh train", carry=[".gpu"], timeout_s=570)
 #                  the CUDA tests (tests/test_vocoder_cuda.py, test_ddsp_cuda.py; 90 s at most),
 #                  then 6 minutes of training (ISTFT_MINUTES 3.5 + FLOW_MINUTES 2.5), 8.5 in all; the
-#                  checkpoints come back in $OUT (each under the 16 MB a returned file may have:
-#                  the flow is the size that streams in real time on the 2-core CPU: 8 couplings
-#                  of 6 x 48 WaveNets, 1.27 M parameters, 5 MB; 70% of a 512-sample block on one
-#                  thread in benchmarks/RESULTS.md, where 12 x 8 x 64 needs 150%)
+#                  checkpoints come back in $OUT, the flow's in two parts (a returned file holds
+#                  16 MB at most). The flow is the sourced one the CPU got furthest with
+#                  (4.6 M parameters), which the Numba kernel streams at 21-27% of a 512-sample
+#                  block on one thread (benchmarks/RESULTS.md)
 #   here:        ./scripts/gpu_vocoders.sh finish DIR     (DIR: where the device's files landed)
 #                  copies them to models/ as istft-fluidr3-gan and flow-fluidr3, evaluates each
 #                  against Griffin-Lim on the held-out audio (out/voc/heldout) and writes their
@@ -28,6 +29,18 @@ case "${1:-}" in
 pack)
   PY=${PY_HERE:-.venv/bin/python}
   SRC=${SRC:-out/vocdata}
+  # a fresh machine has no training audio: make the shipped vocoder's FluidR3 folders (as
+  # scripts/train_vocoders.sh does, just the minutes packed below; about 2 minutes here)
+  for spec in "0 piano 2" "40 violin 1" "56 trumpet 1" "73 flute 1" "42 cello 1"; do
+    set -- $spec
+    [ -f "$SRC/$2/dataset.json" ] || "$PY" -m livewave data soundfont --program "$1" --minutes "$3" --rate 22050 \
+        --seed 7 --out "$SRC/$2"
+  done
+  for spec in "0 piano_poly 3" "48 strings_poly 2"; do
+    set -- $spec
+    [ -f "$SRC/$2/dataset.json" ] || "$PY" -m livewave data soundfont --polyphonic --program "$1" --minutes "$3" \
+        --seed 7 --out "$SRC/$2"
+  done
   rm -rf .gpu && mkdir -p .gpu/data .gpu/whl
   "$PY" - "$SRC" <<'EOF'
 import sys
@@ -97,16 +110,31 @@ torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$OUT
      --checkpoint-every 1000000 --onsets 0.25 \
      --max-minutes "$ISTFT_MINUTES" --name "iSTFT GAN vocoder (FluidR3), fine-tuned with its GAN on a GPU" -q \
      2>&1 | tee "$OUT/istft.log"
+  # the flow the CPU got furthest with (models/README.md): driven by its source's excitation,
+  # groups of 32, 8 couplings of 6 x 96 WaveNets, 8 channels out early (4.6 M parameters, 18 MB:
+  # it comes back in two parts, a returned file holding 16 MB at most), trained on its likelihood and on a
+  # sample's STFT distance and log-mel L1; its Numba kernel streams it at 21-27% of a 512-sample
+  # block on one CPU thread (benchmarks/RESULTS.md)
   "$PY" -m livewave train flow --data "$DATA" --out "$WORK/flow-fluidr3.safetensors" --steps 1000000 \
-     --n-flows 8 --wn-layers 6 --wn-channels 48 --batch "$BATCH" --device "$DEVICE" --checkpoint-every 1000000 --max-minutes "$FLOW_MINUTES" \
+     --n-group 32 --n-flows 8 --wn-layers 6 --wn-channels 96 --early-size 8 --source-n-fft 512 \
+     --sample-weight 5 --mel-weight 5 --lr 3e-4 \
+     --batch "$BATCH" --device "$DEVICE" --checkpoint-every 1000000 --max-minutes "$FLOW_MINUTES" \
      --name "Flow vocoder (FluidR3: piano, strings, violin, trumpet, flute, cello)" -q 2>&1 | tee "$OUT/flow.log"
-  cp "$WORK/istft-fluidr3-gan.safetensors" "$WORK/flow-fluidr3.safetensors" "$OUT/"
+  cp "$WORK/istft-fluidr3-gan.safetensors" "$OUT/"
+  split -b 15000000 -d "$WORK/flow-fluidr3.safetensors" "$OUT/flow-fluidr3.safetensors.part"
   ls -la "$OUT"
   ;;
 finish)
   PY=${PY_HERE:-.venv/bin/python}
   DIR=${2:?usage: gpu_vocoders.sh finish DIR}
   HELDOUT=${HELDOUT:-out/voc/heldout}
+  # the held-out minute of every vocoder card (piano and violin phrases of other seeds)
+  for spec in "0 piano 1000" "40 violin 1040"; do
+    set -- $spec
+    [ -f "$HELDOUT/$2/dataset.json" ] || "$PY" -m livewave data soundfont --program "$1" --minutes 0.5 --rate 22050 \
+        --seed "$3" --out "$HELDOUT/$2"
+  done
+  cat "$DIR"/flow-fluidr3.safetensors.part* > "$DIR/flow-fluidr3.safetensors"
   for name in istft-fluidr3-gan flow-fluidr3; do
     cp "$DIR/$name.safetensors" "models/$name.safetensors"
     "$PY" -m livewave eval "models/$name.safetensors" --data "$HELDOUT" --write-card
