@@ -112,6 +112,15 @@ def cmd_play(args) -> int:
     from .audio_io import AudioOutput
     from .midi_input import MidiInputs
     block = args.block or 64
+    if args.record:         # a bad take name fails here, before the device and the MIDI are opened
+        from .config import ConfigError
+        from .take_recorder import free_take_paths
+        try:
+            args.record_paths = free_take_paths(args.record, midi=not args.no_record_midi)
+        except ValueError as exc:
+            raise ConfigError(f"--record: {exc}") from exc
+        if not args.record_paths[0].parent.is_dir():
+            raise ConfigError(f"--record {args.record}: no folder {args.record_paths[0].parent}")
     # NB: a thread that wants the GIL waits up to the switch interval (5 ms by default) for the
     # holder to yield; the audio callback must not wait that long for the status loop or a
     # MIDI thread, so make the holders yield far more often than a block lasts.
@@ -152,6 +161,7 @@ def cmd_play(args) -> int:
     from .model_watchdog import ModelWatchdog, prepared_fallback
     watchdog = ModelWatchdog(eng, prepared_fallback(eng))
     collector = OffAudioThread().start()        # no collection on the audio side: this loop runs them
+    take = _start_take(args, eng) if args.record else None
     out.start()
     t_end = time.monotonic() + args.duration if args.duration else None
     last_line = last_stats = 0.0
@@ -172,6 +182,9 @@ def cmd_play(args) -> int:
             if eng.stats.last_fault:
                 msgs.append(f"generator fault: {eng.stats.last_fault} (block muted, generator reset)")
                 eng.stats.last_fault = ""
+            if take is not None and take.error and not take.error_said:
+                take.error_said = True
+                msgs.append(f"recording failed: {take.error}; the music plays on")
             for m in msgs:
                 print(("\r\033[K" if tty else "") + m, flush=True)
             now = time.monotonic()
@@ -185,6 +198,9 @@ def cmd_play(args) -> int:
     finally:
         eng.release_all()                       # Ctrl-C: every note released, then fade out
         time.sleep(eng.release_s + 0.05)
+        if take is not None:                    # the take holds the release's tail too
+            eng.stop_take()
+            print(("\n" if tty else "") + _take_line(take.finish()), flush=True)
         out.stop()                              # audio first: under JACK, rtmidi calls must not
         if midi:                                # overlap a running Python audio callback
             midi.stop()
@@ -194,6 +210,28 @@ def cmd_play(args) -> int:
         if args.stats_json:
             _write_stats(args.stats_json, eng, out, midi, block, args.rate, final=True)
     return 0
+
+
+def _start_take(args, eng):
+    from .take_recorder import TakeRecorder
+    wav, mid = args.record_paths
+    take = TakeRecorder(wav, eng.config.sample_rate, mid).start()
+    take.error_said = False
+    eng.start_take(take)
+    print(f"livewave: recording to {wav}" + (f" and {mid}" if mid else ""), flush=True)
+    return take
+
+
+def _take_line(s: dict) -> str:
+    line = f"livewave: recorded {s['seconds']:.1f} s to {s['audio']}"
+    if s["midi"]:
+        line += f" and {s['events']} MIDI events to {s['midi']}"
+    if s["dropped_samples"] or s["dropped_events"]:
+        line += (f"; the disk fell behind: {s['dropped_samples']} samples and {s['dropped_events']} events "
+                 "were not recorded")
+    if s["error"]:
+        line += f"; failed: {s['error']}"
+    return line
 
 
 def _write_stats(path, eng, out, midi, block, rate, final=False) -> None:
@@ -481,6 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="open the device duplex with this many inputs (for audio-driven models)")
     pl.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     pl.add_argument("--stats-json", help="write final statistics to this file")
+    pl.add_argument("--record", metavar="TAKE.wav",
+                    help="record what plays to this WAV (32-bit float) and the MIDI played to TAKE.mid, which "
+                         "`livewave render` turns back into the same audio; an existing take is never overwritten "
+                         "(TAKE-2.wav, ...)")
+    pl.add_argument("--no-record-midi", action="store_true", help="with --record: the audio only")
     _add_engine_options(pl)
     pl.set_defaults(func=cmd_play)
     r = sub.add_parser("render", help="render a MIDI file offline through the live path")

@@ -29,6 +29,8 @@ from .event_queue import NO_EVENT, EventQueue
 from .generator import RESTART_FRESH, Conditioning, Generator
 from .midi_learn import MASTER, ControlBindings
 from .post_chain import PostChain, crossfade, guard
+from .take_recorder import push_audio, push_event, push_state
+from .take_recorder import warm_up as warm_up_takes
 from .voice_allocator import VoiceAllocator
 
 
@@ -70,6 +72,7 @@ class Engine:
         self.frame_anchor: tuple[int, int] | None = None
         self.midi_late = 0       # recent worst lateness of live events, samples (set by the MIDI drain)
         self.bindings = ControlBindings()   # MIDI CC -> control (see midi_learn)
+        self.take = None         # a TakeRecorder the render side copies into (take_recorder)
 
     # -- set-up (off the audio path) -------------------------------------------------
     def prepare(self, sample_rate: int | None = None, max_block: int | None = None) -> Engine:
@@ -127,6 +130,7 @@ class Engine:
         # swap on the render side (measured: that first swap block took 4 ms instead of 1)
         n = buf.shape[0]
         crossfade(self.mono[:n], self._xbuf[:n], n, 0, 2 * n)
+        warm_up_takes()          # and a take's copies, so that recording compiles nothing
         self.warmup_faults = self.stats.generator_faults
         self.warmup_fault = self.stats.last_fault
         self.hard_reset()
@@ -239,6 +243,25 @@ class Engine:
         """Samples of delay the engine itself adds (limiter look-ahead + generator lookahead)."""
         return self.post.latency + int(self.generator.info.lookahead)
 
+    def start_take(self, recorder) -> None:
+        """Record from the next block on: a started ``take_recorder.TakeRecorder``."""
+        if self.take is not None:
+            raise RuntimeError("a take is already being recorded")
+        self.take = recorder
+
+    def stop_take(self, timeout_s: float = 1.0):
+        """Stop recording; returns the recorder (then ``finish()`` it) once the render side
+        has let go of it: a block in progress may still copy into it, so wait for that block
+        to end (live), or not at all (offline, between renders)."""
+        rec, self.take = self.take, None
+        if rec is None:
+            return None
+        st = self.stats
+        blocks, deadline = st.blocks, time.monotonic() + timeout_s
+        while st.render_started != 0.0 and st.blocks == blocks and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        return rec
+
     def take_reports(self) -> list[str]:
         out = []
         while self.reports:
@@ -261,7 +284,7 @@ class Engine:
             self._render_block(out[pos:pos + m], m)
             pos += m
 
-    def _control_flags(self, t: int) -> None:
+    def _control_flags(self, t: int, rec=None) -> None:
         if self._pending is not None:
             gen, controls, env_coef = self._pending
             self.env_coef = env_coef
@@ -277,12 +300,20 @@ class Engine:
             self._pending = None
         if self._panic:
             self._panic = False
+            if rec is not None:          # in the MIDI take as what it does: sound off, controllers reset
+                for ch in range(16):
+                    push_event(rec.events, rec.epos, t, 0xB0 | ch, 120, 0)
+                    push_event(rec.events, rec.epos, t, 0xB0 | ch, 121, 0)
             self._fade = None
             self.voices.kill_all()
             self.channels.reset()
             self.generator.reset()
         if self._release_all:
             self._release_all = False
+            if rec is not None:          # pedal up, then All Notes Off: every note released
+                for ch in range(16):
+                    push_event(rec.events, rec.epos, t, 0xB0 | ch, 64, 0)
+                    push_event(rec.events, rec.epos, t, 0xB0 | ch, 123, 0)
             self.voices.release_all(t)
         q = self.events
         if q.overflow_pending:
@@ -292,6 +323,8 @@ class Engine:
                 for k in range(128):
                     if offs[ch, k]:
                         offs[ch, k] = False
+                        if rec is not None:
+                            push_event(rec.events, rec.epos, t, 0x80 | ch, k, 0)
                         self.channels.handle(0x80 | ch, k, 0, t)
 
     def _render_block(self, out: np.ndarray, n: int) -> None:
@@ -299,17 +332,26 @@ class Engine:
         self.stats.render_started = t_start
         t0 = self.sample_time
         end = t0 + n
-        self._control_flags(t0)
+        rec = self.take              # read after render_started: see stop_take
+        if rec is not None and rec.first_sample < 0:
+            rec.first_sample = t0    # the take opens with the channels' state here
+            c = self.channels
+            push_state(rec.events, rec.epos, t0, c.bend, c.bend_range, c.mod, c.volume, c.expression, c.sustain,
+                       c.pressure)
+        self._control_flags(t0, rec)
         q = self.events
         handle = self.channels.handle
+        mask = self.channels.mask
         pos = 0
         while pos < n:
             t = t0 + pos
             while q.peek_time() <= t:
                 status, d1, d2, _ = q.pop()
-                if status & 0xF0 == 0xB0 and self.channels.mask[status & 0x0F]:
+                if status & 0xF0 == 0xB0 and mask[status & 0x0F]:
                     self.bindings.on_cc(self.generator, self.cond.controls, status & 0x0F, d1 & 0x7F, d2 & 0x7F,
                                         self.post)
+                if rec is not None and 0x80 <= status < 0xF0 and mask[status & 0x0F]:
+                    push_event(rec.events, rec.epos, t, status, d1 & 0x7F, d2 & 0x7F)
                 handle(status, d1, d2, t)
             nt = q.peek_time()
             seg_end = n if (nt == NO_EVENT or nt >= end) else nt - t0
@@ -317,6 +359,8 @@ class Engine:
             pos = seg_end
         mono = self.mono
         self.post.process(mono, n)
+        if rec is not None:
+            push_audio(rec.ring, rec.apos, mono, n)
         if out.ndim == 1:
             out[:] = mono[:n]
         else:

@@ -17,13 +17,17 @@ from .smf import MidiSong
 
 
 def render_events(engine: Engine, events, duration_s: float, block: int = 256,
-                  tail_s: float | None = None, progress=None, max_hang_s: float = 30.0) -> np.ndarray:
+                  tail_s: float | None = None, progress=None, max_hang_s: float = 30.0,
+                  start_sample: int = 0) -> np.ndarray:
     """Render ``events`` [(seconds, status, d1, d2)] -> float32 ``[frames, channels]``.
 
     The length is the song plus ``tail_s`` (default: release time + 0.5 s); if notes are still
     sounding then (a pedal never lifted), it goes on in half-second steps until they end, at
-    most ``max_hang_s``. The length depends only on the song, never on the block size."""
+    most ``max_hang_s``. The length depends only on the song, never on the block size.
+    ``start_sample``: the engine's clock at the song's start (a take recorded live replays
+    where it was played: ``MidiSong.take_start``); a fresh engine starts at 0."""
     sr = engine.config.sample_rate
+    engine.sample_time = int(start_sample)
     if tail_s is None:
         tail_s = engine.release_s + 0.5
     step = sr // 2
@@ -40,7 +44,7 @@ def render_events(engine: Engine, events, duration_s: float, block: int = 256,
             end = pos + b
             while i < n_ev and times[i] < end:
                 _, st, d1, d2 = events[i]
-                engine.push_event(times[i], st, d1, d2)
+                engine.push_event(start_sample + times[i], st, d1, d2)
                 i += 1
             engine.render(buf[j:j + b])
             pos = end
@@ -107,4 +111,6 @@ def render_audio(engine: Engine, audio_in: np.ndarray, block: int = 256, progres
 
 
 def render_song(engine: Engine, song: MidiSong, block: int = 256, progress=None) -> np.ndarray:
-    return render_events(engine, song.events, song.duration, block=block, progress=progress)
+    """A take recorded at this engine's rate replays on the clock it was played on."""
+    start = song.take_start[0] if song.take_start and song.take_start[1] == engine.config.sample_rate else 0
+    return render_events(engine, song.events, song.duration, block=block, progress=progress, start_sample=start)

@@ -41,6 +41,23 @@ class MidiSong:
     events: list = field(default_factory=list)  # (time_s, status, d1, d2)
     duration: float = 0.0                       # time of last event, seconds
     path: str = ""
+    # a livewave take (take_recorder): (the engine sample its first sample was, that engine's
+    # rate), from its TAKE_MARKER text event; None for any other file
+    take_start: tuple[int, int] | None = None
+
+
+TAKE_MARKER = "livewave take: engine sample "       # + "<sample> at <rate> Hz"
+
+
+def parse_take_marker(text: str) -> tuple[int, int] | None:
+    if not text.startswith(TAKE_MARKER):
+        return None
+    try:
+        sample, rest = text[len(TAKE_MARKER):].split(" at ", 1)
+        rate = rest.removesuffix(" Hz")
+        return (int(sample), int(rate)) if int(sample) >= 0 and int(rate) > 0 else None
+    except ValueError:
+        return None
 
 
 def _split_chunks(data: bytes, fail):
@@ -171,11 +188,14 @@ def _build_song(tracks, division: int, spath: str) -> MidiSong:
     # Collect channel events and tempo changes with a stable sort key.
     raw = []      # (tick, track, index, status, d1, d2)
     tempos = []   # (tick, track, index, tempo)
+    take = None
     for t, events in enumerate(tracks):
         for i, (tick, msg) in enumerate(events):
             if msg.is_meta:
                 if msg.type == "set_tempo":
                     tempos.append((tick, t, i, msg.tempo))
+                elif msg.type == "text" and take is None:
+                    take = parse_take_marker(msg.text)
                 continue
             ev = _event_bytes(msg)
             if ev is not None:
@@ -208,4 +228,4 @@ def _build_song(tracks, division: int, spath: str) -> MidiSong:
             t_sec = seg_sec + (tick - seg_tick) * tempo / (1_000_000 * tpb)
             events.append((t_sec, s, a, b))
     duration = events[-1][0] if events else 0.0
-    return MidiSong(events=events, duration=duration, path=spath)
+    return MidiSong(events=events, duration=duration, path=spath, take_start=take)

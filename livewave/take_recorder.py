@@ -1,0 +1,312 @@
+"""Record a take: what the engine plays, to a WAV file, and the MIDI it played, to a Standard MIDI
+File, while it plays (`livewave play --record take.wav`; the app's File > Record).
+
+The render side only copies. ``Engine._render_block`` hands every final block (after the post
+chain: what the device gets) and every event it applies (at the sample it takes effect) to
+``push_audio`` and ``push_event``: Numba copies into rings preallocated here, no allocation, no
+lock, no I/O. A writer thread drains the rings about 20 times a second: the audio into the WAV
+file (32-bit float, mono: the engine's channels carry the same signal), the events into the MIDI
+take. When the disk falls behind by more than ``RING_SECONDS`` the render side drops what does
+not fit and counts it (``dropped_samples``, ``dropped_events``); the music never waits for the
+disk.
+
+**The MIDI take replays the audio take.** Its ticks are samples: at 48 kHz it is written at 120
+BPM with 24000 ticks per quarter note, so ``livewave render take.mid`` puts every event at the
+sample where it sounded live, and with the same model from a fresh engine renders the same
+audio (``tests/test_take_recorder.py``; where the rate admits no such resolution, ``tick_base``
+picks the finest one that fits the format and says so). The take opens with the channels' state
+at its first sample (bend and its range, mod wheel, volume, expression, sustain pedal, channel
+pressure), read on the render side where the engine keeps it, so the take needs nothing played
+before it. A note still held when the take stops is released at its last sample, so no note of
+the file hangs. A panic is written as All Sound Off on every channel, a release of every note
+as pedal up and All Notes Off. Slider moves from the app are not MIDI and are in the audio only;
+a knob bound by MIDI learn is in the MIDI too, as the CC it sent.
+
+Nothing is lost to a crash: the WAV header is rewritten as it grows (libsndfile's automatic
+header update), and the MIDI file is rewritten (atomically) once a second while events arrive.
+
+Threading: ``TakeRecorder.start``/``stop`` from the control side; ``push_*`` from the render
+side only (one producer); the writer thread is the one consumer.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+RING_SECONDS = 10.0          # how far the disk may fall behind before audio is dropped
+EVENT_CAPACITY = 1 << 16     # events the writer may fall behind by
+DRAIN_SECONDS = 0.05
+MIDI_EVERY_SECONDS = 1.0
+DEFAULT_TEMPO = 500_000      # microseconds per quarter note: 120 BPM
+MAX_PPQ = 32767              # SMF division: 15 bits
+SFC_SET_UPDATE_HEADER_AUTO = 0x1110     # libsndfile's sndfile.h
+
+
+# positions: [written, read, dropped]; the producer owns [0] and [2], the consumer [1]
+@njit(nogil=True, cache=True)
+def push_audio(ring, pos, src, n):
+    cap = ring.shape[0]
+    w = pos[0]
+    room = cap - (w - pos[1])
+    k = n if n <= room else room
+    i = w % cap
+    first = k if k <= cap - i else cap - i
+    for j in range(first):
+        ring[i + j] = src[j]
+    for j in range(k - first):
+        ring[j] = src[first + j]
+    pos[0] = w + k
+    pos[2] += n - k
+
+
+@njit(nogil=True, cache=True)
+def push_event(ring, pos, t, status, d1, d2):
+    cap = ring.shape[0]
+    w = pos[0]
+    if w - pos[1] >= cap:
+        pos[2] += 1
+        return
+    i = w % cap
+    ring[i, 0] = t
+    ring[i, 1] = status
+    ring[i, 2] = d1
+    ring[i, 3] = d2
+    pos[0] = w + 1
+
+
+@njit(nogil=True, cache=True)
+def push_state(ring, pos, t, bend, bend_range, mod, volume, expression, sustain, pressure):
+    """The channels' state at sample ``t`` as the messages that set it (``ChannelState``'s
+    arrays), for the channels where it is not the state after a reset."""
+    for ch in range(16):
+        cc = 0xB0 | ch
+        b = int(round((bend[ch] + 1.0) * 8192.0))
+        b = 0 if b < 0 else (16383 if b > 16383 else b)
+        if b != 8192:
+            push_event(ring, pos, t, 0xE0 | ch, b & 0x7F, b >> 7)
+        r = bend_range[ch]
+        semis = int(r)
+        cents = int(round((r - semis) * 100.0))
+        if semis != 2 or cents != 0:
+            push_event(ring, pos, t, cc, 101, 0)
+            push_event(ring, pos, t, cc, 100, 0)
+            push_event(ring, pos, t, cc, 6, semis)
+            push_event(ring, pos, t, cc, 38, cents)
+            push_event(ring, pos, t, cc, 101, 127)
+            push_event(ring, pos, t, cc, 100, 127)
+        v = int(round(mod[ch] * 127.0))
+        if v != 0:
+            push_event(ring, pos, t, cc, 1, v)
+        v = int(round(volume[ch] * 127.0))
+        if v != 100:
+            push_event(ring, pos, t, cc, 7, v)
+        v = int(round(expression[ch] * 127.0))
+        if v != 127:
+            push_event(ring, pos, t, cc, 11, v)
+        if sustain[ch]:
+            push_event(ring, pos, t, cc, 64, 127)
+        v = int(round(pressure[ch] * 127.0))
+        if v != 0:
+            push_event(ring, pos, t, 0xD0 | ch, v, 0)
+
+
+def warm_up() -> None:
+    """Compile the render side's kernels (called as the engine starts, never at a take's start)."""
+    ring, pos = np.zeros(8, np.float32), np.zeros(3, np.int64)
+    push_audio(ring, pos, np.zeros(4, np.float32), 4)
+    ev, ep = np.zeros((4, 4), np.int64), np.zeros(3, np.int64)
+    push_event(ev, ep, 0, 0x90, 60, 100)
+    z, f = np.zeros(16), np.full(16, 2.0)
+    push_state(ev, ep, 0, z, f, z, z, z, np.zeros(16, np.bool_), z)
+
+
+def tick_base(sample_rate: int) -> tuple[int, int, bool]:
+    """(ticks per quarter note, tempo in microseconds per quarter note, exact): one tick per
+    sample where the format allows it (tempos of 60 to 480 BPM by octaves, 120 first), else
+    the finest division at 120 BPM (``exact`` False: events land within half a tick)."""
+    for tempo in (500_000, 1_000_000, 250_000, 125_000):
+        ppq = sample_rate * tempo / 1_000_000
+        if ppq == int(ppq) and 1 <= ppq <= MAX_PPQ:
+            return int(ppq), tempo, True
+    return min(MAX_PPQ, max(1, sample_rate // 2)), DEFAULT_TEMPO, False
+
+
+def write_midi_take(path: Path, events: list[tuple[int, int, int, int]], sample_rate: int,
+                    end_sample: int, first_sample: int = 0) -> None:
+    """``events`` [(sample, status, d1, d2)] relative to the take's first sample, in order ->
+    a type 0 Standard MIDI File, written atomically. Notes still on at ``end_sample`` get their
+    note-off there. ``first_sample``: the engine sample the take began at, kept in a text event
+    (``smf.TAKE_MARKER``) so that ``livewave render`` can start its clock there: a voice's noise
+    and a model's frame grid follow the engine's clock."""
+    import mido
+
+    from .smf import TAKE_MARKER
+    ppq, tempo, _ = tick_base(sample_rate)
+    per_tick = sample_rate * tempo / 1_000_000 / ppq          # samples per tick (1.0 when exact)
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+    track.append(mido.MetaMessage("track_name", name="livewave take", time=0))
+    track.append(mido.MetaMessage("text", text=f"{TAKE_MARKER}{max(0, int(first_sample))} at {sample_rate} Hz",
+                                  time=0))
+    on: dict[tuple[int, int], int] = {}
+    last = 0
+
+    def put(sample: int, status: int, d1: int, d2: int) -> None:
+        nonlocal last
+        tick = max(last, int(round(sample / per_tick)))
+        kind, ch = status & 0xF0, status & 0x0F
+        if kind in (0xC0, 0xD0):
+            data = [status, d1 & 0x7F]
+        else:
+            data = [status, d1 & 0x7F, d2 & 0x7F]
+        track.append(mido.Message.from_bytes(data, time=tick - last))
+        last = tick
+        if kind == 0x90 and d2 > 0:
+            on[(ch, d1)] = on.get((ch, d1), 0) + 1
+        elif kind in (0x80, 0x90) and on.get((ch, d1)):
+            on[(ch, d1)] -= 1
+
+    for s, st, d1, d2 in events:
+        put(s, st, d1, d2)
+    for (ch, note), n in sorted(on.items()):
+        for _ in range(n):
+            put(end_sample, 0x80 | ch, note, 0)
+    track.append(mido.MetaMessage("end_of_track", time=max(0, int(round(end_sample / per_tick)) - last)))
+    mid = mido.MidiFile(type=0, ticks_per_beat=ppq)
+    mid.tracks.append(track)
+    tmp = path.with_name(path.name + ".part")
+    mid.save(str(tmp))
+    os.replace(tmp, path)
+
+
+def _auto_header(sfile) -> None:
+    """Ask libsndfile to rewrite the WAV header after every write, so a take cut short by a crash
+    still opens at its full length (SFC_SET_UPDATE_HEADER_AUTO; best effort)."""
+    try:
+        from soundfile import _ffi, _snd
+        _snd.sf_command(sfile._file, SFC_SET_UPDATE_HEADER_AUTO, _ffi.NULL, 1)
+    except Exception:        # another soundfile: the header is then written at the end only
+        pass
+
+
+def free_take_paths(audio_path, midi: bool = True) -> tuple[Path, Path | None]:
+    """``take.wav`` (and ``take.mid``) where neither exists, else ``take-2``, ``take-3`` ...:
+    a take never overwrites an earlier one."""
+    p = Path(audio_path)
+    if p.suffix.lower() != ".wav":
+        raise ValueError(f"{p}: a take is written as WAV; give a .wav name")
+    for n in range(1, 10_000):
+        a = p if n == 1 else p.with_name(f"{p.stem}-{n}{p.suffix}")
+        m = a.with_suffix(".mid") if midi else None
+        if not a.exists() and (m is None or not m.exists()):
+            return a, m
+    raise ValueError(f"{p}: 9999 takes of that name already; choose another")
+
+
+class TakeRecorder:
+    """One take: ``start()``, hand it to ``Engine.start_take``, later ``Engine.stop_take`` and
+    ``finish()``. ``audio_path`` a ``.wav``; ``midi_path`` a ``.mid`` (None: audio only)."""
+
+    def __init__(self, audio_path, sample_rate: int, midi_path=None, ring_seconds: float = RING_SECONDS,
+                 event_capacity: int = EVENT_CAPACITY):
+        self.audio_path = Path(audio_path)
+        self.midi_path = Path(midi_path) if midi_path is not None else None
+        if self.audio_path.suffix.lower() != ".wav":
+            raise ValueError(f"{self.audio_path}: a take is written as WAV; give a .wav name")
+        if self.midi_path is not None and self.midi_path.suffix.lower() not in (".mid", ".midi"):
+            raise ValueError(f"{self.midi_path}: a MIDI take needs a .mid name")
+        if not self.audio_path.parent.is_dir():
+            raise ValueError(f"{self.audio_path.parent}: no such folder for the take")
+        self.sample_rate = int(sample_rate)
+        self.ring = np.zeros(max(1024, int(ring_seconds * self.sample_rate)), np.float32)
+        self.apos = np.zeros(3, np.int64)
+        self.events = np.zeros((max(64, int(event_capacity)), 4), np.int64)
+        self.epos = np.zeros(3, np.int64)
+        self.first_sample = -1           # the engine sample of the take's first sample (render side)
+        self.samples = 0                 # written to the file
+        self.midi: list[tuple[int, int, int, int]] = []
+        self.error: str | None = None    # the writer's failure (a full disk), reported, never raised there
+        self._file = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._midi_dirty = False
+        self._midi_written = 0.0
+        self._midi_samples = 0
+        self._midi_every = MIDI_EVERY_SECONDS
+
+    # -- control side ---------------------------------------------------------------------
+    def start(self) -> TakeRecorder:
+        import soundfile as sf
+        self._file = sf.SoundFile(str(self.audio_path), "w", samplerate=self.sample_rate, channels=1,
+                                  format="WAV", subtype="FLOAT")
+        _auto_header(self._file)
+        self._thread = threading.Thread(target=self._run, name="livewave-take", daemon=True)
+        self._thread.start()
+        return self
+
+    def finish(self) -> dict:
+        """After the engine let go of it (``Engine.stop_take``): drain, close both files."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._drain()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self.midi_path is not None:
+            self._write_midi()
+        return self.summary()
+
+    def summary(self) -> dict:
+        return {"audio": str(self.audio_path), "midi": str(self.midi_path) if self.midi_path else None,
+                "seconds": self.samples / self.sample_rate, "events": len(self.midi),
+                "dropped_samples": int(self.apos[2]), "dropped_events": int(self.epos[2]), "error": self.error}
+
+    # -- writer thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.wait(DRAIN_SECONDS):
+            self._drain()
+            # the MIDI on disk follows the take (its held notes end where the audio has got to):
+            # rewritten once a second, or less often where a long take makes that costly
+            if (self.midi_path is not None and (self._midi_dirty or self.samples > self._midi_samples)
+                    and time.monotonic() - self._midi_written >= self._midi_every):
+                self._write_midi()
+
+    def _drain(self) -> None:
+        w, r = int(self.apos[0]), int(self.apos[1])
+        cap = self.ring.shape[0]
+        if w > r:
+            i, k = r % cap, w - r
+            part = self.ring[i:i + k] if i + k <= cap else np.concatenate([self.ring[i:], self.ring[:i + k - cap]])
+            if self._file is not None and self.error is None:
+                try:
+                    self._file.write(part)
+                except Exception as exc:       # a full disk: say so, keep the music and the MIDI
+                    self.error = f"{self.audio_path}: {type(exc).__name__}: {exc}"
+            self.samples += k
+            self.apos[1] = w
+        w, r = int(self.epos[0]), int(self.epos[1])
+        if w > r:
+            t0 = self.first_sample
+            cap = self.events.shape[0]
+            for j in range(r, w):
+                t, st, d1, d2 = (int(v) for v in self.events[j % cap])
+                self.midi.append((t - t0, st, d1, d2))
+            self.epos[1] = w
+            self._midi_dirty = True
+
+    def _write_midi(self) -> None:
+        t = time.monotonic()
+        try:
+            write_midi_take(self.midi_path, self.midi, self.sample_rate, self.samples, self.first_sample)
+        except Exception as exc:
+            self.error = self.error or f"{self.midi_path}: {type(exc).__name__}: {exc}"
+        self._midi_dirty = False
+        self._midi_samples = self.samples
+        self._midi_written = time.monotonic()
+        self._midi_every = max(MIDI_EVERY_SECONDS, 20.0 * (self._midi_written - t))
