@@ -257,6 +257,54 @@ def test_twenty_seconds_of_chords_bends_and_pedal_without_xruns(server, tmp_path
     on_time_or_slow_machine(sporadic(underruns, stalls), f"{underruns} ring underruns amid {stalls} machine stalls")
 
 
+def test_a_take_recorded_live_holds_what_jack_played_and_replays_sample_for_sample(server, tmp_path):
+    """`livewave play --record`: real MIDI bytes over JACK into the instrument, which records its
+    take. The MIDI take keeps the notes' spacing to the frame (JACK MIDI is sample-accurate), the
+    WAV take is what the rig recorded from JACK, and `livewave render TAKE.mid` (the command a
+    user runs) gives the WAV back, sample for sample: the engine renders the same stream whatever
+    the device did, so this holds on a stalled machine too."""
+    import soundfile as sf
+
+    from livewave.smf import read_midi_file
+    rig = Rig(seconds=2.6)
+    inst = Instrument(rig, tmp_path, "--record", str(tmp_path / "take.wav"))
+    ev = [note(4800, 60, 100), (12000, bytes([0xE0, 0, 80])), (16000, bytes([0xB0, 64, 127])),
+          off(28800, 60), note(40000, 67, 90), (52000, bytes([0xB0, 64, 0])), off(70000, 67),
+          (70500, bytes([0xE0, 0, 64]))]
+    st = play_take(rig, inst, ev)
+    log = inst.log_path.read_text()
+    assert "recording to" in log and "recorded" in log, log
+    w, sr = sf.read(str(tmp_path / "take.wav"), dtype="float32")
+    song = read_midi_file(tmp_path / "take.mid")
+    assert sr == RATE and song.take_start is not None and song.take_start[1] == RATE
+    msgs = [(round(t * RATE), list(m)) for t, *m in song.events]
+    if st["midi_messages"] == len(ev):                   # none lost to a stalled cycle
+        assert [m for _, m in msgs[:len(ev)]] == [list(b) for _, b in ev], msgs
+        gaps, sent = list(np.diff([t for t, _ in msgs[:len(ev)]])), list(np.diff([t for t, _ in ev]))
+        on_time_or_slow_machine(gaps == sent or st["xruns"] > 0,
+                                f"the take's event spacing {gaps} is not what was sent, {sent} ({st['xruns']} xruns)")
+    # Ctrl-C released every note: in the take as pedal up and All Notes Off on every channel
+    assert all([0xB0 | ch, 123, 0] in [m for _, m in msgs[-32:]] for ch in range(16))
+    # the take is what JACK played: the rig's recording holds it, shifted by the output latency
+    x = rig.recording[:, 0]
+    on_take, on_rig = onset_from_silence(w), onset_from_silence(x)
+    lag = on_rig - on_take
+    n = min(w.size - on_take, x.size - on_rig, RATE)
+    same = np.abs(x[on_rig:on_rig + n] - w[on_take:on_take + n]).max()
+    print(f"take: {w.size} samples, {len(msgs)} MIDI events; against JACK's recording at lag {lag}: max difference "
+          f"{same} over {n} samples; xruns {st['xruns']}, underruns {st['ring_underruns']}")
+    on_time_or_slow_machine(same < 1e-6 or st["xruns"] + st["ring_underruns"] > 0,
+                            f"the take differs from what JACK played by {same} at lag {lag}")
+    r = subprocess.run([sys.executable, "-m", "livewave", "render", str(tmp_path / "take.mid"), "-o",
+                        str(tmp_path / "again.wav"), "--rate", str(RATE), "-q"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    again, _ = sf.read(str(tmp_path / "again.wav"), dtype="float32")
+    again = again if again.ndim == 1 else again[:, 0]
+    assert np.abs(w).max() > 0.01
+    np.testing.assert_array_equal(again[:w.size], w)
+
+
 @pytest.mark.torture
 def test_malformed_midi_is_reported_and_the_music_keeps_playing(server, tmp_path):
     rig = Rig(seconds=1.2)
