@@ -15,6 +15,12 @@ Channels:
     ("learn", name)                      the next CC binds to control name ("" cancels); answered
                                          ("learning", name), then ("learned", name, channel, cc)
     ("bind", name, channel, cc) ("unbind", name)   answered ("bindings", {name: [channel, cc]})
+    ("record", path)                     record a take (take_recorder): what plays to path (a .wav; never
+                                         over an earlier take: path-2.wav ...) and the MIDI to the .mid
+                                         beside it; answered ("recording", wav, mid)
+    ("record_stop",)                     answered ("recorded", summary dict: audio, midi, seconds, events,
+                                         dropped_samples, dropped_events, error); also sent when the
+                                         engine stops with a take running
     ("ping", token)                      answered ("pong", token)
     ("stop",)                            release all, let the release ring out, close, exit 0
 - events (child -> parent, same pipe, sent by the child's command loop only, never by its
@@ -84,7 +90,8 @@ _ARITY = {"load": (1, 1, "path"), "control": (2, 2, "name or index, value"), "ga
           "panic": (0, 0, ""), "release_all": (0, 0, ""), "midi": (2, 3, "status, data1[, data2]"),
           "midi_ports": (0, 1, "[selection]"), "devices": (0, 0, ""), "learn": (1, 1, "control name"),
           "bind": (3, 3, "control name, channel, cc"), "unbind": (1, 1, "control name"),
-          "ping": (1, 1, "token"), "stop": (0, 0, ""), "fault": (1, 1, "kind (tests only)")}
+          "ping": (1, 1, "token"), "stop": (0, 0, ""), "fault": (1, 1, "kind (tests only)"),
+          "record": (1, 1, "path of a .wav"), "record_stop": (0, 0, "")}
 COMMANDS = tuple(_ARITY)
 
 
@@ -101,9 +108,9 @@ def check_command(cmd) -> tuple:
     if not lo <= len(args) <= hi:
         n = f"{lo}" if lo == hi else f"{lo} to {hi}"
         raise CommandError(f"{name} takes {n} argument{'s' if hi != 1 else ''} ({sig}); got {len(args)}")
-    if name == "load":
+    if name in ("load", "record"):
         if not isinstance(args[0], (str, os.PathLike)) or not str(args[0]):
-            raise CommandError(f"load: path {args[0]!r:.80} is not a file path")
+            raise CommandError(f"{name}: path {args[0]!r:.80} is not a file path")
         return (name, str(os.fspath(args[0])))
     if name == "control":
         key = args[0]

@@ -402,6 +402,22 @@ class EngineHost:
     def _cmd_stop(self) -> None:
         self.stopping = True
 
+    def _cmd_record(self, path: str) -> None:
+        from .take_recorder import TakeRecorder, free_take_paths
+        if self.engine.take is not None:
+            raise ValueError(f"a take is being recorded already ({self.engine.take.audio_path})")
+        wav, mid = free_take_paths(path)
+        take = TakeRecorder(wav, self.engine.config.sample_rate, mid).start()
+        take.error_said = False
+        self.engine.start_take(take)
+        self.send(("recording", str(wav), str(mid)))
+
+    def _cmd_record_stop(self) -> None:
+        take = self.engine.stop_take()
+        if take is None:
+            raise ValueError("no take is being recorded")
+        self.send(("recorded", take.finish()))
+
     # -- loading --------------------------------------------------------------------------------
     def _load_loop(self) -> None:
         from .checkpoint import load_generator
@@ -566,6 +582,10 @@ class EngineHost:
         if eng.stats.last_fault:
             msgs.append(f"generator fault: {eng.stats.last_fault} (block muted, generator reset)")
             eng.stats.last_fault = ""
+        take = eng.take
+        if take is not None and take.error and not take.error_said:
+            take.error_said = True
+            msgs.append(f"recording failed: {take.error}; the music plays on")
         for m in msgs:
             self.send(("report", m))
 
@@ -579,6 +599,9 @@ class EngineHost:
         time.sleep(ring)
         while self.note_map()[1] and time.monotonic() < t_end:
             time.sleep(0.01)
+        take = eng.stop_take()                # a take running: it ends with the release's tail
+        if take is not None:
+            self.send(("recorded", take.finish()))
         out.stop()                            # audio first: under JACK, rtmidi calls must not
         if self.midi is not None:             # overlap a running Python audio callback
             self.midi.stop()

@@ -133,6 +133,9 @@ class NullEngine:
             ev.append(("devices", [], "null (no audio)"))
         elif name in ("learn", "bind", "unbind"):
             self._bindings_command(name, args)
+        elif name in ("record", "record_stop"):
+            ev.append(("error", f"{name}: no audio engine here (the null engine plays nothing), so nothing "
+                                "to record"))
         elif name == "ping":
             ev.append(("pong", args[0]))
         elif name == "stop":

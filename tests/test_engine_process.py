@@ -297,6 +297,40 @@ def test_child_answers_bad_commands_with_errors_and_changes_nothing(host):
     assert host.stopping
 
 
+def test_child_records_a_take_on_command_and_says_where(host, tmp_path):
+    import soundfile as sf
+
+    from livewave.smf import read_midi_file
+    eng = host.engine
+    out = np.zeros((256, 1), np.float32)
+    host.handle(("record_stop",))
+    host.handle(("record", str(tmp_path / "missing" / "t.wav")))
+    host.handle(("record", str(tmp_path / "t.flac")))
+    assert [e[0] for e in host.conn.sent] == ["error"] * 3, host.conn.sent
+    assert "no take" in host.conn.sent[0][1] and "no such folder" in host.conn.sent[1][1]
+    assert "WAV" in host.conn.sent[2][1] and eng.take is None
+    host.conn.sent.clear()
+    host.handle(("record", str(tmp_path / "take.wav")))
+    assert host.conn.sent == [("recording", str(tmp_path / "take.wav"), str(tmp_path / "take.mid"))]
+    host.handle(("record", str(tmp_path / "other.wav")))
+    assert host.conn.sent[-1][0] == "error" and "already" in host.conn.sent[-1][1]
+    eng.push_event(eng.sample_time + 100, 0x90, 60, 100)
+    eng.push_event(eng.sample_time + 9000, 0x80, 60, 0)
+    for _ in range(60):
+        eng.render(out)
+    host.conn.sent.clear()
+    host.handle(("record_stop",))
+    (kind, summary), = host.conn.sent
+    assert kind == "recorded" and summary["events"] == 2 and summary["seconds"] == pytest.approx(60 * 256 / 48000)
+    assert summary["error"] is None and summary["dropped_samples"] == 0
+    w, _ = sf.read(summary["audio"], dtype="float32")
+    assert w.size == 60 * 256 and np.abs(w).max() > 0.01
+    assert [e[1:] for e in read_midi_file(summary["midi"]).events] == [(0x90, 60, 100), (0x80, 60, 0)]
+    host.handle(("record", str(tmp_path / "take.wav")))      # never over the first take
+    assert host.conn.sent[-1] == ("recording", str(tmp_path / "take-2.wav"), str(tmp_path / "take-2.mid"))
+    eng.stop_take().finish()
+
+
 def test_child_binds_learns_and_tells_the_gui_what_a_knob_moved(host):
     eng = host.engine
     out = np.zeros((64, 1), np.float32)

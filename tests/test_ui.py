@@ -178,6 +178,84 @@ def test_on_screen_keyboard_plays_through_the_real_engine_process(qtbot, tmp_pat
         assert not client.engine.alive()
 
 
+def test_the_record_button_follows_the_engine_s_answers(window, qtbot, tmp_path):
+    """REC asks the engine for a take in the takes folder and shows it recording only once the
+    engine says so; the null engine (no audio) refuses, and the button stays off."""
+    w = window
+    w.takes_dir = tmp_path / "takes"
+    qtbot.mouseClick(w.record_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "nothing to record" in w.statusBar().currentMessage(), timeout=2000)
+    assert not w.record_button.isChecked() and w.take is None and (tmp_path / "takes").is_dir()
+    # what the real engine answers (tests/test_engine_process.py), as its events
+    w.client.engine._events.append(("recording", str(tmp_path / "takes" / "t.wav"), str(tmp_path / "takes" / "t.mid")))
+    qtbot.waitUntil(lambda: w.take is not None, timeout=2000)
+    assert w.record_button.isChecked() and w.record_action.text() == "Stop recording"
+    qtbot.waitUntil(lambda: "REC 0:0" in w.status_labels["take"].text(), timeout=2000)
+    w.client.engine._events.append(("recorded", {"audio": str(tmp_path / "takes" / "t.wav"),
+                                                 "midi": str(tmp_path / "takes" / "t.mid"), "seconds": 3.25,
+                                                 "events": 12, "dropped_samples": 0, "dropped_events": 0,
+                                                 "error": None}))
+    qtbot.waitUntil(lambda: w.take is None, timeout=2000)
+    assert not w.record_button.isChecked() and w.status_labels["take"].text() == ""
+    assert "take saved" in w.statusBar().currentMessage() and "12 MIDI events" in w.statusBar().currentMessage()
+
+
+@pytest.mark.jack
+def test_takes_recorded_from_the_window_through_the_real_engine_process(qtbot, tmp_path):
+    """REC, a note on the on-screen keyboard, REC again: the take holds the note at 440 Hz and
+    its MIDI. A second take left running when the window closes is saved by the engine's stop."""
+    import shutil
+
+    import soundfile as sf
+    from audio_checks import cents, f0_spectral
+    from jack_rig import JackServer
+
+    from livewave.engine_process import EngineProcess
+    from livewave.smf import read_midi_file
+    if not shutil.which("jackd"):
+        pytest.skip("jackd is not installed (Debian package jackd2)")
+    pytest.importorskip("rtmixer")
+    (tmp_path / "jack").mkdir()
+    with JackServer(48000, 128, tmp_path / "jack"):
+        client = EngineClient(EngineProcess(ready_timeout=120, log_dir=tmp_path))
+        client.start({"audio": "system", "midi": "none", "block": 128, "placement": "rtmixer"})
+        w = MainWindow(client, model_folders=[tmp_path])
+        w.takes_dir = tmp_path / "takes"
+        qtbot.addWidget(w)
+        w.show()
+        summaries = []
+        client.recorded.connect(summaries.append)
+        try:
+            qtbot.mouseClick(w.record_button, Qt.MouseButton.LeftButton)
+            qtbot.waitUntil(lambda: w.take is not None, timeout=5000)
+            r = w.keyboard.key_rect(69)
+            qtbot.mousePress(w.keyboard, Qt.MouseButton.LeftButton, pos=r.center().toPoint())
+            qtbot.wait(700)
+            qtbot.mouseRelease(w.keyboard, Qt.MouseButton.LeftButton, pos=r.center().toPoint())
+            qtbot.wait(400)
+            qtbot.mouseClick(w.record_button, Qt.MouseButton.LeftButton)
+            qtbot.waitUntil(lambda: len(summaries) == 1, timeout=5000)
+            assert not w.record_button.isChecked() and "take saved" in w.statusBar().currentMessage()
+            qtbot.mouseClick(w.record_button, Qt.MouseButton.LeftButton)      # a second take, left running
+            qtbot.waitUntil(lambda: w.take is not None, timeout=5000)
+            qtbot.mousePress(w.keyboard, Qt.MouseButton.LeftButton, pos=r.center().toPoint())
+            qtbot.wait(300)
+        finally:
+            w.close()
+        assert not client.engine.alive()
+    first = summaries[0]
+    assert first["error"] is None and first["events"] == 2 and first["seconds"] > 1.0
+    x, sr = sf.read(first["audio"], dtype="float32")
+    loud = np.flatnonzero(np.abs(x) > 1e-3)
+    assert sr == 48000 and loud.size > 0
+    assert abs(cents(f0_spectral(x[loud[0] + 4800:loud[0] + 4800 + 16384], sr), 440.0)) < 10.0
+    assert [e[1:3] for e in read_midi_file(first["midi"]).events] == [(0x90, 69), (0x80, 69)]
+    takes = sorted((tmp_path / "takes").glob("*.wav"))
+    assert len(takes) == 2
+    second, _ = sf.read(str(takes[1] if str(takes[0]) == first["audio"] else takes[0]), dtype="float32")
+    assert np.abs(second).max() > 1e-3                   # the note, and its release when the engine stopped
+
+
 def test_presets_save_and_restore_model_and_values_and_the_last_session(qtbot, tmp_path):
     from ui.presets import PresetError, load_preset
     session = tmp_path / "last-session.json"

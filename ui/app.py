@@ -26,6 +26,9 @@ QLabel#modelLabel { font-size: 15pt; font-weight: 600; color: #f0f0f0; }
 QPushButton#panic { background: #8a1c1c; color: white; font-weight: 700; padding: 8px 18px;
                     border-radius: 4px; }
 QPushButton#panic:pressed { background: #c62828; }
+QPushButton#record { color: #e0e0e0; font-weight: 700; padding: 8px 14px; border: 1px solid #5a2020;
+                     border-radius: 4px; }
+QPushButton#record:checked { background: #d32f2f; color: white; border-color: #d32f2f; }
 QGroupBox { border: 1px solid #2c3038; border-radius: 4px; margin-top: 1.2em; }
 QGroupBox::title { subcontrol-origin: margin; left: 8px; color: #9aa0a6; }
 QSlider::groove:horizontal { height: 6px; background: #2c3038; border-radius: 3px; }

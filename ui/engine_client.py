@@ -26,6 +26,8 @@ class EngineClient(QObject):
     learned = pyqtSignal(str, int, int)      # control, channel, cc
     reconfigured = pyqtSignal(dict)          # the engine's ready info after a device change
     gain_changed = pyqtSignal(float)         # master volume dB (answer, or a bound CC moved it)
+    recording = pyqtSignal(str, str)         # a take started: its WAV and MIDI paths
+    recorded = pyqtSignal(dict)              # a take ended: audio, midi, seconds, events, dropped, error
 
     def __init__(self, engine, interval_ms: int = 15, parent=None):
         super().__init__(parent)
@@ -92,6 +94,10 @@ class EngineClient(QObject):
                 self.learning.emit(str(ev[1]))
             elif kind == "learned":
                 self.learned.emit(str(ev[1]), int(ev[2]), int(ev[3]))
+            elif kind == "recording":
+                self.recording.emit(str(ev[1]), str(ev[2]))
+            elif kind == "recorded":
+                self.recorded.emit(dict(ev[1]))
         why = self.engine.check()
         if why:
             self.died.emit(why)

@@ -6,9 +6,10 @@ and the engine's shared memory (notes, scope, status), read on a ~30 fps view ti
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from PyQt6.QtCore import QEvent, QObject, QSettings, Qt, QTimer
+from PyQt6.QtCore import QEvent, QObject, QSettings, QStandardPaths, Qt, QTimer
 from PyQt6.QtGui import QAction, QKeySequence
 from PyQt6.QtWidgets import (
     QFileDialog,
@@ -35,6 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_MODELS = ROOT / "models"
 USER_MODELS = Path.home() / ".local" / "share" / "livewave" / "models"
 SESSION = Path.home() / ".config" / "livewave" / "last-session.json"
+
+
+def takes_folder() -> Path:
+    """Where the app's takes go: the user's music folder's ``livewave`` (``~/Music/livewave``)."""
+    music = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.MusicLocation)
+    return Path(music or Path.home() / "Music") / "livewave"
 
 
 def dropped_checkpoint(mime) -> str | None:
@@ -75,9 +82,17 @@ class MainWindow(QMainWindow):
         self.panic_button = QPushButton("PANIC")
         self.panic_button.setObjectName("panic")
         self.panic_button.setToolTip("All notes off and reset the instrument (Esc)")
+        self.record_button = QPushButton("REC")
+        self.record_button.setObjectName("record")
+        self.record_button.setCheckable(True)
+        self.record_button.setToolTip("Record a take: what plays to a WAV and the MIDI to a .mid beside it, "
+                                      "in ~/Music/livewave (Ctrl+R)")
+        self.take: dict | None = None      # the take being recorded: {"wav", "mid", "since"}
+        self.takes_dir: Path | None = None  # None: takes_folder()
 
         top = QHBoxLayout()
         top.addWidget(self.model_label, 1)
+        top.addWidget(self.record_button)
         top.addWidget(self.panic_button)
         views = QHBoxLayout()
         views.addWidget(self.scope, 1)
@@ -106,7 +121,7 @@ class MainWindow(QMainWindow):
         root.setLayout(outer)
         self.setCentralWidget(root)
 
-        self.status_labels = {k: QLabel() for k in ("device", "load", "latency", "xruns", "voices")}
+        self.status_labels = {k: QLabel() for k in ("take", "device", "load", "latency", "xruns", "voices")}
         for lab in self.status_labels.values():
             self.statusBar().addPermanentWidget(lab)
 
@@ -136,6 +151,10 @@ class MainWindow(QMainWindow):
         self.keyboard.note_on.connect(lambda n, v: client.send("midi", 0x90, n, v))
         self.keyboard.note_off.connect(lambda n: client.send("midi", 0x80, n, 0))
         self.panic_button.clicked.connect(self.panic)
+        self.record_button.clicked.connect(lambda _checked: self.toggle_record())
+        client.recording.connect(self.on_recording)
+        client.recorded.connect(self.on_recorded)
+        client.died.connect(self.on_engine_died_recording)
 
         self.view_timer = QTimer(self)
         self.view_timer.setInterval(33)
@@ -165,11 +184,13 @@ class MainWindow(QMainWindow):
             return a
         self.open_action = act("Open model...", "Ctrl+O", self.open_dialog)
         self.panic_action = act("Panic", "Esc", self.panic)
+        self.record_action = act("Record take", "Ctrl+R", self.toggle_record)
         self.save_preset_action = act("Save preset...", "Ctrl+S", self.save_preset_dialog)
         self.load_preset_action = act("Load preset...", "Ctrl+L", self.load_preset_dialog)
         quit_action = act("Quit", "Ctrl+Q", self.close)
         menu = self.menuBar().addMenu("&File")
-        for a in (self.open_action, self.load_preset_action, self.save_preset_action, self.panic_action, quit_action):
+        for a in (self.open_action, self.load_preset_action, self.save_preset_action, self.record_action,
+                  self.panic_action, quit_action):
             menu.addAction(a)
 
     # -- models ---------------------------------------------------------------------------------
@@ -314,6 +335,55 @@ class MainWindow(QMainWindow):
             self.browser.add_path(Path(path))
             self.load(path)
 
+    # -- takes ----------------------------------------------------------------------------------
+    def toggle_record(self) -> None:
+        """Start a take in the takes folder (named for the time: never over another), or stop it."""
+        if self.take is not None:
+            self.client.send("record_stop")
+            self.record_button.setChecked(True)          # until the engine says the take is saved
+            return
+        folder = self.takes_dir or takes_folder()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.record_button.setChecked(False)
+            self.show_error("Recording did not start", f"{folder} could not be made.", str(exc))
+            return
+        self.record_button.setChecked(False)              # until the engine says it records
+        if not self.client.send("record", str(folder / time.strftime("take-%Y%m%d-%H%M%S.wav"))):
+            self.statusBar().showMessage("the engine is not running; it restarts shortly", 5000)
+
+    def on_recording(self, wav: str, mid: str) -> None:
+        self.take = {"wav": wav, "mid": mid, "since": time.monotonic()}
+        self.record_button.setChecked(True)
+        self.record_action.setText("Stop recording")
+        self.statusBar().showMessage(f"recording to {wav}", 4000)
+
+    def on_recorded(self, summary: dict) -> None:
+        self.take = None
+        self.record_button.setChecked(False)
+        self.record_action.setText("Record take")
+        self.status_labels["take"].setText("")
+        text = f"take saved: {summary.get('audio')} ({summary.get('seconds', 0.0):.1f} s)"
+        if summary.get("midi"):
+            text += f" and {Path(summary['midi']).name} ({summary.get('events', 0)} MIDI events)"
+        if summary.get("dropped_samples") or summary.get("dropped_events"):
+            text += (f"; the disk fell behind: {summary['dropped_samples']} samples and "
+                     f"{summary['dropped_events']} events were not recorded")
+        if summary.get("error"):
+            self.show_error("The take was not saved whole", text, str(summary["error"]))
+        self.statusBar().showMessage(text, 10000)
+
+    def on_engine_died_recording(self, _message: str) -> None:
+        if self.take is None:
+            return
+        take, self.take = self.take, None
+        self.record_button.setChecked(False)
+        self.record_action.setText("Record take")
+        self.status_labels["take"].setText("")
+        self.statusBar().showMessage(f"the engine stopped during a take: what it recorded is in {take['wav']} "
+                                     f"and {Path(take['mid']).name}", 10000)
+
     # -- playing --------------------------------------------------------------------------------
     def panic(self) -> None:
         self.keyboard.release_all()
@@ -352,6 +422,9 @@ class MainWindow(QMainWindow):
         lab["latency"].setText(f"latency {st.get('latency_ms', 0.0):.1f} ms")
         lab["xruns"].setText(f"xruns {st.get('xruns', 0)}")
         lab["voices"].setText(f"voices {st.get('voices', 0)}/{st.get('polyphony', 0)}")
+        if self.take is not None:
+            secs = int(time.monotonic() - self.take["since"])
+            lab["take"].setText(f"\u25cf REC {secs // 60}:{secs % 60:02d}")
 
     def closeEvent(self, ev):
         if self.session is not None:
