@@ -215,10 +215,11 @@ def cmd_play(args) -> int:
 def _start_take(args, eng):
     from .take_recorder import TakeRecorder
     wav, mid = args.record_paths
-    take = TakeRecorder(wav, eng.config.sample_rate, mid).start()
+    take = TakeRecorder(wav, eng.config.sample_rate, mid, record_input=eng.config.input_channels > 0).start()
     take.error_said = False
     eng.start_take(take)
-    print(f"livewave: recording to {wav}" + (f" and {mid}" if mid else ""), flush=True)
+    print(f"livewave: recording to {wav}" + (f" and {mid}" if mid else "")
+          + (f", the audio input to {take.input_path}" if take.input_path else ""), flush=True)
     return take
 
 
@@ -226,6 +227,8 @@ def _take_line(s: dict) -> str:
     line = f"livewave: recorded {s['seconds']:.1f} s to {s['audio']}"
     if s["midi"]:
         line += f" and {s['events']} MIDI events to {s['midi']}"
+    if s.get("input"):
+        line += f", the audio input to {s['input']}"
     if s["dropped_samples"] or s["dropped_events"]:
         line += (f"; the disk fell behind: {s['dropped_samples']} samples and {s['dropped_events']} events "
                  "were not recorded")

@@ -29,7 +29,7 @@ from .event_queue import NO_EVENT, EventQueue
 from .generator import RESTART_FRESH, Conditioning, Generator
 from .midi_learn import MASTER, ControlBindings
 from .post_chain import PostChain, crossfade, guard
-from .take_recorder import push_audio, push_event, push_state
+from .take_recorder import push_audio, push_column, push_event, push_state
 from .take_recorder import warm_up as warm_up_takes
 from .voice_allocator import VoiceAllocator
 
@@ -361,6 +361,8 @@ class Engine:
         self.post.process(mono, n)
         if rec is not None:
             push_audio(rec.ring, rec.apos, mono, n)
+            if rec.in_ring is not None:        # the input the generator heard in this block
+                push_column(rec.in_ring, rec.ipos, self.cond.audio_in, 0, n)
         if out.ndim == 1:
             out[:] = mono[:n]
         else:

@@ -407,7 +407,8 @@ class EngineHost:
         if self.engine.take is not None:
             raise ValueError(f"a take is being recorded already ({self.engine.take.audio_path})")
         wav, mid = free_take_paths(path)
-        take = TakeRecorder(wav, self.engine.config.sample_rate, mid).start()
+        take = TakeRecorder(wav, self.engine.config.sample_rate, mid,
+                            record_input=self.engine.config.input_channels > 0).start()
         take.error_said = False
         self.engine.start_take(take)
         self.send(("recording", str(wav), str(mid)))

@@ -65,6 +65,19 @@ def push_audio(ring, pos, src, n):
 
 
 @njit(nogil=True, cache=True)
+def push_column(ring, pos, src, col, n):
+    """``push_audio`` of ``src[:n, col]`` (the input a model hears: ``Conditioning.audio_in``)."""
+    cap = ring.shape[0]
+    w = pos[0]
+    room = cap - (w - pos[1])
+    k = n if n <= room else room
+    for j in range(k):
+        ring[(w + j) % cap] = src[j, col]
+    pos[0] = w + k
+    pos[2] += n - k
+
+
+@njit(nogil=True, cache=True)
 def push_event(ring, pos, t, status, d1, d2):
     cap = ring.shape[0]
     w = pos[0]
@@ -119,6 +132,7 @@ def warm_up() -> None:
     """Compile the render side's kernels (called as the engine starts, never at a take's start)."""
     ring, pos = np.zeros(8, np.float32), np.zeros(3, np.int64)
     push_audio(ring, pos, np.zeros(4, np.float32), 4)
+    push_column(ring, pos, np.zeros((4, 2), np.float32), 0, 4)
     ev, ep = np.zeros((4, 4), np.int64), np.zeros(3, np.int64)
     push_event(ev, ep, 0, 0x90, 60, 100)
     z, f = np.zeros(16), np.full(16, 2.0)
@@ -194,26 +208,35 @@ def _auto_header(sfile) -> None:
         pass
 
 
+def input_path(audio_path) -> Path:
+    """Where a take's audio input goes: ``take-in.wav`` beside ``take.wav``."""
+    p = Path(audio_path)
+    return p.with_name(f"{p.stem}-in{p.suffix}")
+
+
 def free_take_paths(audio_path, midi: bool = True) -> tuple[Path, Path | None]:
-    """``take.wav`` (and ``take.mid``) where neither exists, else ``take-2``, ``take-3`` ...:
-    a take never overwrites an earlier one."""
+    """``take.wav`` (and ``take.mid``) where neither exists (nor ``take-in.wav``), else
+    ``take-2``, ``take-3`` ...: a take never overwrites an earlier one."""
     p = Path(audio_path)
     if p.suffix.lower() != ".wav":
         raise ValueError(f"{p}: a take is written as WAV; give a .wav name")
     for n in range(1, 10_000):
         a = p if n == 1 else p.with_name(f"{p.stem}-{n}{p.suffix}")
         m = a.with_suffix(".mid") if midi else None
-        if not a.exists() and (m is None or not m.exists()):
+        if not a.exists() and (m is None or not m.exists()) and not input_path(a).exists():
             return a, m
     raise ValueError(f"{p}: 9999 takes of that name already; choose another")
 
 
 class TakeRecorder:
     """One take: ``start()``, hand it to ``Engine.start_take``, later ``Engine.stop_take`` and
-    ``finish()``. ``audio_path`` a ``.wav``; ``midi_path`` a ``.mid`` (None: audio only)."""
+    ``finish()``. ``audio_path`` a ``.wav``; ``midi_path`` a ``.mid`` (None: audio only);
+    ``record_input``: also the audio input a model hears (its first channel, what an
+    audio-driven model renders), to ``input_path(audio_path)``, for an engine opened duplex:
+    ``livewave resynth take-in.wav --model OTHER`` plays the performance through another model."""
 
     def __init__(self, audio_path, sample_rate: int, midi_path=None, ring_seconds: float = RING_SECONDS,
-                 event_capacity: int = EVENT_CAPACITY):
+                 event_capacity: int = EVENT_CAPACITY, record_input: bool = False):
         self.audio_path = Path(audio_path)
         self.midi_path = Path(midi_path) if midi_path is not None else None
         if self.audio_path.suffix.lower() != ".wav":
@@ -225,6 +248,10 @@ class TakeRecorder:
         self.sample_rate = int(sample_rate)
         self.ring = np.zeros(max(1024, int(ring_seconds * self.sample_rate)), np.float32)
         self.apos = np.zeros(3, np.int64)
+        self.input_path = input_path(self.audio_path) if record_input else None
+        self.in_ring = np.zeros_like(self.ring) if record_input else None
+        self.ipos = np.zeros(3, np.int64)
+        self._in_file = None
         self.events = np.zeros((max(64, int(event_capacity)), 4), np.int64)
         self.epos = np.zeros(3, np.int64)
         self.first_sample = -1           # the engine sample of the take's first sample (render side)
@@ -245,6 +272,10 @@ class TakeRecorder:
         self._file = sf.SoundFile(str(self.audio_path), "w", samplerate=self.sample_rate, channels=1,
                                   format="WAV", subtype="FLOAT")
         _auto_header(self._file)
+        if self.input_path is not None:
+            self._in_file = sf.SoundFile(str(self.input_path), "w", samplerate=self.sample_rate, channels=1,
+                                         format="WAV", subtype="FLOAT")
+            _auto_header(self._in_file)
         self._thread = threading.Thread(target=self._run, name="livewave-take", daemon=True)
         self._thread.start()
         return self
@@ -255,17 +286,20 @@ class TakeRecorder:
         if self._thread is not None:
             self._thread.join()
         self._drain()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        for f in (self._file, self._in_file):
+            if f is not None:
+                f.close()
+        self._file = self._in_file = None
         if self.midi_path is not None:
             self._write_midi()
         return self.summary()
 
     def summary(self) -> dict:
         return {"audio": str(self.audio_path), "midi": str(self.midi_path) if self.midi_path else None,
+                "input": str(self.input_path) if self.input_path else None,
                 "seconds": self.samples / self.sample_rate, "events": len(self.midi),
-                "dropped_samples": int(self.apos[2]), "dropped_events": int(self.epos[2]), "error": self.error}
+                "dropped_samples": int(self.apos[2] + self.ipos[2]), "dropped_events": int(self.epos[2]),
+                "error": self.error}
 
     # -- writer thread --------------------------------------------------------------------
     def _run(self) -> None:
@@ -277,19 +311,26 @@ class TakeRecorder:
                     and time.monotonic() - self._midi_written >= self._midi_every):
                 self._write_midi()
 
+    def _drain_ring(self, ring, pos, file, path) -> int:
+        """What the render side wrote since the last drain, into ``file``: the samples drained."""
+        w, r = int(pos[0]), int(pos[1])
+        if w <= r:
+            return 0
+        cap = ring.shape[0]
+        i, k = r % cap, w - r
+        part = ring[i:i + k] if i + k <= cap else np.concatenate([ring[i:], ring[:i + k - cap]])
+        if file is not None and self.error is None:
+            try:
+                file.write(part)
+            except Exception as exc:       # a full disk: say so, keep the music and the MIDI
+                self.error = f"{path}: {type(exc).__name__}: {exc}"
+        pos[1] = w
+        return k
+
     def _drain(self) -> None:
-        w, r = int(self.apos[0]), int(self.apos[1])
-        cap = self.ring.shape[0]
-        if w > r:
-            i, k = r % cap, w - r
-            part = self.ring[i:i + k] if i + k <= cap else np.concatenate([self.ring[i:], self.ring[:i + k - cap]])
-            if self._file is not None and self.error is None:
-                try:
-                    self._file.write(part)
-                except Exception as exc:       # a full disk: say so, keep the music and the MIDI
-                    self.error = f"{self.audio_path}: {type(exc).__name__}: {exc}"
-            self.samples += k
-            self.apos[1] = w
+        self.samples += self._drain_ring(self.ring, self.apos, self._file, self.audio_path)
+        if self.in_ring is not None:
+            self._drain_ring(self.in_ring, self.ipos, self._in_file, self.input_path)
         w, r = int(self.epos[0]), int(self.epos[1])
         if w > r:
             t0 = self.first_sample

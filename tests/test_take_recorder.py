@@ -249,3 +249,36 @@ def test_a_take_cut_short_by_a_crash_opens_at_its_length_with_its_notes_ended(tm
     assert info.frames == 96000                          # the header was kept up to date
     ev = read_midi_file(tmp_path / "c.mid").events
     assert [e[1:] for e in ev] == [(0x90, 60, 100), (0x80, 60, 0)] and ev[1][0] == pytest.approx(2.0)
+
+
+def test_an_audio_driven_take_keeps_its_input_and_resynth_gives_the_take_back(tmp_path):
+    """With the engine opened duplex, the take also holds the input the model heard
+    (``take-in.wav``); played through the same vocoder from the engine's first sample
+    (``livewave resynth``'s path) it gives the take back, shifted by the declared latency."""
+    from livewave.checkpoint import load_generator
+    from livewave.offline_render import render_audio
+
+    def vocoder_engine() -> Engine:
+        gen = load_generator(ROOT / "models" / "istft-fluidr3.safetensors")
+        return Engine(EngineConfig(sample_rate=RATE, max_block=256, input_channels=1), gen).prepare()
+
+    eng = vocoder_engine()
+    t = np.arange(RATE) / RATE
+    x = (0.3 * np.sin(2 * np.pi * 220 * t) * (t > 0.2)).astype(np.float32)[:, None]
+    rec = TakeRecorder(tmp_path / "v.wav", RATE, None, record_input=True).start()
+    eng.start_take(rec)
+    out = np.zeros((RATE, 2), np.float32)
+    for j in range(0, RATE, 100):
+        eng.render(out[j:j + 100], x[j:j + 100])
+    eng.stop_take()
+    s = rec.finish()
+    assert s["input"] == str(tmp_path / "v-in.wav") and s["dropped_samples"] == 0
+    heard, _ = sf.read(s["input"], dtype="float32")
+    np.testing.assert_array_equal(heard, x[:, 0])
+    w, _ = sf.read(s["audio"], dtype="float32")
+    lat = eng.latency_samples
+    again = render_audio(vocoder_engine(), heard[:, None], block=256)[:, 0]
+    assert np.abs(w).max() > 0.05
+    np.testing.assert_array_equal(again[:w.size - lat], w[lat:])
+    (tmp_path / "v.wav").unlink()                       # its input alone still keeps the name taken
+    assert free_take_paths(tmp_path / "v.wav")[0] == tmp_path / "v-2.wav"
