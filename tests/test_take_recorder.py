@@ -282,3 +282,27 @@ def test_an_audio_driven_take_keeps_its_input_and_resynth_gives_the_take_back(tm
     np.testing.assert_array_equal(again[:w.size - lat], w[lat:])
     (tmp_path / "v.wav").unlink()                       # its input alone still keeps the name taken
     assert free_take_paths(tmp_path / "v.wav")[0] == tmp_path / "v-2.wav"
+
+
+def test_the_midi_take_is_a_standard_file_that_mido_reads_the_same():
+    """livewave writes the take's bytes itself (``MidiTake``: appended as events come, so a
+    long take is not re-encoded every second); mido, an independent reader, reads them back."""
+    import tempfile
+
+    import mido
+    events = [(0, 0xB0, 64, 127), (10, 0x90, 60, 100), (10, 0xC1, 5, 0), (300, 0xD0, 40, 0),
+              (301, 0xE0, 3, 70), (20000, 0xA0, 60, 20), (200_000, 0x80, 60, 0), (200_001, 0x91, 72, 90)]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "t.mid"
+        write_midi_take(path, events, RATE, 250_000, first_sample=12345)
+        mf = mido.MidiFile(str(path))
+        assert mf.type == 0 and mf.ticks_per_beat == 24000 and len(mf.tracks) == 1
+        tick, got = 0, []
+        for msg in mf.tracks[0]:
+            tick += msg.time
+            if not msg.is_meta:
+                got.append((tick, *msg.bytes()))
+        assert got[:len(events)] == [(s, st, d1) if st & 0xF0 in (0xC0, 0xD0) else (s, st, d1, d2)
+                                     for s, st, d1, d2 in events]
+        assert got[len(events):] == [(250_000, 0x81, 72, 0)]          # the note still held, released
+        assert read_midi_file(path).take_start == (12345, RATE)
