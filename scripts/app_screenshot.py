@@ -1,6 +1,7 @@
 """The README's screenshot of the real window: run under Xvfb (Debian package xvfb), with
 the real engine process on a JACK dummy server, a shipped model loaded (the violin unless
-named), its card shown in the browser, and a chord held.
+named), its card shown in the browser, a take recording (into a temporary folder) and a chord
+held.
 
     xvfb-run -s "-screen 0 1180x700x24" .venv/bin/python scripts/app_screenshot.py docs/app.png [piano-midi2mel]
 """
@@ -26,6 +27,7 @@ def main(out: str, model: str = "violin") -> None:
         client.start({"audio": "system", "midi": "none", "block": 128, "placement": "rtmixer",
                       "model": str(ROOT / "models" / f"{model}.safetensors")})
         w = MainWindow(client, session=None)
+        w.takes_dir = Path(tempfile.mkdtemp())
         item = w.browser.item_for(str(ROOT / "models" / f"{model}.safetensors"))
         if item is not None:
             w.browser.list.setCurrentItem(item)
@@ -41,6 +43,7 @@ def main(out: str, model: str = "violin") -> None:
             w.keyboard.release_all()
             w.close()
             app.quit()
+        QTimer.singleShot(300, w.toggle_record)
         QTimer.singleShot(800, play)
         QTimer.singleShot(2500, shot)
         app.exec()

@@ -124,6 +124,7 @@ class MainWindow(QMainWindow):
         self.status_labels = {k: QLabel() for k in ("take", "device", "load", "latency", "xruns", "voices")}
         for lab in self.status_labels.values():
             self.statusBar().addPermanentWidget(lab)
+        self.status_labels["take"].setStyleSheet("color: #ff5252; font-weight: 700; padding: 0 8px;")
 
         self._actions()
         client.loaded.connect(self.on_loaded)
