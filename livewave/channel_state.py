@@ -10,6 +10,8 @@ omni/mono/poly mode messages 124-127, which imply all notes off).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .generator import Conditioning, midi_to_hz
@@ -33,6 +35,15 @@ class ChannelState:
         self.poly = np.zeros((16, 128), np.float64)
         self.rpn = np.full((16, 2), 127, np.int16)     # [msb, lsb]; 127/127 = null
         self.ignored = 0                               # messages dropped by the channel filter
+        # Concert pitch and transpose (the engine's set_tuning / set_transpose, applied on the
+        # render side). The tuning is an offset in semitones from A4 = 440 Hz, so every family
+        # follows it, whether it reads a voice's fractional note or its f0; held notes follow a
+        # new tuning. The transpose is taken by a note when it begins (the voice keeps it), so
+        # a change never moves a held note nor loses its note-off; a key transposed off the
+        # keyboard (outside 0..127) does not sound.
+        self.tune = 0.0
+        self.transpose = 0
+        self.off_keyboard = 0                          # note-ons transposed outside 0..127
 
     def reset(self) -> None:
         self.bend[:] = 0.0
@@ -45,8 +56,13 @@ class ChannelState:
         self.poly[:] = 0.0
         self.rpn[:] = 127
 
-    def _note_f(self, ch: int, note: int) -> float:
-        return note + self.bend[ch] * self.bend_range[ch]
+    def set_tuning(self, a4_hz: float) -> None:
+        self.tune = 12.0 * math.log2(a4_hz / 440.0)
+        for ch in range(16):
+            self._retune(ch)
+
+    def _note_f(self, ch: int, note: int, shift: int = 0) -> float:
+        return note + shift + self.tune + self.bend[ch] * self.bend_range[ch]
 
     def _gain(self, ch: int) -> float:
         # Volume follows the GM-recommended squared law (40 log10), expression likewise.
@@ -55,7 +71,7 @@ class ChannelState:
     def _retune(self, ch: int) -> None:
         c = self.cond
         for v in self.voices.voices_on(ch):
-            nf = self._note_f(ch, int(self.voices.note_int[v]))
+            nf = self._note_f(ch, int(self.voices.note_int[v]), int(self.voices.shift[v]))
             c.note[v] = nf
             c.f0[v] = midi_to_hz(nf)
 
@@ -81,9 +97,13 @@ class ChannelState:
         d2 &= 0x7F
         v = self.voices
         if kind == 0x90 and d2 > 0:
-            nf = self._note_f(ch, d1)
+            shift = self.transpose
+            if not 0 <= d1 + shift <= 127:
+                self.off_keyboard += 1
+                return
+            nf = self._note_f(ch, d1, shift)
             v.note_on(ch, d1, d2 / 127.0, t, midi_to_hz(nf), nf, self._gain(ch), self.mod[ch],
-                      max(self.pressure[ch], self.poly[ch, d1]))
+                      max(self.pressure[ch], self.poly[ch, d1]), shift)
         elif kind == 0x80 or kind == 0x90:
             v.note_off(ch, d1, t, bool(self.sustain[ch]))
         elif kind == 0xE0:

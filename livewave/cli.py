@@ -43,7 +43,9 @@ def _engine(args, sample_rate: int, block: int, input_channels: int = 0, gen=Non
     cfg = EngineConfig(sample_rate=sample_rate, max_block=max(block, 1024),
                        polyphony=args.polyphony, bend_range=args.bend_range,
                        midi_channels=parse_channels(args.channels), master_gain_db=args.gain,
-                       device=args.device, input_channels=input_channels)
+                       device=args.device, input_channels=input_channels,
+                       tuning_hz=440.0 if args.tuning is None else args.tuning,
+                       transpose=0 if args.transpose is None else args.transpose)
     flagged = None
     if screen and gen is not None:
         from .load_screen import ScreenRefused, describe_flags
@@ -66,6 +68,10 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block", type=int, default=None, help="block size in samples")
     p.add_argument("--polyphony", type=int, default=16)
     p.add_argument("--bend-range", type=float, default=2.0, help="pitch-bend range in semitones")
+    p.add_argument("--tuning", type=float, default=None, metavar="HZ",
+                   help="concert pitch: A4 in Hz, 400..480 (default 440; a take replays at its own)")
+    p.add_argument("--transpose", type=int, default=None, metavar="SEMITONES",
+                   help="added to every key, -36..36 (default 0; a take replays at its own)")
     p.add_argument("--channels", default="all", help="MIDI channel filter: all, 1,2,10 or 1-4")
     p.add_argument("--gain", type=float, default=0.0, help="master gain in dB")
     p.add_argument("--device", default="auto", help="where a neural model runs: auto (CUDA when present), cpu, cuda[:N]")
@@ -267,6 +273,9 @@ def cmd_render(args) -> int:
     from .smf import read_midi_file
     song = read_midi_file(args.midi_file)
     block = args.block or 256
+    if song.take_tuning is not None:            # a take replays at the pitch it was played at
+        args.tuning = song.take_tuning[0] if args.tuning is None else args.tuning
+        args.transpose = song.take_tuning[1] if args.transpose is None else args.transpose
     eng = _engine(args, args.rate, block).prepare()
     bar = ProgressBar(args.rate, label=Path(args.midi_file).name) if not args.quiet else None
     t0 = time.perf_counter()

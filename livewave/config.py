@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 MIN_RATE, MAX_RATE = 22050, 192000
 MIN_BLOCK, MAX_BLOCK = 1, 4096
 CEILING_DBFS = -1.0
+TUNING_MIN, TUNING_MAX = 400.0, 480.0     # A4 in Hz: from below baroque pitch to above any orchestra's
+TRANSPOSE_MAX = 36                         # semitones either way
 PLACEMENTS = ("callback", "thread", "rtmixer")   # where rendering runs (see audio_io)
 
 
@@ -42,6 +44,8 @@ class EngineConfig:
     channels: int = 2                     # output channels; the mono mix is copied to each
     input_channels: int = 0               # audio input channels handed to the generator (duplex)
     bend_range: float = 2.0               # semitones, default; RPN 0 changes it per channel
+    tuning_hz: float = 440.0              # concert pitch: A4 sounds at this frequency (415: baroque)
+    transpose: int = 0                    # semitones added to every key played
     midi_channels: tuple[int, ...] = tuple(range(16))   # channel filter, 0-based
     master_gain_db: float = 0.0
     ceiling_dbfs: float = CEILING_DBFS
@@ -68,6 +72,11 @@ class EngineConfig:
             raise ConfigError(f"{self.input_channels} input channels: need 0..64")
         if not (0.0 <= self.bend_range <= 48.0):
             raise ConfigError(f"pitch-bend range {self.bend_range} semitones is outside 0..48")
+        if not (TUNING_MIN <= self.tuning_hz <= TUNING_MAX):
+            raise ConfigError(f"tuning A4 = {self.tuning_hz} Hz is outside {TUNING_MIN:g}..{TUNING_MAX:g} Hz")
+        if int(self.transpose) != self.transpose or not (-TRANSPOSE_MAX <= self.transpose <= TRANSPOSE_MAX):
+            raise ConfigError(f"transpose {self.transpose} is not a whole number of semitones in "
+                              f"-{TRANSPOSE_MAX}..{TRANSPOSE_MAX}")
         if not self.midi_channels or any(not (0 <= c < 16) for c in self.midi_channels):
             raise ConfigError(f"MIDI channel filter {self.midi_channels!r}: channels are 1..16")
         if not (-60.0 <= self.master_gain_db <= 12.0):

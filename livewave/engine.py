@@ -23,7 +23,7 @@ from collections import deque
 import numpy as np
 
 from .channel_state import ChannelState
-from .config import EngineConfig
+from .config import TRANSPOSE_MAX, TUNING_MAX, TUNING_MIN, EngineConfig
 from .envelope import envelope_block, envelope_coefficients
 from .event_queue import NO_EVENT, EventQueue
 from .generator import RESTART_FRESH, Conditioning, Generator
@@ -96,6 +96,10 @@ class Engine:
         mask = np.zeros(16, np.bool_)
         mask[list(cfg.midi_channels)] = True
         self.channels = ChannelState(self.cond, self.voices, cfg.bend_range, mask)
+        self.channels.set_tuning(cfg.tuning_hz)
+        self.channels.transpose = int(cfg.transpose)
+        self.tuning_hz, self.transpose = float(cfg.tuning_hz), int(cfg.transpose)
+        self._tuning_asked = self._tuning_applied = 0   # control side counts, render side catches up
         self.env_coef = self._envelope_for(self.generator)
         self.post = PostChain(sr, cfg.ceiling_dbfs, cfg.master_gain_db, cfg.dc_cutoff_hz)
         self.mono = np.zeros(mb, np.float32)
@@ -222,6 +226,24 @@ class Engine:
             return
         self.post.set_gain_db(min(12.0, max(-90.0, float(gain_db))))
 
+    def set_tuning(self, a4_hz: float) -> float:
+        """Concert pitch (A4 in Hz), clamped to its range; held notes follow from the next block.
+        Returns the value set."""
+        if a4_hz != a4_hz:
+            return self.tuning_hz
+        self.tuning_hz = min(TUNING_MAX, max(TUNING_MIN, float(a4_hz)))
+        self._tuning_asked += 1          # after the value: the render side reads the latest one
+        return self.tuning_hz
+
+    def set_transpose(self, semitones: float) -> int:
+        """Semitones added to every key from the next note on (held notes keep theirs),
+        rounded and clamped to its range. Returns the value set."""
+        if semitones != semitones:
+            return self.transpose
+        self.transpose = int(min(TRANSPOSE_MAX, max(-TRANSPOSE_MAX, round(float(semitones)))))
+        self.channels.transpose = self.transpose         # one store, read at each note-on
+        return self.transpose
+
     def panic(self) -> None:
         self._panic = True
 
@@ -247,6 +269,7 @@ class Engine:
         """Record from the next block on: a started ``take_recorder.TakeRecorder``."""
         if self.take is not None:
             raise RuntimeError("a take is already being recorded")
+        recorder.tuning = (self.tuning_hz, self.transpose)     # replayed so (smf.MidiSong.take_tuning)
         self.take = recorder
 
     def stop_take(self, timeout_s: float = 1.0):
@@ -285,6 +308,10 @@ class Engine:
             pos += m
 
     def _control_flags(self, t: int, rec=None) -> None:
+        asked = self._tuning_asked
+        if asked != self._tuning_applied:
+            self._tuning_applied = asked
+            self.channels.set_tuning(self.tuning_hz)
         if self._pending is not None:
             gen, controls, env_coef = self._pending
             self.env_coef = env_coef

@@ -42,20 +42,30 @@ class MidiSong:
     duration: float = 0.0                       # time of last event, seconds
     path: str = ""
     # a livewave take (take_recorder): (the engine sample its first sample was, that engine's
-    # rate), from its TAKE_MARKER text event; None for any other file
+    # rate), and (A4 in Hz, transpose) as it began, from its TAKE_MARKER text event; None for
+    # any other file
     take_start: tuple[int, int] | None = None
+    take_tuning: tuple[float, int] | None = None
 
 
-TAKE_MARKER = "livewave take: engine sample "       # + "<sample> at <rate> Hz"
+TAKE_MARKER = "livewave take: engine sample "   # + "<sample> at <rate> Hz[, A4 <hz> Hz, transpose <n>]"
 
 
-def parse_take_marker(text: str) -> tuple[int, int] | None:
+def parse_take_marker(text: str) -> tuple[int, int, float | None, int | None] | None:
+    """(sample, rate, A4 Hz or None, transpose or None) from a take's marker, else None."""
     if not text.startswith(TAKE_MARKER):
         return None
     try:
-        sample, rest = text[len(TAKE_MARKER):].split(" at ", 1)
-        rate = rest.removesuffix(" Hz")
-        return (int(sample), int(rate)) if int(sample) >= 0 and int(rate) > 0 else None
+        parts = text[len(TAKE_MARKER):].split(", ")
+        sample, rate = parts[0].split(" at ", 1)
+        sample, rate = int(sample), int(rate.removesuffix(" Hz"))
+        tuning = transpose = None
+        for p in parts[1:]:
+            if p.startswith("A4 "):
+                tuning = float(p[3:].removesuffix(" Hz"))
+            elif p.startswith("transpose "):
+                transpose = int(p[len("transpose "):])
+        return (sample, rate, tuning, transpose) if sample >= 0 and rate > 0 else None
     except ValueError:
         return None
 
@@ -228,4 +238,8 @@ def _build_song(tracks, division: int, spath: str) -> MidiSong:
             t_sec = seg_sec + (tick - seg_tick) * tempo / (1_000_000 * tpb)
             events.append((t_sec, s, a, b))
     duration = events[-1][0] if events else 0.0
-    return MidiSong(events=events, duration=duration, path=spath, take_start=take)
+    tuning = None
+    if take is not None and take[2] is not None and take[3] is not None:
+        tuning = (take[2], take[3])
+    return MidiSong(events=events, duration=duration, path=spath, take_start=take[:2] if take else None,
+                    take_tuning=tuning)

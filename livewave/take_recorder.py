@@ -174,8 +174,9 @@ class MidiTake:
     kept in a text event (``smf.TAKE_MARKER``) so that ``livewave render`` can start its clock
     there: a voice's noise and a model's frame grid follow the engine's clock."""
 
-    def __init__(self, sample_rate: int, first_sample: int = 0):
+    def __init__(self, sample_rate: int, first_sample: int = 0, tuning: tuple[float, int] = (440.0, 0)):
         self.sample_rate = int(sample_rate)
+        self.tuning = (float(tuning[0]), int(tuning[1]))    # (A4 Hz, transpose) as the take began
         self.ppq, self.tempo, self.exact = tick_base(self.sample_rate)
         self.per_tick = self.sample_rate * self.tempo / 1_000_000 / self.ppq   # samples per tick (1.0 when exact)
         self.first_sample = max(0, int(first_sample))
@@ -207,7 +208,8 @@ class MidiTake:
     def data(self, end_sample: int) -> bytes:
         from .smf import TAKE_MARKER
         head = (_meta(0x51, self.tempo.to_bytes(3, "big")) + _meta(0x03, b"livewave take")
-                + _meta(0x01, f"{TAKE_MARKER}{self.first_sample} at {self.sample_rate} Hz".encode()))
+                + _meta(0x01, (f"{TAKE_MARKER}{self.first_sample} at {self.sample_rate} Hz, A4 {self.tuning[0]:g} Hz, "
+                               f"transpose {self.tuning[1]}").encode()))
         tail, last = bytearray(), self.last
         end = self._tick(end_sample)
         for (ch, note), n in sorted(self.on.items()):
@@ -227,10 +229,10 @@ class MidiTake:
 
 
 def write_midi_take(path: Path, events: list[tuple[int, int, int, int]], sample_rate: int,
-                    end_sample: int, first_sample: int = 0) -> None:
+                    end_sample: int, first_sample: int = 0, tuning: tuple[float, int] = (440.0, 0)) -> None:
     """``events`` [(sample, status, d1, d2)] relative to the take's first sample, in order ->
     a type 0 Standard MIDI File (``MidiTake``), written atomically."""
-    take = MidiTake(sample_rate, first_sample)
+    take = MidiTake(sample_rate, first_sample, tuning)
     for e in events:
         take.add(*e)
     take.save(Path(path), end_sample)
@@ -295,6 +297,7 @@ class TakeRecorder:
         self.first_sample = -1           # the engine sample of the take's first sample (render side)
         self.samples = 0                 # written to the file
         self.midi: MidiTake | None = None   # made at the first drain after the render side began
+        self.tuning = (440.0, 0)         # (A4 Hz, transpose) as the take began (Engine.start_take)
         self.error: str | None = None    # the writer's failure (a full disk), reported, never raised there
         self._file = None
         self._stop = threading.Event()
@@ -370,7 +373,7 @@ class TakeRecorder:
         if self.in_ring is not None:
             self._drain_ring(self.in_ring, self.ipos, self._in_file, self.input_path)
         if self.midi is None and self.first_sample >= 0:
-            self.midi = MidiTake(self.sample_rate, self.first_sample)
+            self.midi = MidiTake(self.sample_rate, self.first_sample, self.tuning)
         w, r = int(self.epos[0]), int(self.epos[1])
         if w > r and self.midi is not None:
             t0 = self.first_sample

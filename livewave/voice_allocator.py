@@ -51,6 +51,7 @@ class VoiceAllocator:
         self.key_down = np.zeros(p, np.bool_)
         self.sustained = np.zeros(p, np.bool_)
         self.note_int = np.zeros(p, np.int16)
+        self.shift = np.zeros(p, np.int16)       # the transpose a voice's note began with (semitones)
         self.start_order = np.zeros(p, np.int64)
         self.release_order = np.zeros(p, np.int64)
         self.note_voice = np.full((16, 128), -1, np.int16)
@@ -83,7 +84,7 @@ class VoiceAllocator:
 
     # -- events ------------------------------------------------------------------
     def note_on(self, ch: int, note: int, velocity: float, t: int, f0: float, note_f: float,
-                gain: float, mod: float, pressure: float) -> int:
+                gain: float, mod: float, pressure: float, shift: int = 0) -> int:
         c = self.cond
         v = int(self.note_voice[ch, note])
         if v >= 0 and c.active[v]:
@@ -99,6 +100,7 @@ class VoiceAllocator:
         self.start_order[v] = self._counter
         self.note_voice[ch, note] = v
         self.note_int[v] = note
+        self.shift[v] = shift
         self.key_down[v] = True
         self.sustained[v] = False
         self.stage[v] = ATTACK
