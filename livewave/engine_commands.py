@@ -6,6 +6,8 @@ Channels:
     ("load", path)                       checkpoint, loaded off the render side, then crossfaded in
     ("control", name_or_index, value)    answered ("control", name, value as clamped)
     ("gain_db", value)                   answered ("gain_db", value as clamped)
+    ("tuning", hz)                       concert pitch, A4 in Hz; answered ("tuning", value as clamped)
+    ("transpose", semitones)             for the next notes; answered ("transpose", value as clamped)
     ("panic",) ("release_all",)
     ("midi", status, d1[, d2])           a channel message, e.g. from an on-screen keyboard
     ("midi_ports"[, selection])          changes the MIDI input selection (all, none, a number or part
@@ -50,6 +52,8 @@ DEFAULT_SETTINGS = {
     "midi_api": "auto",       # auto: JACK MIDI when the audio device is JACK's
     "polyphony": 16,
     "bend_range": 2.0,
+    "tuning": 440.0,          # A4 in Hz
+    "transpose": 0,           # semitones
     "channels": "all",        # MIDI channel filter
     "gain": 0.0,              # master gain, dB
     "device": "auto",         # where a neural model runs
@@ -91,7 +95,8 @@ _ARITY = {"load": (1, 1, "path"), "control": (2, 2, "name or index, value"), "ga
           "midi_ports": (0, 1, "[selection]"), "devices": (0, 0, ""), "learn": (1, 1, "control name"),
           "bind": (3, 3, "control name, channel, cc"), "unbind": (1, 1, "control name"),
           "ping": (1, 1, "token"), "stop": (0, 0, ""), "fault": (1, 1, "kind (tests only)"),
-          "record": (1, 1, "path of a .wav"), "record_stop": (0, 0, "")}
+          "record": (1, 1, "path of a .wav"), "record_stop": (0, 0, ""), "tuning": (1, 1, "A4 in Hz"),
+          "transpose": (1, 1, "semitones")}
 COMMANDS = tuple(_ARITY)
 
 
@@ -119,8 +124,12 @@ def check_command(cmd) -> tuple:
         elif not isinstance(key, str):
             raise CommandError(f"control: {key!r:.40} is neither a control name nor an index")
         return (name, key, _finite(name, args[1]))
-    if name == "gain_db":
+    if name in ("gain_db", "tuning"):
         return (name, _finite(name, args[0]))
+    if name == "transpose":
+        if not _is_int(args[0]):
+            raise CommandError(f"transpose: {args[0]!r:.40} is not a whole number of semitones")
+        return (name, int(args[0]))
     if name == "midi":
         status = _byte(name, "status", args[0], 0x80, 0xEF)
         d1 = _byte(name, "data1", args[1])
@@ -155,14 +164,19 @@ def check_settings(settings: dict | None) -> dict:
         if k not in DEFAULT_SETTINGS:
             raise EngineError(f"unknown engine setting {k!r} (settings: {', '.join(DEFAULT_SETTINGS)})")
         out[k] = v
-    for k in ("rate", "block", "ahead", "input_channels", "polyphony"):
+    for k in ("rate", "block", "ahead", "input_channels", "polyphony", "transpose"):
         if not _is_int(out[k]):
             raise EngineError(f"engine setting {k}={out[k]!r} must be an integer")
         out[k] = int(out[k])
-    for k in ("bend_range", "gain"):
+    for k in ("bend_range", "gain", "tuning"):
         if not _is_number(out[k]):
             raise EngineError(f"engine setting {k}={out[k]!r} must be a number")
         out[k] = float(out[k])
+    from .config import TRANSPOSE_MAX, TUNING_MAX, TUNING_MIN
+    if not TUNING_MIN <= out["tuning"] <= TUNING_MAX:
+        raise EngineError(f"engine setting tuning={out['tuning']!r}: A4 must be {TUNING_MIN:g}..{TUNING_MAX:g} Hz")
+    if not -TRANSPOSE_MAX <= out["transpose"] <= TRANSPOSE_MAX:
+        raise EngineError(f"engine setting transpose={out['transpose']!r}: need -{TRANSPOSE_MAX}..{TRANSPOSE_MAX}")
     if out["model"] is not None:
         out["model"] = str(os.fspath(out["model"]))
     if out["audio"] is not None and not _is_int(out["audio"]):

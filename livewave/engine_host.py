@@ -197,7 +197,8 @@ class EngineHost:
         from .generator import preload_families
         unavailable = preload_families()     # NB: no first import of torch beside a running stream
         args = Namespace(model=s["model"], polyphony=s["polyphony"], bend_range=s["bend_range"],
-                         channels=s["channels"], gain=s["gain"], device=s["device"])
+                         channels=s["channels"], gain=s["gain"], device=s["device"], tuning=s["tuning"],
+                         transpose=s["transpose"])
         self.engine = eng = _engine(args, rate, block, screen=True)
         eng.reports.extend(f"a generator family is unavailable: {m}" for m in unavailable)
         if s["bindings"]:
@@ -335,6 +336,12 @@ class EngineHost:
     def _cmd_gain_db(self, value: float) -> None:
         self.engine.set_master_gain_db(value)
         self.send(("gain_db", min(12.0, max(-90.0, value))))
+
+    def _cmd_tuning(self, hz: float) -> None:
+        self.send(("tuning", self.engine.set_tuning(hz)))
+
+    def _cmd_transpose(self, semitones: int) -> None:
+        self.send(("transpose", self.engine.set_transpose(semitones)))
 
     def _cmd_panic(self) -> None:
         self.engine.panic()

@@ -361,6 +361,8 @@ class EngineProcess:
             self.settings["bindings"] = dict(ev[1])
         elif ev and ev[0] == "midi_ports":
             self.settings["midi"] = ev[2]
+        elif ev and ev[0] in ("tuning", "transpose"):      # and the pitch it plays at
+            self.settings[ev[0]] = ev[1]
         return ev
 
     def _drain(self) -> list:

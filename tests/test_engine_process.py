@@ -331,6 +331,23 @@ def test_child_records_a_take_on_command_and_says_where(host, tmp_path):
     eng.stop_take().finish()
 
 
+def test_child_sets_concert_pitch_and_transpose_and_says_what_it_set(host):
+    eng = host.engine
+    for cmd in (("tuning", 442.0), ("tuning", 1000.0), ("transpose", -5), ("transpose", 99)):
+        host.handle(cmd)
+    host.handle(("transpose", 2.5))
+    host.handle(("tuning", float("nan")))
+    sent = host.conn.sent
+    assert sent[:4] == [("tuning", 442.0), ("tuning", 480.0), ("transpose", -5), ("transpose", 36)], sent
+    assert sent[4][0] == "error" and "whole number" in sent[4][1]
+    assert sent[5][0] == "error" and "finite" in sent[5][1]
+    assert eng.tuning_hz == 480.0 and eng.transpose == 36
+    with pytest.raises(EngineError, match="tuning"):
+        check_settings({"tuning": 300.0})
+    with pytest.raises(EngineError, match="transpose"):
+        check_settings({"transpose": 40})
+
+
 def test_child_binds_learns_and_tells_the_gui_what_a_knob_moved(host):
     eng = host.engine
     out = np.zeros((64, 1), np.float32)

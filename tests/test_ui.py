@@ -410,3 +410,23 @@ def test_a_vocoder_played_from_midi_shows_its_card_and_the_vocoders_controls(win
     assert set(w.controls.sliders) == {"sigma"}
     assert w.controls.sliders["sigma"].value == pytest.approx(0.6)
     assert w.model_info.get("family") == "midi2mel"
+
+
+def test_tuning_and_transpose_reach_the_engine_and_are_remembered(qtbot, tmp_path):
+    from PyQt6.QtCore import QSettings
+    store = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    client = EngineClient(NullEngine())
+    client.start({"tuning": 415.0, "transpose": -2})
+    w = MainWindow(client, model_folders=[tmp_path], settings=store)
+    qtbot.addWidget(w)
+    w.show()
+    try:
+        assert w.devices.tuning.value() == 415.0 and w.devices.transpose.value() == -2   # as the engine starts
+        w.devices.tuning.setValue(442.5)
+        w.devices.transpose.setValue(3)
+        qtbot.waitUntil(lambda: client.engine.settings["transpose"] == 3, timeout=2000)
+        assert client.engine.settings["tuning"] == 442.5
+        qtbot.waitUntil(lambda: store.value("transpose") is not None, timeout=2000)
+        assert float(store.value("tuning")) == 442.5 and int(store.value("transpose")) == 3
+    finally:
+        w.close()

@@ -1,15 +1,19 @@
-"""Audio output, sample rate, block size and MIDI input pickers.
+"""Audio output, sample rate, block size and MIDI input pickers; concert pitch and transpose.
 
 The lists come from the engine (("devices",) and ("midi_ports",) answers): the engine process
 owns PortAudio and the MIDI ports. MIDI inputs are polled about once a second, so a keyboard
 plugged in while the app runs appears in the list; "All inputs" follows hot-plug by itself.
 A pick emits ``audio_changed`` (settings to restart the engine with) or ``midi_changed``
-(a selection the engine applies live); the window remembers both.
+(a selection the engine applies live); the window remembers both. The tuning (A4 in Hz) and
+the transpose (semitones) are applied live (``tuning_changed``, ``transpose_changed``): held
+notes follow a new tuning, a new transpose takes effect from the next note.
 """
 from __future__ import annotations
 
 from PyQt6.QtCore import pyqtSignal
-from PyQt6.QtWidgets import QComboBox, QGridLayout, QGroupBox, QLabel
+from PyQt6.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QGroupBox, QLabel, QSpinBox
+
+from livewave.config import TRANSPOSE_MAX, TUNING_MAX, TUNING_MIN
 
 RATES = (44100, 48000, 88200, 96000)
 BLOCKS = (32, 64, 128, 256, 512, 1024)
@@ -20,6 +24,8 @@ NO_INPUT = "none"
 class DevicePanel(QGroupBox):
     audio_changed = pyqtSignal(dict)       # {"audio": name or None, "rate": int, "block": int}
     midi_changed = pyqtSignal(str)         # all, none, or a port name
+    tuning_changed = pyqtSignal(float)     # A4 in Hz
+    transpose_changed = pyqtSignal(int)    # semitones
 
     def __init__(self, parent=None):
         super().__init__("Audio and MIDI", parent)
@@ -33,9 +39,24 @@ class DevicePanel(QGroupBox):
             self.rate.addItem(f"{r} Hz", r)
         for b in BLOCKS:
             self.block.addItem(f"{b} samples", b)
+        self.tuning = QDoubleSpinBox()
+        self.tuning.setRange(TUNING_MIN, TUNING_MAX)
+        self.tuning.setDecimals(1)
+        self.tuning.setSingleStep(0.5)
+        self.tuning.setSuffix(" Hz")
+        self.tuning.setValue(440.0)
+        self.tuning.setKeyboardTracking(False)         # typed digits apply on Enter, not one by one
+        self.tuning.setToolTip("concert pitch: the frequency of A4 (440 standard, 442 many orchestras, "
+                               "415 baroque); held notes follow")
+        self.transpose = QSpinBox()
+        self.transpose.setRange(-TRANSPOSE_MAX, TRANSPOSE_MAX)
+        self.transpose.setSuffix(" st")
+        self.transpose.setKeyboardTracking(False)
+        self.transpose.setToolTip("semitones added to every key, from the next note on")
         grid = QGridLayout(self)
         for row, (text, box) in enumerate((("Output", self.audio), ("Rate", self.rate), ("Block", self.block),
-                                           ("MIDI in", self.midi))):
+                                           ("MIDI in", self.midi), ("Tune A4", self.tuning),
+                                           ("Transpose", self.transpose))):
             grid.addWidget(QLabel(text), row, 0)
             grid.addWidget(box, row, 1)
         grid.setColumnStretch(1, 1)
@@ -43,6 +64,8 @@ class DevicePanel(QGroupBox):
         for box in (self.audio, self.rate, self.block):
             box.activated.connect(self._audio_picked)
         self.midi.activated.connect(lambda _i: self.midi_changed.emit(self.midi.currentData()))
+        self.tuning.valueChanged.connect(self.tuning_changed.emit)
+        self.transpose.valueChanged.connect(self.transpose_changed.emit)
 
     # -- from the engine -------------------------------------------------------------------------
     def set_devices(self, devices: list[dict], current: str) -> None:
@@ -80,6 +103,14 @@ class DevicePanel(QGroupBox):
             i = box.count() - 1
         box.setCurrentIndex(max(i, 0))
         box.blockSignals(False)
+
+    def set_pitch(self, tuning: float | None = None, transpose: int | None = None) -> None:
+        """Show what the engine plays at (its answers), without sending it back."""
+        for box, value in ((self.tuning, tuning), (self.transpose, transpose)):
+            if value is not None and box.value() != value:
+                box.blockSignals(True)
+                box.setValue(value)
+                box.blockSignals(False)
 
     # -- from the performer ------------------------------------------------------------------------
     def choice(self) -> dict:

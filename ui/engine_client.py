@@ -26,6 +26,8 @@ class EngineClient(QObject):
     learned = pyqtSignal(str, int, int)      # control, channel, cc
     reconfigured = pyqtSignal(dict)          # the engine's ready info after a device change
     gain_changed = pyqtSignal(float)         # master volume dB (answer, or a bound CC moved it)
+    tuning_changed = pyqtSignal(float)       # A4 in Hz, as the engine set it
+    transpose_changed = pyqtSignal(int)      # semitones, as the engine set it
     recording = pyqtSignal(str, str)         # a take started: its WAV and MIDI paths
     recorded = pyqtSignal(dict)              # a take ended: audio, midi, seconds, events, dropped, error
 
@@ -94,6 +96,10 @@ class EngineClient(QObject):
                 self.learning.emit(str(ev[1]))
             elif kind == "learned":
                 self.learned.emit(str(ev[1]), int(ev[2]), int(ev[3]))
+            elif kind == "tuning":
+                self.tuning_changed.emit(float(ev[1]))
+            elif kind == "transpose":
+                self.transpose_changed.emit(int(ev[1]))
             elif kind == "recording":
                 self.recording.emit(str(ev[1]), str(ev[2]))
             elif kind == "recorded":

@@ -149,6 +149,12 @@ class MainWindow(QMainWindow):
         client.restarted.connect(lambda _m: self.on_reconfigured(getattr(client.engine, "info", {}) or {}))
         self.devices.audio_changed.connect(self.change_audio)
         self.devices.midi_changed.connect(self.change_midi)
+        self.devices.tuning_changed.connect(lambda hz: client.send("tuning", float(hz)))
+        self.devices.transpose_changed.connect(lambda st: client.send("transpose", int(st)))
+        client.tuning_changed.connect(lambda hz: self.on_pitch("tuning", hz))
+        client.transpose_changed.connect(lambda st: self.on_pitch("transpose", st))
+        es = client.engine.settings
+        self.devices.set_pitch(float(es.get("tuning", 440.0)), int(es.get("transpose", 0)))
         self.keyboard.note_on.connect(lambda n, v: client.send("midi", 0x90, n, v))
         self.keyboard.note_off.connect(lambda n: client.send("midi", 0x80, n, 0))
         self.panic_button.clicked.connect(self.panic)
@@ -246,6 +252,14 @@ class MainWindow(QMainWindow):
         self.client.send("devices")
         self.client.send("midi_ports")
         self.controls.show_bindings(self.client.engine.settings.get("bindings") or {})
+
+    def on_pitch(self, key: str, value) -> None:
+        """The engine's answer: shown, and remembered across restarts of the app."""
+        self.devices.set_pitch(**{key: value})
+        if self.settings is not None:
+            self.settings.setValue(key, value)
+        what = f"A4 = {value:g} Hz" if key == "tuning" else f"transpose {value:+d} semitones"
+        self.statusBar().showMessage(what, 3000)
 
     def change_midi(self, selection: str) -> None:
         self.client.send("midi_ports", selection)
