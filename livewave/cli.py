@@ -44,8 +44,8 @@ def _engine(args, sample_rate: int, block: int, input_channels: int = 0, gen=Non
                        polyphony=args.polyphony, bend_range=args.bend_range,
                        midi_channels=parse_channels(args.channels), master_gain_db=args.gain,
                        device=args.device, input_channels=input_channels,
-                       tuning_hz=getattr(args, "tuning", None) or 440.0,
-                       transpose=getattr(args, "transpose", None) or 0)
+                       tuning_hz=440.0 if getattr(args, "tuning", None) is None else args.tuning,
+                       transpose=0 if getattr(args, "transpose", None) is None else args.transpose)
     flagged = None
     if screen and gen is not None:
         from .load_screen import ScreenRefused, describe_flags
