@@ -100,6 +100,10 @@ class Engine:
         self.channels.transpose = int(cfg.transpose)
         self.tuning_hz, self.transpose = float(cfg.tuning_hz), int(cfg.transpose)
         self._tuning_asked = self._tuning_applied = 0   # control side counts, render side catches up
+        # the last program change (render side writes: [count, channel, program]); the control
+        # side reads it (poll_program) and loads the model it names (engine_host)
+        self.program = np.zeros(3, np.int64)
+        self._program_seen = 0
         self.env_coef = self._envelope_for(self.generator)
         self.post = PostChain(sr, cfg.ceiling_dbfs, cfg.master_gain_db, cfg.dc_cutoff_hz)
         self.mono = np.zeros(mb, np.float32)
@@ -265,6 +269,15 @@ class Engine:
         """Samples of delay the engine itself adds (limiter look-ahead + generator lookahead)."""
         return self.post.latency + int(self.generator.info.lookahead)
 
+    def poll_program(self) -> tuple[int, int] | None:
+        """(channel, program) of the last MIDI program change since the last call, else None
+        (control side; two in quick succession: the last one)."""
+        count = int(self.program[0])
+        if count == self._program_seen:
+            return None
+        self._program_seen = count
+        return int(self.program[1]), int(self.program[2])
+
     def start_take(self, recorder) -> None:
         """Record from the next block on: a started ``take_recorder.TakeRecorder``."""
         if self.take is not None:
@@ -379,6 +392,11 @@ class Engine:
                                         self.post)
                 if rec is not None and 0x80 <= status < 0xF0 and mask[status & 0x0F]:
                     push_event(rec.events, rec.epos, t, status, d1 & 0x7F, d2 & 0x7F)
+                if status & 0xF0 == 0xC0 and mask[status & 0x0F]:
+                    prog = self.program
+                    prog[1] = status & 0x0F
+                    prog[2] = d1 & 0x7F
+                    prog[0] += 1             # last: a reader that sees the count sees the rest
                 handle(status, d1, d2, t)
             nt = q.peek_time()
             seg_end = n if (nt == NO_EVENT or nt >= end) else nt - t0

@@ -6,6 +6,11 @@ Channels:
     ("load", path)                       checkpoint, loaded off the render side, then crossfaded in
     ("control", name_or_index, value)    answered ("control", name, value as clamped)
     ("gain_db", value)                   answered ("gain_db", value as clamped)
+    ("programs", [paths])                the models MIDI program changes select: program n (0-based, as
+                                         sent; a keyboard shows n + 1) loads paths[n] (checkpoint.BUILTIN
+                                         for the built-in instrument); [] ignores program changes. On a
+                                         program change the engine sends ("program", channel, n, path or
+                                         None), then loads it like ("load", path)
     ("tuning", hz)                       concert pitch, A4 in Hz; answered ("tuning", value as clamped)
     ("transpose", semitones)             for the next notes; answered ("transpose", value as clamped)
     ("panic",) ("release_all",)
@@ -96,7 +101,7 @@ _ARITY = {"load": (1, 1, "path"), "control": (2, 2, "name or index, value"), "ga
           "bind": (3, 3, "control name, channel, cc"), "unbind": (1, 1, "control name"),
           "ping": (1, 1, "token"), "stop": (0, 0, ""), "fault": (1, 1, "kind (tests only)"),
           "record": (1, 1, "path of a .wav"), "record_stop": (0, 0, ""), "tuning": (1, 1, "A4 in Hz"),
-          "transpose": (1, 1, "semitones")}
+          "transpose": (1, 1, "semitones"), "programs": (1, 1, "list of model paths")}
 COMMANDS = tuple(_ARITY)
 
 
@@ -126,6 +131,12 @@ def check_command(cmd) -> tuple:
         return (name, key, _finite(name, args[1]))
     if name in ("gain_db", "tuning"):
         return (name, _finite(name, args[0]))
+    if name == "programs":
+        paths = args[0]
+        if not isinstance(paths, (list, tuple)) or len(paths) > 128 or \
+                not all(isinstance(p, (str, os.PathLike)) and str(p) for p in paths):
+            raise CommandError(f"programs: {paths!r:.60} is not a list of at most 128 model paths")
+        return (name, [str(os.fspath(p)) for p in paths])
     if name == "transpose":
         if not _is_int(args[0]):
             raise CommandError(f"transpose: {args[0]!r:.40} is not a whole number of semitones")

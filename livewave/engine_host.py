@@ -180,6 +180,7 @@ class EngineHost:
         self._shown: tuple = (None, np.zeros(0))   # (generator, control values the GUI was told)
         self._master_seen = 0                     # volume changes by a bound CC the GUI was told
         self.loop_errors: dict = {}               # (exception type, file:line) -> count (_guarded)
+        self.programs: list[str] = []             # MIDI program n loads programs[n] (("programs", ...))
 
     # -- start-up -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -266,7 +267,7 @@ class EngineHost:
             except (EOFError, OSError):
                 self.parent_gone = True     # the GUI is gone: the engine must not outlive it
                 break
-            for step in (self._finish_loads, self._watch_render, self.collector.tick):
+            for step in (self._finish_loads, self._watch_render, self._watch_program, self.collector.tick):
                 self._guarded(step)
             now = time.monotonic()
             if now >= next_status:
@@ -336,6 +337,23 @@ class EngineHost:
     def _cmd_gain_db(self, value: float) -> None:
         self.engine.set_master_gain_db(value)
         self.send(("gain_db", min(12.0, max(-90.0, value))))
+
+    def _cmd_programs(self, paths: list[str]) -> None:
+        self.programs = list(paths)
+
+    def _watch_program(self) -> None:
+        """A MIDI program change loads the model the GUI's list has at that number."""
+        got = self.engine.poll_program()
+        if got is None or not self.programs:
+            return
+        ch, n = got
+        path = self.programs[n] if n < len(self.programs) else None
+        self.send(("program", ch, n, path))
+        if path is None:
+            self.send(("report", f"program {n + 1} (channel {ch + 1}): no model at that number "
+                                 f"({len(self.programs)} in the list)"))
+        else:
+            self._cmd_load(path)
 
     def _cmd_tuning(self, hz: float) -> None:
         self.send(("tuning", self.engine.set_tuning(hz)))

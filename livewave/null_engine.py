@@ -114,6 +114,8 @@ class NullEngine:
             ev.append(("control", controls[idx].name, float(self._controls[idx])))
         elif name == "gain_db":
             ev.append(("gain_db", min(12.0, max(-90.0, args[0]))))
+        elif name == "programs":
+            self.programs = list(args[0])
         elif name == "tuning":
             self.settings["tuning"] = min(TUNING_MAX, max(TUNING_MIN, args[0]))
             ev.append(("tuning", self.settings["tuning"]))
@@ -128,6 +130,14 @@ class NullEngine:
             self._midi += 1
             if kind == 0xB0:
                 self._cc(ch, d1, d2)
+            if kind == 0xC0 and getattr(self, "programs", None):
+                path = self.programs[d1] if d1 < len(self.programs) else None
+                ev.append(("program", ch, d1, path))
+                if path is not None:
+                    self._handle(("load", path))
+                else:
+                    ev.append(("report", f"program {d1 + 1} (channel {ch + 1}): no model at that number "
+                                         f"({len(self.programs)} in the list)"))
             if kind == 0x90 and d2 > 0:
                 self._notes[ch, d1] = d2
             elif kind in (0x80, 0x90):

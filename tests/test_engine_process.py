@@ -348,6 +348,33 @@ def test_child_sets_concert_pitch_and_transpose_and_says_what_it_set(host):
         check_settings({"transpose": 40})
 
 
+def test_a_program_change_loads_the_model_the_list_has_at_that_number(host):
+    from livewave.checkpoint import BUILTIN
+    eng = host.engine
+    out = np.zeros((256, 1), np.float32)
+
+    def program(ch: int, n: int) -> None:
+        eng.push_event(eng.sample_time, 0xC0 | ch, n, 0)
+        eng.render(out)
+        host._watch_program()
+
+    program(0, 1)                                        # no list yet: program changes are ignored
+    assert host.conn.sent == [] and host._loads.empty()
+    host.handle(("programs", [BUILTIN, str(ROOT / "models" / "violin.safetensors")]))
+    program(3, 1)
+    assert host.conn.sent == [("program", 3, 1, str(ROOT / "models" / "violin.safetensors"))]
+    assert host._loads.get_nowait() == str(ROOT / "models" / "violin.safetensors")
+    host.conn.sent.clear()
+    eng.push_event(eng.sample_time, 0xC0, 0, 0)          # two in one block: the last one counts
+    eng.push_event(eng.sample_time + 10, 0xC0, 5, 0)
+    eng.render(out)
+    host._watch_program()
+    assert host.conn.sent[0] == ("program", 0, 5, None) and "no model at that number" in host.conn.sent[1][1]
+    assert host._loads.empty()
+    host.handle(("programs", "violin"))
+    assert host.conn.sent[-1][0] == "error" and "list" in host.conn.sent[-1][1]
+
+
 def test_child_binds_learns_and_tells_the_gui_what_a_knob_moved(host):
     eng = host.engine
     out = np.zeros((64, 1), np.float32)
@@ -701,6 +728,36 @@ def test_engine_process_live(server, tmp_path):
         if rig is not None:
             rig.close()
         ep.stop(timeout=5)
+
+
+@pytest.mark.jack
+def test_a_program_change_from_a_jack_midi_keyboard_switches_the_model(server, tmp_path):
+    """Real MIDI bytes: a program change from the rig's JACK MIDI port reaches the engine
+    process, which loads the model the GUI's list has at that number and crossfades it in."""
+    from jack_rig import Rig
+
+    from livewave.checkpoint import BUILTIN
+    violin = str(ROOT / "models" / "violin.safetensors")
+    ep = EngineProcess(ready_timeout=120, log_dir=tmp_path)
+    rig = None
+    try:
+        ep.start({"audio": "system", "midi": "lwtest", "block": PERIOD, "placement": "rtmixer", "ahead": 2})
+        rig = Rig(seconds=1.0)
+        assert _wait(lambda: any(c.name.startswith("livewave") for c in
+                                 rig.client.get_all_connections(rig.midi_out)), 10), "MIDI not connected"
+        ep.send("programs", [BUILTIN, violin])
+        assert ep.ping() is not None                   # the list is in before the program change
+        rig.schedule([(4800, bytes([0xC2, 1]))])       # program 2 on channel 3
+        rig.start()
+        assert rig.wait_done(10)
+        ev = ep.wait_event(("program",), 10)
+        assert ev == ("program", 2, 1, violin), ev
+        ev = ep.wait_event(("loaded", "load_failed"), 30)
+        assert ev is not None and ev[0] == "loaded" and ev[1] == violin, ev
+    finally:
+        if rig is not None:
+            rig.close()
+        ep.stop()
 
 
 @pytest.mark.jack

@@ -430,3 +430,19 @@ def test_tuning_and_transpose_reach_the_engine_and_are_remembered(qtbot, tmp_pat
         assert float(store.value("tuning")) == 442.5 and int(store.value("transpose")) == 3
     finally:
         w.close()
+
+
+def test_a_program_change_from_a_keyboard_loads_that_model_of_the_browser(window, qtbot):
+    """The browser numbers the models as program changes select them (the built-in instrument
+    is program 1); a program change (here through the engine's MIDI input) loads that one."""
+    w = window
+    paths = w.browser.programs()
+    violin = next(i for i, p in enumerate(paths) if p.endswith("violin.safetensors"))
+    assert w.browser.list.item(violin).text().startswith(f"{violin + 1}  violin")
+    w.client.send("midi", 0xC0, violin, 0)            # program {violin + 1} on channel 1
+    qtbot.waitUntil(lambda: w.model_info.get("path") == paths[violin], timeout=5000)
+    w.client.send("midi", 0xC0, 0, 0)
+    qtbot.waitUntil(lambda: w.model_info.get("path") == BUILTIN, timeout=5000)
+    w.client.send("midi", 0xC0, 127, 0)               # past the list: said so, nothing changes
+    qtbot.waitUntil(lambda: "no model at that number" in w.statusBar().currentMessage(), timeout=2000)
+    assert w.model_info.get("family") == "default"

@@ -28,6 +28,7 @@ class EngineClient(QObject):
     gain_changed = pyqtSignal(float)         # master volume dB (answer, or a bound CC moved it)
     tuning_changed = pyqtSignal(float)       # A4 in Hz, as the engine set it
     transpose_changed = pyqtSignal(int)      # semitones, as the engine set it
+    program = pyqtSignal(int, int, str)      # a MIDI program change: channel, program, the model ("": none)
     recording = pyqtSignal(str, str)         # a take started: its WAV and MIDI paths
     recorded = pyqtSignal(dict)              # a take ended: audio, midi, seconds, events, dropped, error
 
@@ -100,6 +101,8 @@ class EngineClient(QObject):
                 self.tuning_changed.emit(float(ev[1]))
             elif kind == "transpose":
                 self.transpose_changed.emit(int(ev[1]))
+            elif kind == "program":
+                self.program.emit(int(ev[1]), int(ev[2]), str(ev[3] or ""))
             elif kind == "recording":
                 self.recording.emit(str(ev[1]), str(ev[2]))
             elif kind == "recorded":

@@ -23,6 +23,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from livewave.checkpoint import BUILTIN
+
 from .control_panel import ControlPanel
 from .device_panel import DevicePanel
 from .engine_client import EngineClient
@@ -134,6 +136,9 @@ class MainWindow(QMainWindow):
         client.died.connect(lambda m: self.statusBar().showMessage(f"engine stopped: {m.splitlines()[0]}", 8000))
         client.restarted.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.browser.load_requested.connect(self.load)
+        self.browser.programs_changed.connect(lambda paths: client.send("programs", paths))
+        client.send("programs", self.browser.programs())
+        client.program.connect(self.on_program)
         self.controls.control_moved.connect(lambda n, v: client.send("control", n, v))
         self.controls.volume_moved.connect(lambda db: client.send("gain_db", db))
         self.controls.learn_requested.connect(lambda n: client.send("learn", n))
@@ -233,6 +238,13 @@ class MainWindow(QMainWindow):
         if pp is not None and (pp.get("model") or "") in (path, ""):
             self.pending_preset = None
             self._apply_values(pp)
+
+    def on_program(self, channel: int, program: int, path: str) -> None:
+        """A MIDI program change: the engine loads that model (or says there is none)."""
+        if path:
+            self.pending = path
+            name = "the built-in instrument" if path == BUILTIN else Path(path).stem
+            self.statusBar().showMessage(f"program {program + 1} (channel {channel + 1}): loading {name}...")
 
     # -- audio and MIDI devices ------------------------------------------------------------------
     def change_audio(self, changes: dict) -> None:

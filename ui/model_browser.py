@@ -59,7 +59,10 @@ def card_text(path: Path | None, meta: dict | None, device: str | None = None) -
 
 
 class ModelBrowser(QWidget):
+    """The models, numbered as MIDI program changes select them: the built-in instrument is
+    program 1 (0 on the wire), then each model in the list's order."""
     load_requested = pyqtSignal(str)
+    programs_changed = pyqtSignal(list)      # the paths, in program order
 
     def __init__(self, folders: list[Path], parent=None):
         super().__init__(parent)
@@ -79,8 +82,9 @@ class ModelBrowser(QWidget):
 
     def refresh(self) -> None:
         self.list.clear()
-        item = QListWidgetItem("Built-in instrument")
+        item = QListWidgetItem("1  Built-in instrument")
         item.setData(Qt.ItemDataRole.UserRole, BUILTIN)
+        item.setToolTip("MIDI program 1 selects it")
         self.list.addItem(item)
         seen = set()
         for folder in self.folders:
@@ -89,15 +93,24 @@ class ModelBrowser(QWidget):
             for p in sorted(folder.iterdir()):
                 if p.suffix in SUFFIXES and p.resolve() not in seen:
                     seen.add(p.resolve())
-                    self.add_path(p)
+                    self.add_path(p, announce=False)
+        self.programs_changed.emit(self.programs())
 
-    def add_path(self, path: Path) -> QListWidgetItem:
+    def programs(self) -> list[str]:
+        return [self.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(min(128, self.list.count()))]
+
+    def add_path(self, path: Path, announce: bool = True) -> QListWidgetItem:
         found = self.item_for(str(path))
         if found is not None:
             return found
-        it = QListWidgetItem(f"{path.stem}  ({path.resolve().parent.name})")
+        n = self.list.count() + 1
+        it = QListWidgetItem(f"{n}  {path.stem}  ({path.resolve().parent.name})")
         it.setData(Qt.ItemDataRole.UserRole, str(path))
+        if n <= 128:
+            it.setToolTip(f"MIDI program {n} selects it")
         self.list.addItem(it)
+        if announce:
+            self.programs_changed.emit(self.programs())
         return it
 
     def item_for(self, path: str) -> QListWidgetItem | None:
