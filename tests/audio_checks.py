@@ -1,4 +1,5 @@
-"""Signal measurements the tests assert on: onset sample, f0 in Hz, level."""
+"""Signal measurements the tests assert on: onset sample, f0 in Hz, level; and a helper that
+plays events through an engine offline."""
 from __future__ import annotations
 
 import numpy as np
@@ -72,3 +73,16 @@ def cents(f: float, ref: float) -> float:
 
 def rms_db(x: np.ndarray) -> float:
     return 20.0 * np.log10(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)) + 1e-12)
+
+
+def play_events(eng, events, seconds: float, block: int = 128) -> np.ndarray:
+    """``events`` [(seconds from now, status, d1, d2)] pushed at the engine's current clock,
+    then ``seconds`` rendered in blocks of ``block``: the first channel of the output."""
+    rate = eng.config.sample_rate
+    t0 = eng.sample_time
+    for t, *msg in events:
+        eng.push_event(t0 + int(round(t * rate)), *msg)
+    out = np.zeros((int(seconds * rate), eng.config.channels), np.float32)
+    for j in range(0, out.shape[0], block):
+        eng.render(out[j:j + block])
+    return out[:, 0]

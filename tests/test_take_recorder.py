@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from audio_checks import play_events
 
 from livewave.config import EngineConfig
 from livewave.engine import Engine
@@ -24,22 +25,12 @@ def engine(gen=None) -> Engine:
     return Engine(EngineConfig(sample_rate=RATE, max_block=256), gen).prepare()
 
 
-def play(eng: Engine, events, seconds: float, block: int) -> np.ndarray:
-    """``events`` [(seconds from now, status, d1, d2)] at the engine's current clock, then
-    ``seconds`` of blocks of ``block``: the mono output."""
-    t0 = eng.sample_time
-    for t, *msg in events:
-        eng.push_event(t0 + int(round(t * RATE)), *msg)
-    out = np.zeros((int(seconds * RATE), 2), np.float32)
-    for j in range(0, out.shape[0], block):
-        eng.render(out[j:j + block])
-    return out[:, 0]
 
 
 def take(eng: Engine, tmp: Path, events, seconds: float, block: int, name: str = "take") -> tuple[np.ndarray, dict]:
     rec = TakeRecorder(tmp / f"{name}.wav", RATE, tmp / f"{name}.mid").start()
     eng.start_take(rec)
-    y = play(eng, events, seconds, block)
+    y = play_events(eng, events, seconds, block)
     assert eng.stop_take() is rec
     return y, rec.finish()
 
@@ -68,7 +59,7 @@ def test_a_take_begun_mid_session_opens_with_the_channels_state_and_ends_with_it
     before = [(0.0, 0xB0, 64, 127), (0.01, 0xE0, 0, 90), (0.02, 0xB0, 7, 90), (0.03, 0xB2, 101, 0),
               (0.03, 0xB2, 100, 0), (0.03, 0xB2, 6, 12), (0.04, 0xD2, 30, 0), (0.05, 0xB3, 11, 60),
               (0.1, 0x91, 50, 100), (0.2, 0x81, 50, 0), (0.21, 0xB1, 123, 0)]
-    play(eng, before, 1.3371, 128)                       # an odd start: the frame grid and the noise follow the clock
+    play_events(eng, before, 1.3371, 128)                       # an odd start: the frame grid and the noise follow the clock
     first = eng.sample_time
     during = [(0.1, 0x90, 60, 100), (0.3, 0xB0, 64, 0), (0.5, 0x80, 60, 0), (0.6, 0x90, 64, 90),
               (0.65, 0x92, 67, 80), (0.7, 0xB0, 1, 64)]
@@ -88,7 +79,7 @@ def test_a_take_begun_mid_session_opens_with_the_channels_state_and_ends_with_it
 def test_a_shipped_ddsp_model_replays_its_take_exactly(tmp_path):
     from livewave.checkpoint import load_generator
     eng = engine(load_generator(ROOT / "models" / "violin.safetensors"))
-    play(eng, [(0.0, 0x90, 67, 90), (0.3, 0x80, 67, 0)], 2.8123, 256)   # rung out before the take
+    play_events(eng, [(0.0, 0x90, 67, 90), (0.3, 0x80, 67, 0)], 2.8123, 256)   # rung out before the take
     w, _ = take(eng, tmp_path, [(0.05, 0x90, 69, 100), (0.2, 0xE0, 0, 70), (0.6, 0x80, 69, 0)], 1.2, 64)
     again = render_song(engine(load_generator(ROOT / "models" / "violin.safetensors")),
                         read_midi_file(tmp_path / "take.mid"), block=256)[:, 0]
@@ -100,11 +91,11 @@ def test_panic_and_release_all_are_in_the_take_as_midi(tmp_path):
     eng = engine()
     rec = TakeRecorder(tmp_path / "t.wav", RATE, tmp_path / "t.mid").start()
     eng.start_take(rec)
-    play(eng, [(0.0, 0x90, 60, 100), (0.0, 0xB0, 64, 127)], 0.1, 128)
+    play_events(eng, [(0.0, 0x90, 60, 100), (0.0, 0xB0, 64, 127)], 0.1, 128)
     eng.release_all()
-    play(eng, [(0.0, 0x90, 62, 100)], 0.1, 128)
+    play_events(eng, [(0.0, 0x90, 62, 100)], 0.1, 128)
     eng.panic()
-    play(eng, [], 0.1, 128)
+    play_events(eng, [], 0.1, 128)
     eng.stop_take()
     rec.finish()
     msgs = [tuple(e[1:]) for e in read_midi_file(tmp_path / "t.mid").events]
@@ -137,7 +128,7 @@ def test_the_render_side_drops_what_does_not_fit_and_counts_it_when_the_disk_fal
     eng = engine()
     rec = TakeRecorder(tmp_path / "t.wav", RATE, None, ring_seconds=0.0)     # 1024 samples; no writer
     eng.start_take(rec)
-    y = play(eng, [(0.0, 0x90, 60, 100)], 0.1, 128)
+    y = play_events(eng, [(0.0, 0x90, 60, 100)], 0.1, 128)
     eng.stop_take()
     assert rec.apos[0] == 1024 and rec.apos[2] == y.size - 1024
     assert np.abs(y).max() > 0.01                       # the music did not wait
@@ -152,7 +143,7 @@ def test_a_failing_disk_is_reported_and_the_music_and_the_midi_go_on(tmp_path, m
 
     monkeypatch.setattr(rec._file, "write", full)
     eng.start_take(rec)
-    y = play(eng, [(0.0, 0x90, 60, 100), (0.2, 0x80, 60, 0)], 0.5, 128)
+    y = play_events(eng, [(0.0, 0x90, 60, 100), (0.2, 0x80, 60, 0)], 0.5, 128)
     eng.stop_take()
     s = rec.finish()
     assert "No space left" in s["error"] and np.abs(y).max() > 0.01

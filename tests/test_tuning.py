@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audio_checks import cents, f0_spectral
+from audio_checks import cents, f0_spectral, play_events
 
 from livewave.config import ConfigError, EngineConfig
 from livewave.engine import Engine
@@ -21,14 +21,6 @@ def engine(gen=None, **cfg) -> Engine:
     return Engine(EngineConfig(sample_rate=RATE, max_block=256, **cfg), gen).prepare()
 
 
-def play(eng: Engine, events, seconds: float, block: int = 128) -> np.ndarray:
-    t0 = eng.sample_time
-    for t, *msg in events:
-        eng.push_event(t0 + int(round(t * RATE)), *msg)
-    out = np.zeros((int(seconds * RATE), 2), np.float32)
-    for j in range(0, out.shape[0], block):
-        eng.render(out[j:j + block])
-    return out[:, 0]
 
 
 def pitch(x: np.ndarray) -> float:
@@ -37,24 +29,24 @@ def pitch(x: np.ndarray) -> float:
 
 @pytest.mark.parametrize("a4", [415.0, 432.0, 442.0, 466.0])
 def test_a4_sounds_at_the_tuning_asked(a4):
-    y = play(engine(tuning_hz=a4), [(0.0, 0x90, 69, 100)], 1.0)
+    y = play_events(engine(tuning_hz=a4), [(0.0, 0x90, 69, 100)], 1.0)
     assert abs(cents(pitch(y[RATE // 2:]), a4)) < 2.0
 
 
 @pytest.mark.parametrize("model", ["violin", "piano-midi2mel"])
 def test_trained_models_follow_the_tuning_too(model):
     from livewave.checkpoint import load_generator
-    y = play(engine(load_generator(ROOT / "models" / f"{model}.safetensors"), tuning_hz=442.0),
+    y = play_events(engine(load_generator(ROOT / "models" / f"{model}.safetensors"), tuning_hz=442.0),
              [(0.0, 0x90, 69, 100)], 1.5)
     assert abs(cents(pitch(y[RATE // 2:RATE + RATE // 2]), 442.0)) < 5.0
 
 
 def test_a_held_note_follows_a_new_tuning_and_a_bend_adds_to_it():
     eng = engine()
-    before = play(eng, [(0.0, 0x90, 69, 100)], 0.6)
+    before = play_events(eng, [(0.0, 0x90, 69, 100)], 0.6)
     assert eng.set_tuning(446.0) == 446.0
-    after = play(eng, [], 0.6)
-    bent = play(eng, [(0.0, 0xE0, 0, 96)], 0.6)               # half-way up a 2-semitone range: +1
+    after = play_events(eng, [], 0.6)
+    bent = play_events(eng, [(0.0, 0xE0, 0, 96)], 0.6)               # half-way up a 2-semitone range: +1
     assert abs(cents(pitch(before[RATE // 5:]), 440.0)) < 2.0
     assert abs(cents(pitch(after[RATE // 5:]), 446.0)) < 2.0
     assert abs(cents(pitch(bent[RATE // 5:]), 446.0 * 2 ** (1 / 12))) < 2.0
@@ -63,21 +55,21 @@ def test_a_held_note_follows_a_new_tuning_and_a_bend_adds_to_it():
 
 def test_a_transpose_moves_the_next_notes_only_and_never_strands_a_note_off():
     eng = engine(transpose=2)
-    a = play(eng, [(0.0, 0x90, 69, 100)], 0.6)
+    a = play_events(eng, [(0.0, 0x90, 69, 100)], 0.6)
     assert abs(cents(pitch(a[RATE // 5:]), 440.0 * 2 ** (2 / 12))) < 2.0      # key A4 sounds B4
     assert eng.set_transpose(-12) == -12
-    held = play(eng, [], 0.4)
+    held = play_events(eng, [], 0.4)
     assert abs(cents(pitch(held[RATE // 10:]), 440.0 * 2 ** (2 / 12))) < 2.0  # the held note keeps its pitch
-    play(eng, [(0.0, 0x80, 69, 0)], 0.6)                                     # its note-off still finds it
+    play_events(eng, [(0.0, 0x80, 69, 0)], 0.6)                                     # its note-off still finds it
     assert eng.voices.active_count == 0
-    b = play(eng, [(0.0, 0x90, 69, 100)], 0.6)
+    b = play_events(eng, [(0.0, 0x90, 69, 100)], 0.6)
     assert abs(cents(pitch(b[RATE // 5:]), 220.0)) < 2.0
     assert eng.set_transpose(99) == 36 and eng.set_transpose(2.6) == 3
 
 
 def test_a_key_transposed_off_the_keyboard_does_not_sound():
     eng = engine(transpose=5)
-    y = play(eng, [(0.0, 0x90, 125, 100), (0.2, 0x80, 125, 0)], 0.5)
+    y = play_events(eng, [(0.0, 0x90, 125, 100), (0.2, 0x80, 125, 0)], 0.5)
     assert np.abs(y).max() == 0.0 and eng.channels.off_keyboard == 1 and eng.voices.active_count == 0
 
 
@@ -96,7 +88,7 @@ def test_a_take_replays_at_the_pitch_it_was_played_at(tmp_path):
     eng = engine(tuning_hz=415.0, transpose=-2)
     rec = TakeRecorder(tmp_path / "t.wav", RATE, tmp_path / "t.mid").start()
     eng.start_take(rec)
-    y = play(eng, [(0.05, 0x90, 69, 100), (0.6, 0x80, 69, 0)], 1.2, 100)
+    y = play_events(eng, [(0.05, 0x90, 69, 100), (0.6, 0x80, 69, 0)], 1.2, 100)
     eng.stop_take()
     rec.finish()
     assert read_midi_file(tmp_path / "t.mid").take_tuning == (415.0, -2)

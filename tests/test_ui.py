@@ -2,6 +2,7 @@
 and by drag-and-drop, a corrupt file's error while the current model stays, the control panel
 built from the model's controls, the on-screen keyboard (mouse and computer keys), panic."""
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -140,14 +141,11 @@ def test_the_livewave_command_opens_the_app_only_with_a_display(monkeypatch):
     assert wants_app([]) == "no display"
 
 
-@pytest.mark.jack
-def test_on_screen_keyboard_plays_through_the_real_engine_process(qtbot, tmp_path):
-    """The window on a real engine process on the JACK dummy device: a click on A4 sounds
-    at 440 Hz in the engine's own output (its scope ring), the status bar shows the device."""
+@contextmanager
+def live_window(qtbot, tmp_path):
+    """The window on a real engine process on a JACK dummy server (48 kHz, period 128, rtmixer)."""
     import shutil
-    import time
 
-    from audio_checks import cents, f0_spectral
     from jack_rig import JackServer
 
     from livewave.engine_process import EngineProcess
@@ -161,6 +159,18 @@ def test_on_screen_keyboard_plays_through_the_real_engine_process(qtbot, tmp_pat
         w = MainWindow(client, model_folders=[tmp_path])
         qtbot.addWidget(w)
         w.show()
+        yield w
+
+
+@pytest.mark.jack
+def test_on_screen_keyboard_plays_through_the_real_engine_process(qtbot, tmp_path):
+    """The window on a real engine process on the JACK dummy device: a click on A4 sounds
+    at 440 Hz in the engine's own output (its scope ring), the status bar shows the device."""
+    import time
+
+    from audio_checks import cents, f0_spectral
+    with live_window(qtbot, tmp_path) as w:
+        client = w.client
         try:
             r = w.keyboard.key_rect(69)
             qtbot.mousePress(w.keyboard, Qt.MouseButton.LeftButton, pos=r.center().toPoint())
@@ -204,25 +214,13 @@ def test_the_record_button_follows_the_engine_s_answers(window, qtbot, tmp_path)
 def test_takes_recorded_from_the_window_through_the_real_engine_process(qtbot, tmp_path):
     """REC, a note on the on-screen keyboard, REC again: the take holds the note at 440 Hz and
     its MIDI. A second take left running when the window closes is saved by the engine's stop."""
-    import shutil
-
     import soundfile as sf
     from audio_checks import cents, f0_spectral
-    from jack_rig import JackServer
 
-    from livewave.engine_process import EngineProcess
     from livewave.smf import read_midi_file
-    if not shutil.which("jackd"):
-        pytest.skip("jackd is not installed (Debian package jackd2)")
-    pytest.importorskip("rtmixer")
-    (tmp_path / "jack").mkdir()
-    with JackServer(48000, 128, tmp_path / "jack"):
-        client = EngineClient(EngineProcess(ready_timeout=120, log_dir=tmp_path))
-        client.start({"audio": "system", "midi": "none", "block": 128, "placement": "rtmixer"})
-        w = MainWindow(client, model_folders=[tmp_path])
+    with live_window(qtbot, tmp_path) as w:
+        client = w.client
         w.takes_dir = tmp_path / "takes"
-        qtbot.addWidget(w)
-        w.show()
         summaries = []
         client.recorded.connect(summaries.append)
         try:
