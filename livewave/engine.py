@@ -73,6 +73,14 @@ class Engine:
         self.midi_late = 0       # recent worst lateness of live events, samples (set by the MIDI drain)
         self.bindings = ControlBindings()   # MIDI CC -> control (see midi_learn)
         self.take = None         # a TakeRecorder the render side copies into (take_recorder)
+        # concert pitch and transpose as set (the config's, then set_tuning / set_transpose; a
+        # new prepare keeps them)
+        self.tuning_hz, self.transpose = float(self.config.tuning_hz), int(self.config.transpose)
+        self._tuning_asked = self._tuning_applied = 0   # control side counts, render side catches up
+        # the last program change (render side writes: [count, channel, program]); the control
+        # side reads it (poll_program) and loads the model it names (engine_host)
+        self.program = np.zeros(3, np.int64)
+        self._program_seen = 0
 
     # -- set-up (off the audio path) -------------------------------------------------
     def prepare(self, sample_rate: int | None = None, max_block: int | None = None) -> Engine:
@@ -96,14 +104,8 @@ class Engine:
         mask = np.zeros(16, np.bool_)
         mask[list(cfg.midi_channels)] = True
         self.channels = ChannelState(self.cond, self.voices, cfg.bend_range, mask)
-        self.channels.set_tuning(cfg.tuning_hz)
-        self.channels.transpose = int(cfg.transpose)
-        self.tuning_hz, self.transpose = float(cfg.tuning_hz), int(cfg.transpose)
-        self._tuning_asked = self._tuning_applied = 0   # control side counts, render side catches up
-        # the last program change (render side writes: [count, channel, program]); the control
-        # side reads it (poll_program) and loads the model it names (engine_host)
-        self.program = np.zeros(3, np.int64)
-        self._program_seen = 0
+        self.channels.set_tuning(self.tuning_hz)
+        self.channels.transpose = self.transpose
         self.env_coef = self._envelope_for(self.generator)
         self.post = PostChain(sr, cfg.ceiling_dbfs, cfg.master_gain_db, cfg.dc_cutoff_hz)
         self.mono = np.zeros(mb, np.float32)
@@ -245,7 +247,8 @@ class Engine:
         if semitones != semitones:
             return self.transpose
         self.transpose = int(min(TRANSPOSE_MAX, max(-TRANSPOSE_MAX, round(float(semitones)))))
-        self.channels.transpose = self.transpose         # one store, read at each note-on
+        if self.prepared:
+            self.channels.transpose = self.transpose     # one store, read at each note-on
         return self.transpose
 
     def panic(self) -> None:

@@ -98,3 +98,13 @@ def test_a_take_replays_at_the_pitch_it_was_played_at(tmp_path):
     assert r.returncode == 0, r.stderr
     again, _ = sf.read(str(tmp_path / "again.wav"), dtype="float32")
     np.testing.assert_array_equal(again[:y.size, 0], y)
+
+
+def test_a_new_prepare_keeps_the_pitch_set_live():
+    eng = Engine(EngineConfig(sample_rate=RATE, max_block=256))
+    eng.set_transpose(-12)                              # before the engine is prepared, too
+    eng.prepare()
+    eng.set_tuning(442.0)
+    eng.prepare(sample_rate=44100)                      # as a device change does
+    y = play_events(eng, [(0.0, 0x90, 81, 100)], 1.0)
+    assert abs(cents(f0_spectral(y[44100 // 2:], 44100), 442.0)) < 2.0
