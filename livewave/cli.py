@@ -221,7 +221,11 @@ def cmd_play(args) -> int:
 def _start_take(args, eng):
     from .take_recorder import TakeRecorder
     wav, mid = args.record_paths
-    take = TakeRecorder(wav, eng.config.sample_rate, mid, record_input=eng.config.input_channels > 0).start()
+    from .config import ConfigError
+    try:
+        take = TakeRecorder(wav, eng.config.sample_rate, mid, record_input=eng.config.input_channels > 0).start()
+    except (OSError, RuntimeError) as exc:       # a read-only folder, a full disk: before the stream starts
+        raise ConfigError(f"--record {wav}: cannot write it ({exc})") from None
     take.error_said = False
     eng.start_take(take)
     print(f"livewave: recording to {wav}" + (f" and {mid}" if mid else "")

@@ -5,10 +5,10 @@ The render side only copies. ``Engine._render_block`` hands every final block (a
 chain: what the device gets) and every event it applies (at the sample it takes effect) to
 ``push_audio`` and ``push_event``: Numba copies into rings preallocated here, no allocation, no
 lock, no I/O. A writer thread drains the rings about 20 times a second: the audio into the WAV
-file (32-bit float, mono: the engine's channels carry the same signal), the events into the MIDI
-take. When the disk falls behind by more than ``RING_SECONDS`` the render side drops what does
-not fit and counts it (``dropped_samples``, ``dropped_events``); the music never waits for the
-disk.
+file (32-bit float, mono: the engine's channels carry the same signal; a WAV holds 4 GB, 6 hours
+at 48 kHz), the events into the MIDI take. When the disk falls behind by more than
+``RING_SECONDS`` the render side drops what does not fit and counts it (``dropped_samples``,
+``dropped_events``); the music never waits for the disk.
 
 **The MIDI take replays the audio take.** Its ticks are samples: at 48 kHz it is written at 120
 BPM with 24000 ticks per quarter note, so ``livewave render take.mid`` puts every event at the
