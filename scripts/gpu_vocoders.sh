@@ -5,7 +5,7 @@
 # Three steps:
 #   here:        ./scripts/gpu_vocoders.sh pack
 #                  writes .gpu/ (ignored): 11 minutes of the FluidR3 training audio as 16-bit FLAC
-#                  (SRC, default out/vocdata, made there first on a fresh machine: about 2 minutes;
+#                  (SRC, default out/vocdata, made there first on a fresh machine: 15 s here;
 #                  or a training folder such as scripts/train_vocoders.sh makes under $WORK/train,
 #                  e.g. SRC=out/vocoders/train) and the wheels the device's image lacks
 #                  (soundfile, cffi, pycparser, soxr; Python 3.12)
@@ -30,7 +30,7 @@ pack)
   PY=${PY_HERE:-.venv/bin/python}
   SRC=${SRC:-out/vocdata}
   # a fresh machine has no training audio: make the shipped vocoder's FluidR3 folders (as
-  # scripts/train_vocoders.sh does, just the minutes packed below; about 2 minutes here)
+  # scripts/train_vocoders.sh does, just the minutes packed below; pack took 15 s in all here)
   for spec in "0 piano 2" "40 violin 1" "56 trumpet 1" "73 flute 1" "42 cello 1"; do
     set -- $spec
     [ -f "$SRC/$2/dataset.json" ] || "$PY" -m livewave data soundfont --program "$1" --minutes "$3" --rate 22050 \
