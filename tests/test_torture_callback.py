@@ -90,13 +90,15 @@ MIDI2MEL = [p.stem for p in shipped("midi2mel")[:1]]
 VOCODERS = [p.stem for f in ("istft", "flow") for p in shipped(f)[:1]]
 FULL = os.environ.get("LIVEWAVE_TORTURE") == "full"
 # CI: the strictest placement with the built-in instrument, the app's with a torch model
-LIVE = [("default", "callback")] + [(m, "rtmixer") for m in MIDI2MEL]
+# ("default", "callback", "take"): the same with a take recording (take_recorder): the render
+# side only copies into its rings, the writer thread does the file I/O
+LIVE = [("default", "callback", ""), ("default", "callback", "take")] + [(m, "rtmixer", "") for m in MIDI2MEL]
 if FULL:
-    LIVE += [("default", "rtmixer")] + [(m, "callback") for m in DDSP]
+    LIVE += [("default", "rtmixer", "")] + [(m, "callback", "") for m in DDSP]
 
 
-@pytest.mark.parametrize("model, placement", LIVE)
-def test_ten_thousand_callbacks_without_gc_on_the_render_side_locks_or_io(server, placement, model):
+@pytest.mark.parametrize("model, placement, take", LIVE)
+def test_ten_thousand_callbacks_without_gc_on_the_render_side_locks_or_io(server, placement, model, take, tmp_path):
     from livewave.audio_io import AudioOutput
     from livewave.engine import Engine
     from livewave.garbage_collector import OffAudioThread
@@ -125,6 +127,11 @@ def test_ten_thousand_callbacks_without_gc_on_the_render_side_locks_or_io(server
     collector = OffAudioThread().start()
     gc.callbacks.append(on_gc)
     gui = threading.Thread(target=gui_like, daemon=True)
+    recorder = None
+    if take:
+        from livewave.take_recorder import TakeRecorder
+        recorder = TakeRecorder(tmp_path / "take.wav", RATE, tmp_path / "take.mid").start()
+        out.engine.start_take(recorder)
     try:
         out.start()
         gui.start()
@@ -141,10 +148,16 @@ def test_ten_thousand_callbacks_without_gc_on_the_render_side_locks_or_io(server
         gc.callbacks.remove(on_gc)
         collector.stop()
         out.stop()
+        if recorder is not None:
+            out.engine.stop_take()
+            summary = recorder.finish()
+            assert summary["seconds"] * RATE >= probe.calls * BLOCK and summary["events"] > 0, summary
+            assert summary["dropped_samples"] == 0 and summary["error"] is None, summary
         import livewave.audio_io as aio
         aio.sounddevice()._terminate()
         aio._sd = None
-    print(f"{model}, {placement}: {probe.calls} callbacks, {out.stats.xruns} xruns; collections by the control "
+    what = f"{model}, {placement}" + (", recording a take" if take else "")
+    print(f"{what}: {probe.calls} callbacks, {out.stats.xruns} xruns; collections by the control "
           f"side: {collector.collections} (longest {collector.longest * 1e3:.2f} ms), by any thread: "
           f"{len(collections)}; the render side called {len(probe.c_calls)} C functions and "
           f"{len(probe.py_files)} Python files")
