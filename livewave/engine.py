@@ -29,7 +29,7 @@ from .event_queue import NO_EVENT, EventQueue
 from .generator import RESTART_FRESH, Conditioning, Generator
 from .midi_learn import MASTER, ControlBindings
 from .post_chain import PostChain, crossfade, guard
-from .take_recorder import push_audio, push_column, push_event, push_state
+from .take_recorder import panic_events, push_audio, push_column, push_event, push_state
 from .take_recorder import warm_up as warm_up_takes
 from .voice_allocator import VoiceAllocator
 
@@ -343,10 +343,8 @@ class Engine:
             self._pending = None
         if self._panic:
             self._panic = False
-            if rec is not None:          # in the MIDI take as what it does: sound off, controllers reset
-                for ch in range(16):
-                    push_event(rec.events, rec.epos, t, 0xB0 | ch, 120, 0)
-                    push_event(rec.events, rec.epos, t, 0xB0 | ch, 121, 0)
+            if rec is not None:          # in the MIDI take as what it does (ChannelState.reset)
+                panic_events(rec.events, rec.epos, t, self.channels.default_bend_range)
             self._fade = None
             self.voices.kill_all()
             self.channels.reset()
