@@ -99,25 +99,30 @@ def push_event(ring, pos, t, status, d1, d2):
 
 
 @njit(nogil=True, cache=True)
+def push_bend_range(ring, pos, t, cc, bend_range):
+    """RPN 0 (pitch-bend sensitivity) set to ``bend_range`` semitones on ``cc``'s channel, then
+    the null RPN."""
+    semis = int(bend_range)
+    push_event(ring, pos, t, cc, 101, 0)
+    push_event(ring, pos, t, cc, 100, 0)
+    push_event(ring, pos, t, cc, 6, semis)
+    push_event(ring, pos, t, cc, 38, int(round((bend_range - semis) * 100.0)))
+    push_event(ring, pos, t, cc, 101, 127)
+    push_event(ring, pos, t, cc, 100, 127)
+
+
+@njit(nogil=True, cache=True)
 def push_state(ring, pos, t, bend, bend_range, mod, volume, expression, sustain, pressure):
     """The channels' state at sample ``t`` as the messages that set it (``ChannelState``'s
-    arrays), for the channels where it is not the state after a reset."""
+    arrays), where it differs from a fresh engine's with the defaults (a bend range of 2)."""
     for ch in range(16):
         cc = 0xB0 | ch
         b = int(round((bend[ch] + 1.0) * 8192.0))
         b = 0 if b < 0 else (16383 if b > 16383 else b)
         if b != 8192:
             push_event(ring, pos, t, 0xE0 | ch, b & 0x7F, b >> 7)
-        r = bend_range[ch]
-        semis = int(r)
-        cents = int(round((r - semis) * 100.0))
-        if semis != 2 or cents != 0:
-            push_event(ring, pos, t, cc, 101, 0)
-            push_event(ring, pos, t, cc, 100, 0)
-            push_event(ring, pos, t, cc, 6, semis)
-            push_event(ring, pos, t, cc, 38, cents)
-            push_event(ring, pos, t, cc, 101, 127)
-            push_event(ring, pos, t, cc, 100, 127)
+        if bend_range[ch] != 2.0:      # GM's default, and render's: a take says any other itself
+            push_bend_range(ring, pos, t, cc, bend_range[ch])
         v = int(round(mod[ch] * 127.0))
         if v != 0:
             push_event(ring, pos, t, cc, 1, v)
@@ -138,19 +143,12 @@ def push_state(ring, pos, t, bend, bend_range, mod, volume, expression, sustain,
 def panic_events(ring, pos, t, bend_range):
     """A panic at sample ``t`` as the messages that do to the channels what it does
     (``ChannelState.reset``): sound off, controllers reset, volume 100, the default bend range."""
-    semis = int(bend_range)
-    cents = int(round((bend_range - semis) * 100.0))
     for ch in range(16):
         cc = 0xB0 | ch
         push_event(ring, pos, t, cc, 120, 0)
         push_event(ring, pos, t, cc, 121, 0)
         push_event(ring, pos, t, cc, 7, 100)
-        push_event(ring, pos, t, cc, 101, 0)
-        push_event(ring, pos, t, cc, 100, 0)
-        push_event(ring, pos, t, cc, 6, semis)
-        push_event(ring, pos, t, cc, 38, cents)
-        push_event(ring, pos, t, cc, 101, 127)
-        push_event(ring, pos, t, cc, 100, 127)
+        push_bend_range(ring, pos, t, cc, bend_range)
 
 
 def warm_up() -> None:

@@ -317,3 +317,11 @@ def test_a_panic_is_in_the_take_as_what_it_does_to_the_channels(tmp_path):
     np.testing.assert_array_equal(again[:at], w[:at])
     assert np.abs(again[at + RATE // 10:] - w[at + RATE // 10:]).max() < 1e-5
     assert np.abs(w[at + RATE // 10:]).max() > 0.01
+
+
+def test_a_take_replays_its_bend_range_on_an_engine_whose_default_is_another(tmp_path):
+    """Played with --bend-range 12, replayed with the default 2: the take says 12 itself."""
+    eng = Engine(EngineConfig(sample_rate=RATE, max_block=256, bend_range=12.0)).prepare()
+    w, _ = take(eng, tmp_path, [(0.05, 0x90, 69, 100), (0.1, 0xE0, 0, 96), (0.6, 0x80, 69, 0)], 1.0, 128)
+    again = render_song(engine(), read_midi_file(tmp_path / "take.mid"))[:w.size, 0]
+    np.testing.assert_array_equal(again, w)
