@@ -108,10 +108,12 @@ def cmd_devices(args) -> int:
 def _status_line(eng, out, midi) -> str:
     st = eng.stats
     a = out.stats
+    take = eng.take
+    rec = f" | REC {take.samples / take.sample_rate:6.1f} s" if take is not None else ""
     return (f"voices {st.voices:2d}/{eng.config.polyphony} | DSP {a.load * 100:5.1f}% "
             f"(peak {a.load_peak * 100:5.1f}%) | latency {out.latency * 1000:5.1f} ms | "
             f"xruns {a.xruns} | underruns {a.ring_underruns} | faults {st.generator_faults} | "
-            f"midi in {len(midi.open_ports) if midi else 0}")
+            f"midi in {len(midi.open_ports) if midi else 0}{rec}")
 
 
 def cmd_play(args) -> int:

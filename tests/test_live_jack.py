@@ -273,7 +273,7 @@ def test_a_take_recorded_live_holds_what_jack_played_and_replays_sample_for_samp
           (70500, bytes([0xE0, 0, 64]))]
     st = play_take(rig, inst, ev)
     log = inst.log_path.read_text()
-    assert "recording to" in log and "recorded" in log, log
+    assert "recording to" in log and "recorded" in log and "| REC " in log, log    # the status line counts the take
     w, sr = sf.read(str(tmp_path / "take.wav"), dtype="float32")
     song = read_midi_file(tmp_path / "take.mid")
     assert sr == RATE and song.take_start is not None and song.take_start[1] == RATE
