@@ -190,9 +190,9 @@ def cmd_play(args) -> int:
             if eng.stats.last_fault:
                 msgs.append(f"generator fault: {eng.stats.last_fault} (block muted, generator reset)")
                 eng.stats.last_fault = ""
-            if take is not None and take.error and not take.error_said:
-                take.error_said = True
-                msgs.append(f"recording failed: {take.error}; the music plays on")
+            failed = take.new_error() if take is not None else None
+            if failed:
+                msgs.append(f"recording failed: {failed}; the music plays on")
             for m in msgs:
                 print(("\r\033[K" if tty else "") + m, flush=True)
             now = time.monotonic()
@@ -221,15 +221,13 @@ def cmd_play(args) -> int:
 
 
 def _start_take(args, eng):
-    from .take_recorder import TakeRecorder
-    wav, mid = args.record_paths
     from .config import ConfigError
+    from .take_recorder import start_take
+    wav, mid = args.record_paths
     try:
-        take = TakeRecorder(wav, eng.config.sample_rate, mid, record_input=eng.config.input_channels > 0).start()
+        take = start_take(eng, wav, mid)
     except (OSError, RuntimeError) as exc:       # a read-only folder, a full disk: before the stream starts
         raise ConfigError(f"--record {wav}: cannot write it ({exc})") from None
-    take.error_said = False
-    eng.start_take(take)
     print(f"livewave: recording to {wav}" + (f" and {mid}" if mid else "")
           + (f", the audio input to {take.input_path}" if take.input_path else ""), flush=True)
     return take

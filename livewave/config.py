@@ -15,6 +15,16 @@ TRANSPOSE_MAX = 36                         # semitones either way
 PLACEMENTS = ("callback", "thread", "rtmixer")   # where rendering runs (see audio_io)
 
 
+def clamp_tuning(a4_hz: float) -> float:
+    """A4 in Hz held to TUNING_MIN..TUNING_MAX (a live control: clamped, not refused)."""
+    return min(TUNING_MAX, max(TUNING_MIN, float(a4_hz)))
+
+
+def clamp_transpose(semitones: float) -> int:
+    """Semitones rounded and held to -TRANSPOSE_MAX..TRANSPOSE_MAX."""
+    return int(min(TRANSPOSE_MAX, max(-TRANSPOSE_MAX, round(float(semitones)))))
+
+
 class ConfigError(ValueError):
     """A setting is out of range; the message names the setting, the value and the range."""
 

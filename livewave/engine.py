@@ -23,13 +23,13 @@ from collections import deque
 import numpy as np
 
 from .channel_state import ChannelState
-from .config import TRANSPOSE_MAX, TUNING_MAX, TUNING_MIN, EngineConfig
+from .config import EngineConfig, clamp_transpose, clamp_tuning
 from .envelope import envelope_block, envelope_coefficients
 from .event_queue import NO_EVENT, EventQueue
 from .generator import RESTART_FRESH, Conditioning, Generator
 from .midi_learn import MASTER, ControlBindings
 from .post_chain import PostChain, crossfade, guard
-from .take_recorder import panic_events, push_audio, push_column, push_event, push_state
+from .take_recorder import panic_events, push_audio, push_column, push_event, push_state, release_events
 from .take_recorder import warm_up as warm_up_takes
 from .voice_allocator import VoiceAllocator
 
@@ -237,7 +237,7 @@ class Engine:
         Returns the value set."""
         if a4_hz != a4_hz:
             return self.tuning_hz
-        self.tuning_hz = min(TUNING_MAX, max(TUNING_MIN, float(a4_hz)))
+        self.tuning_hz = clamp_tuning(a4_hz)
         self._tuning_asked += 1          # after the value: the render side reads the latest one
         return self.tuning_hz
 
@@ -246,7 +246,7 @@ class Engine:
         rounded and clamped to its range. Returns the value set."""
         if semitones != semitones:
             return self.transpose
-        self.transpose = int(min(TRANSPOSE_MAX, max(-TRANSPOSE_MAX, round(float(semitones)))))
+        self.transpose = clamp_transpose(semitones)
         if self.prepared:
             self.channels.transpose = self.transpose     # one store, read at each note-on
         return self.transpose
@@ -352,9 +352,7 @@ class Engine:
         if self._release_all:
             self._release_all = False
             if rec is not None:          # pedal up, then All Notes Off: every note released
-                for ch in range(16):
-                    push_event(rec.events, rec.epos, t, 0xB0 | ch, 64, 0)
-                    push_event(rec.events, rec.epos, t, 0xB0 | ch, 123, 0)
+                release_events(rec.events, rec.epos, t)
             self.voices.release_all(t)
         q = self.events
         if q.overflow_pending:

@@ -183,11 +183,11 @@ def check_settings(settings: dict | None) -> dict:
         if not _is_number(out[k]):
             raise EngineError(f"engine setting {k}={out[k]!r} must be a number")
         out[k] = float(out[k])
-    from .config import TRANSPOSE_MAX, TUNING_MAX, TUNING_MIN
-    if not TUNING_MIN <= out["tuning"] <= TUNING_MAX:
-        raise EngineError(f"engine setting tuning={out['tuning']!r}: A4 must be {TUNING_MIN:g}..{TUNING_MAX:g} Hz")
-    if not -TRANSPOSE_MAX <= out["transpose"] <= TRANSPOSE_MAX:
-        raise EngineError(f"engine setting transpose={out['transpose']!r}: need -{TRANSPOSE_MAX}..{TRANSPOSE_MAX}")
+    from .config import ConfigError, EngineConfig
+    try:                     # the pitch settings' ranges: EngineConfig's own check
+        EngineConfig(tuning_hz=out["tuning"], transpose=out["transpose"]).validate()
+    except ConfigError as exc:
+        raise EngineError(f"engine setting: {exc}") from None
     if out["model"] is not None:
         out["model"] = str(os.fspath(out["model"]))
     if out["audio"] is not None and not _is_int(out["audio"]):

@@ -428,14 +428,11 @@ class EngineHost:
         self.stopping = True
 
     def _cmd_record(self, path: str) -> None:
-        from .take_recorder import TakeRecorder, free_take_paths
+        from .take_recorder import free_take_paths, start_take
         if self.engine.take is not None:
             raise ValueError(f"a take is being recorded already ({self.engine.take.audio_path})")
         wav, mid = free_take_paths(path)
-        take = TakeRecorder(wav, self.engine.config.sample_rate, mid,
-                            record_input=self.engine.config.input_channels > 0).start()
-        take.error_said = False
-        self.engine.start_take(take)
+        start_take(self.engine, wav, mid)
         self.send(("recording", str(wav), str(mid)))
 
     def _cmd_record_stop(self) -> None:
@@ -609,9 +606,9 @@ class EngineHost:
             msgs.append(f"generator fault: {eng.stats.last_fault} (block muted, generator reset)")
             eng.stats.last_fault = ""
         take = eng.take
-        if take is not None and take.error and not take.error_said:
-            take.error_said = True
-            msgs.append(f"recording failed: {take.error}; the music plays on")
+        failed = take.new_error() if take is not None else None
+        if failed:
+            msgs.append(f"recording failed: {failed}; the music plays on")
         for m in msgs:
             self.send(("report", m))
 

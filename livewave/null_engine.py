@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .config import TRANSPOSE_MAX, TUNING_MAX, TUNING_MIN
+from .config import clamp_transpose, clamp_tuning
 from .engine_commands import CommandError, EngineError, check_command, check_settings, describe_generator
 from .engine_shared_state import LAYOUT_VERSION, MAGIC, STATE_NAMES, STATE_RUNNING, STATE_STOPPED, STATUS_FIELDS
 from .midi_learn import MASTER
@@ -117,10 +117,10 @@ class NullEngine:
         elif name == "programs":
             self.programs = list(args[0])
         elif name == "tuning":
-            self.settings["tuning"] = min(TUNING_MAX, max(TUNING_MIN, args[0]))
+            self.settings["tuning"] = clamp_tuning(args[0])
             ev.append(("tuning", self.settings["tuning"]))
         elif name == "transpose":
-            self.settings["transpose"] = min(TRANSPOSE_MAX, max(-TRANSPOSE_MAX, args[0]))
+            self.settings["transpose"] = clamp_transpose(args[0])
             ev.append(("transpose", self.settings["transpose"]))
         elif name in ("panic", "release_all"):
             self._notes[:] = 0

@@ -27,7 +27,8 @@ def render_events(engine: Engine, events, duration_s: float, block: int = 256,
     ``start_sample``: the engine's clock at the song's start (a take recorded live replays
     where it was played: ``MidiSong.take_start``); a fresh engine starts at 0."""
     sr = engine.config.sample_rate
-    engine.sample_time = int(start_sample)
+    if start_sample:
+        engine.sample_time = int(start_sample)
     if tail_s is None:
         tail_s = engine.release_s + 0.5
     step = sr // 2

@@ -151,6 +151,14 @@ def panic_events(ring, pos, t, bend_range):
         push_bend_range(ring, pos, t, cc, bend_range)
 
 
+@njit(nogil=True, cache=True)
+def release_events(ring, pos, t):
+    """Every note released at sample ``t`` (``Engine.release_all``): pedal up, All Notes Off."""
+    for ch in range(16):
+        push_event(ring, pos, t, 0xB0 | ch, 64, 0)
+        push_event(ring, pos, t, 0xB0 | ch, 123, 0)
+
+
 def warm_up() -> None:
     """Compile the render side's kernels (called as the engine starts, never at a take's start)."""
     ring, pos = np.zeros(8, np.float32), np.zeros(3, np.int64)
@@ -161,6 +169,7 @@ def warm_up() -> None:
     z, f = np.zeros(16), np.full(16, 2.0)
     push_state(ev, ep, 0, z, f, z, z, z, np.zeros(16, np.bool_), z)
     panic_events(ev, ep, 0, 2.0)
+    release_events(ev, ep, 0)
 
 
 def tick_base(sample_rate: int) -> tuple[int, int, bool]:
@@ -277,6 +286,14 @@ def input_path(audio_path) -> Path:
     return p.with_name(f"{p.stem}-in{p.suffix}")
 
 
+def start_take(engine, wav, mid) -> TakeRecorder:
+    """A take of ``engine`` into ``wav`` (and ``mid``; with its audio input where the engine is
+    duplex), started and handed to the engine."""
+    take = TakeRecorder(wav, engine.config.sample_rate, mid, record_input=engine.config.input_channels > 0).start()
+    engine.start_take(take)
+    return take
+
+
 def free_take_paths(audio_path, midi: bool = True) -> tuple[Path, Path | None]:
     """``take.wav`` (and ``take.mid``) where neither exists (nor ``take-in.wav``), else
     ``take-2``, ``take-3`` ...: a take never overwrites an earlier one."""
@@ -322,6 +339,7 @@ class TakeRecorder:
         self.midi: MidiTake | None = None   # made at the first drain after the render side began
         self.tuning = (440.0, 0)         # (A4 Hz, transpose) as the take began (Engine.start_take)
         self.error: str | None = None    # the writer's failure (a full disk), reported, never raised there
+        self._error_said = False
         self._file = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -357,6 +375,14 @@ class TakeRecorder:
         if self.midi_path is not None:
             self._write_midi()
         return self.summary()
+
+    def new_error(self) -> str | None:
+        """The writer's failure the first time it is asked after it happened, else None (for a
+        control loop that reports it once)."""
+        if self.error is None or self._error_said:
+            return None
+        self._error_said = True
+        return self.error
 
     def summary(self) -> dict:
         return {"audio": str(self.audio_path), "midi": str(self.midi_path) if self.midi_path else None,

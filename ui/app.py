@@ -13,7 +13,7 @@ from PyQt6.QtCore import QSettings
 from PyQt6.QtGui import QColor, QPalette
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
-from livewave.config import TRANSPOSE_MAX, TUNING_MAX, TUNING_MIN
+from livewave.config import clamp_transpose, clamp_tuning
 from livewave.engine_process import EngineError, EngineProcess
 from livewave.null_engine import NullEngine
 
@@ -104,8 +104,8 @@ def main(argv=None) -> int:
                 "block": remembered("block", args.block, LIVE_DEFAULTS["block"], int),
                 "midi": remembered("midi", args.midi, "all"), "bindings": {k: list(v) for k, v in bindings.items()},
                 "input_channels": remembered("input_channels", args.input_channels, 0, int),
-                "tuning": min(TUNING_MAX, max(TUNING_MIN, remembered("tuning", None, 440.0, float))),
-                "transpose": min(TRANSPOSE_MAX, max(-TRANSPOSE_MAX, remembered("transpose", None, 0, int))),
+                "tuning": clamp_tuning(remembered("tuning", None, 440.0, float)),
+                "transpose": clamp_transpose(remembered("transpose", None, 0, int)),
                 "placement": "rtmixer" if importlib.util.find_spec("rtmixer") else "callback"}
     if settings["placement"] == "callback":
         settings.pop("ahead")

@@ -386,11 +386,14 @@ class MainWindow(QMainWindow):
         self.record_action.setText("Stop recording")
         self.statusBar().showMessage(f"recording to {wav}", 4000)
 
-    def on_recorded(self, summary: dict) -> None:
+    def _take_ended(self) -> None:
         self.take = None
         self.record_button.setChecked(False)
         self.record_action.setText("Record take")
         self.status_labels["take"].setText("")
+
+    def on_recorded(self, summary: dict) -> None:
+        self._take_ended()
         text = f"take saved: {summary.get('audio')} ({summary.get('seconds', 0.0):.1f} s)"
         if summary.get("midi"):
             text += f" and {Path(summary['midi']).name} ({summary.get('events', 0)} MIDI events)"
@@ -404,10 +407,8 @@ class MainWindow(QMainWindow):
     def on_engine_died_recording(self, _message: str) -> None:
         if self.take is None:
             return
-        take, self.take = self.take, None
-        self.record_button.setChecked(False)
-        self.record_action.setText("Record take")
-        self.status_labels["take"].setText("")
+        take = self.take
+        self._take_ended()
         self.statusBar().showMessage(f"the engine stopped during a take: what it recorded is in {take['wav']} "
                                      f"and {Path(take['mid']).name}", 10000)
 
