@@ -437,6 +437,7 @@ def main() -> None:
                     help="only the offline table from a note-on to its sound, every shipped instrument")
     ap.add_argument("--take-only", action="store_true",
                     help="only what recording a take costs the render side (offline)")
+    ap.add_argument("--reverb-only", action="store_true", help="only what the reverb costs the render side (offline)")
     ap.add_argument("--swap-memory-only", action="store_true",
                     help="only the engine process's memory over rounds of model swaps on JACK")
     ap.add_argument("--vocoders", default="", help="with --vocoder-only: only the engine table, and in it only "
@@ -459,6 +460,7 @@ def main() -> None:
              f"{' --vocoder-only' if args.vocoder_only else ''}{' --latency-only' if args.latency_only else ''}"
              f"{f' --vocoders {args.vocoders!r}' if args.vocoders else ''}"
              f"{' --swap-memory-only' if args.swap_memory_only else ''}{' --take-only' if args.take_only else ''}"
+             f"{' --reverb-only' if args.reverb_only else ''}"
              f"{f' --swap-rounds {args.swap_rounds}' if args.swap_rounds != 5 else ''}"
              f"{f' --swap-models {args.swap_models}' if args.swap_models != ','.join(SOAK_MODELS) else ''}"
              f"{f' --soak {args.soak:g} --soak-block {args.soak_block}' if args.soak else ''}"
@@ -478,6 +480,10 @@ def main() -> None:
     elif args.take_only:
         from benchmarks.take_cost import take_cost_table
         lines += take_cost_table()
+        args.no_jack = True
+    elif args.reverb_only:
+        from benchmarks.reverb_cost import reverb_cost_table
+        lines += reverb_cost_table()
         args.no_jack = True
     elif args.latency_only:
         from benchmarks.note_latency import note_latency_table

@@ -14,18 +14,36 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _runs(model, blocks: int, rounds: int):
+def held_chord(model, **config):
+    """An engine at 48 kHz, 64-sample blocks, six notes held and warmed up; and its output block."""
     from livewave.checkpoint import load_generator
     from livewave.config import EngineConfig
     from livewave.engine import Engine
-    from livewave.take_recorder import TakeRecorder
     gen = load_generator(model) if model else None
-    eng = Engine(EngineConfig(sample_rate=48000, max_block=64), gen).prepare()
+    eng = Engine(EngineConfig(sample_rate=48000, max_block=64, **config), gen).prepare()
     out = np.zeros((64, 2), np.float32)
     for n in (48, 55, 60, 64, 67, 72):
         eng.push_event(eng.sample_time, 0x90, n, 90)
     for _ in range(500):
         eng.render(out)
+    return eng, out
+
+
+def median_block(eng, out, blocks: int) -> float:
+    """Median seconds per ``eng.render(out)`` over ``blocks`` blocks (a CC 1 every 200 blocks)."""
+    t = np.empty(blocks)
+    for i in range(blocks):
+        if i % 200 == 0:             # a CC now and then: events go into a take too
+            eng.push_event(eng.sample_time, 0xB0, 1, i % 128)
+        t0 = time.perf_counter()
+        eng.render(out)
+        t[i] = time.perf_counter() - t0
+    return float(np.median(t))
+
+
+def _runs(model, blocks: int, rounds: int):
+    from livewave.take_recorder import TakeRecorder
+    eng, out = held_chord(model)
     times = {False: [], True: []}
     with tempfile.TemporaryDirectory() as d:
         for r in range(rounds):
@@ -34,14 +52,7 @@ def _runs(model, blocks: int, rounds: int):
                 if recording:
                     rec = TakeRecorder(Path(d) / f"t{r}.wav", 48000, Path(d) / f"t{r}.mid").start()
                     eng.start_take(rec)
-                t = np.empty(blocks)
-                for i in range(blocks):
-                    if i % 200 == 0:             # a CC now and then: events go into the take too
-                        eng.push_event(eng.sample_time, 0xB0, 1, i % 128)
-                    t0 = time.perf_counter()
-                    eng.render(out)
-                    t[i] = time.perf_counter() - t0
-                times[recording].append(np.median(t))
+                times[recording].append(median_block(eng, out, blocks))
                 if rec is not None:
                     eng.stop_take()
                     rec.finish()

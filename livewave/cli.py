@@ -45,7 +45,8 @@ def _engine(args, sample_rate: int, block: int, input_channels: int = 0, gen=Non
                        midi_channels=parse_channels(args.channels), master_gain_db=args.gain,
                        device=args.device, input_channels=input_channels,
                        tuning_hz=440.0 if getattr(args, "tuning", None) is None else args.tuning,
-                       transpose=0 if getattr(args, "transpose", None) is None else args.transpose)
+                       transpose=0 if getattr(args, "transpose", None) is None else args.transpose,
+                       **_reverb_config(args))
     flagged = None
     if screen and gen is not None:
         from .load_screen import ScreenRefused, describe_flags
@@ -62,6 +63,15 @@ def _engine(args, sample_rate: int, block: int, input_channels: int = 0, gen=Non
     return eng
 
 
+REVERB_OPTIONS = (("reverb", "reverb_send"), ("reverb_decay", "reverb_decay_s"), ("reverb_damping", "reverb_damping"),
+                  ("reverb_predelay", "reverb_predelay_ms"))
+
+
+def _reverb_config(args) -> dict:
+    """The reverb options given, as EngineConfig fields (the rest keep their defaults)."""
+    return {field: getattr(args, opt) for opt, field in REVERB_OPTIONS if getattr(args, opt, None) is not None}
+
+
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="checkpoint (.safetensors); default: the built-in instrument")
     p.add_argument("--rate", type=int, default=48000, help="sample rate in Hz (22050..192000)")
@@ -74,6 +84,13 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="added to every key, -36..36 (default 0; a take replays at its own)")
     p.add_argument("--channels", default="all", help="MIDI channel filter: all, 1,2,10 or 1-4")
     p.add_argument("--gain", type=float, default=0.0, help="master gain in dB")
+    p.add_argument("--reverb", type=float, default=None, metavar="SEND",
+                   help="reverb send, 0..1 (default 0: off; CC 91 sets it live)")
+    p.add_argument("--reverb-decay", type=float, default=None, metavar="S",
+                   help="reverb decay to -60 dB at low frequencies, 0.1..20 s (default 2; a take replays with its own)")
+    p.add_argument("--reverb-damping", type=float, default=None, metavar="X",
+                   help="the top's decay over the lows', 0.05..1 (default 0.5)")
+    p.add_argument("--reverb-predelay", type=float, default=None, metavar="MS", help="0..200 ms (default 10)")
     p.add_argument("--device", default="auto", help="where a neural model runs: auto (CUDA when present), cpu, cuda[:N]")
 
 
@@ -280,6 +297,10 @@ def cmd_render(args) -> int:
     if song.take_tuning is not None:            # a take replays at the pitch it was played at
         args.tuning = song.take_tuning[0] if args.tuning is None else args.tuning
         args.transpose = song.take_tuning[1] if args.transpose is None else args.transpose
+    if song.take_room is not None:              # and in the room it was played in (then CC 91 moves the send)
+        for (opt, _), v in zip(REVERB_OPTIONS, song.take_room, strict=True):
+            if getattr(args, opt, None) is None:
+                setattr(args, opt, v)
     eng = _engine(args, args.rate, block).prepare()
     bar = ProgressBar(args.rate, label=Path(args.midi_file).name) if not args.quiet else None
     t0 = time.perf_counter()

@@ -25,6 +25,31 @@ def clamp_transpose(semitones: float) -> int:
     return int(min(TRANSPOSE_MAX, max(-TRANSPOSE_MAX, round(float(semitones)))))
 
 
+# the reverb (``reverb``): its settings' defaults and ranges, here so that a client (the app) has
+# them without the engine's kernels
+REVERB_DEFAULTS = {"send": 0.0, "decay_s": 2.0, "damping": 0.5, "predelay_ms": 10.0}
+DECAY_RANGE = (0.1, 20.0)       # seconds to -60 dB at low frequencies
+DAMPING_RANGE = (0.05, 1.0)     # high-frequency decay over low-frequency decay
+PREDELAY_MAX_MS = 200.0
+SEND_STEPS = 127                # the send is a 7-bit value, as CC 91 carries it: a take replays it exactly
+
+
+def clamp_room(decay_s: float, damping: float, predelay_ms: float) -> tuple[float, float, float]:
+    """The reverb's decay, damping and pre-delay, each held to its range (NaN: the range's low end)."""
+    def clamp(v, lo, hi):
+        v = float(v)
+        return lo if v != v else min(hi, max(lo, v))
+    return (clamp(decay_s, *DECAY_RANGE), clamp(damping, *DAMPING_RANGE), clamp(predelay_ms, 0.0, PREDELAY_MAX_MS))
+
+
+def send_value(send: float) -> float:
+    """A reverb send of 0..1 on its 7-bit grid (NaN: 0)."""
+    v = float(send)
+    if v != v:
+        return 0.0
+    return round(min(1.0, max(0.0, v)) * SEND_STEPS) / SEND_STEPS
+
+
 class ConfigError(ValueError):
     """A setting is out of range; the message names the setting, the value and the range."""
 
@@ -58,6 +83,12 @@ class EngineConfig:
     transpose: int = 0                    # semitones added to every key played
     midi_channels: tuple[int, ...] = tuple(range(16))   # channel filter, 0-based
     master_gain_db: float = 0.0
+    # the reverb (``reverb``): send 0..1 (GM's CC 91; 0: off), decay to -60 dB at low frequencies,
+    # damping (the top's decay over the lows'), pre-delay
+    reverb_send: float = REVERB_DEFAULTS["send"]
+    reverb_decay_s: float = REVERB_DEFAULTS["decay_s"]
+    reverb_damping: float = REVERB_DEFAULTS["damping"]
+    reverb_predelay_ms: float = REVERB_DEFAULTS["predelay_ms"]
     ceiling_dbfs: float = CEILING_DBFS
     # |x| above guard_limit * sqrt(max(1, voices sounding)) (before the limiter) counts as a broken
     # generator: 2.0 for one note or none, as the torture suite asks; a chord may sum higher
@@ -91,6 +122,12 @@ class EngineConfig:
             raise ConfigError(f"MIDI channel filter {self.midi_channels!r}: channels are 1..16")
         if not (-60.0 <= self.master_gain_db <= 12.0):
             raise ConfigError(f"master gain {self.master_gain_db} dB is outside -60..+12 dB")
+        for what, v, lo, hi, unit in (("reverb send", self.reverb_send, 0.0, 1.0, ""),
+                                      ("reverb decay", self.reverb_decay_s, *DECAY_RANGE, " s"),
+                                      ("reverb damping", self.reverb_damping, *DAMPING_RANGE, ""),
+                                      ("reverb pre-delay", self.reverb_predelay_ms, 0.0, PREDELAY_MAX_MS, " ms")):
+            if not (lo <= v <= hi):
+                raise ConfigError(f"{what} {v}{unit} is outside {lo:g}..{hi:g}{unit}")
         if not (-24.0 <= self.ceiling_dbfs <= 0.0):
             raise ConfigError(f"ceiling {self.ceiling_dbfs} dBFS is outside -24..0 dBFS")
         d = self.device

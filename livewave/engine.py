@@ -1,15 +1,15 @@
 """The engine: the one place sound is made. Live and offline both call ``Engine.render``.
 
 Per block: events due inside the block are applied at their exact sample (the block is cut
-into segments at event times); each segment runs the envelopes and the generator; the post
-chain (gain, DC blocker, limiter) runs over the whole block; the mono mix is copied to every
-output channel.
+into segments at event times); each segment runs the envelopes and the generator; the reverb
+(``reverb``; off until its send is raised, by ``set_reverb`` or CC 91) and the post chain (gain,
+DC blocker, limiter) run over the whole block; the mono mix is copied to every output channel.
 
 Threading model:
 - render side (the audio callback or the render thread; exactly one at a time): ``render``.
 - producers (MIDI threads, GUI, offline feeder): ``push_midi`` / ``push_event``; they go
   through the lock-free-for-the-consumer ``EventQueue``.
-- control side (GUI, CLI): ``set_control``, ``set_master_gain_db``, ``panic``,
+- control side (GUI, CLI): ``set_control``, ``set_master_gain_db``, ``set_reverb``, ``panic``,
   ``release_all``, ``swap_generator``. Each is a single store of a float, a flag or a whole
   prepared object (NB: atomic under the GIL); the render side picks it up at the next block.
 Nothing the render side calls allocates arrays, locks, logs or does I/O.
@@ -23,12 +23,14 @@ from collections import deque
 import numpy as np
 
 from .channel_state import ChannelState
-from .config import EngineConfig, clamp_transpose, clamp_tuning
+from .config import EngineConfig, clamp_room, clamp_transpose, clamp_tuning, send_value
 from .envelope import envelope_block, envelope_coefficients
 from .event_queue import NO_EVENT, EventQueue
 from .generator import RESTART_FRESH, Conditioning, Generator
 from .midi_learn import MASTER, ControlBindings
 from .post_chain import PostChain, crossfade, guard
+from .reverb import Reverb
+from .reverb import warm_up as warm_up_reverb
 from .take_recorder import panic_events, push_audio, push_column, push_event, push_state, release_events
 from .take_recorder import warm_up as warm_up_takes
 from .voice_allocator import VoiceAllocator
@@ -81,6 +83,10 @@ class Engine:
         # side reads it (poll_program) and loads the model it names (engine_host)
         self.program = np.zeros(3, np.int64)
         self._program_seen = 0
+        c = self.config      # the reverb as set (the config's, then set_reverb; a new prepare keeps it)
+        self.reverb_settings = {"send": c.reverb_send, "decay_s": c.reverb_decay_s, "damping": c.reverb_damping,
+                                "predelay_ms": c.reverb_predelay_ms}
+        self._send_taken = -1.0  # render side: the send a take last recorded
 
     # -- set-up (off the audio path) -------------------------------------------------
     def prepare(self, sample_rate: int | None = None, max_block: int | None = None) -> Engine:
@@ -106,8 +112,10 @@ class Engine:
         self.channels = ChannelState(self.cond, self.voices, cfg.bend_range, mask)
         self.channels.set_tuning(self.tuning_hz)
         self.channels.transpose = self.transpose
+        self._first_channel = int(np.argmax(mask))    # where a take writes the engine's own messages
         self.env_coef = self._envelope_for(self.generator)
         self.post = PostChain(sr, cfg.ceiling_dbfs, cfg.master_gain_db, cfg.dc_cutoff_hz)
+        self.reverb = Reverb(sr, **self.reverb_settings)
         self.mono = np.zeros(mb, np.float32)
         self._xbuf = np.zeros(mb, np.float32)          # the outgoing generator during a crossfade
         self._restart_hold = np.zeros(p, np.int8)
@@ -141,6 +149,7 @@ class Engine:
         n = buf.shape[0]
         crossfade(self.mono[:n], self._xbuf[:n], n, 0, 2 * n)
         warm_up_takes()          # and a take's copies, so that recording compiles nothing
+        warm_up_reverb()         # and the reverb's, which runs only once a send is raised
         self.warmup_faults = self.stats.generator_faults
         self.warmup_fault = self.stats.last_fault
         self.hard_reset()
@@ -155,6 +164,7 @@ class Engine:
         self.channels.reset()
         self.generator.reset()
         self.post.reset()
+        self.reverb.reset()
         self.cond.restart[:] = 0
         self.sample_time = 0
         self.clock_anchor = (time.perf_counter(), 0)
@@ -232,6 +242,22 @@ class Engine:
             return
         self.post.set_gain_db(min(12.0, max(-90.0, float(gain_db))))
 
+    def set_reverb(self, send: float | None = None, decay_s: float | None = None, damping: float | None = None,
+                   predelay_ms: float | None = None) -> dict:
+        """The reverb (``reverb``): what is given changes, each clamped to its range (the send to
+        its 7-bit grid, as CC 91 sets it); returns every setting as set."""
+        r = self.reverb_settings
+        if self.prepared:
+            r["send"] = float(self.reverb.send[0])       # a CC 91 may have moved it
+        if send is not None:
+            r["send"] = self.reverb.set_send(send) if self.prepared else send_value(send)
+        if decay_s is not None or damping is not None or predelay_ms is not None:
+            room = (r["decay_s"] if decay_s is None else decay_s, r["damping"] if damping is None else damping,
+                    r["predelay_ms"] if predelay_ms is None else predelay_ms)
+            r["decay_s"], r["damping"], r["predelay_ms"] = (self.reverb.set_room(*room) if self.prepared
+                                                            else clamp_room(*room))
+        return dict(r)
+
     def set_tuning(self, a4_hz: float) -> float:
         """Concert pitch (A4 in Hz), clamped to its range; held notes follow from the next block.
         Returns the value set."""
@@ -286,6 +312,9 @@ class Engine:
         if self.take is not None:
             raise RuntimeError("a take is already being recorded")
         recorder.tuning = (self.tuning_hz, self.transpose)     # replayed so (smf.MidiSong.take_tuning)
+        r = self.reverb_settings
+        recorder.room = (float(self.reverb.send[0]) if self.prepared else r["send"], r["decay_s"], r["damping"],
+                         r["predelay_ms"])     # and the room (smf.MidiSong.take_room)
         self.take = recorder
 
     def stop_take(self, timeout_s: float = 1.0):
@@ -349,6 +378,7 @@ class Engine:
             self.voices.kill_all()
             self.channels.reset()
             self.generator.reset()
+            self.reverb.reset()          # a panic is silence now: the room's tail too
         if self._release_all:
             self._release_all = False
             if rec is not None:          # pedal up, then All Notes Off: every note released
@@ -377,6 +407,13 @@ class Engine:
             c = self.channels
             push_state(rec.events, rec.epos, t0, c.bend, c.bend_range, c.mod, c.volume, c.expression, c.sustain,
                        c.pressure)
+            self._send_taken = rec.room[0] if rec.room is not None else 0.0   # the marker's: a change goes below
+        if rec is not None and self.reverb.send[0] != self._send_taken:
+            # the send as CC 91 (set by the app or a command, or at the take's start): in the MIDI
+            # exactly, since the send lives on CC 91's 7-bit grid
+            send = self.reverb.send[0]
+            self._send_taken = send
+            push_event(rec.events, rec.epos, t0, 0xB0 | self._first_channel, 91, int(round(send * 127.0)))
         self._control_flags(t0, rec)
         q = self.events
         handle = self.channels.handle
@@ -387,8 +424,15 @@ class Engine:
             while q.peek_time() <= t:
                 status, d1, d2, _ = q.pop()
                 if status & 0xF0 == 0xB0 and mask[status & 0x0F]:
-                    self.bindings.on_cc(self.generator, self.cond.controls, status & 0x0F, d1 & 0x7F, d2 & 0x7F,
-                                        self.post)
+                    bound = self.bindings.on_cc(self.generator, self.cond.controls, status & 0x0F, d1 & 0x7F,
+                                                d2 & 0x7F, self.post)
+                    cc = d1 & 0x7F
+                    if cc == 91 and not bound:       # GM's Reverb Send Level (a learnt binding takes it first)
+                        send = (d2 & 0x7F) / 127.0
+                        self.reverb.send[0] = send
+                        self._send_taken = send      # the CC itself goes into a take
+                    elif cc == 120:                  # All Sound Off: silence now, the room's tail too
+                        self.reverb.reset()
                 if rec is not None and 0x80 <= status < 0xF0 and mask[status & 0x0F]:
                     push_event(rec.events, rec.epos, t, status, d1 & 0x7F, d2 & 0x7F)
                 if status & 0xF0 == 0xC0 and mask[status & 0x0F]:
@@ -402,6 +446,7 @@ class Engine:
             self._segment(pos, seg_end - pos, t)
             pos = seg_end
         mono = self.mono
+        self.reverb.process(mono, n)
         self.post.process(mono, n)
         if rec is not None:
             push_audio(rec.ring, rec.apos, mono, n)

@@ -13,6 +13,9 @@ Channels:
                                          None), then loads it like ("load", path)
     ("tuning", hz)                       concert pitch, A4 in Hz; answered ("tuning", value as clamped)
     ("transpose", semitones)             for the next notes; answered ("transpose", value as clamped)
+    ("reverb", {name: value})            any of send (0..1), decay_s, damping, predelay_ms (``reverb``);
+                                         answered ("reverb", every setting as set); also sent when a
+                                         MIDI CC 91 moved the send
     ("panic",) ("release_all",)
     ("midi", status, d1[, d2])           a channel message, e.g. from an on-screen keyboard
     ("midi_ports"[, selection])          changes the MIDI input selection (all, none, a number or part
@@ -63,7 +66,9 @@ DEFAULT_SETTINGS = {
     "gain": 0.0,              # master gain, dB
     "device": "auto",         # where a neural model runs
     "bindings": {},           # MIDI CC bindings {control name: [channel 0..15, cc]}
+    "reverb": {},             # {send, decay_s, damping, predelay_ms}: those given (``reverb``); the rest default
 }
+REVERB_KEYS = ("send", "decay_s", "damping", "predelay_ms")
 
 
 class EngineError(RuntimeError):
@@ -101,7 +106,8 @@ _ARITY = {"load": (1, 1, "path"), "control": (2, 2, "name or index, value"), "ga
           "bind": (3, 3, "control name, channel, cc"), "unbind": (1, 1, "control name"),
           "ping": (1, 1, "token"), "stop": (0, 0, ""), "fault": (1, 1, "kind (tests only)"),
           "record": (1, 1, "path of a .wav"), "record_stop": (0, 0, ""), "tuning": (1, 1, "A4 in Hz"),
-          "transpose": (1, 1, "semitones"), "programs": (1, 1, "list of model paths")}
+          "transpose": (1, 1, "semitones"), "programs": (1, 1, "list of model paths"),
+          "reverb": (1, 1, "{send, decay_s, damping, predelay_ms}")}
 COMMANDS = tuple(_ARITY)
 
 
@@ -137,6 +143,8 @@ def check_command(cmd) -> tuple:
                 not all(isinstance(p, (str, os.PathLike)) and str(p) for p in paths):
             raise CommandError(f"programs: {paths!r:.60} is not a list of at most 128 model paths")
         return (name, [str(os.fspath(p)) for p in paths])
+    if name == "reverb":
+        return (name, reverb_settings(args[0], CommandError))
     if name == "transpose":
         if not _is_int(args[0]):
             raise CommandError(f"transpose: {args[0]!r:.40} is not a whole number of semitones")
@@ -168,6 +176,25 @@ def check_command(cmd) -> tuple:
     return (name,)
 
 
+def reverb_settings(d, error=CommandError) -> dict:
+    """A dict of reverb settings (``REVERB_KEYS``, any subset) with finite numbers, clamped to
+    their ranges (``reverb``), else ``error``."""
+    if not isinstance(d, dict) or not all(k in REVERB_KEYS for k in d):
+        raise error(f"reverb: {d!r:.60} is not a dict of {', '.join(REVERB_KEYS)}")
+    for k, v in d.items():
+        if not _is_number(v) or not math.isfinite(float(v)):
+            raise error(f"reverb: {k} {v!r:.40} is not a finite number")
+    from .config import REVERB_DEFAULTS, clamp_room, send_value
+    out = {k: float(v) for k, v in d.items()}
+    if "send" in out:
+        out["send"] = send_value(out["send"])
+    room = clamp_room(*(out.get(k, REVERB_DEFAULTS[k]) for k in REVERB_KEYS[1:]))
+    for k, v in zip(REVERB_KEYS[1:], room, strict=True):
+        if k in out:
+            out[k] = v
+    return out
+
+
 def check_settings(settings: dict | None) -> dict:
     """Defaults filled in, unknown keys and wrong types refused (EngineError)."""
     out = dict(DEFAULT_SETTINGS)
@@ -194,6 +221,7 @@ def check_settings(settings: dict | None) -> dict:
         out["audio"] = str(out["audio"])
     for k in ("placement", "midi", "midi_api", "channels", "device", "sample_format"):
         out[k] = str(out[k])
+    out["reverb"] = reverb_settings(out["reverb"], EngineError)
     if not isinstance(out["bindings"], dict):
         raise EngineError(f"engine setting bindings={out['bindings']!r:.60} must be {{control: [channel, cc]}}")
     for k, v in out["bindings"].items():

@@ -181,11 +181,13 @@ class EngineHost:
         self._master_seen = 0                     # volume changes by a bound CC the GUI was told
         self.loop_errors: dict = {}               # (exception type, file:line) -> count (_guarded)
         self.programs: list[str] = []             # MIDI program n loads programs[n] (("programs", ...))
+        self._reverb_shown: dict = {}             # the reverb as the GUI was last told
 
     # -- start-up -----------------------------------------------------------------------------
     def open(self) -> None:
         from .audio_io import AudioOutput
-        from .cli import _engine
+        from .cli import REVERB_OPTIONS, _engine
+        from .engine_commands import REVERB_KEYS
         from .midi_input import MidiInputs
         s = self.settings
         rate, block = s["rate"], s["block"]
@@ -199,8 +201,10 @@ class EngineHost:
         unavailable = preload_families()     # NB: no first import of torch beside a running stream
         args = Namespace(model=s["model"], polyphony=s["polyphony"], bend_range=s["bend_range"],
                          channels=s["channels"], gain=s["gain"], device=s["device"], tuning=s["tuning"],
-                         transpose=s["transpose"])
+                         transpose=s["transpose"],
+                         **{opt: s["reverb"].get(key) for (opt, _), key in zip(REVERB_OPTIONS, REVERB_KEYS, strict=True)})
         self.engine = eng = _engine(args, rate, block, screen=True)
+        self._reverb_shown = eng.set_reverb()
         eng.reports.extend(f"a generator family is unavailable: {m}" for m in unavailable)
         if s["bindings"]:
             try:
@@ -267,7 +271,8 @@ class EngineHost:
             except (EOFError, OSError):
                 self.parent_gone = True     # the GUI is gone: the engine must not outlive it
                 break
-            for step in (self._finish_loads, self._watch_render, self._watch_program, self.collector.tick):
+            for step in (self._finish_loads, self._watch_render, self._watch_program, self._watch_reverb,
+                         self.collector.tick):
                 self._guarded(step)
             now = time.monotonic()
             if now >= next_status:
@@ -357,6 +362,18 @@ class EngineHost:
 
     def _cmd_tuning(self, hz: float) -> None:
         self.send(("tuning", self.engine.set_tuning(hz)))
+
+    def _cmd_reverb(self, settings: dict) -> None:
+        self._reverb_shown = r = self.engine.set_reverb(**settings)
+        self.send(("reverb", r))
+
+    def _watch_reverb(self) -> None:
+        """A MIDI CC 91 moved the send: the GUI is told."""
+        if self.engine is None or not self.engine.prepared:
+            return
+        send = float(self.engine.reverb.send[0])
+        if send != self._reverb_shown.get("send"):
+            self._cmd_reverb({})
 
     def _cmd_transpose(self, semitones: int) -> None:
         self.send(("transpose", self.engine.set_transpose(semitones)))

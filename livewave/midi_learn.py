@@ -126,8 +126,10 @@ class ControlBindings:
         return name, ch, cc
 
     # -- render side ------------------------------------------------------------------------
-    def on_cc(self, generator, controls: np.ndarray, ch: int, cc: int, value: int, post=None) -> None:
-        """``post``: the post chain whose gain a CC bound to ``MASTER`` sets (None: only noted)."""
+    def on_cc(self, generator, controls: np.ndarray, ch: int, cc: int, value: int, post=None) -> bool:
+        """``post``: the post chain whose gain a CC bound to ``MASTER`` sets (None: only noted).
+        True if a binding took the CC (the engine then leaves its GM meaning, e.g. CC 91's reverb
+        send, alone)."""
         last = self.last_cc
         last[1] = ch
         last[2] = cc
@@ -145,7 +147,8 @@ class ControlBindings:
                         post.set_gain_db(db)
                     self.master_db = db
                     self.master_serial += 1
-                return
+                return i != -1
+        return False
 
     def carry_over(self, generator, controls: np.ndarray) -> None:
         """Render side, at the swap that installs ``generator``: its bound controls take their

@@ -46,13 +46,16 @@ class MidiSong:
     # any other file
     take_start: tuple[int, int] | None = None
     take_tuning: tuple[float, int] | None = None
+    take_room: tuple[float, float, float, float] | None = None   # the reverb's (send, decay s, damping, pre-delay ms)
 
 
-TAKE_MARKER = "livewave take: engine sample "   # + "<sample> at <rate> Hz[, A4 <hz> Hz, transpose <n>]"
+TAKE_MARKER = "livewave take: engine sample "
+# + "<sample> at <rate> Hz[, A4 <hz> Hz, transpose <n>][, reverb send <x>, decay <s> s, damping <x>, pre-delay <ms> ms]"
 
 
-def parse_take_marker(text: str) -> tuple[int, int, float | None, int | None] | None:
-    """(sample, rate, A4 Hz or None, transpose or None) from a take's marker, else None."""
+def parse_take_marker(text: str) -> tuple | None:
+    """(sample, rate, A4 Hz or None, transpose or None, the reverb's (send, decay s, damping,
+    pre-delay ms) or None) from a take's marker, else None."""
     if not text.startswith(TAKE_MARKER):
         return None
     try:
@@ -60,12 +63,22 @@ def parse_take_marker(text: str) -> tuple[int, int, float | None, int | None] | 
         sample, rate = parts[0].split(" at ", 1)
         sample, rate = int(sample), int(rate.removesuffix(" Hz"))
         tuning = transpose = None
+        room = {}
         for p in parts[1:]:
             if p.startswith("A4 "):
                 tuning = float(p[3:].removesuffix(" Hz"))
             elif p.startswith("transpose "):
                 transpose = int(p[len("transpose "):])
-        return (sample, rate, tuning, transpose) if sample >= 0 and rate > 0 else None
+            elif p.startswith("reverb send "):
+                room["send"] = float(p[len("reverb send "):])
+            elif p.startswith("decay "):
+                room["decay"] = float(p[len("decay "):].removesuffix(" s"))
+            elif p.startswith("damping "):
+                room["damping"] = float(p[len("damping "):])
+            elif p.startswith("pre-delay "):
+                room["predelay"] = float(p[len("pre-delay "):].removesuffix(" ms"))
+        room = (room["send"], room["decay"], room["damping"], room["predelay"]) if len(room) == 4 else None
+        return (sample, rate, tuning, transpose, room) if sample >= 0 and rate > 0 else None
     except ValueError:
         return None
 
@@ -242,4 +255,4 @@ def _build_song(tracks, division: int, spath: str) -> MidiSong:
     if take is not None and take[2] is not None and take[3] is not None:
         tuning = (take[2], take[3])
     return MidiSong(events=events, duration=duration, path=spath, take_start=take[:2] if take else None,
-                    take_tuning=tuning)
+                    take_tuning=tuning, take_room=take[4] if take else None)

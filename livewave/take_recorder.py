@@ -206,9 +206,11 @@ class MidiTake:
     kept in a text event (``smf.TAKE_MARKER``) so that ``livewave render`` can start its clock
     there: a voice's noise and a model's frame grid follow the engine's clock."""
 
-    def __init__(self, sample_rate: int, first_sample: int = 0, tuning: tuple[float, int] = (440.0, 0)):
+    def __init__(self, sample_rate: int, first_sample: int = 0, tuning: tuple[float, int] = (440.0, 0),
+                 room: tuple[float, float, float, float] | None = None):
         self.sample_rate = int(sample_rate)
         self.tuning = (float(tuning[0]), int(tuning[1]))    # (A4 Hz, transpose) as the take began
+        self.room = room        # the reverb's (send, decay s, damping, pre-delay ms) as it began; then CC 91
         self.ppq, self.tempo, self.exact = tick_base(self.sample_rate)
         self.per_tick = self.sample_rate * self.tempo / 1_000_000 / self.ppq   # samples per tick (1.0 when exact)
         self.first_sample = max(0, int(first_sample))
@@ -241,7 +243,11 @@ class MidiTake:
         from .smf import TAKE_MARKER
         head = (_meta(0x51, self.tempo.to_bytes(3, "big")) + _meta(0x03, b"livewave take")
                 + _meta(0x01, (f"{TAKE_MARKER}{self.first_sample} at {self.sample_rate} Hz, A4 {self.tuning[0]:g} Hz, "
-                               f"transpose {self.tuning[1]}").encode()))
+                               f"transpose {self.tuning[1]}" + ("" if self.room is None else
+                                                                f", reverb send {self.room[0]!r}, decay "
+                                                                f"{self.room[1]!r} s, damping {self.room[2]!r}, "
+                                                                f"pre-delay {self.room[3]!r} ms")
+                               ).encode()))
         tail, last = bytearray(), self.last
         end = self._tick(end_sample)
         for (ch, note), n in sorted(self.on.items()):
@@ -338,6 +344,7 @@ class TakeRecorder:
         self.samples = 0                 # written to the file
         self.midi: MidiTake | None = None   # made at the first drain after the render side began
         self.tuning = (440.0, 0)         # (A4 Hz, transpose) as the take began (Engine.start_take)
+        self.room = None                 # the reverb's (send, decay s, damping, pre-delay ms) then (Engine.start_take)
         self.error: str | None = None    # the writer's failure (a full disk), reported, never raised there
         self._error_said = False
         self._file = None
@@ -422,7 +429,7 @@ class TakeRecorder:
         if self.in_ring is not None:
             self._drain_ring(self.in_ring, self.ipos, self._in_file, self.input_path)
         if self.midi is None and self.first_sample >= 0:
-            self.midi = MidiTake(self.sample_rate, self.first_sample, self.tuning)
+            self.midi = MidiTake(self.sample_rate, self.first_sample, self.tuning, self.room)
         w, r = int(self.epos[0]), int(self.epos[1])
         if w > r and self.midi is not None:
             t0 = self.first_sample

@@ -1012,3 +1012,28 @@ def test_a_dead_engine_s_message_holds_its_whole_last_traceback(tmp_path):
     ep.log_path.write_text("\n".join(f"line {i}" for i in range(100)) + "\n")
     text = ep._tail_text()
     assert text.count("\n") == 15 and "line 85" in text and "line 84" not in text
+
+
+def test_the_reverb_command_is_checked_applied_answered_and_cc91_is_told(host):
+    """("reverb", {...}) sets what it names, clamped, and is answered with every setting; a CC 91
+    from a keyboard moves the send and the GUI is told; bad values change nothing."""
+    eng = host.engine
+    out = np.zeros((256, 1), np.float32)
+    host.handle(("reverb", {"send": 0.5, "decay_s": 99.0}))
+    assert host.conn.sent == [("reverb", {"send": 64 / 127, "decay_s": 20.0, "damping": 0.5, "predelay_ms": 10.0})]
+    assert eng.reverb.send[0] == 64 / 127 and eng.reverb.decay_s == 20.0
+    host.conn.sent.clear()
+    for bad in ({"send": float("nan")}, {"size": 1.0}, [0.5], {"decay_s": "long"}):
+        host.handle(("reverb", bad))
+    assert [e[0] for e in host.conn.sent] == ["error"] * 4, host.conn.sent
+    assert eng.reverb.send[0] == 64 / 127
+    host.conn.sent.clear()
+    host._watch_reverb()
+    assert host.conn.sent == []                          # nothing moved
+    eng.push_event(eng.sample_time, 0xB0, 91, 20)
+    eng.render(out)
+    host._watch_reverb()
+    assert host.conn.sent == [("reverb", {"send": 20 / 127, "decay_s": 20.0, "damping": 0.5, "predelay_ms": 10.0})]
+    with pytest.raises(EngineError, match="reverb"):
+        check_settings({"reverb": {"send": "loud"}})
+    assert check_settings({"reverb": {"damping": 0.0}})["reverb"] == {"damping": 0.05}

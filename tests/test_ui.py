@@ -430,6 +430,32 @@ def test_tuning_and_transpose_reach_the_engine_and_are_remembered(qtbot, tmp_pat
         w.close()
 
 
+def test_the_reverb_panel_reaches_the_engine_shows_its_answers_and_is_remembered(qtbot, tmp_path):
+    from PyQt6.QtCore import QSettings
+    store = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    client = EngineClient(NullEngine())
+    client.start({"reverb": {"send": 0.25, "decay_s": 3.5}})
+    w = MainWindow(client, model_folders=[tmp_path], settings=store)
+    qtbot.addWidget(w)
+    w.show()
+    try:
+        r = w.reverb
+        assert r.send.value() == 32 and r.decay.value() == 3.5 and r.send_label.text() == "25%"   # as it starts
+        r.send.setValue(100)
+        r.damping.setValue(0.3)
+        r.predelay.setValue(45)
+        qtbot.waitUntil(lambda: client.engine.settings["reverb"].get("predelay_ms") == 45.0, timeout=2000)
+        assert client.engine.settings["reverb"]["send"] == 100 / 127
+        assert client.engine.settings["reverb"]["damping"] == 0.3
+        qtbot.waitUntil(lambda: store.value("reverb_predelay_ms") is not None, timeout=2000)
+        assert float(store.value("reverb_send")) == 100 / 127 and float(store.value("reverb_damping")) == 0.3
+        w.on_reverb({"send": 0.0})                    # as when the keyboard's CC 91 goes to 0
+        assert r.send.value() == 0 and r.send_label.text() == "off"
+        assert client.engine.settings["reverb"]["send"] == 100 / 127    # shown, not sent back
+    finally:
+        w.close()
+
+
 def test_a_program_change_from_a_keyboard_loads_that_model_of_the_browser(window, qtbot):
     """The browser numbers the models as program changes select them (the built-in instrument
     is program 1); a program change (here through the engine's MIDI input) loads that one."""

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import sys
 
 from PyQt6.QtCore import QSettings
 from PyQt6.QtGui import QColor, QPalette
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
-from livewave.config import clamp_transpose, clamp_tuning
+from livewave.config import REVERB_DEFAULTS, clamp_transpose, clamp_tuning
+from livewave.engine_commands import reverb_settings
 from livewave.engine_process import EngineError, EngineProcess
 from livewave.null_engine import NullEngine
 
@@ -106,6 +108,8 @@ def main(argv=None) -> int:
                 "input_channels": remembered("input_channels", args.input_channels, 0, int),
                 "tuning": clamp_tuning(remembered("tuning", None, 440.0, float)),
                 "transpose": clamp_transpose(remembered("transpose", None, 0, int)),
+                "reverb": reverb_settings({k: x for k, v in REVERB_DEFAULTS.items()
+                                           if math.isfinite(x := remembered(f"reverb_{k}", None, v, float))}),
                 "placement": "rtmixer" if importlib.util.find_spec("rtmixer") else "callback"}
     if settings["placement"] == "callback":
         settings.pop("ahead")

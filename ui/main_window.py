@@ -31,6 +31,7 @@ from .engine_client import EngineClient
 from .model_browser import SUFFIXES, ModelBrowser
 from .piano_keyboard import PianoKeyboard
 from .presets import PresetError, load_preset, make_preset, save_preset
+from .reverb_panel import ReverbPanel
 from .scope_view import LevelMeter, Oscilloscope
 from .spectrogram_view import Spectrogram
 
@@ -74,6 +75,7 @@ class MainWindow(QMainWindow):
         self.controls = ControlPanel()
         self.scope = Oscilloscope()
         self.devices = DevicePanel()
+        self.reverb = ReverbPanel()
         info = getattr(client.engine, "info", {}) or {}
         self.spectrogram = Spectrogram(rate=int(info.get("rate") or 48000))
         self.devices.set_format(int(info.get("rate") or 48000), int(info.get("block") or 64))
@@ -111,6 +113,7 @@ class MainWindow(QMainWindow):
         side.setContentsMargins(0, 0, 0, 0)
         side.addWidget(self.browser, 1)
         side.addWidget(self.devices)
+        side.addWidget(self.reverb)
         split = QSplitter()
         split.addWidget(left)
         split.addWidget(mid)
@@ -160,6 +163,9 @@ class MainWindow(QMainWindow):
         client.transpose_changed.connect(lambda st: self.on_pitch("transpose", st))
         es = client.engine.settings
         self.devices.set_pitch(float(es.get("tuning", 440.0)), int(es.get("transpose", 0)))
+        self.reverb.changed.connect(lambda d: client.send("reverb", d))
+        client.reverb_changed.connect(self.on_reverb)
+        self.reverb.set_values(es.get("reverb") or {})
         self.keyboard.note_on.connect(lambda n, v: client.send("midi", 0x90, n, v))
         self.keyboard.note_off.connect(lambda n: client.send("midi", 0x80, n, 0))
         self.panic_button.clicked.connect(self.panic)
@@ -272,6 +278,13 @@ class MainWindow(QMainWindow):
             self.settings.setValue(key, value)
         what = f"A4 = {value:g} Hz" if key == "tuning" else f"transpose {value:+d} semitones"
         self.statusBar().showMessage(what, 3000)
+
+    def on_reverb(self, settings: dict) -> None:
+        """The engine's answer, or a CC 91 from the keyboard: shown, and remembered across restarts."""
+        self.reverb.set_values(settings)
+        if self.settings is not None:
+            for k, v in settings.items():
+                self.settings.setValue(f"reverb_{k}", float(v))
 
     def change_midi(self, selection: str) -> None:
         self.client.send("midi_ports", selection)

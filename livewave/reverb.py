@@ -1,0 +1,238 @@
+"""The reverb: a feedback delay network (Jot and Chaigne 1991), Numba, first in the post chain.
+
+The shipped models were trained on FluidR3 rendered dry (``soundfont_data``: no reverb), and a
+dry instrument on stage or in headphones sounds like it was played in a cupboard. This is the
+room a keyboard's own reverb gives, set by a decay time, not by a feedback amount.
+
+Per sample, mono, send style (``out = dry + wet``; the send scales what goes in, as GM's CC 91,
+Reverb Send Level, does, so turning it down lets the tail ring out):
+- ``dry * send`` (the send smoothed over 10 ms: no zipper noise) -> a pre-delay line;
+- four Schroeder allpasses in series (4.8, 3.6, 12.7 and 9.3 ms; gains 0.75 and 0.625), which
+  thicken the first echoes without colouring the spectrum (an allpass passes every frequency at
+  unit gain);
+- into ``LINES`` = 8 delay lines of 29.7 to 73.7 ms (prime lengths in samples at the rate, so no
+  two share a period), with signs ``IN_SIGNS``, over ``sqrt(8)`` (the impulse's energy, shared);
+- each line's output through its absorption filter, a one-pole lowpass whose gain is
+  ``g = 10 ** (-3 m / (fs T_low))`` at 0 Hz and ``h = 10 ** (-3 m / (fs T_high))`` at Nyquist for
+  a line of ``m`` samples (``T_high = damping * T_low``): every path through the network loses
+  60 dB in ``T_low`` at low frequencies and in ``T_high`` at the top whatever delays it takes
+  (Jot's absorbent filters). The pole is ``b = (1 - h / g) / (1 + h / g)``, the filter
+  ``y = g (1 - b) x + b y[-1]``;
+- the wet output: the filtered lines summed with signs ``OUT_SIGNS``, times
+  ``sqrt(1 - r ** 2) / r`` with ``r = 10 ** (-3 m_mean / (fs T_low))`` (one pass's gain): an
+  impulse's echoes carry ``r ** 2`` of its energy on the first pass and ``r ** 2 / (1 - r ** 2)``
+  over all, so the impulse response carries about the impulse's own energy at any decay (1.1
+  times, measured at 0.5 to 8 s) and the decay knob does not move the level;
+- fed back through the 8 x 8 Hadamard matrix over ``sqrt(8)`` (orthogonal: lossless, so all
+  decay is in the absorption filters, and every line feeds every other).
+The signs are not a row of the Hadamard matrix (three negatives, where its rows have none or
+four), so the input excites, and the output hears, every line from the first pass on.
+
+Idle: with the send at 0 and the last tail under -140 dBFS (``QUIET``), the state is cleared and
+``process`` returns without touching the block: a reverb that is off costs nothing and leaves
+the engine's output bit-identical to having none. A panic or All Sound Off clears it (``reset``).
+
+Threading: ``process`` and ``reset`` on the render side. The control side sets the decay,
+damping and pre-delay with ``set_room`` (a new coefficient array, published by one reference
+store, read once per block) and the send with ``set_send`` (one float store into a one-element
+array, which the render side also writes at a CC 91). Nothing on the render side allocates.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .config import PREDELAY_MAX_MS, REVERB_DEFAULTS, clamp_room, send_value
+
+LINES = 8
+LINE_MS = (29.7, 37.1, 41.1, 43.7, 53.3, 59.9, 67.7, 73.7)
+DIFFUSER_MS = (4.77, 3.60, 12.73, 9.31)          # Dattorro's plate's input diffusers
+DIFFUSER_GAIN = (0.75, 0.75, 0.625, 0.625)
+IN_SIGNS = np.array([1, 1, -1, 1, -1, 1, 1, -1], np.float64)
+OUT_SIGNS = np.array([1, -1, 1, 1, 1, -1, -1, 1], np.float64)
+
+QUIET = 1e-7                    # -140 dBFS: a tail under this is gone
+SMOOTH_S = 0.01
+
+# coefficient slots
+C_SMOOTH, C_PRE, C_NORM, C_AP, C_G, C_B, N_COEF = 0, 1, 2, 3, 3 + 4, 3 + 4 + LINES, 3 + 4 + 2 * LINES
+# state slots: the smoothed send, then each line's filter memory
+S_SEND, S_LP = 0, 1
+
+
+def _prime_at_least(n: int) -> int:
+    n = max(2, int(n))
+    while any(n % k == 0 for k in range(2, int(math.isqrt(n)) + 1)):
+        n += 1
+    return n
+
+
+def line_lengths(sample_rate: int) -> list[int]:
+    """The delay lines' lengths in samples at ``sample_rate``: primes, all different."""
+    out: list[int] = []
+    for ms in LINE_MS:
+        m = _prime_at_least(round(ms * sample_rate / 1000.0))
+        while m in out:
+            m = _prime_at_least(m + 1)
+        out.append(m)
+    return out
+
+
+class Reverb:
+    def __init__(self, sample_rate: int, send: float = REVERB_DEFAULTS["send"],
+                 decay_s: float = REVERB_DEFAULTS["decay_s"], damping: float = REVERB_DEFAULTS["damping"],
+                 predelay_ms: float = REVERB_DEFAULTS["predelay_ms"]):
+        self.sample_rate = sr = int(sample_rate)
+        self.lines = line_lengths(sr)
+        diffusers = [_prime_at_least(round(ms * sr / 1000.0)) for ms in DIFFUSER_MS]
+        pre = int(math.ceil(PREDELAY_MAX_MS * sr / 1000.0)) + 1
+        self.ring_len = np.array([pre, *diffusers, *self.lines], np.int64)
+        self.ring_off = np.concatenate(([0], np.cumsum(self.ring_len)[:-1])).astype(np.int64)
+        self.mem = np.zeros(int(self.ring_len.sum()), np.float64)
+        self.state = np.zeros(1 + LINES, np.float64)
+        self.pos = np.zeros(1, np.int64)
+        self.scratch = np.zeros(LINES, np.float64)
+        self.send = np.zeros(1, np.float64)
+        self.idle = True
+        self.set_send(send)
+        self.set_room(decay_s, damping, predelay_ms)
+
+    # -- control side -----------------------------------------------------------------
+    def set_send(self, send: float) -> float:
+        """The send, 0..1 on its 7-bit grid; returned as set."""
+        v = send_value(send)
+        self.send[0] = v                 # NB: one float store, read per sample by the render side
+        return v
+
+    def set_room(self, decay_s: float, damping: float, predelay_ms: float) -> tuple[float, float, float]:
+        """Decay (s to -60 dB, low frequencies), damping (the top's decay over it) and pre-delay
+        (ms), each clamped to its range; returned as set."""
+        self.decay_s, self.damping, self.predelay_ms = decay_s, damping, predelay_ms = clamp_room(
+            decay_s, damping, predelay_ms)
+        sr = self.sample_rate
+        c = np.zeros(N_COEF, np.float64)
+        c[C_SMOOTH] = 1.0 - math.exp(-1.0 / (SMOOTH_S * sr))
+        c[C_PRE] = min(round(predelay_ms * sr / 1000.0), int(self.ring_len[0]) - 1)
+        m_mean = sum(self.lines) / LINES
+        r = 10.0 ** (-3.0 * m_mean / (sr * decay_s))
+        c[C_NORM] = math.sqrt(1.0 - r * r) / r
+        c[C_AP:C_AP + 4] = DIFFUSER_GAIN
+        for i, m in enumerate(self.lines):
+            g = 10.0 ** (-3.0 * m / (sr * decay_s))
+            h = 10.0 ** (-3.0 * m / (sr * decay_s * damping))
+            c[C_G + i] = g
+            c[C_B + i] = (1.0 - h / g) / (1.0 + h / g)
+        self.coef = c                    # NB: one reference store; the render side reads it once a block
+        return decay_s, damping, predelay_ms
+
+    @property
+    def settings(self) -> dict:
+        return {"send": float(self.send[0]), "decay_s": self.decay_s, "damping": self.damping,
+                "predelay_ms": self.predelay_ms}
+
+    # -- render side -------------------------------------------------------------------
+    def reset(self) -> None:
+        """Silence: every delay and filter cleared, the smoothed send where the send is."""
+        self.mem[:] = 0.0
+        self.state[:] = 0.0
+        self.state[S_SEND] = self.send[0]
+        self.pos[0] = 0
+        self.idle = self.send[0] == 0.0
+
+    def process(self, buf: np.ndarray, n: int) -> None:
+        """``buf[:n] += wet`` (module docstring)."""
+        if self.idle:
+            if self.send[0] == 0.0:
+                return
+            self.idle = False
+        tail = reverb_process(buf, n, self.send, self.state, self.coef, self.mem, self.ring_off, self.ring_len,
+                              self.pos, self.scratch, IN_SIGNS, OUT_SIGNS)
+        if self.send[0] == 0.0 and self.state[S_SEND] < 1e-6 and tail < QUIET and peak_abs64(self.mem) < QUIET:
+            self.mem[:] = 0.0
+            self.state[:] = 0.0
+            self.idle = True
+
+
+@njit(nogil=True, cache=True)
+def peak_abs64(a):
+    p = 0.0
+    for i in range(a.shape[0]):
+        v = abs(a[i])
+        if v > p:
+            p = v
+    return p
+
+
+@njit(nogil=True, cache=True)
+def reverb_process(buf, n, send, state, coef, mem, off, length, pos_arr, f, in_signs, out_signs):
+    """Add the reverb of ``buf[:n]`` to it in place; returns the block's largest |wet|."""
+    s = state[0]
+    k = coef[0]
+    pre = int(coef[1])
+    norm = coef[2]
+    pos = pos_arr[0]
+    peak = 0.0
+    lines = f.shape[0]
+    inv = 1.0 / math.sqrt(lines)
+    for i in range(n):
+        target = send[0]
+        s += (target - s) * k
+        if target == 0.0 and s < 1e-6:
+            s = 0.0
+        x = buf[i] * s
+        # pre-delay: write, then read ``pre`` samples back
+        o, m = off[0], length[0]
+        mem[o + pos % m] = x
+        v = mem[o + (pos - pre) % m]
+        # the diffusers: w = v + g z, y = z - g w (z: w delayed by the ring's length)
+        for a in range(4):
+            o, m = off[1 + a], length[1 + a]
+            j = o + pos % m
+            z = mem[j]
+            g = coef[3 + a]
+            w = v + g * z
+            mem[j] = w
+            v = z - g * w
+        # the lines' outputs through their absorption filters
+        wet = 0.0
+        for L in range(lines):
+            o, m = off[5 + L], length[5 + L]
+            g = coef[7 + L]
+            b = coef[7 + lines + L]
+            y = g * (1.0 - b) * mem[o + pos % m] + b * state[1 + L]
+            if abs(y) < 1e-30:
+                y = 0.0
+            state[1 + L] = y
+            f[L] = y
+            wet += out_signs[L] * y
+        # the Hadamard matrix (butterflies), over sqrt(lines)
+        h = 1
+        while h < lines:
+            for a in range(0, lines, 2 * h):
+                for b2 in range(a, a + h):
+                    p, q = f[b2], f[b2 + h]
+                    f[b2] = p + q
+                    f[b2 + h] = p - q
+            h *= 2
+        for L in range(lines):
+            o, m = off[5 + L], length[5 + L]
+            mem[o + pos % m] = (f[L] + in_signs[L] * v) * inv
+        wet *= norm
+        if abs(wet) > peak:
+            peak = abs(wet)
+        buf[i] += wet
+        pos += 1
+    state[0] = s
+    pos_arr[0] = pos
+    return peak
+
+
+def warm_up() -> None:
+    """Compile (or load from Numba's cache) the render side's kernels now, not at the first CC 91."""
+    r = Reverb(8000, send=1.0)
+    buf = np.zeros(16, np.float32)
+    buf[0] = 1.0
+    r.process(buf, 16)
+

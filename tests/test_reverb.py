@@ -1,0 +1,269 @@
+"""The reverb (livewave/reverb.py) and its place in the engine: measured decay times, level,
+stability, the bypass, block-size independence, CC 91, panic, takes and the settings' edges."""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from livewave.config import ConfigError, EngineConfig
+from livewave.engine import Engine
+from livewave.reverb import Reverb, line_lengths
+
+
+def impulse_response(sr: int, seconds: float, **room) -> np.ndarray:
+    r = Reverb(sr, send=1.0, **room)
+    r.reset()
+    x = np.zeros(int(sr * seconds), np.float32)
+    x[0] = 1.0
+    r.process(x, x.size)
+    wet = x.astype(np.float64)
+    wet[0] -= 1.0
+    return wet
+
+
+def band(x: np.ndarray, sr: int, lo: float, hi: float) -> np.ndarray:
+    """``x`` through a 4th-order Butterworth band-pass of lo..hi Hz (an octave-band filter's kind:
+    a brick wall's ringing would fill the decay's floor)."""
+    from scipy.signal import butter, sosfilt
+    return sosfilt(butter(4, [lo, hi], "bandpass", fs=sr, output="sos"), x)
+
+
+def t30(x: np.ndarray, sr: int) -> float:
+    """Decay time to -60 dB from the -5..-35 dB slope of the Schroeder energy decay curve."""
+    e = np.cumsum(x[::-1] ** 2)[::-1]
+    edc = 10.0 * np.log10(e / e[0] + 1e-300)
+    i5, i35 = int(np.argmax(edc < -5.0)), int(np.argmax(edc < -35.0))
+    t = np.arange(x.size) / sr
+    slope = np.polyfit(t[i5:i35], edc[i5:i35], 1)[0]
+    return -60.0 / slope
+
+
+@pytest.mark.parametrize("sr", [22050, 48000, 192000])
+@pytest.mark.parametrize("decay", [0.4, 2.0, 8.0])
+def test_the_decay_time_is_the_one_set(sr, decay):
+    ir = impulse_response(sr, decay * 1.2, decay_s=decay, damping=1.0, predelay_ms=0.0)
+    assert np.all(np.isfinite(ir))
+    assert t30(ir, sr) == pytest.approx(decay, rel=0.05)
+
+
+def test_damping_shortens_the_top_and_leaves_the_bass():
+    sr, decay, damping = 48000, 3.0, 0.3
+    ir = impulse_response(sr, 4.0, decay_s=decay, damping=damping, predelay_ms=0.0)
+    low, high = t30(band(ir, sr, 100, 400), sr), t30(band(ir, sr, 16000, 22000), sr)
+    assert low == pytest.approx(decay, rel=0.1)
+    assert high == pytest.approx(decay * damping, rel=0.25)      # the design's gain is at Nyquist, exactly
+    assert high < 0.5 * low
+
+
+@pytest.mark.parametrize("decay", [0.3, 1.0, 4.0, 12.0])
+def test_the_level_does_not_follow_the_decay(decay):
+    """The impulse response carries about the impulse's energy at any decay (module docstring)."""
+    energy = float((impulse_response(48000, decay * 1.5, decay_s=decay, damping=1.0) ** 2).sum())
+    assert 0.8 < energy < 1.4
+
+
+def test_the_first_echoes_come_after_the_pre_delay():
+    sr = 48000
+    for ms in (0.0, 25.0, 200.0):
+        ir = impulse_response(sr, 0.5, predelay_ms=ms)
+        first = int(np.argmax(np.abs(ir) > 1e-6))
+        assert round(ms * sr / 1000) <= first <= round(ms * sr / 1000) + min(line_lengths(sr)) + sr // 50
+
+
+def test_lines_are_distinct_primes_at_every_rate():
+    for sr in (22050, 44100, 48000, 96000, 192000):
+        m = line_lengths(sr)
+        assert len(set(m)) == len(m) == 8
+        assert all(all(k % d for d in range(2, int(k ** 0.5) + 1)) for k in m)
+
+
+def test_stable_at_the_longest_decay_under_loud_noise():
+    sr = 48000
+    r = Reverb(sr, send=1.0, decay_s=20.0, damping=1.0)
+    r.reset()
+    rng = np.random.default_rng(0)
+    dry = (0.5 * rng.standard_normal(sr * 30)).astype(np.float32)
+    x = dry.copy()
+    for i in range(0, x.size, 4096):
+        r.process(x[i:i + 4096], min(4096, x.size - i))
+    wet = x.astype(np.float64) - dry
+    assert np.all(np.isfinite(wet))
+    steady = np.sqrt(np.mean(wet[-sr * 5:] ** 2)) / np.sqrt(np.mean(dry ** 2))
+    early = np.sqrt(np.mean(wet[sr * 20:sr * 25] ** 2)) / np.sqrt(np.mean(dry ** 2))
+    assert 0.6 < steady < 1.6               # the wet is about as loud as the dry, not growing
+    assert abs(20 * np.log10(steady / early)) < 0.5
+
+
+def test_off_touches_nothing_and_a_tail_ends_idle():
+    sr = 48000
+    r = Reverb(sr)                            # send 0: the default
+    x = np.random.default_rng(1).standard_normal(4096).astype(np.float32)
+    y = x.copy()
+    r.process(y, y.size)
+    assert np.array_equal(x, y) and r.idle
+    r.set_send(0.5)
+    r.process(y, y.size)
+    assert not r.idle and not np.array_equal(x, y)
+    r.set_send(0.0)                           # the tail rings out, then the reverb goes idle
+    quiet = np.zeros(512, np.float32)
+    for _ in range(int(4 * 2.0 * sr / 512)):  # -140 dB comes after 2.3 decays of a unit-level tail
+        quiet[:] = 0.0
+        r.process(quiet, 512)
+        if r.idle:
+            break
+    assert r.idle and not r.mem.any()
+
+
+def test_settings_are_clamped_and_the_send_is_on_cc91s_grid():
+    r = Reverb(48000)
+    assert r.set_room(float("nan"), 7.0, -3.0) == (0.1, 1.0, 0.0)
+    assert r.set_room(100.0, 0.0, 1e9) == (20.0, 0.05, 200.0)
+    assert r.set_send(float("inf")) == 1.0
+    assert r.set_send(float("nan")) == 0.0
+    assert r.set_send(0.5) == 64 / 127
+    with pytest.raises(ConfigError, match="reverb decay"):
+        EngineConfig(reverb_decay_s=0.0).validate()
+    with pytest.raises(ConfigError, match="reverb send"):
+        EngineConfig(reverb_send=1.5).validate()
+
+
+def _play(engine: Engine, block: int, seconds: float = 1.5, extra=()) -> np.ndarray:
+    sr = engine.config.sample_rate
+    for t, st, d1, d2 in sorted([(100, 0x90, 60, 100), (9000, 0x90, 64, 90), (24000, 0x80, 60, 0),
+                                 (30000, 0x80, 64, 0), *extra]):          # the queue takes them in time order
+        engine.push_event(t, st, d1, d2)
+    out = np.zeros((int(sr * seconds), 1), np.float32)
+    for i in range(0, out.shape[0], block):
+        engine.render(out[i:i + block])
+    return out[:, 0]
+
+
+def test_the_engine_renders_the_same_at_any_block_size():
+    def run(block):
+        return _play(Engine(EngineConfig(sample_rate=48000, reverb_send=0.6, reverb_decay_s=1.5)).prepare(), block)
+    ref = run(4096)
+    for block in (1, 17, 64, 256):
+        assert np.array_equal(run(block), ref)
+    dry = _play(Engine(EngineConfig(sample_rate=48000)).prepare(), 64)
+    assert np.sqrt(np.mean(ref[40000:] ** 2)) > 10 * np.sqrt(np.mean(dry[40000:] ** 2)) + 1e-6   # a tail
+
+
+def test_cc91_sets_the_send_and_a_learnt_binding_takes_it_first():
+    eng = Engine(EngineConfig(sample_rate=48000)).prepare()
+    _play(eng, 256, 0.2, extra=[(500, 0xB0, 91, 100)])
+    assert eng.reverb.send[0] == 100 / 127
+    assert eng.set_reverb()["send"] == 100 / 127
+    eng2 = Engine(EngineConfig(sample_rate=48000)).prepare()
+    name = eng2.generator.info.controls[0].name
+    eng2.bind_cc(name, 0, 91)
+    _play(eng2, 256, 0.2, extra=[(500, 0xB0, 91, 100)])
+    assert eng2.reverb.send[0] == 0.0 and eng2.reverb.idle
+
+
+@pytest.mark.parametrize("how", ["panic", "cc120"])
+def test_panic_and_all_sound_off_silence_the_tail_too(how):
+    sr, block = 48000, 256
+    eng = Engine(EngineConfig(sample_rate=sr, max_block=block, reverb_send=1.0, reverb_decay_s=8.0)).prepare()
+    _play(eng, block, 1.0)
+    buf = np.zeros((block, 1), np.float32)
+    eng.render(buf)
+    assert np.abs(buf).max() > 1e-3                        # ringing
+    if how == "panic":
+        eng.panic()
+    else:
+        eng.push_event(eng.sample_time, 0xB0, 123, 0)
+        eng.push_event(eng.sample_time, 0xB0, 120, 0)
+    after = np.zeros((4 * block, 1), np.float32)
+    eng.render(after)
+    cut = eng.latency_samples + block
+    # as test_engine_offline's CC 120 test: after the cut only the DC blocker's own sub-audio
+    # decay is left (sample-to-sample change under -100 dBFS), and the room is empty
+    assert np.abs(np.diff(after[cut:, 0])).max() < 1e-5
+    assert not eng.reverb.mem.any()
+
+
+def test_the_reverb_persists_across_prepare_and_reports_as_set():
+    eng = Engine(EngineConfig(sample_rate=48000)).prepare()
+    got = eng.set_reverb(send=0.3, decay_s=3.3, damping=0.25, predelay_ms=40)
+    assert got == {"send": 38 / 127, "decay_s": 3.3, "damping": 0.25, "predelay_ms": 40.0}
+    eng.prepare(sample_rate=96000)
+    assert eng.reverb.settings == got and eng.reverb.sample_rate == 96000
+
+
+def test_the_render_side_allocates_nothing_with_the_reverb_on():
+    eng = Engine(EngineConfig(sample_rate=48000, max_block=64, reverb_send=0.8)).prepare()
+    buf = np.zeros((64, 1), np.float32)
+    eng.push_event(0, 0x90, 60, 100)
+    for _ in range(300):
+        eng.render(buf)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for k in range(3000):
+            if k % 500 == 0:
+                eng.push_event(eng.sample_time, 0xB0, 91, 40 + k // 100)
+            eng.render(buf)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = [s for s in after.compare_to(before, "filename")
+             if s.size_diff > 0 and ("reverb" in str(s.traceback) or "engine.py" in str(s.traceback))]
+    assert sum(s.size_diff for s in grown) < 1024, grown
+
+
+def test_a_take_replays_its_reverb_exactly(tmp_path):
+    """The send is CC 91 in the MIDI (set from the app or by a CC, on CC 91's own grid) and the
+    room is in the take's marker: ``livewave render TAKE.mid`` gives the take back sample for sample."""
+    import soundfile as sf
+    from audio_checks import play_events
+
+    from livewave.cli import main
+    from livewave.smf import read_midi_file
+    from livewave.take_recorder import TakeRecorder
+    rate = 48000
+    eng = Engine(EngineConfig(sample_rate=rate, max_block=256, reverb_send=0.25, reverb_decay_s=1.2,
+                              reverb_damping=0.4, reverb_predelay_ms=33)).prepare()
+    rec = TakeRecorder(tmp_path / "take.wav", rate, tmp_path / "take.mid").start()
+    eng.start_take(rec)
+    y = play_events(eng, [(0.05, 0x90, 60, 100), (0.3, 0x80, 60, 0), (0.4, 0xB0, 91, 90), (0.45, 0x90, 67, 100),
+                          (0.7, 0x80, 67, 0)], 0.8, 128)
+    eng.set_reverb(send=0.7)                     # a slider: not MIDI, but the send is written as CC 91
+    y = np.concatenate([y, play_events(eng, [(0.85, 0x90, 64, 100), (1.1, 0x80, 64, 0)], 1.0, 128)])
+    eng.stop_take()
+    rec.finish()
+    song = read_midi_file(tmp_path / "take.mid")
+    assert song.take_room == (32 / 127, 1.2, 0.4, 33.0)
+    sends = [(round(t * rate), m[2]) for t, *m in song.events if m[0] == 0xB0 and m[1] == 91]
+    assert sends == [(round(0.4 * rate), 90), (round(0.8 * rate), 89)]      # round(0.7 * 127), from the slider
+    assert main(["render", str(tmp_path / "take.mid"), "-o", str(tmp_path / "again.wav"), "--rate", str(rate),
+                 "--quiet"]) == 0
+    again, _ = sf.read(str(tmp_path / "again.wav"), dtype="float32")
+    w, _ = sf.read(str(tmp_path / "take.wav"), dtype="float32")
+    np.testing.assert_array_equal(w, y)
+    np.testing.assert_array_equal(again[:w.size, 0], w)
+    assert np.abs(w[int(1.5 * rate):]).max() > 1e-3          # the tail after the last note is there too
+
+
+@pytest.mark.torture
+def test_every_reverb_setting_abused_ten_times_a_sub_block_never_breaks_the_output():
+    """#6 item 3 for the reverb: NaN, +-Inf and out-of-range values (clamped) set 10 times per
+    32-sample sub-block while notes play: no exception, nothing non-finite, never above the ceiling."""
+    eng = Engine(EngineConfig(sample_rate=48000, max_block=32)).prepare()
+    rng = np.random.default_rng(3)
+    values = [float("nan"), float("inf"), -float("inf"), -1.0, 0.0, 0.5, 1.0, 1e9, 1e-9, 3.0]
+    keys = ("send", "decay_s", "damping", "predelay_ms")
+    buf = np.zeros((32, 1), np.float32)
+    peak = 0.0
+    for k in range(3000):
+        if k % 300 == 0:
+            eng.push_event(eng.sample_time, 0x90, int(rng.integers(40, 90)), 110)
+        for _ in range(10):
+            eng.set_reverb(**{keys[int(rng.integers(4))]: values[int(rng.integers(len(values)))]})
+        eng.render(buf)
+        assert np.all(np.isfinite(buf))
+        peak = max(peak, float(np.abs(buf).max()))
+    assert peak <= 10 ** (eng.config.ceiling_dbfs / 20) + 1e-7
+    r = eng.set_reverb()
+    assert 0.0 <= r["send"] <= 1.0 and 0.1 <= r["decay_s"] <= 20.0 and 0.05 <= r["damping"] <= 1.0
