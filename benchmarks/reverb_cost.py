@@ -26,6 +26,9 @@ def reverb_cost_table(blocks: int = 3000, rounds: int = 5) -> list[str]:
         for _ in range(rounds):
             for send in t:
                 eng.set_reverb(send=send)
+                if send == 0.0:
+                    eng.reverb.reset()       # the last round's tail gone: idle (it goes so by itself at -140 dB)
+                    assert eng.reverb.idle
                 t[send].append(median_block(eng, out, blocks))
         a, b = float(np.median(t[0.0])) * 1e6, float(np.median(t[0.5])) * 1e6
         each = ", ".join(f"{x * 1e6:.1f}/{y * 1e6:.1f}" for x, y in zip(t[0.0], t[0.5], strict=True))
