@@ -267,3 +267,14 @@ def test_every_reverb_setting_abused_ten_times_a_sub_block_never_breaks_the_outp
     assert peak <= 10 ** (eng.config.ceiling_dbfs / 20) + 1e-7
     r = eng.set_reverb()
     assert 0.0 <= r["send"] <= 1.0 and 0.1 <= r["decay_s"] <= 20.0 and 0.05 <= r["damping"] <= 1.0
+
+
+@pytest.mark.torture
+@pytest.mark.parametrize("rate", [22050, 44100, 96000, 192000])
+def test_with_the_reverb_on_every_rate_renders_the_same_at_block_1_and_4096(rate):
+    def run(block):
+        eng = Engine(EngineConfig(sample_rate=rate, reverb_send=1.0, reverb_decay_s=3.0)).prepare()
+        return _play(eng, block, 0.25)
+    a = run(4096)
+    np.testing.assert_array_equal(run(1), a)
+    assert np.all(np.isfinite(a)) and np.abs(a).max() <= 10 ** (-1 / 20) + 1e-7

@@ -90,8 +90,8 @@ MIDI2MEL = [p.stem for p in shipped("midi2mel")[:1]]
 VOCODERS = [p.stem for f in ("istft", "flow") for p in shipped(f)[:1]]
 FULL = os.environ.get("LIVEWAVE_TORTURE") == "full"
 # CI: the strictest placement with the built-in instrument, the app's with a torch model
-# ("default", "callback", "take"): the same with a take recording (take_recorder): the render
-# side only copies into its rings, the writer thread does the file I/O
+# ("default", "callback", "take"): the same with a take recording (take_recorder: the render
+# side only copies into its rings, the writer thread does the file I/O) and the reverb on
 LIVE = [("default", "callback", ""), ("default", "callback", "take")] + [(m, "rtmixer", "") for m in MIDI2MEL]
 if FULL:
     LIVE += [("default", "rtmixer", "")] + [(m, "callback", "") for m in DDSP]
@@ -132,6 +132,7 @@ def test_ten_thousand_callbacks_without_gc_on_the_render_side_locks_or_io(server
         from livewave.take_recorder import TakeRecorder
         recorder = TakeRecorder(tmp_path / "take.wav", RATE, tmp_path / "take.mid").start()
         out.engine.start_take(recorder)
+        out.engine.set_reverb(send=0.4)
     try:
         out.start()
         gui.start()
@@ -156,7 +157,7 @@ def test_ten_thousand_callbacks_without_gc_on_the_render_side_locks_or_io(server
         import livewave.audio_io as aio
         aio.sounddevice()._terminate()
         aio._sd = None
-    what = f"{model}, {placement}" + (", recording a take" if take else "")
+    what = f"{model}, {placement}" + (", recording a take, the reverb on" if take else "")
     print(f"{what}: {probe.calls} callbacks, {out.stats.xruns} xruns; collections by the control "
           f"side: {collector.collections} (longest {collector.longest * 1e3:.2f} ms), by any thread: "
           f"{len(collections)}; the render side called {len(probe.c_calls)} C functions and "
@@ -171,14 +172,14 @@ def test_ten_thousand_callbacks_without_gc_on_the_render_side_locks_or_io(server
 
 @pytest.mark.parametrize("model", ["default"] + MIDI2MEL + (DDSP + VOCODERS if FULL else []))
 def test_render_allocations_stay_flat_over_ten_thousand_blocks(model):
-    """What ``Engine.render`` (all the callback calls) allocates and keeps, traced from before
+    """What ``Engine.render`` (all the callback calls, the reverb on) allocates and keeps, traced from before
     a warm-up: objects a generator keeps and replaces as it plays (per-note state, torch's
     caches) must be traced from the start, or the turnover of an untraced set looks like
     growth until all of it is replaced (measured on the piano played from MIDI: ~15 KB over
     15,000 blocks, flat from there). Snapshots between blocks: nothing in flight."""
     from livewave.config import EngineConfig
     from livewave.engine import Engine
-    eng = Engine(EngineConfig(sample_rate=RATE, max_block=4096), _load(model)).prepare()
+    eng = Engine(EngineConfig(sample_rate=RATE, max_block=4096, reverb_send=0.3), _load(model)).prepare()
     out = np.zeros((BLOCK, eng.config.channels), np.float32)
     ain = (0.1 * np.random.default_rng(0).standard_normal((BLOCK, 1))).astype(np.float32)
     flt = [tracemalloc.Filter(True, "*livewave/*"), tracemalloc.Filter(False, "*tracemalloc*")]
