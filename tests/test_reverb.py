@@ -40,28 +40,60 @@ def t30(x: np.ndarray, sr: int) -> float:
     return -60.0 / slope
 
 
+LOW = (200.0, 4000.0)       # where the decay knob's time is defined (the top octave decays faster: module docstring)
+
+
 @pytest.mark.parametrize("sr", [22050, 48000, 192000])
 @pytest.mark.parametrize("decay", [0.4, 2.0, 8.0])
 def test_the_decay_time_is_the_one_set(sr, decay):
     ir = impulse_response(sr, decay * 1.2, decay_s=decay, damping=1.0, predelay_ms=0.0)
     assert np.all(np.isfinite(ir))
-    assert t30(ir, sr) == pytest.approx(decay, rel=0.05)
+    assert t30(band(ir, sr, *LOW), sr) == pytest.approx(decay, rel=0.05)
 
 
 def test_damping_shortens_the_top_and_leaves_the_bass():
     sr, decay, damping = 48000, 3.0, 0.3
     ir = impulse_response(sr, 4.0, decay_s=decay, damping=damping, predelay_ms=0.0)
-    low, high = t30(band(ir, sr, 100, 400), sr), t30(band(ir, sr, 16000, 22000), sr)
+    low, high = t30(band(ir, sr, 100, 400), sr), t30(band(ir, sr, 8000, 12000), sr)
+    undamped = t30(band(impulse_response(sr, 4.0, decay_s=decay, damping=1.0), sr, 8000, 12000), sr)
     assert low == pytest.approx(decay, rel=0.1)
-    assert high == pytest.approx(decay * damping, rel=0.25)      # the design's gain is at Nyquist, exactly
-    assert high < 0.5 * low
+    assert high < 0.6 * low and high < 0.6 * undamped
 
 
 @pytest.mark.parametrize("decay", [0.3, 1.0, 4.0, 12.0])
 def test_the_level_does_not_follow_the_decay(decay):
-    """The impulse response carries about the impulse's energy at any decay (module docstring)."""
-    energy = float((impulse_response(48000, decay * 1.5, decay_s=decay, damping=1.0) ** 2).sum())
-    assert 0.8 < energy < 1.4
+    """Below 4 kHz the impulse response carries about the impulse's own energy at any decay."""
+    sr = 48000
+    ir = impulse_response(sr, decay * 1.5, decay_s=decay, damping=1.0)
+    pulse = np.zeros_like(ir)
+    pulse[0] = 1.0
+    assert 0.8 < (band(ir, sr, *LOW) ** 2).sum() / (band(pulse, sr, *LOW) ** 2).sum() < 1.4
+
+
+def test_the_lines_swing_so_a_long_tail_has_no_ringing_modes_yet_keeps_the_pitch():
+    """The slow swing of the lines' delays (module docstring) breaks up the network's modes in a
+    long tail (unswung, the spectrum of the late tail is discrete lines: its normalised fourth
+    moment was 7.2 at an 8 s decay, against 2.0 for noise; swung, 3.2), and a held note's tail
+    stays at its pitch (energy within 1 Hz of a 440 Hz tone's, 1.5 to 3.5 s after it stopped:
+    0.87 unswung, 0.65 swung; an orthogonal rotation of the feedback matrix tried instead
+    spread it to 0.04)."""
+    sr = 48000
+    ir = impulse_response(sr, 5.0, decay_s=8.0, damping=0.7, predelay_ms=0.0)
+    w = ir[int(2.4 * sr):int(4.4 * sr)] * 10 ** (3 * np.arange(2 * sr) / sr / 8.0)   # its decay taken out
+    spec = np.abs(np.fft.rfft(w * np.hanning(w.size)))
+    f = np.fft.rfftfreq(w.size, 1 / sr)
+    s = spec[(f > 200) & (f < 2000)]
+    assert np.mean(s ** 4) / np.mean(s ** 2) ** 2 < 4.5
+    r = Reverb(sr, send=1.0, decay_s=4.0, damping=0.7, predelay_ms=0.0)
+    r.reset()
+    x = np.zeros(sr * 4, np.float32)
+    x[:sr] = 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(sr) / sr)
+    y = x.copy()
+    r.process(y, y.size)
+    tail = (y - x).astype(np.float64)[int(1.5 * sr):int(3.5 * sr)]
+    spec = np.abs(np.fft.rfft(tail * np.hanning(tail.size), 8 * tail.size)) ** 2
+    f = np.fft.rfftfreq(8 * tail.size, 1 / sr)
+    assert spec[np.abs(f - 440) < 1].sum() / spec[np.abs(f - 440) < 30].sum() > 0.5
 
 
 def test_the_first_echoes_come_after_the_pre_delay():
