@@ -1,6 +1,6 @@
 """The README's screenshot of the real window: run under Xvfb (Debian package xvfb), with
 the real engine process on a JACK dummy server, a shipped model loaded (the violin unless
-named), its card shown in the browser, a take recording (into a temporary folder) and a chord
+named), its card shown in the browser, the reverb on, a take recording (into a temporary folder) and a chord
 held.
 
     xvfb-run -s "-screen 0 1180x700x24" .venv/bin/python scripts/app_screenshot.py docs/app.png [piano-midi2mel]
@@ -25,7 +25,8 @@ def main(out: str, model: str = "violin") -> None:
         app = make_app(["livewave"])
         client = EngineClient(EngineProcess(ready_timeout=120))
         client.start({"audio": "system", "midi": "none", "block": 128, "placement": "rtmixer",
-                      "model": str(ROOT / "models" / f"{model}.safetensors")})
+                      "model": str(ROOT / "models" / f"{model}.safetensors"),
+                      "reverb": {"send": 0.35, "decay_s": 2.4, "damping": 0.45, "predelay_ms": 15}})
         w = MainWindow(client, session=None)
         w.takes_dir = Path(tempfile.mkdtemp())
         item = w.browser.item_for(str(ROOT / "models" / f"{model}.safetensors"))

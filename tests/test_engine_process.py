@@ -731,9 +731,10 @@ def test_engine_process_live(server, tmp_path):
 
 
 @pytest.mark.jack
-def test_a_program_change_from_a_jack_midi_keyboard_switches_the_model(server, tmp_path):
+def test_a_program_change_from_a_jack_midi_keyboard_switches_the_model_and_its_reverb_knob_is_told(server, tmp_path):
     """Real MIDI bytes: a program change from the rig's JACK MIDI port reaches the engine
-    process, which loads the model the GUI's list has at that number and crossfades it in."""
+    process, which loads the model the GUI's list has at that number and crossfades it in; the
+    keyboard's reverb knob (CC 91) before it moves the reverb's send, and the GUI is told."""
     from jack_rig import Rig
 
     from livewave.checkpoint import BUILTIN
@@ -747,9 +748,12 @@ def test_a_program_change_from_a_jack_midi_keyboard_switches_the_model(server, t
                                  rig.client.get_all_connections(rig.midi_out)), 10), "MIDI not connected"
         ep.send("programs", [BUILTIN, violin])
         assert ep.ping() is not None                   # the list is in before the program change
-        rig.schedule([(4800, bytes([0xC2, 1]))])       # program 2 on channel 3
+        rig.schedule([(2400, bytes([0xB2, 91, 100])), (4800, bytes([0xC2, 1]))])   # CC 91, then program 2, channel 3
         rig.start()
         assert rig.wait_done(10)
+        ev = ep.wait_event(("reverb",), 10)
+        assert ev is not None and ev[1]["send"] == 100 / 127, ev
+        assert ep.settings["reverb"]["send"] == 100 / 127          # a restart keeps it
         ev = ep.wait_event(("program",), 10)
         assert ev == ("program", 2, 1, violin), ev
         ev = ep.wait_event(("loaded", "load_failed"), 30)

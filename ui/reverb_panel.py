@@ -8,7 +8,7 @@ has CC 91's 128 steps, so what the panel shows is what a take's MIDI replays.
 from __future__ import annotations
 
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtWidgets import QDoubleSpinBox, QGridLayout, QGroupBox, QLabel, QSlider, QSpinBox
+from PyQt6.QtWidgets import QDoubleSpinBox, QGroupBox, QHBoxLayout, QLabel, QSlider, QSpinBox
 
 from livewave.config import DAMPING_RANGE, DECAY_RANGE, PREDELAY_MAX_MS, REVERB_DEFAULTS, SEND_STEPS
 
@@ -39,15 +39,13 @@ class ReverbPanel(QGroupBox):
         self.predelay.setToolTip("gap between a note and its room")
         for box in (self.decay, self.damping, self.predelay):
             box.setKeyboardTracking(False)
-        grid = QGridLayout(self)
-        grid.addWidget(QLabel("Send"), 0, 0)
-        grid.addWidget(self.send, 0, 1)
-        grid.addWidget(self.send_label, 0, 2)
-        for row, (text, box) in enumerate((("Decay", self.decay), ("Damping", self.damping),
-                                           ("Pre-delay", self.predelay)), start=1):
-            grid.addWidget(QLabel(text), row, 0)
-            grid.addWidget(box, row, 1, 1, 2)
-        grid.setColumnStretch(1, 1)
+        self.send_label.setMinimumWidth(34)
+        row = QHBoxLayout(self)                  # one row, under the model's controls
+        for text, box in (("Send", self.send), ("", self.send_label), ("Decay", self.decay),
+                          ("Damping", self.damping), ("Pre-delay", self.predelay)):
+            if text:
+                row.addWidget(QLabel(text))
+            row.addWidget(box, 1 if box is self.send else 0)
         self.set_values(REVERB_DEFAULTS)
         self.send.valueChanged.connect(self._send_moved)
         self.decay.valueChanged.connect(lambda v: self.changed.emit({"decay_s": float(v)}))
