@@ -310,3 +310,24 @@ def test_with_the_reverb_on_every_rate_renders_the_same_at_block_1_and_4096(rate
     a = run(4096)
     np.testing.assert_array_equal(run(1), a)
     assert np.all(np.isfinite(a)) and np.abs(a).max() <= 10 ** (-1 / 20) + 1e-7
+
+
+def test_a_decay_moved_while_the_tail_sounds_does_not_click():
+    """The output gain that keeps the level (module docstring) falls by 7.6 dB from a 2 s to a
+    20 s decay. Stepped at once, that is a click on a tonal tail (a 440 Hz tone's, here); it
+    glides over 10 ms, so the tail has no more energy above 3 kHz around the change than before it."""
+    from scipy.signal import butter, sosfilt
+    sr = 48000
+    r = Reverb(sr, send=1.0, decay_s=2.0, damping=0.7)
+    r.reset()
+    x = np.zeros(sr, np.float32)
+    x[:int(0.3 * sr)] = 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(int(0.3 * sr)) / sr)
+    dry = x.copy()
+    at = int(0.4 * sr) + 17
+    r.process(x[:at], at)
+    r.set_room(20.0, 0.7, 10.0)
+    r.process(x[at:], sr - at)
+    high = sosfilt(butter(4, 3000, "highpass", fs=sr, output="sos"), (x - dry).astype(np.float64))
+    before = np.abs(high[at - sr // 20:at - 48]).max()
+    around = np.abs(high[at - 48:at + sr // 100]).max()
+    assert around < 2.0 * before, (around, before)
