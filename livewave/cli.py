@@ -222,7 +222,8 @@ def cmd_play(args) -> int:
                 print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", flush=True)
     finally:
         eng.release_all()                       # Ctrl-C: every note released, then fade out
-        time.sleep(eng.release_s + 0.05)
+        time.sleep(min(eng.tail_s, eng.release_s + 2.0) + 0.05)   # the room rings up to 2 s more...
+        eng.fade_out()                          # ...then fades, no click
         if take is not None:                    # the take holds the release's tail too
             eng.stop_take()
             print(("\n" if tty else "") + _take_line(take.finish()), flush=True)

@@ -294,6 +294,25 @@ class Engine:
         self._pending = (generator, controls, self._envelope_for(generator))
 
     @property
+    def reverb_on(self) -> bool:
+        """The reverb is fed or still ringing (control side: a plain read)."""
+        return self.prepared and (self.reverb.send[0] > 0.0 or not self.reverb.idle)
+
+    @property
+    def tail_s(self) -> float:
+        """Seconds for everything to fall silent after every note is released: the envelope's
+        release, and with the reverb on its room falling 60 dB (decay and pre-delay)."""
+        room = self.reverb_settings
+        return self.release_s + ((room["decay_s"] + room["predelay_ms"] / 1000.0) if self.reverb_on else 0.0)
+
+    def fade_out(self, wait=time.sleep) -> None:
+        """Before a stream closes with the reverb still ringing: the master gain down to -90 dB
+        over about 50 ms (the post chain's gain glide), so the room's tail ends without a click."""
+        if self.reverb_on:
+            self.post.set_gain_db(-90.0)
+            wait(0.08)
+
+    @property
     def latency_samples(self) -> int:
         """Samples of delay the engine itself adds (limiter look-ahead + generator lookahead)."""
         return self.post.latency + int(self.generator.info.lookahead)

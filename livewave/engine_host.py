@@ -639,6 +639,9 @@ class EngineHost:
         time.sleep(ring)
         while self.note_map()[1] and time.monotonic() < t_end:
             time.sleep(0.01)
+        if eng.reverb_on:                     # the room rings up to 2 s more, then fades: no click
+            time.sleep(min(eng.tail_s - eng.release_s, 2.0))
+            eng.fade_out()
         take = eng.stop_take()                # a take running: it ends with the release's tail
         if take is not None:
             self.send(("recorded", take.finish()))

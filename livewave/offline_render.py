@@ -21,7 +21,8 @@ def render_events(engine: Engine, events, duration_s: float, block: int = 256,
                   start_sample: int = 0) -> np.ndarray:
     """Render ``events`` [(seconds, status, d1, d2)] -> float32 ``[frames, channels]``.
 
-    The length is the song plus ``tail_s`` (default: release time + 0.5 s); if notes are still
+    The length is the song plus ``tail_s`` (default: ``Engine.tail_s`` + 0.5 s: the release, and
+    with the reverb on its decay to -60 dB and pre-delay); if notes are still
     sounding then (a pedal never lifted), it goes on in half-second steps until they end, at
     most ``max_hang_s``. The length depends only on the song, never on the block size.
     ``start_sample``: the engine's clock at the song's start (a take recorded live replays
@@ -30,7 +31,7 @@ def render_events(engine: Engine, events, duration_s: float, block: int = 256,
     if start_sample:
         engine.sample_time = int(start_sample)
     if tail_s is None:
-        tail_s = engine.release_s + 0.5
+        tail_s = engine.tail_s + 0.5      # the release, and the reverb's room to -60 dB when it is on
     step = sr // 2
     total = int(np.ceil((duration_s + tail_s) * sr)) + engine.latency_samples
     limit = total + int(max_hang_s * sr)

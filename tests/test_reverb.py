@@ -333,3 +333,26 @@ def test_a_room_moved_while_the_tail_sounds_does_not_click(room):
     before = np.abs(high[at - sr // 10:at - 48]).max()
     around = np.abs(high[at - 48:at + int(0.15 * sr)]).max()      # a new pre-delay is heard a line later
     assert around < 2.0 * before, (around, before)
+
+
+def test_a_render_keeps_the_rooms_tail_and_a_stop_fades_it_without_a_click():
+    """``render_events`` (``livewave render``) goes on until the room has fallen 60 dB, not
+    just the release; a stream that stops with the room ringing fades it (``Engine.fade_out``)."""
+    from livewave.offline_render import render_events
+    sr = 48000
+    events = [(0.0, 0x90, 60, 110), (0.3, 0x80, 60, 0)]
+    dry = render_events(Engine(EngineConfig(sample_rate=sr)).prepare(), events, 0.3)
+    eng = Engine(EngineConfig(sample_rate=sr, reverb_send=0.6, reverb_decay_s=1.5, reverb_predelay_ms=20)).prepare()
+    assert eng.tail_s == pytest.approx(eng.release_s + 1.52)
+    wet = render_events(eng, events, 0.3)[:, 0]
+    assert wet.size >= dry.shape[0] + int(1.5 * sr)
+    peak = np.abs(wet).max()
+    assert np.sqrt(np.mean(wet[-sr // 10:] ** 2)) < peak * 10 ** (-55 / 20)          # rung out
+    eng2 = Engine(EngineConfig(sample_rate=sr, max_block=256, reverb_send=0.8, reverb_decay_s=6.0)).prepare()
+    y = _play(eng2, 256, 0.5)
+    assert np.abs(y[-2400:]).max() > 1e-3                      # ringing when the stop comes
+    eng2.fade_out(wait=lambda s: None)
+    after = np.zeros((4800, 1), np.float32)
+    eng2.render(after)
+    assert np.abs(after[-256:]).max() < 1e-4                   # silent within 0.1 s...
+    assert np.abs(np.diff(np.concatenate([y[-1:], after[:, 0]]))).max() < 0.05   # ...gliding, no step
