@@ -295,7 +295,7 @@ class MainWindow(QMainWindow):
     # -- presets --------------------------------------------------------------------------------
     def current_preset(self) -> dict:
         return make_preset(self.model_info.get("path"), self.controls.values(), self.controls.volume.value,
-                           self.controls.bindings)
+                           self.controls.bindings, self.reverb.values())
 
     def apply_preset(self, preset: dict) -> None:
         """Load the preset's model (if another one plays) and then set its values."""
@@ -319,6 +319,8 @@ class MainWindow(QMainWindow):
         for name, (ch, cc) in wanted.items():
             if self.controls.bindings.get(name) != (ch, cc):
                 self.client.send("bind", name, ch, cc)
+        if preset.get("reverb") is not None:       # a preset saved before the reverb leaves it as it is
+            self.client.send("reverb", preset["reverb"])
 
     def save_preset_to(self, path) -> None:
         save_preset(path, self.current_preset())

@@ -1,9 +1,12 @@
-"""Presets: the model, its control values, master volume and MIDI bindings, as JSON.
+"""Presets: the model, its control values, master volume, MIDI bindings and the reverb, as JSON.
 
     {"kind": "livewave-preset", "format": 1, "model": "models/violin.safetensors",
-     "controls": {"breath": 1.2, ...}, "gain_db": -3.0, "midi_bindings": {"breath": [0, 2]}}
+     "controls": {"breath": 1.2, ...}, "gain_db": -3.0, "midi_bindings": {"breath": [0, 2]},
+     "reverb": {"send": 0.3, "decay_s": 2.4, "damping": 0.45, "predelay_ms": 15.0}}
 
-``midi_bindings`` maps a control to (MIDI channel, CC number). A preset file is written
+``midi_bindings`` maps a control to (MIDI channel, CC number). ``reverb`` (``livewave.reverb``)
+may be left out (a preset saved before it existed): loading one leaves the reverb as it is;
+its values are clamped to their ranges as the engine clamps them. A preset file is written
 atomically (``checkpoint.atomic_write``); a bad one is refused with the reason
 (``PresetError``), and whatever plays goes on playing.
 """
@@ -23,10 +26,14 @@ class PresetError(ValueError):
     pass
 
 
-def make_preset(model: str | None, controls: dict, gain_db: float, bindings: dict | None = None) -> dict:
-    return {"kind": KIND, "format": FORMAT, "model": model or None,
-            "controls": {str(k): float(v) for k, v in controls.items()}, "gain_db": float(gain_db),
-            "midi_bindings": {str(k): [int(c), int(n)] for k, (c, n) in (bindings or {}).items()}}
+def make_preset(model: str | None, controls: dict, gain_db: float, bindings: dict | None = None,
+                reverb: dict | None = None) -> dict:
+    p = {"kind": KIND, "format": FORMAT, "model": model or None,
+         "controls": {str(k): float(v) for k, v in controls.items()}, "gain_db": float(gain_db),
+         "midi_bindings": {str(k): [int(c), int(n)] for k, (c, n) in (bindings or {}).items()}}
+    if reverb is not None:
+        p["reverb"] = {k: float(reverb[k]) for k in sorted(reverb)}
+    return p
 
 
 def check_preset(p, where: str = "preset") -> dict:
@@ -53,7 +60,14 @@ def check_preset(p, where: str = "preset") -> dict:
         if (not isinstance(b, list) or len(b) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in b)
                 or not (0 <= b[0] <= 15 and 0 <= b[1] <= 127)):
             raise PresetError(f"{where}: binding of {k!r} is {b!r}; need [channel 0..15, cc 0..127]")
-    return make_preset(model, controls, gain, {k: tuple(b) for k, b in bindings.items()})
+    reverb = p.get("reverb")
+    if reverb is not None:
+        from livewave.engine_commands import CommandError, reverb_settings
+        try:
+            reverb = reverb_settings(reverb)
+        except CommandError as exc:
+            raise PresetError(f"{where}: {exc}") from None
+    return make_preset(model, controls, gain, {k: tuple(b) for k, b in bindings.items()}, reverb)
 
 
 def save_preset(path, preset: dict) -> Path:
