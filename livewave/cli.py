@@ -133,10 +133,53 @@ def _status_line(eng, out, midi) -> str:
             f"midi in {len(midi.open_ports) if midi else 0}{rec}")
 
 
+def _program_list(text: str | None) -> list[str]:
+    """``--programs``: comma-separated model paths ('builtin': the built-in instrument), each
+    checked to exist now, so a typo fails before anything opens."""
+    from .checkpoint import BUILTIN
+    from .config import ConfigError
+    if not text:
+        return []
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if part.lower() in ("builtin", BUILTIN):
+            out.append(BUILTIN)
+        elif not Path(part).is_file():
+            raise ConfigError(f"--programs: no model file {part!r}")
+        else:
+            out.append(part)
+    if len(out) > 128:
+        raise ConfigError(f"--programs: {len(out)} models; MIDI has 128 programs")
+    return out
+
+
+def _programs_step(eng, out, loader, programs: list[str]) -> list[str]:
+    """The status loop's turn for program changes: a new one asks the loader for its model
+    (``model_loader``: loaded and screened off the render side, then crossfaded in); returns
+    the lines to print."""
+    msgs = []
+    got = eng.poll_program()
+    if got is not None:
+        ch, n = got
+        if n < len(programs):
+            loader.request(programs[n])
+            msgs.append(f"program {n + 1} (channel {ch + 1}): loading {Path(programs[n]).name}")
+        else:
+            msgs.append(f"program {n + 1} (channel {ch + 1}): no model at that number ({len(programs)} in --programs)")
+    for kind, _path, what in loader.poll():
+        if kind == "load_failed":
+            msgs.append(f"{what}; {eng.generator.info.name} plays on")
+            continue
+        lead = out.set_lead_for(what)
+        msgs.append(f"playing {what.info.name} ({what.info.family})" + (f"; {lead}" if lead else ""))
+    return msgs
+
+
 def cmd_play(args) -> int:
     from .audio_io import AudioOutput
     from .midi_input import MidiInputs
     block = args.block or 64
+    programs = _program_list(args.programs)     # like a bad take name: refused before anything opens
     if args.record:         # a bad take name fails here, before the device and the MIDI are opened
         from .config import ConfigError
         from .take_recorder import free_take_paths
@@ -182,11 +225,20 @@ def cmd_play(args) -> int:
     where = getattr(eng.generator, "device", "cpu")
     print(f"livewave: playing {eng.generator.info.name} ({eng.generator.info.family}, on {where}) on "
           f"{out.device_name}, {args.rate} Hz, block {block} ({args.placement}); Ctrl-C to stop", flush=True)
+    if programs:
+        from .checkpoint import BUILTIN
+        print("livewave: program changes select " + ", ".join(
+            f"{i + 1} {'the built-in instrument' if p == BUILTIN else Path(p).name}" for i, p in enumerate(programs)),
+            flush=True)
     from .garbage_collector import OffAudioThread
     from .model_watchdog import ModelWatchdog, prepared_fallback
     watchdog = ModelWatchdog(eng, prepared_fallback(eng))
     collector = OffAudioThread().start()        # no collection on the audio side: this loop runs them
     take = _start_take(args, eng) if args.record else None
+    loader = None
+    if programs:
+        from .model_loader import ModelLoader
+        loader = ModelLoader(lambda: eng, lambda: block, collector.collect_now).start()
     out.start()
     t_end = time.monotonic() + args.duration if args.duration else None
     last_line = last_stats = 0.0
@@ -204,6 +256,8 @@ def cmd_play(args) -> int:
                 print(f"\nlivewave: the model {eng.generator.info.name} kept failing ({verdict[1]}); its blocks were "
                       "muted and it is unloaded: the built-in instrument plays", flush=True)
             msgs = eng.take_reports() + (list(_drain(midi.reports)) if midi else [])
+            if loader is not None:
+                msgs += _programs_step(eng, out, loader, programs)
             if eng.stats.last_fault:
                 msgs.append(f"generator fault: {eng.stats.last_fault} (block muted, generator reset)")
                 eng.stats.last_fault = ""
@@ -231,6 +285,8 @@ def cmd_play(args) -> int:
         if midi:                                # overlap a running Python audio callback
             midi.stop()
         collector.stop()
+        if loader is not None:
+            loader.stop()
         print(("\n" if tty else "") + "livewave: stopped; all notes released. " + _status_line(eng, out, midi),
               flush=True)
         if args.stats_json:
@@ -276,7 +332,8 @@ def _write_stats(path, eng, out, midi, block, rate, final=False) -> None:
             "midi_late": midi.late if midi else 0, "midi_late_samples": eng.midi_late,
             "midi_overflows": midi.overflows if midi else 0,
             "midi_ports": sorted(midi.open_ports) if midi else [],
-            "dropped_events": eng.events.dropped, "voices": eng.stats.voices, "block": block, "rate": rate}
+            "dropped_events": eng.events.dropped, "voices": eng.stats.voices, "block": block, "rate": rate,
+            "model": eng.playing[0].info.name}
     tmp = Path(str(path) + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
@@ -562,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "`livewave render` turns back into the same audio; an existing take is never overwritten "
                          "(TAKE-2.wav, ...)")
     pl.add_argument("--no-record-midi", action="store_true", help="with --record: the audio only")
+    pl.add_argument("--programs", default=None, metavar="PATH,PATH,...",
+                    help="the models MIDI program changes select, in order: program 1 (0 on the wire) is the first; "
+                         "'builtin' names the built-in instrument. Without it program changes are ignored")
     _add_engine_options(pl)
     pl.set_defaults(func=cmd_play)
     r = sub.add_parser("render", help="render a MIDI file offline through the live path")

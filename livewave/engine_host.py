@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import signal
 import sys
-import threading
 import time
 import traceback
 from argparse import Namespace
@@ -34,7 +32,6 @@ from argparse import Namespace
 import numpy as np
 from numba import njit
 
-from . import heap_trim
 from .engine_process import (
     EXIT_RENDER_HUNG,
     RELEASED,
@@ -50,15 +47,12 @@ from .engine_process import (
 from .garbage_collector import OffAudioThread
 from .generator import missing_input_warning
 from .load_screen import describe_flags
+from .model_loader import ModelLoader, load_message
 from .model_watchdog import ModelWatchdog, prepared_fallback
 
 STATUS_PERIOD = 0.010      # seconds between status updates in shared memory
 REPORT_PERIOD = 0.050      # seconds between report forwards
-LOADER_NICE = 10           # the loader thread's nice value (see _load_loop)
-LOADER_GIL_BUSY = 0.0005   # the loader holds the GIL at most about this long at a time...
-LOADER_GIL_PAUSE = 0.001   # ...then lets it go for this long (see gil_yielding)
-RETIRE_AFTER = 2.0         # seconds a swapped-out generator is kept alive (see _finish_loads)
-TRIM = ("trim",)           # on the loader's queue: give freed memory back to the system (heap_trim)
+
 
 
 @njit(nogil=True, cache=True)
@@ -84,37 +78,6 @@ def scope_write(block, ring, render_i, meters):
     return w + n
 
 
-class gil_yielding:
-    """Within this context the calling thread gives the GIL away for ``pause`` seconds after
-    every ``busy`` seconds of Python running (checked at each Python and C function call and
-    return, through a profile hook of this thread only).
-
-    Why: the render side takes the GIL again after every call that released it (a TorchScript
-    step, a Numba kernel). Beside a thread running Python or torch ops, each of those takes
-    waits up to the switch interval, and a DDSP frame makes dozens: a model load beside a
-    playing DDSP model made its frames 20x slower (measured: a late block every decoder frame
-    for the whole load on a 2-core VM). With this hook the loader holds the GIL at most about a
-    third of the time; one C call that holds it longer (a torch trace step) still does."""
-
-    def __init__(self, busy: float, pause: float):
-        self.busy, self.pause = busy, pause
-        self._since = 0.0
-
-    def _hook(self, frame, event, arg) -> None:
-        now = time.perf_counter()
-        if now - self._since > self.busy:
-            time.sleep(self.pause)
-            self._since = time.perf_counter()
-
-    def __enter__(self):
-        self._since = time.perf_counter()
-        sys.setprofile(self._hook)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        sys.setprofile(None)
-
-
 class _Scope:
     """The render-side hook (``AudioOutput.post_render``)."""
 
@@ -131,18 +94,6 @@ class _Scope:
     def post_render(self, block: np.ndarray) -> None:
         w = scope_write(block, self.ring, self.render_i, self.meters)
         self.render_i[0] = w       # NB: published after the data
-
-
-def _message(exc: BaseException, path: str | None = None) -> str:
-    from .audio_io import AudioDeviceError
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .midi_input import MidiPortError
-    known = (AudioDeviceError, CheckpointError, ConfigError, MidiPortError)
-    msg = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
-    if path and path not in msg:
-        msg = f"{path}: {msg}"
-    return msg
 
 
 def _redirect_output(log_path: str | None) -> None:
@@ -170,12 +121,9 @@ class EngineHost:
         self.collector = OffAudioThread()
         self.watchdog = None            # model_watchdog.ModelWatchdog, once the engine exists
         self._rss, self._rss_at = 0.0, -1.0
-        self._loads: queue.SimpleQueue = queue.SimpleQueue()
-        self._results: queue.SimpleQueue = queue.SimpleQueue()
-        self._waiting = None            # a prepared generator waiting for a pending swap to finish
-        self._retired: list = []        # (generator, time) swapped out, released off the render side
-        self._loader = None
-        self.trims = 0                  # heap trims run after retired generators were freed (heap_trim)
+        # checkpoints loaded off the render side and swapped in (model_loader)
+        self.loader = ModelLoader(lambda: self.engine, lambda: self.settings["block"],
+                                  lambda: self.collector.collect_now())
         self._notes = np.zeros((16, 128), np.uint8)
         self._shown: tuple = (None, np.zeros(0))   # (generator, control values the GUI was told)
         self._master_seen = 0                     # volume changes by a bound CC the GUI was told
@@ -227,8 +175,7 @@ class EngineHost:
         out.post_render = _Scope(self.shm, out.channels, block).post_render
         self._set_lead(eng.generator)
         self.watchdog = ModelWatchdog(eng, prepared_fallback(eng))
-        self._loader = threading.Thread(target=self._load_loop, name="livewave-loader", daemon=True)
-        self._loader.start()
+        self.loader.start()
         # what start-up built is frozen, and the collector runs from the command loop only
         self.collector = OffAudioThread().start()
         out.start()
@@ -324,7 +271,7 @@ class EngineHost:
             self.send(("error", f"{name}: {type(exc).__name__}: {exc}"))
 
     def _cmd_load(self, path: str) -> None:
-        self._loads.put(path)
+        self.loader.request(path)
 
     def _cmd_control(self, key, value: float) -> None:
         eng = self.engine
@@ -459,33 +406,6 @@ class EngineHost:
         self.send(("recorded", take.finish()))
 
     # -- loading --------------------------------------------------------------------------------
-    def _load_loop(self) -> None:
-        from .checkpoint import load_generator
-        from .load_screen import screen
-        try:
-            # NB: a load is background work: on a machine with few cores the render thread must
-            # win the CPU over it. Only niced, not idled: the loader sometimes holds the GIL the
-            # render side waits for, so it must still get the CPU promptly (priority inversion).
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
-        except (OSError, AttributeError):
-            pass
-        while True:
-            path = self._loads.get()
-            if path is None:
-                return
-            if path is TRIM:
-                self.trims += heap_trim.trim()
-                continue
-            try:
-                with gil_yielding(LOADER_GIL_BUSY, LOADER_GIL_PAUSE):
-                    gen = load_generator(path)
-                    # prepared, played and measured on a throwaway engine with the running engine's
-                    # settings (kernels compiled, torch warmed up) before it nears the render side
-                    screen(gen, self.engine.config, block=self.settings["block"])
-                self._results.put((path, gen, None))
-            except Exception as exc:     # every failure is an answer; the current model plays on
-                self._results.put((path, None, _message(exc, path)))
-
     # -- a model that fails while it plays ----------------------------------------------------------
     def _watch_render(self) -> None:
         """A model that hangs ends this process (the GUI restarts it without the model); one
@@ -502,7 +422,7 @@ class EngineHost:
         if not self.watchdog.unload():
             return                        # a swap is pending: next round
         self._set_lead(self.watchdog.fallback)
-        self._retired.append((old, time.monotonic()))
+        self.loader.retire(old)
         self.model_path = None
         self.generation += 1
         self.send(("report", f"the model {name} kept failing ({what}); every block of it was muted, and it is "
@@ -532,38 +452,16 @@ class EngineHost:
         self.send(("fault", kind))
 
     def _finish_loads(self) -> None:
-        now = time.monotonic()
         eng = self.engine
-        # NB: the render side drops its reference to a swapped-out generator when the crossfade
-        # ends; holding one here moves its deallocation (torch tensors, CUDA graphs) to this thread
-        kept = [(g, t) for g, t in self._retired if now - t < RETIRE_AFTER]
-        if len(kept) < len(self._retired):
-            self._retired = kept          # the last references: freed here (and their cycles, now),
-            self.collector.collect_now()  # then the freed pages given back off this thread
-            self._loads.put(TRIM)
-        while True:
-            if self._waiting is None:
-                try:
-                    self._waiting = self._results.get_nowait()
-                except queue.Empty:
-                    return
-            path, gen, err = self._waiting
-            if err is not None:
-                self._waiting = None
-                self.send(("load_failed", path, err))
+        for kind, path, what in self.loader.poll():
+            if kind == "load_failed":
+                self.send(("load_failed", path, what))
                 continue
-            old = eng.generator
-            try:
-                eng.swap_generator(gen)
-            except RuntimeError:
-                return      # the previous swap is not picked up yet: next round
-            self._waiting = None
-            self._set_lead(gen)
-            self._retired.append((old, now))
+            self._set_lead(what)
             self.model_path = path
             self.generation += 1
-            self.send(("loaded", path, describe_generator(gen, path)))
-            for warn in (missing_input_warning(gen.info, eng.config.input_channels), describe_flags(gen)):
+            self.send(("loaded", path, describe_generator(what, path)))
+            for warn in (missing_input_warning(what.info, eng.config.input_channels), describe_flags(what)):
                 if warn:
                     eng.reports.append(warn)
 
@@ -597,7 +495,7 @@ class EngineHost:
             "midi_malformed": midi.malformed if midi else 0, "midi_late": midi.late if midi else 0,
             "dropped_events": eng.events.dropped, "model_generation": self.generation,
             "load_p999": a.load_percentile(99.9), "rss_mb": self._rss_mb(),
-            "cpu_p999": a.cpu_percentile(99.9), "cpu_peak": a.cpu_peak * 100.0, "heap_trims": self.trims,
+            "cpu_p999": a.cpu_percentile(99.9), "cpu_peak": a.cpu_peak * 100.0, "heap_trims": self.loader.trims,
             "gc_longest_ms": self.collector.longest * 1e3,
         }, notes)
 
@@ -648,7 +546,7 @@ class EngineHost:
         out.stop()                            # audio first: under JACK, rtmidi calls must not
         if self.midi is not None:             # overlap a running Python audio callback
             self.midi.stop()
-        self._loads.put(None)
+        self.loader.stop()
         self.collector.stop()
         self.write_status(STATE_STOPPED)
         self.forward_reports()
@@ -689,7 +587,7 @@ def main(conn, shm_name: str, settings: dict, log_path: str | None = None) -> in
         host.open()
     except BaseException as exc:
         traceback.print_exc()
-        msg = _message(exc)
+        msg = load_message(exc)
         try:
             conn.send(("fatal", msg))
         except (OSError, EOFError):

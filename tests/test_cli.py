@@ -99,3 +99,8 @@ def test_main_job_without_audio_device_renders_the_demo(tmp_path):
     assert "rendering the shipped demo" in r.stdout
     x, sr = sf.read(out)
     assert x.shape[0] > 20 * sr and np.abs(x).max() > 0.05
+
+
+def test_play_refuses_a_program_list_with_a_missing_model_before_opening_anything(tmp_path):
+    r = livewave("play", "--programs", f"builtin,{tmp_path / 'nope.safetensors'}", "--duration", "1", timeout=120)
+    assert r.returncode == 2 and "--programs: no model file" in r.stderr + r.stdout and "nope" in r.stderr + r.stdout

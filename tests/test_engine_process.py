@@ -259,7 +259,7 @@ def host(shm):
     h = EngineHost(_Conn(), shm.name, check_settings({"midi": "none"}))
     h.engine = Engine(EngineConfig(max_block=256, channels=1)).prepare()
     yield h
-    h._loads.put(None)
+    h.loader.stop()
     h.shm.close()
 
 
@@ -359,18 +359,18 @@ def test_a_program_change_loads_the_model_the_list_has_at_that_number(host):
         host._watch_program()
 
     program(0, 1)                                        # no list yet: program changes are ignored
-    assert host.conn.sent == [] and host._loads.empty()
+    assert host.conn.sent == [] and host.loader.requests.empty()
     host.handle(("programs", [BUILTIN, str(ROOT / "models" / "violin.safetensors")]))
     program(3, 1)
     assert host.conn.sent == [("program", 3, 1, str(ROOT / "models" / "violin.safetensors"))]
-    assert host._loads.get_nowait() == str(ROOT / "models" / "violin.safetensors")
+    assert host.loader.requests.get_nowait() == str(ROOT / "models" / "violin.safetensors")
     host.conn.sent.clear()
     eng.push_event(eng.sample_time, 0xC0, 0, 0)          # two in one block: the last one counts
     eng.push_event(eng.sample_time + 10, 0xC0, 5, 0)
     eng.render(out)
     host._watch_program()
     assert host.conn.sent[0] == ("program", 0, 5, None) and "no model at that number" in host.conn.sent[1][1]
-    assert host._loads.empty()
+    assert host.loader.requests.empty()
     host.handle(("programs", "violin"))
     assert host.conn.sent[-1][0] == "error" and "list" in host.conn.sent[-1][1]
 
@@ -417,9 +417,8 @@ def _finish(host, timeout=60.0):
 
 
 def test_child_loads_off_the_render_side_and_refuses_bad_files(host, tmp_path, monkeypatch):
-    from livewave import engine_host, heap_trim
-    host._loader = threading.Thread(target=host._load_loop, daemon=True)
-    host._loader.start()
+    from livewave import heap_trim, model_loader
+    host.loader.start()
     eng = host.engine
     bad = tmp_path / "corrupt.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
@@ -449,14 +448,14 @@ def test_child_loads_off_the_render_side_and_refuses_bad_files(host, tmp_path, m
     assert host.note_map()[0][0, 60] == 90 | RELEASED            # ringing out
     # the swapped-out instrument is released after RETIRE_AFTER, and the freed memory given back
     # to the system on the loader thread (heap_trim)
-    assert len(host._retired) == 1 and host.trims == 0
-    monkeypatch.setattr(engine_host, "RETIRE_AFTER", 0.0)
+    assert len(host.loader.retired) == 1 and host.loader.trims == 0
+    monkeypatch.setattr(model_loader, "RETIRE_AFTER", 0.0)
     host._finish_loads()
-    assert host._retired == []
+    assert host.loader.retired == []
     t_end = time.monotonic() + 10.0
-    while heap_trim.available() and host.trims == 0 and time.monotonic() < t_end:
+    while heap_trim.available() and host.loader.trims == 0 and time.monotonic() < t_end:
         time.sleep(0.01)
-    assert host.trims == int(heap_trim.available())
+    assert host.loader.trims == int(heap_trim.available())
 
 
 # -- the null engine -------------------------------------------------------------------------------

@@ -324,6 +324,41 @@ def test_malformed_midi_is_reported_and_the_music_keeps_playing(server, tmp_path
                                                f"({st.get('xruns')} xruns)")
 
 
+@pytest.mark.parametrize("placement", ["rtmixer"])     # the app's; measured with callback too (the note)
+def test_program_changes_switch_the_headless_instrument_between_the_models_listed(server, tmp_path, placement):
+    """``livewave play --programs builtin,violin``: a program change from the JACK MIDI port loads
+    the model at that number off the render side and crossfades it in; a number past the list
+    is reported and changes nothing; a note after the switch plays, in tune."""
+    violin = ROOT / "models" / "violin.safetensors"
+    rig = Rig(seconds=9.0)
+    inst = Instrument(rig, tmp_path, "--programs", f"builtin,{violin}", "--placement", placement)
+    assert inst.stats()["model"] == "livewave default"
+    t0 = time.monotonic()
+    switched = None
+    try:
+        rig.schedule([(2400, bytes([0xC0, 1])), (4800, bytes([0xC0, 9])),        # programs 2 and 10
+                      note(7 * RATE, 69, 100), off(int(8.5 * RATE), 69)])
+        rig.start()
+        while (not rig.done or switched is None) and time.monotonic() - t0 < 60:
+            if switched is None and inst.stats()["model"] == "violin":
+                switched = time.monotonic() - t0
+            time.sleep(0.05)
+        assert rig.wait_done(10)
+        st = inst.stop()
+    finally:
+        rig.close()
+        inst.close()
+    log = inst.log_path.read_text()
+    assert "program 2 (channel 1): loading violin.safetensors" in log, log
+    assert "program 10 (channel 1): no model at that number (2 in --programs)" in log, log
+    assert "playing violin (ddsp)" in log and "Traceback" not in log, log
+    assert st["model"] == "violin" and switched is not None, log
+    print(f"{placement}: the violin played {switched:.1f} s after the rig started (the program change came at "
+          f"0.05 s); xruns {st['xruns']}, ring underruns {st['ring_underruns']}")
+    held = unbroken_or_slow_machine(rig.recording[int(7.2 * RATE):int(8.4 * RATE), 0], "the violin's A4")
+    assert abs(cents(f0_spectral(held, RATE), 440.0)) < 30.0
+
+
 @pytest.mark.torture
 def test_hot_plug_and_unplug_with_a_note_held(server, tmp_path):
     rig0 = Rig(seconds=0.1, name="lwtest")          # the instrument listens for 'lwhot', not this
