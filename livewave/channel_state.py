@@ -43,6 +43,7 @@ class ChannelState:
         # keyboard (outside 0..127) does not sound.
         self.tune = 0.0
         self.transpose = 0
+        self.velocity_curve = 1.0                      # a note's velocity: (v / 127) ** this (EngineConfig)
         self.off_keyboard = 0                          # note-ons transposed outside 0..127
 
     def reset(self) -> None:
@@ -102,7 +103,10 @@ class ChannelState:
                 self.off_keyboard += 1
                 return
             nf = self._note_f(ch, d1, shift)
-            v.note_on(ch, d1, d2 / 127.0, t, midi_to_hz(nf), nf, self._gain(ch), self.mod[ch],
+            vel = d2 / 127.0
+            if self.velocity_curve != 1.0:
+                vel = vel ** self.velocity_curve
+            v.note_on(ch, d1, vel, t, midi_to_hz(nf), nf, self._gain(ch), self.mod[ch],
                       max(self.pressure[ch], self.poly[ch, d1]), shift)
         elif kind == 0x80 or kind == 0x90:
             v.note_off(ch, d1, t, bool(self.sustain[ch]))

@@ -46,6 +46,7 @@ def _engine(args, sample_rate: int, block: int, input_channels: int = 0, gen=Non
                        device=args.device, input_channels=input_channels,
                        tuning_hz=440.0 if getattr(args, "tuning", None) is None else args.tuning,
                        transpose=0 if getattr(args, "transpose", None) is None else args.transpose,
+                       velocity_curve=1.0 if getattr(args, "velocity_curve", None) is None else args.velocity_curve,
                        **_reverb_config(args))
     flagged = None
     if screen and gen is not None:
@@ -82,6 +83,9 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="concert pitch: A4 in Hz, 400..480 (default 440; a take replays at its own)")
     p.add_argument("--transpose", type=int, default=None, metavar="SEMITONES",
                    help="added to every key, -36..36 (default 0; a take replays at its own)")
+    p.add_argument("--velocity-curve", type=float, default=None, metavar="X",
+                   help="a note's velocity becomes (v/127)^X, 0.25..4: under 1 a light touch plays louder, over 1 it "
+                        "takes a harder one (default 1: as played; a take replays with its own)")
     p.add_argument("--channels", default="all", help="MIDI channel filter: all, 1,2,10 or 1-4")
     p.add_argument("--gain", type=float, default=0.0, help="master gain in dB")
     p.add_argument("--reverb", type=float, default=None, metavar="SEND",
@@ -355,6 +359,8 @@ def cmd_render(args) -> int:
     if song.take_tuning is not None:            # a take replays at the pitch it was played at
         args.tuning = song.take_tuning[0] if args.tuning is None else args.tuning
         args.transpose = song.take_tuning[1] if args.transpose is None else args.transpose
+    if song.take_velocity_curve is not None and args.velocity_curve is None:
+        args.velocity_curve = song.take_velocity_curve      # and with the touch it was played with
     if song.take_room is not None:              # and in the room it was played in (then CC 91 moves the send)
         for (opt, _), v in zip(REVERB_OPTIONS, song.take_room, strict=True):
             if getattr(args, opt, None) is None:

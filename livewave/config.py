@@ -15,6 +15,15 @@ TRANSPOSE_MAX = 36                         # semitones either way
 PLACEMENTS = ("callback", "thread", "rtmixer")   # where rendering runs (see audio_io)
 
 
+VELOCITY_CURVE_RANGE = (0.25, 4.0)          # the exponent a key's velocity is raised to (1: as played)
+
+
+def clamp_velocity_curve(curve: float) -> float:
+    """The velocity curve held to its range (a live control: clamped, not refused; NaN: 1)."""
+    v = float(curve)
+    return 1.0 if v != v else min(VELOCITY_CURVE_RANGE[1], max(VELOCITY_CURVE_RANGE[0], v))
+
+
 def clamp_tuning(a4_hz: float) -> float:
     """A4 in Hz held to TUNING_MIN..TUNING_MAX (a live control: clamped, not refused)."""
     return min(TUNING_MAX, max(TUNING_MIN, float(a4_hz)))
@@ -81,6 +90,9 @@ class EngineConfig:
     bend_range: float = 2.0               # semitones, default; RPN 0 changes it per channel
     tuning_hz: float = 440.0              # concert pitch: A4 sounds at this frequency (415: baroque)
     transpose: int = 0                    # semitones added to every key played
+    # a note's velocity as the model gets it: (v / 127) ** velocity_curve. Under 1 a light touch
+    # plays louder (a stiff keyboard, a soft player), over 1 it takes a harder one
+    velocity_curve: float = 1.0
     midi_channels: tuple[int, ...] = tuple(range(16))   # channel filter, 0-based
     master_gain_db: float = 0.0
     # the reverb (``reverb``): send 0..1 (GM's CC 91; 0: off), decay to -60 dB at low frequencies,
@@ -118,6 +130,9 @@ class EngineConfig:
         if int(self.transpose) != self.transpose or not (-TRANSPOSE_MAX <= self.transpose <= TRANSPOSE_MAX):
             raise ConfigError(f"transpose {self.transpose} is not a whole number of semitones in "
                               f"-{TRANSPOSE_MAX}..{TRANSPOSE_MAX}")
+        lo, hi = VELOCITY_CURVE_RANGE
+        if not (lo <= self.velocity_curve <= hi):
+            raise ConfigError(f"velocity curve {self.velocity_curve} is outside {lo:g}..{hi:g} (1: as played)")
         if not self.midi_channels or any(not (0 <= c < 16) for c in self.midi_channels):
             raise ConfigError(f"MIDI channel filter {self.midi_channels!r}: channels are 1..16")
         if not (-60.0 <= self.master_gain_db <= 12.0):

@@ -23,7 +23,7 @@ from collections import deque
 import numpy as np
 
 from .channel_state import ChannelState
-from .config import EngineConfig, clamp_room, clamp_transpose, clamp_tuning, send_value
+from .config import EngineConfig, clamp_room, clamp_transpose, clamp_tuning, clamp_velocity_curve, send_value
 from .envelope import envelope_block, envelope_coefficients
 from .event_queue import NO_EVENT, EventQueue
 from .generator import RESTART_FRESH, Conditioning, Generator
@@ -78,6 +78,7 @@ class Engine:
         # concert pitch and transpose as set (the config's, then set_tuning / set_transpose; a
         # new prepare keeps them)
         self.tuning_hz, self.transpose = float(self.config.tuning_hz), int(self.config.transpose)
+        self.velocity_curve = float(self.config.velocity_curve)
         self._tuning_asked = self._tuning_applied = 0   # control side counts, render side catches up
         # the last program change (render side writes: [count, channel, program]); the control
         # side reads it (poll_program) and loads the model it names (engine_host)
@@ -112,6 +113,7 @@ class Engine:
         self.channels = ChannelState(self.cond, self.voices, cfg.bend_range, mask)
         self.channels.set_tuning(self.tuning_hz)
         self.channels.transpose = self.transpose
+        self.channels.velocity_curve = self.velocity_curve
         self._first_channel = int(np.argmax(mask))    # where a take writes the engine's own messages
         self.env_coef = self._envelope_for(self.generator)
         self.post = PostChain(sr, cfg.ceiling_dbfs, cfg.master_gain_db, cfg.dc_cutoff_hz)
@@ -267,6 +269,14 @@ class Engine:
         self._tuning_asked += 1          # after the value: the render side reads the latest one
         return self.tuning_hz
 
+    def set_velocity_curve(self, curve: float) -> float:
+        """The exponent a note's velocity is raised to from the next note on, clamped to its
+        range (NaN: 1, as played). Returns the value set."""
+        self.velocity_curve = clamp_velocity_curve(curve)
+        if self.prepared:
+            self.channels.velocity_curve = self.velocity_curve     # one store, read at each note-on
+        return self.velocity_curve
+
     def set_transpose(self, semitones: float) -> int:
         """Semitones added to every key from the next note on (held notes keep theirs),
         rounded and clamped to its range. Returns the value set."""
@@ -331,6 +341,7 @@ class Engine:
         if self.take is not None:
             raise RuntimeError("a take is already being recorded")
         recorder.tuning = (self.tuning_hz, self.transpose)     # replayed so (smf.MidiSong.take_tuning)
+        recorder.velocity_curve = self.velocity_curve          # and so (take_velocity_curve)
         r = self.reverb_settings
         recorder.room = (float(self.reverb.send[0]) if self.prepared else r["send"], r["decay_s"], r["damping"],
                          r["predelay_ms"])     # and the room (smf.MidiSong.take_room)

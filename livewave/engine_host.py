@@ -149,7 +149,7 @@ class EngineHost:
         unavailable = preload_families()     # NB: no first import of torch beside a running stream
         args = Namespace(model=s["model"], polyphony=s["polyphony"], bend_range=s["bend_range"],
                          channels=s["channels"], gain=s["gain"], device=s["device"], tuning=s["tuning"],
-                         transpose=s["transpose"],
+                         transpose=s["transpose"], velocity_curve=s["velocity_curve"],
                          **{opt: s["reverb"].get(key) for (opt, _), key in zip(REVERB_OPTIONS, REVERB_KEYS, strict=True)})
         self.engine = eng = _engine(args, rate, block, screen=True)
         self._reverb_shown = eng.set_reverb()
@@ -321,6 +321,9 @@ class EngineHost:
         send = float(self.engine.reverb.send[0])
         if send != self._reverb_shown.get("send"):
             self._cmd_reverb({})
+
+    def _cmd_velocity_curve(self, curve: float) -> None:
+        self.send(("velocity_curve", self.engine.set_velocity_curve(curve)))
 
     def _cmd_transpose(self, semitones: int) -> None:
         self.send(("transpose", self.engine.set_transpose(semitones)))

@@ -1040,3 +1040,14 @@ def test_the_reverb_command_is_checked_applied_answered_and_cc91_is_told(host):
     with pytest.raises(EngineError, match="reverb"):
         check_settings({"reverb": {"send": "loud"}})
     assert check_settings({"reverb": {"damping": 0.0}})["reverb"] == {"damping": 0.05}
+
+
+def test_the_velocity_curve_command_is_applied_clamped_and_answered(host):
+    host.handle(("velocity_curve", 2.0))
+    host.handle(("velocity_curve", 99.0))
+    host.handle(("velocity_curve", float("nan")))
+    assert host.conn.sent[:2] == [("velocity_curve", 2.0), ("velocity_curve", 4.0)]
+    assert host.conn.sent[2][0] == "error" and host.engine.velocity_curve == 4.0
+    assert host.engine.channels.velocity_curve == 4.0
+    with pytest.raises(EngineError, match="velocity curve"):
+        check_settings({"velocity_curve": 9.0})

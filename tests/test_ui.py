@@ -431,10 +431,12 @@ def test_tuning_and_transpose_reach_the_engine_and_are_remembered(qtbot, tmp_pat
         assert w.devices.tuning.value() == 415.0 and w.devices.transpose.value() == -2   # as the engine starts
         w.devices.tuning.setValue(442.5)
         w.devices.transpose.setValue(3)
-        qtbot.waitUntil(lambda: client.engine.settings["transpose"] == 3, timeout=2000)
-        assert client.engine.settings["tuning"] == 442.5
-        qtbot.waitUntil(lambda: store.value("transpose") is not None, timeout=2000)
+        w.devices.velocity.setValue(0.7)
+        qtbot.waitUntil(lambda: client.engine.settings["velocity_curve"] == 0.7, timeout=2000)
+        assert client.engine.settings["tuning"] == 442.5 and client.engine.settings["transpose"] == 3
+        qtbot.waitUntil(lambda: store.value("velocity_curve") is not None, timeout=2000)
         assert float(store.value("tuning")) == 442.5 and int(store.value("transpose")) == 3
+        assert float(store.value("velocity_curve")) == 0.7
     finally:
         w.close()
 

@@ -6,14 +6,15 @@ plugged in while the app runs appears in the list; "All inputs" follows hot-plug
 A pick emits ``audio_changed`` (settings to restart the engine with) or ``midi_changed``
 (a selection the engine applies live); the window remembers both. The tuning (A4 in Hz) and
 the transpose (semitones) are applied live (``tuning_changed``, ``transpose_changed``): held
-notes follow a new tuning, a new transpose takes effect from the next note.
+notes follow a new tuning, a new transpose takes effect from the next note. So does the
+velocity curve (``velocity_curve_changed``): the exponent a key's velocity is raised to.
 """
 from __future__ import annotations
 
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QGroupBox, QLabel, QSpinBox
 
-from livewave.config import TRANSPOSE_MAX, TUNING_MAX, TUNING_MIN
+from livewave.config import TRANSPOSE_MAX, TUNING_MAX, TUNING_MIN, VELOCITY_CURVE_RANGE
 
 RATES = (44100, 48000, 88200, 96000)
 BLOCKS = (32, 64, 128, 256, 512, 1024)
@@ -26,6 +27,7 @@ class DevicePanel(QGroupBox):
     midi_changed = pyqtSignal(str)         # all, none, or a port name
     tuning_changed = pyqtSignal(float)     # A4 in Hz
     transpose_changed = pyqtSignal(int)    # semitones
+    velocity_curve_changed = pyqtSignal(float)   # the exponent (1: as played)
 
     def __init__(self, parent=None):
         super().__init__("Audio and MIDI", parent)
@@ -53,10 +55,18 @@ class DevicePanel(QGroupBox):
         self.transpose.setSuffix(" st")
         self.transpose.setKeyboardTracking(False)
         self.transpose.setToolTip("semitones added to every key, from the next note on")
+        self.velocity = QDoubleSpinBox()
+        self.velocity.setRange(*VELOCITY_CURVE_RANGE)
+        self.velocity.setDecimals(2)
+        self.velocity.setSingleStep(0.1)
+        self.velocity.setValue(1.0)
+        self.velocity.setKeyboardTracking(False)
+        self.velocity.setToolTip("velocity curve: a key's velocity becomes (v/127)^x. Under 1 a light touch plays "
+                                 "louder (a stiff keyboard), over 1 it takes a harder one; 1 plays as it comes")
         grid = QGridLayout(self)
         for row, (text, box) in enumerate((("Output", self.audio), ("Rate", self.rate), ("Block", self.block),
                                            ("MIDI in", self.midi), ("Tune A4", self.tuning),
-                                           ("Transpose", self.transpose))):
+                                           ("Transpose", self.transpose), ("Velocity", self.velocity))):
             grid.addWidget(QLabel(text), row, 0)
             grid.addWidget(box, row, 1)
         grid.setColumnStretch(1, 1)
@@ -66,6 +76,7 @@ class DevicePanel(QGroupBox):
         self.midi.activated.connect(lambda _i: self.midi_changed.emit(self.midi.currentData()))
         self.tuning.valueChanged.connect(self.tuning_changed.emit)
         self.transpose.valueChanged.connect(self.transpose_changed.emit)
+        self.velocity.valueChanged.connect(self.velocity_curve_changed.emit)
 
     # -- from the engine -------------------------------------------------------------------------
     def set_devices(self, devices: list[dict], current: str) -> None:
@@ -104,9 +115,10 @@ class DevicePanel(QGroupBox):
         box.setCurrentIndex(max(i, 0))
         box.blockSignals(False)
 
-    def set_pitch(self, tuning: float | None = None, transpose: int | None = None) -> None:
+    def set_pitch(self, tuning: float | None = None, transpose: int | None = None,
+                  velocity_curve: float | None = None) -> None:
         """Show what the engine plays at (its answers), without sending it back."""
-        for box, value in ((self.tuning, tuning), (self.transpose, transpose)):
+        for box, value in ((self.tuning, tuning), (self.transpose, transpose), (self.velocity, velocity_curve)):
             if value is not None and box.value() != value:
                 box.blockSignals(True)
                 box.setValue(value)

@@ -28,6 +28,7 @@ class EngineClient(QObject):
     gain_changed = pyqtSignal(float)         # master volume dB (answer, or a bound CC moved it)
     tuning_changed = pyqtSignal(float)       # A4 in Hz, as the engine set it
     transpose_changed = pyqtSignal(int)      # semitones, as the engine set it
+    velocity_curve_changed = pyqtSignal(float)   # the velocity curve, as the engine set it
     reverb_changed = pyqtSignal(dict)        # the reverb's settings as the engine set them (or CC 91 moved)
     program = pyqtSignal(int, int, str)      # a MIDI program change: channel, program, the model ("": none)
     recording = pyqtSignal(str, str)         # a take started: its WAV and MIDI paths
@@ -102,6 +103,8 @@ class EngineClient(QObject):
                 self.tuning_changed.emit(float(ev[1]))
             elif kind == "transpose":
                 self.transpose_changed.emit(int(ev[1]))
+            elif kind == "velocity_curve":
+                self.velocity_curve_changed.emit(float(ev[1]))
             elif kind == "reverb":
                 self.reverb_changed.emit(dict(ev[1]))
             elif kind == "program":

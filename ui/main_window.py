@@ -161,8 +161,11 @@ class MainWindow(QMainWindow):
         self.devices.transpose_changed.connect(lambda st: client.send("transpose", int(st)))
         client.tuning_changed.connect(lambda hz: self.on_pitch("tuning", hz))
         client.transpose_changed.connect(lambda st: self.on_pitch("transpose", st))
+        self.devices.velocity_curve_changed.connect(lambda x: client.send("velocity_curve", float(x)))
+        client.velocity_curve_changed.connect(lambda x: self.on_pitch("velocity_curve", x))
         es = client.engine.settings
-        self.devices.set_pitch(float(es.get("tuning", 440.0)), int(es.get("transpose", 0)))
+        self.devices.set_pitch(float(es.get("tuning", 440.0)), int(es.get("transpose", 0)),
+                               float(es.get("velocity_curve", 1.0)))
         self.reverb.changed.connect(lambda d: client.send("reverb", d))
         client.reverb_changed.connect(self.on_reverb)
         self.reverb.set_values(es.get("reverb") or {})
@@ -276,7 +279,8 @@ class MainWindow(QMainWindow):
         self.devices.set_pitch(**{key: value})
         if self.settings is not None:
             self.settings.setValue(key, value)
-        what = f"A4 = {value:g} Hz" if key == "tuning" else f"transpose {value:+d} semitones"
+        what = (f"A4 = {value:g} Hz" if key == "tuning" else f"transpose {value:+d} semitones"
+                if key == "transpose" else f"velocity curve {value:g}")
         self.statusBar().showMessage(what, 3000)
 
     def on_reverb(self, settings: dict) -> None:
