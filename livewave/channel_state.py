@@ -5,7 +5,7 @@ clamped to their MIDI ranges, so out-of-range input cannot reach the synthesis.
 
 Handled: note on/off (velocity 0 = off), pitch bend (range per channel, RPN 0 honoured,
 null RPN), channel pressure, poly aftertouch, CC1 mod wheel, CC7 volume, CC11 expression,
-CC64 sustain, CC120 all sound off, CC121 reset controllers, CC123 all notes off (and the
+CC64 sustain, CC66 sostenuto (``VoiceAllocator``), CC120 all sound off, CC121 reset controllers, CC123 all notes off (and the
 omni/mono/poly mode messages 124-127, which imply all notes off).
 """
 from __future__ import annotations
@@ -31,6 +31,7 @@ class ChannelState:
         self.volume = np.full(16, 100 / 127, np.float64)
         self.expression = np.ones(16, np.float64)
         self.sustain = np.zeros(16, np.bool_)
+        self.sostenuto = np.zeros(16, np.bool_)
         self.pressure = np.zeros(16, np.float64)
         self.poly = np.zeros((16, 128), np.float64)
         self.rpn = np.full((16, 2), 127, np.int16)     # [msb, lsb]; 127/127 = null
@@ -53,6 +54,7 @@ class ChannelState:
         self.volume[:] = 100 / 127
         self.expression[:] = 1.0
         self.sustain[:] = False
+        self.sostenuto[:] = False
         self.pressure[:] = 0.0
         self.poly[:] = 0.0
         self.rpn[:] = 127
@@ -139,6 +141,13 @@ class ChannelState:
             if self.sustain[ch] and not down:
                 v.pedal_up(ch, t)
             self.sustain[ch] = down
+        elif cc == 66:
+            down = val >= 64
+            if down and not self.sostenuto[ch]:
+                v.sostenuto_down(ch)
+            elif self.sostenuto[ch] and not down:
+                v.sostenuto_up(ch, t, bool(self.sustain[ch]))
+            self.sostenuto[ch] = down
         elif cc == 101:
             self.rpn[ch, 0] = val
         elif cc == 100:
@@ -162,6 +171,9 @@ class ChannelState:
             if self.sustain[ch]:
                 self.sustain[ch] = False
                 v.pedal_up(ch, t)
+            if self.sostenuto[ch]:
+                self.sostenuto[ch] = False
+                v.sostenuto_up(ch, t, False)
             self._retune(ch)
             self._regain(ch)
             self._repress(ch)

@@ -112,7 +112,7 @@ def push_bend_range(ring, pos, t, cc, bend_range):
 
 
 @njit(nogil=True, cache=True)
-def push_state(ring, pos, t, bend, bend_range, mod, volume, expression, sustain, pressure):
+def push_state(ring, pos, t, bend, bend_range, mod, volume, expression, sustain, sostenuto, pressure):
     """The channels' state at sample ``t`` as the messages that set it (``ChannelState``'s
     arrays), where it differs from a fresh engine's with the defaults (a bend range of 2)."""
     for ch in range(16):
@@ -134,6 +134,8 @@ def push_state(ring, pos, t, bend, bend_range, mod, volume, expression, sustain,
             push_event(ring, pos, t, cc, 11, v)
         if sustain[ch]:
             push_event(ring, pos, t, cc, 64, 127)
+        if sostenuto[ch]:
+            push_event(ring, pos, t, cc, 66, 127)
         v = int(round(pressure[ch] * 127.0))
         if v != 0:
             push_event(ring, pos, t, 0xD0 | ch, v, 0)
@@ -153,9 +155,10 @@ def panic_events(ring, pos, t, bend_range):
 
 @njit(nogil=True, cache=True)
 def release_events(ring, pos, t):
-    """Every note released at sample ``t`` (``Engine.release_all``): pedal up, All Notes Off."""
+    """Every note released at sample ``t`` (``Engine.release_all``): the pedals up, All Notes Off."""
     for ch in range(16):
         push_event(ring, pos, t, 0xB0 | ch, 64, 0)
+        push_event(ring, pos, t, 0xB0 | ch, 66, 0)
         push_event(ring, pos, t, 0xB0 | ch, 123, 0)
 
 
@@ -167,7 +170,7 @@ def warm_up() -> None:
     ev, ep = np.zeros((4, 4), np.int64), np.zeros(3, np.int64)
     push_event(ev, ep, 0, 0x90, 60, 100)
     z, f = np.zeros(16), np.full(16, 2.0)
-    push_state(ev, ep, 0, z, f, z, z, z, np.zeros(16, np.bool_), z)
+    push_state(ev, ep, 0, z, f, z, z, z, np.zeros(16, np.bool_), np.zeros(16, np.bool_), z)
     panic_events(ev, ep, 0, 2.0)
     release_events(ev, ep, 0)
 

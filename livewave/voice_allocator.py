@@ -11,7 +11,11 @@ Policy:
   longest ago), then the oldest sounding one. A stolen voice is restarted legato, so the
   waveform stays continuous (no click);
 - a note-off while the channel's sustain pedal is down keeps the voice sounding until
-  the pedal lifts; all-notes-off (CC123) respects the pedal, all-sound-off (CC120) does not.
+  the pedal lifts; all-notes-off (CC123) respects the pedal, all-sound-off (CC120) does not;
+- the sostenuto pedal (CC 66, ``sostenuto_down`` / ``sostenuto_up``) latches the voices whose
+  keys are down when it goes down: their note-offs wait until it lifts (or, if the sustain pedal
+  is down then, until that lifts); notes struck while it is down are not latched, as on a
+  piano's middle pedal. All-notes-off respects it too.
 """
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ class VoiceAllocator:
         self.level = np.zeros(p, np.float64)
         self.key_down = np.zeros(p, np.bool_)
         self.sustained = np.zeros(p, np.bool_)
+        self.latched = np.zeros(p, np.bool_)     # held by the sostenuto pedal (its key may be up)
         self.note_int = np.zeros(p, np.int16)
         self.shift = np.zeros(p, np.int16)       # the transpose a voice's note began with (semitones)
         self.start_order = np.zeros(p, np.int64)
@@ -91,6 +96,7 @@ class VoiceAllocator:
             restart = RESTART_LEGATO
         else:
             v, restart = self._pick_voice()
+            self.latched[v] = False              # a new note (a key re-struck keeps its latch)
             old_c, old_k = int(c.channel[v]), int(self.note_int[v])
             if c.active[v] and self.note_voice[old_c, old_k] == v:
                 self.note_voice[old_c, old_k] = -1
@@ -124,6 +130,7 @@ class VoiceAllocator:
         c = self.cond
         self.key_down[v] = False
         self.sustained[v] = False
+        self.latched[v] = False
         if c.gate[v]:
             c.gate[v] = False
             c.release_time[v] = t
@@ -139,13 +146,33 @@ class VoiceAllocator:
         if pedal_down:
             self.key_down[v] = False
             self.sustained[v] = True
+        elif self.latched[v]:
+            self.key_down[v] = False             # held by the sostenuto pedal until it lifts
         else:
             self._release(v, t)
 
     def pedal_up(self, ch: int, t: int) -> None:
         for v in self.voices_on(ch):
             if self.sustained[v]:
-                self._release(v, t)
+                if self.latched[v]:
+                    self.sustained[v] = False    # the sostenuto pedal still holds it
+                else:
+                    self._release(v, t)
+
+    def sostenuto_down(self, ch: int) -> None:
+        for v in self.voices_on(ch):
+            if self.key_down[v]:
+                self.latched[v] = True
+
+    def sostenuto_up(self, ch: int, t: int, pedal_down: bool) -> None:
+        for v in self.voices_on(ch):
+            if self.latched[v]:
+                self.latched[v] = False
+                if not self.key_down[v] and not self.sustained[v] and self.cond.gate[v]:
+                    if pedal_down:               # its key went up while latched: the sustain pedal takes it
+                        self.sustained[v] = True
+                    else:
+                        self._release(v, t)
 
     def all_notes_off(self, ch: int, t: int, pedal_down: bool) -> None:
         for v in self.voices_on(ch):
@@ -172,6 +199,7 @@ class VoiceAllocator:
         self.level[:] = 0.0
         self.key_down[:] = False
         self.sustained[:] = False
+        self.latched[:] = False
         self.note_voice[:] = -1
         self.active_count = 0
 
