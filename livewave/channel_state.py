@@ -5,7 +5,9 @@ clamped to their MIDI ranges, so out-of-range input cannot reach the synthesis.
 
 Handled: note on/off (velocity 0 = off), pitch bend (range per channel, RPN 0 honoured,
 null RPN), channel pressure, poly aftertouch, CC1 mod wheel, CC7 volume, CC11 expression,
-CC64 sustain, CC66 sostenuto (``VoiceAllocator``), CC120 all sound off, CC121 reset controllers, CC123 all notes off (and the
+CC64 sustain, CC66 sostenuto (``VoiceAllocator``), CC67 soft pedal (a note struck while it is
+down plays at ``SOFT_PEDAL`` times its velocity, as a piano's una corda plays softer and, for a
+model that hears velocity, duller), CC120 all sound off, CC121 reset controllers, CC123 all notes off (and the
 omni/mono/poly mode messages 124-127, which imply all notes off).
 """
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 
 from .generator import Conditioning, midi_to_hz
 from .voice_allocator import VoiceAllocator
+
+SOFT_PEDAL = 0.75      # the velocity of a note struck with the soft pedal down, over its own
 
 
 class ChannelState:
@@ -32,6 +36,7 @@ class ChannelState:
         self.expression = np.ones(16, np.float64)
         self.sustain = np.zeros(16, np.bool_)
         self.sostenuto = np.zeros(16, np.bool_)
+        self.soft = np.zeros(16, np.bool_)
         self.pressure = np.zeros(16, np.float64)
         self.poly = np.zeros((16, 128), np.float64)
         self.rpn = np.full((16, 2), 127, np.int16)     # [msb, lsb]; 127/127 = null
@@ -55,6 +60,7 @@ class ChannelState:
         self.expression[:] = 1.0
         self.sustain[:] = False
         self.sostenuto[:] = False
+        self.soft[:] = False
         self.pressure[:] = 0.0
         self.poly[:] = 0.0
         self.rpn[:] = 127
@@ -108,6 +114,8 @@ class ChannelState:
             vel = d2 / 127.0
             if self.velocity_curve != 1.0:
                 vel = vel ** self.velocity_curve
+            if self.soft[ch]:
+                vel *= SOFT_PEDAL
             v.note_on(ch, d1, vel, t, midi_to_hz(nf), nf, self._gain(ch), self.mod[ch],
                       max(self.pressure[ch], self.poly[ch, d1]), shift)
         elif kind == 0x80 or kind == 0x90:
@@ -148,6 +156,8 @@ class ChannelState:
             elif self.sostenuto[ch] and not down:
                 v.sostenuto_up(ch, t, bool(self.sustain[ch]))
             self.sostenuto[ch] = down
+        elif cc == 67:
+            self.soft[ch] = val >= 64
         elif cc == 101:
             self.rpn[ch, 0] = val
         elif cc == 100:
@@ -174,6 +184,7 @@ class ChannelState:
             if self.sostenuto[ch]:
                 self.sostenuto[ch] = False
                 v.sostenuto_up(ch, t, False)
+            self.soft[ch] = False
             self._retune(ch)
             self._regain(ch)
             self._repress(ch)

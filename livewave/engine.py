@@ -436,7 +436,7 @@ class Engine:
             rec.first_sample = t0    # the take opens with the channels' state here
             c = self.channels
             push_state(rec.events, rec.epos, t0, c.bend, c.bend_range, c.mod, c.volume, c.expression, c.sustain,
-                       c.sostenuto, c.pressure)
+                       c.sostenuto, c.soft, c.pressure)
             self._send_taken = rec.room[0] if rec.room is not None else 0.0   # the marker's: a change goes below
         if rec is not None and self.reverb.send[0] != self._send_taken:
             # the send as CC 91 (set by the app or a command, or at the take's start): in the MIDI

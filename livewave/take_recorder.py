@@ -112,7 +112,7 @@ def push_bend_range(ring, pos, t, cc, bend_range):
 
 
 @njit(nogil=True, cache=True)
-def push_state(ring, pos, t, bend, bend_range, mod, volume, expression, sustain, sostenuto, pressure):
+def push_state(ring, pos, t, bend, bend_range, mod, volume, expression, sustain, sostenuto, soft, pressure):
     """The channels' state at sample ``t`` as the messages that set it (``ChannelState``'s
     arrays), where it differs from a fresh engine's with the defaults (a bend range of 2)."""
     for ch in range(16):
@@ -136,6 +136,8 @@ def push_state(ring, pos, t, bend, bend_range, mod, volume, expression, sustain,
             push_event(ring, pos, t, cc, 64, 127)
         if sostenuto[ch]:
             push_event(ring, pos, t, cc, 66, 127)
+        if soft[ch]:
+            push_event(ring, pos, t, cc, 67, 127)
         v = int(round(pressure[ch] * 127.0))
         if v != 0:
             push_event(ring, pos, t, 0xD0 | ch, v, 0)
@@ -170,7 +172,8 @@ def warm_up() -> None:
     ev, ep = np.zeros((4, 4), np.int64), np.zeros(3, np.int64)
     push_event(ev, ep, 0, 0x90, 60, 100)
     z, f = np.zeros(16), np.full(16, 2.0)
-    push_state(ev, ep, 0, z, f, z, z, z, np.zeros(16, np.bool_), np.zeros(16, np.bool_), z)
+    off = np.zeros(16, np.bool_)
+    push_state(ev, ep, 0, z, f, z, z, z, off, off, off, z)
     panic_events(ev, ep, 0, 2.0)
     release_events(ev, ep, 0)
 

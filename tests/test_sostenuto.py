@@ -76,3 +76,15 @@ def test_a_take_begun_with_it_down_replays_sample_for_sample(tmp_path):
     assert (0xB0, 66, 127) == tuple(song.events[0][1:])         # the take opens with the pedal down
     again = render_song(engine(), song, block=64)[:, 0]
     np.testing.assert_array_equal(again[:w.size], sf.read(str(tmp_path / "take.wav"), dtype="float32")[0])
+
+
+def test_the_soft_pedal_softens_the_notes_struck_while_it_is_down():
+    """CC 67: a note struck with it down gets 0.75 of its velocity (after the velocity curve);
+    a note already sounding keeps its own; a take opens with it down when it is."""
+    from livewave.channel_state import SOFT_PEDAL
+    eng = Engine(EngineConfig(sample_rate=RATE, max_block=256, velocity_curve=2.0)).prepare()
+    sounding(eng, [(0.0, 0x90, 60, 100), (0.1, 0xB0, 67, 127), (0.2, 0x90, 64, 100)], 0.3)
+    vel = {int(eng.voices.note_int[v]): float(eng.cond.velocity[v]) for v in range(16) if eng.cond.active[v]}
+    assert vel[60] == pytest.approx((100 / 127) ** 2) and vel[64] == pytest.approx(SOFT_PEDAL * (100 / 127) ** 2)
+    sounding(eng, [(0.3, 0xB0, 67, 0), (0.4, 0x90, 67, 100)], 0.5)
+    assert float(eng.cond.velocity[int(eng.voices.note_voice[0, 67])]) == pytest.approx((100 / 127) ** 2)
