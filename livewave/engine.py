@@ -117,6 +117,8 @@ class Engine:
         self._first_channel = int(np.argmax(mask))    # where a take writes the engine's own messages
         self.env_coef = self._envelope_for(self.generator)
         self.post = PostChain(sr, cfg.ceiling_dbfs, cfg.master_gain_db, cfg.dc_cutoff_hz)
+        if self.prepared:            # a new device: the send as a CC 91 may have left it
+            self.reverb_settings["send"] = float(self.reverb.send[0])
         self.reverb = Reverb(sr, **self.reverb_settings)
         self.mono = np.zeros(mb, np.float32)
         self._xbuf = np.zeros(mb, np.float32)          # the outgoing generator during a crossfade

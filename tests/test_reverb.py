@@ -222,6 +222,10 @@ def test_the_reverb_persists_across_prepare_and_reports_as_set():
     assert got == {"send": 38 / 127, "decay_s": 3.3, "damping": 0.25, "predelay_ms": 40.0}
     eng.prepare(sample_rate=96000)
     assert eng.reverb.settings == got and eng.reverb.sample_rate == 96000
+    eng.push_event(eng.sample_time, 0xB0, 91, 77)          # a keyboard's knob, then another device
+    eng.render(np.zeros((64, 1), np.float32))
+    eng.prepare(sample_rate=44100)
+    assert eng.reverb.send[0] == 77 / 127
 
 
 def test_the_render_side_allocates_nothing_with_the_reverb_on():
