@@ -86,3 +86,19 @@ def play_events(eng, events, seconds: float, block: int = 128) -> np.ndarray:
     for j in range(0, out.shape[0], block):
         eng.render(out[j:j + block])
     return out[:, 0]
+
+
+def replayed_by_render(folder, rate: int, played):
+    """A take in ``folder`` (``take.wav``, ``take.mid``): its WAV is ``played``, and
+    ``livewave render take.mid`` (the user's command, in this process) gives it back sample for
+    sample. Returns the WAV."""
+    import soundfile as sf
+
+    from livewave.cli import main
+    assert main(["render", str(folder / "take.mid"), "-o", str(folder / "again.wav"), "--rate", str(rate),
+                 "--quiet"]) == 0
+    again, _ = sf.read(str(folder / "again.wav"), dtype="float32")
+    w, _ = sf.read(str(folder / "take.wav"), dtype="float32")
+    np.testing.assert_array_equal(w, played)
+    np.testing.assert_array_equal(again[:w.size, 0], w)
+    return w
