@@ -150,13 +150,14 @@ def test_preset_round_trip_gives_the_same_state_and_the_same_bytes(model, tmp_pa
     for i, c in enumerate(controls):
         eng.set_control(i, float(rng.uniform(c.minimum, c.maximum)))
     eng.set_master_gain_db(-7.3)
+    eng.set_reverb(send=0.41, decay_s=3.7, damping=0.33, predelay_ms=27)
     for k, c in enumerate(controls[:3]):
         eng.bind_cc(c.name, k, 20 + k)
 
     def state(e) -> dict:
         return make_preset(f"models/{model}.safetensors", {c.name: float(e.cond.controls[i])
                                                            for i, c in enumerate(e.generator.info.controls)},
-                           e.post.gain_db, dict(e.bindings.bindings))
+                           e.post.gain_db, dict(e.bindings.bindings), e.set_reverb())
 
     first = save_preset(tmp_path / "a.json", state(eng))
     p = load_preset(first)
@@ -165,7 +166,9 @@ def test_preset_round_trip_gives_the_same_state_and_the_same_bytes(model, tmp_pa
         fresh.set_control(name, v)
     fresh.set_master_gain_db(p["gain_db"])
     fresh.set_bindings(p["midi_bindings"])
+    fresh.set_reverb(**p["reverb"])
     assert np.array_equal(fresh.cond.controls, eng.cond.controls)
+    assert fresh.set_reverb() == eng.set_reverb() and np.array_equal(fresh.reverb.coef, eng.reverb.coef)
     assert fresh.post.gain_db == eng.post.gain_db and fresh.bindings.bindings == eng.bindings.bindings
     second = save_preset(tmp_path / "b.json", state(fresh))
     assert first.read_bytes() == second.read_bytes()
