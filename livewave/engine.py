@@ -1,9 +1,10 @@
 """The engine: the one place sound is made. Live and offline both call ``Engine.render``.
 
 Per block: events due inside the block are applied at their exact sample (the block is cut
-into segments at event times); each segment runs the envelopes and the generator; the reverb
-(``reverb``; off until its send is raised, by ``set_reverb`` or CC 91) and the post chain (gain,
-DC blocker, limiter) run over the whole block; the mono mix is copied to every output channel.
+into segments at event times); each segment runs the envelopes, the generator and the reverb
+(``reverb``; off until its send is raised, by ``set_reverb`` or CC 91, which acts at its own
+sample); the post chain (gain, DC blocker, limiter) runs over the whole block; the mono mix is
+copied to every output channel.
 
 Threading model:
 - render side (the audio callback or the render thread; exactly one at a time): ``render``.
@@ -476,9 +477,10 @@ class Engine:
             nt = q.peek_time()
             seg_end = n if (nt == NO_EVENT or nt >= end) else nt - t0
             self._segment(pos, seg_end - pos, t)
+            # the reverb segment by segment too: a CC 91 or 120 acts at its own sample
+            self.reverb.process(self.mono[pos:seg_end], seg_end - pos, t)
             pos = seg_end
         mono = self.mono
-        self.reverb.process(mono, n)
         self.post.process(mono, n)
         if rec is not None:
             push_audio(rec.ring, rec.apos, mono, n)

@@ -173,8 +173,15 @@ def _play(engine: Engine, block: int, seconds: float = 1.5, extra=()) -> np.ndar
 
 
 def test_the_engine_renders_the_same_at_any_block_size():
+    """Sends moved by CC 91 and a room cleared by CC 120 at odd samples included: the reverb runs
+    segment by segment, so each acts at its own sample. (Run over whole blocks, a CC 91 took
+    effect at its block's start: a take replayed in other blocks was 6.4e-6 off.)"""
+    knobs = [(5001, 0xB0, 91, 20), (11111, 0xB0, 91, 127), (40003, 0xB0, 120, 0), (40500, 0x90, 67, 100),
+             (52001, 0xB0, 91, 60), (60000, 0x80, 67, 0)]
+
     def run(block):
-        return _play(Engine(EngineConfig(sample_rate=48000, reverb_send=0.6, reverb_decay_s=1.5)).prepare(), block)
+        return _play(Engine(EngineConfig(sample_rate=48000, reverb_send=0.6, reverb_decay_s=1.5)).prepare(), block,
+                     extra=knobs)
     ref = run(4096)
     for block in (1, 17, 64, 256):
         assert np.array_equal(run(block), ref)
@@ -353,3 +360,35 @@ def test_a_render_keeps_the_rooms_tail_and_a_stop_fades_it_without_a_click():
     eng2.render(after)
     assert np.abs(after[-256:]).max() < 1e-4                   # silent within 0.1 s...
     assert np.abs(np.diff(np.concatenate([y[-1:], after[:, 0]]))).max() < 0.05   # ...gliding, no step
+
+
+def test_a_take_begun_mid_session_on_a_silent_room_replays_exactly(tmp_path):
+    """The room played, went quiet (idle at -140 dBFS with the send still up), then a take began
+    at an odd sample: replayed on the take's clock, the room's swing is where it was live (it
+    follows the engine's clock), so the take comes back sample for sample. (When the swing
+    followed the reverb's own count instead, the same replay was 6.6e-6 off.)"""
+    from audio_checks import play_events
+
+    from livewave.offline_render import render_song
+    from livewave.smf import read_midi_file
+    from livewave.take_recorder import TakeRecorder
+    rate = 48000
+    cfg = dict(sample_rate=rate, max_block=256, reverb_send=0.5, reverb_decay_s=0.5, reverb_damping=0.6)
+    eng = Engine(EngineConfig(**cfg)).prepare()
+    # the room idles about 1.2 s after the note (-140 dBFS at a 0.5 s decay); the DC blocker's
+    # own residue of its tail (1e-28 and falling) takes about 1 s more to flush
+    play_events(eng, [(0.0, 0x90, 60, 100), (0.3, 0x80, 60, 0)], 3.0 + 17 / rate, 128)
+    assert eng.reverb.idle and eng.post.state[2] == 0.0
+    rec = TakeRecorder(tmp_path / "take.wav", rate, tmp_path / "take.mid").start()
+    eng.start_take(rec)
+    w = play_events(eng, [(0.05, 0x90, 64, 100), (0.4, 0x80, 64, 0), (0.5, 0xB0, 91, 110), (0.6, 0x90, 67, 90),
+                          (0.9, 0x80, 67, 0)], 1.8, 128)
+    eng.stop_take()
+    rec.finish()
+    song = read_midi_file(tmp_path / "take.mid")
+    assert song.take_start[0] > 3 * rate
+    again = render_song(Engine(EngineConfig(sample_rate=rate, max_block=256, reverb_send=song.take_room[0],
+                                            reverb_decay_s=song.take_room[1], reverb_damping=song.take_room[2],
+                                            reverb_predelay_ms=song.take_room[3])).prepare(), song, block=64)[:, 0]
+    np.testing.assert_array_equal(again[:w.size], w)
+    assert np.abs(w[int(1.0 * rate):]).max() > 1e-3          # the room rings in it
