@@ -68,6 +68,7 @@ import numpy as np
 from numba import njit
 
 from .config import PREDELAY_MAX_MS, REVERB_DEFAULTS, clamp_room, send_value
+from .post_chain import peak_abs
 
 LINES = 8
 LINE_MS = (29.7, 37.1, 41.1, 43.7, 53.3, 59.9, 67.7, 73.7)
@@ -211,7 +212,7 @@ class Reverb:
             t0 = self.clock
         self.clock = t0 + n
         if self.idle:
-            if self.send[0] == 0.0 or peak_abs32(buf, n) == 0.0:
+            if self.send[0] == 0.0 or peak_abs(buf, n) == 0.0:
                 return                   # nothing in the room and nothing going in
             self._settle()               # a silent room takes its settings and its send at once
             self.state[S_SEND] = self.send[0]
@@ -222,28 +223,9 @@ class Reverb:
         tail = reverb_process(buf, n, self.send, self.state, self.coef, self.mem, self.ring_off, self.ring_mask,
                               self.diffuser_delay, self.pos, self.scratch, IN_SIGNS, OUT_SIGNS, self.line_delay,
                               self.swing, self.lfo, self.swing_tab)
-        if tail < QUIET and peak_abs64(self.mem) < QUIET and (self.send[0] == 0.0 or peak_abs32(buf, n) < QUIET):
+        if tail < QUIET and peak_abs(self.mem, self.mem.shape[0]) < QUIET and (
+                self.send[0] == 0.0 or peak_abs(buf, n) < QUIET):
             self.reset()                 # the room has gone quiet: exactly silent, and idle until fed
-
-
-@njit(nogil=True, cache=True)
-def peak_abs64(a):
-    p = 0.0
-    for i in range(a.shape[0]):
-        v = abs(a[i])
-        if v > p:
-            p = v
-    return p
-
-
-@njit(nogil=True, cache=True)
-def peak_abs32(a, n):
-    p = 0.0
-    for i in range(n):
-        v = abs(a[i])
-        if v > p:
-            p = v
-    return p
 
 
 @njit(nogil=True, cache=True)
