@@ -161,15 +161,17 @@ def _programs_step(eng, out, loader, programs: list[str]) -> list[str]:
     """The status loop's turn for program changes: a new one asks the loader for its model
     (``model_loader``: loaded and screened off the render side, then crossfaded in); returns
     the lines to print."""
+    from .model_loader import program_choice
     msgs = []
     got = eng.poll_program()
     if got is not None:
         ch, n = got
-        if n < len(programs):
-            loader.request(programs[n])
-            msgs.append(f"program {n + 1} (channel {ch + 1}): loading {Path(programs[n]).name}")
+        path, missing = program_choice(programs, ch, n, "in --programs")
+        if missing:
+            msgs.append(missing)
         else:
-            msgs.append(f"program {n + 1} (channel {ch + 1}): no model at that number ({len(programs)} in --programs)")
+            loader.request(path)
+            msgs.append(f"program {n + 1} (channel {ch + 1}): loading {Path(path).name}")
     for kind, _path, what in loader.poll():
         if kind == "load_failed":
             msgs.append(f"{what}; {eng.generator.info.name} plays on")
@@ -280,8 +282,8 @@ def cmd_play(args) -> int:
                 print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", flush=True)
     finally:
         eng.release_all()                       # Ctrl-C: every note released, then fade out
-        time.sleep(min(eng.tail_s, eng.release_s + 2.0) + 0.05)   # the room rings up to 2 s more...
-        eng.fade_out()                          # ...then fades, no click
+        time.sleep(eng.release_s + 0.05)
+        eng.ring_out()                          # the reverb's room too, then a fade: no click
         if take is not None:                    # the take holds the release's tail too
             eng.stop_take()
             print(("\n" if tty else "") + _take_line(take.finish()), flush=True)

@@ -36,6 +36,8 @@ from .take_recorder import panic_events, push_audio, push_column, push_event, pu
 from .take_recorder import warm_up as warm_up_takes
 from .voice_allocator import VoiceAllocator
 
+ROOM_RING_S = 2.0      # seconds the reverb's room may ring on when a stream closes (ring_out)
+
 
 class EngineStats:
     """Counters written by the render side, read by anyone (plain numbers; no locking)."""
@@ -85,9 +87,10 @@ class Engine:
         # side reads it (poll_program) and loads the model it names (engine_host)
         self.program = np.zeros(3, np.int64)
         self._program_seen = 0
-        c = self.config      # the reverb as set (the config's, then set_reverb; a new prepare keeps it)
-        self.reverb_settings = {"send": c.reverb_send, "decay_s": c.reverb_decay_s, "damping": c.reverb_damping,
-                                "predelay_ms": c.reverb_predelay_ms}
+        c = self.config      # the reverb's room as set (the config's, then set_reverb; a new prepare keeps it)
+        self.reverb_room = {"decay_s": c.reverb_decay_s, "damping": c.reverb_damping, "predelay_ms": c.reverb_predelay_ms}
+        # its send: the one place it lives, shared with each Reverb made (set_reverb and CC 91 write it)
+        self.reverb_send = np.array([send_value(c.reverb_send)], np.float64)
         self._send_taken = -1.0  # render side: the send a take last recorded
 
     # -- set-up (off the audio path) -------------------------------------------------
@@ -118,9 +121,7 @@ class Engine:
         self._first_channel = int(np.argmax(mask))    # where a take writes the engine's own messages
         self.env_coef = self._envelope_for(self.generator)
         self.post = PostChain(sr, cfg.ceiling_dbfs, cfg.master_gain_db, cfg.dc_cutoff_hz)
-        if self.prepared:            # a new device: the send as a CC 91 may have left it
-            self.reverb_settings["send"] = float(self.reverb.send[0])
-        self.reverb = Reverb(sr, **self.reverb_settings)
+        self.reverb = Reverb(sr, send_cell=self.reverb_send, **self.reverb_room)
         self.mono = np.zeros(mb, np.float32)
         self._xbuf = np.zeros(mb, np.float32)          # the outgoing generator during a crossfade
         self._restart_hold = np.zeros(p, np.int8)
@@ -251,17 +252,15 @@ class Engine:
                    predelay_ms: float | None = None) -> dict:
         """The reverb (``reverb``): what is given changes, each clamped to its range (the send to
         its 7-bit grid, as CC 91 sets it); returns every setting as set."""
-        r = self.reverb_settings
-        if self.prepared:
-            r["send"] = float(self.reverb.send[0])       # a CC 91 may have moved it
         if send is not None:
-            r["send"] = self.reverb.set_send(send) if self.prepared else send_value(send)
+            self.reverb_send[0] = send_value(send)       # NB: one float store, read per sample
+        r = self.reverb_room
         if decay_s is not None or damping is not None or predelay_ms is not None:
             room = (r["decay_s"] if decay_s is None else decay_s, r["damping"] if damping is None else damping,
                     r["predelay_ms"] if predelay_ms is None else predelay_ms)
             r["decay_s"], r["damping"], r["predelay_ms"] = (self.reverb.set_room(*room) if self.prepared
                                                             else clamp_room(*room))
-        return dict(r)
+        return {"send": float(self.reverb_send[0]), **r}
 
     def set_tuning(self, a4_hz: float) -> float:
         """Concert pitch (A4 in Hz), clamped to its range; held notes follow from the next block.
@@ -309,19 +308,21 @@ class Engine:
     @property
     def reverb_on(self) -> bool:
         """The reverb is fed or still ringing (control side: a plain read)."""
-        return self.prepared and (self.reverb.send[0] > 0.0 or not self.reverb.idle)
+        return self.prepared and (self.reverb_send[0] > 0.0 or not self.reverb.idle)
 
     @property
     def tail_s(self) -> float:
         """Seconds for everything to fall silent after every note is released: the envelope's
         release, and with the reverb on its room falling 60 dB (decay and pre-delay)."""
-        room = self.reverb_settings
+        room = self.reverb_room
         return self.release_s + ((room["decay_s"] + room["predelay_ms"] / 1000.0) if self.reverb_on else 0.0)
 
-    def fade_out(self, wait=time.sleep) -> None:
-        """Before a stream closes with the reverb still ringing: the master gain down to -90 dB
-        over about 50 ms (the post chain's gain glide), so the room's tail ends without a click."""
+    def ring_out(self, wait=time.sleep) -> None:
+        """Before a stream closes, once every note's release has rung: with the reverb on, its
+        room rings up to ``ROOM_RING_S`` more, then the master gain goes down to -90 dB over about
+        50 ms (the post chain's gain glide), so the room's tail ends without a click."""
         if self.reverb_on:
+            wait(min(self.tail_s - self.release_s, ROOM_RING_S))
             self.post.set_gain_db(-90.0)
             wait(0.08)
 
@@ -345,8 +346,8 @@ class Engine:
             raise RuntimeError("a take is already being recorded")
         recorder.tuning = (self.tuning_hz, self.transpose)     # replayed so (smf.MidiSong.take_tuning)
         recorder.velocity_curve = self.velocity_curve          # and so (take_velocity_curve)
-        r = self.reverb_settings
-        recorder.room = (float(self.reverb.send[0]) if self.prepared else r["send"], r["decay_s"], r["damping"],
+        r = self.reverb_room
+        recorder.room = (float(self.reverb_send[0]), r["decay_s"], r["damping"],
                          r["predelay_ms"])     # and the room (smf.MidiSong.take_room)
         self.take = recorder
 
@@ -441,10 +442,10 @@ class Engine:
             push_state(rec.events, rec.epos, t0, c.bend, c.bend_range, c.mod, c.volume, c.expression, c.sustain,
                        c.sostenuto, c.soft, c.pressure)
             self._send_taken = rec.room[0] if rec.room is not None else 0.0   # the marker's: a change goes below
-        if rec is not None and self.reverb.send[0] != self._send_taken:
+        if rec is not None and self.reverb_send[0] != self._send_taken:
             # the send as CC 91 (set by the app or a command, or at the take's start): in the MIDI
             # exactly, since the send lives on CC 91's 7-bit grid
-            send = self.reverb.send[0]
+            send = self.reverb_send[0]
             self._send_taken = send
             push_event(rec.events, rec.epos, t0, 0xB0 | self._first_channel, 91, int(round(send * 127.0)))
         self._control_flags(t0, rec)
@@ -462,7 +463,7 @@ class Engine:
                     cc = d1 & 0x7F
                     if cc == 91 and not bound:       # GM's Reverb Send Level (a learnt binding takes it first)
                         send = (d2 & 0x7F) / 127.0
-                        self.reverb.send[0] = send
+                        self.reverb_send[0] = send
                         self._send_taken = send      # the CC itself goes into a take
                     elif cc == 120:                  # All Sound Off: silence now, the room's tail too
                         self.reverb.reset()

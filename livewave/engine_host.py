@@ -47,7 +47,7 @@ from .engine_process import (
 from .garbage_collector import OffAudioThread
 from .generator import missing_input_warning
 from .load_screen import describe_flags
-from .model_loader import ModelLoader, load_message
+from .model_loader import ModelLoader, load_message, program_choice
 from .model_watchdog import ModelWatchdog, prepared_fallback
 
 STATUS_PERIOD = 0.010      # seconds between status updates in shared memory
@@ -299,11 +299,10 @@ class EngineHost:
         if got is None or not self.programs:
             return
         ch, n = got
-        path = self.programs[n] if n < len(self.programs) else None
+        path, missing = program_choice(self.programs, ch, n)
         self.send(("program", ch, n, path))
-        if path is None:
-            self.send(("report", f"program {n + 1} (channel {ch + 1}): no model at that number "
-                                 f"({len(self.programs)} in the list)"))
+        if missing:
+            self.send(("report", missing))
         else:
             self._cmd_load(path)
 
@@ -318,7 +317,7 @@ class EngineHost:
         """A MIDI CC 91 moved the send: the GUI is told."""
         if self.engine is None or not self.engine.prepared:
             return
-        send = float(self.engine.reverb.send[0])
+        send = float(self.engine.reverb_send[0])
         if send != self._reverb_shown.get("send"):
             self._cmd_reverb({})
 
@@ -540,9 +539,7 @@ class EngineHost:
         time.sleep(ring)
         while self.note_map()[1] and time.monotonic() < t_end:
             time.sleep(0.01)
-        if eng.reverb_on:                     # the room rings up to 2 s more, then fades: no click
-            time.sleep(min(eng.tail_s - eng.release_s, 2.0))
-            eng.fade_out()
+        eng.ring_out()                        # the reverb's room too, then a fade: no click
         take = eng.stop_take()                # a take running: it ends with the release's tail
         if take is not None:
             self.send(("recorded", take.finish()))

@@ -82,6 +82,15 @@ def load_message(exc: BaseException, path: str | None = None) -> str:
     return msg
 
 
+def program_choice(programs: list[str], channel: int, program: int, listed: str = "in the list"):
+    """(the model path a MIDI program change selects from ``programs``, or None; and None, or
+    the line that says no model has that number). ``program`` and ``channel`` as sent (0-based)."""
+    if program < len(programs):
+        return programs[program], None
+    return None, (f"program {program + 1} (channel {channel + 1}): no model at that number "
+                  f"({len(programs)} {listed})")
+
+
 class ModelLoader:
     """(module docstring) ``engine`` and ``block``: callables giving the running engine and the
     block size it plays at (read when a load runs: the engine may be replaced); ``collect``:

@@ -17,6 +17,7 @@ from .config import REVERB_DEFAULTS, clamp_transpose, clamp_tuning, clamp_veloci
 from .engine_commands import CommandError, EngineError, check_command, check_settings, describe_generator
 from .engine_shared_state import LAYOUT_VERSION, MAGIC, STATE_NAMES, STATE_RUNNING, STATE_STOPPED, STATUS_FIELDS
 from .midi_learn import MASTER
+from .model_loader import program_choice
 
 
 class NullEngine:
@@ -137,13 +138,12 @@ class NullEngine:
             if kind == 0xB0:
                 self._cc(ch, d1, d2)
             if kind == 0xC0 and getattr(self, "programs", None):
-                path = self.programs[d1] if d1 < len(self.programs) else None
+                path, missing = program_choice(self.programs, ch, d1)
                 ev.append(("program", ch, d1, path))
-                if path is not None:
-                    self._handle(("load", path))
+                if missing:
+                    ev.append(("report", missing))
                 else:
-                    ev.append(("report", f"program {d1 + 1} (channel {ch + 1}): no model at that number "
-                                         f"({len(self.programs)} in the list)"))
+                    self._handle(("load", path))
             if kind == 0x90 and d2 > 0:
                 self._notes[ch, d1] = d2
             elif kind in (0x80, 0x90):

@@ -115,7 +115,9 @@ def line_lengths(sample_rate: int) -> list[int]:
 class Reverb:
     def __init__(self, sample_rate: int, send: float = REVERB_DEFAULTS["send"],
                  decay_s: float = REVERB_DEFAULTS["decay_s"], damping: float = REVERB_DEFAULTS["damping"],
-                 predelay_ms: float = REVERB_DEFAULTS["predelay_ms"]):
+                 predelay_ms: float = REVERB_DEFAULTS["predelay_ms"], send_cell: np.ndarray | None = None):
+        """``send_cell``: a one-element float64 array to hold the send (the engine's, so the send
+        outlives a new ``Reverb`` at a device change); None: its own, set to ``send``."""
         self.sample_rate = sr = int(sample_rate)
         self.lines = line_lengths(sr)
         diffusers = [_prime_at_least(round(ms * sr / 1000.0)) for ms in DIFFUSER_MS]
@@ -146,9 +148,12 @@ class Reverb:
         self.pos[1] = -1
         self.clock = 0                   # samples processed, where the caller gives no clock
         self.scratch = np.zeros(LINES, np.float64)
-        self.send = np.zeros(1, np.float64)
         self.idle = True
-        self.set_send(send)
+        if send_cell is None:
+            self.send = np.zeros(1, np.float64)
+            self.set_send(send)
+        else:
+            self.send = send_cell
         self.set_room(decay_s, damping, predelay_ms)
         self._settle()
 

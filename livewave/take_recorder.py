@@ -15,17 +15,17 @@ BPM with 24000 ticks per quarter note, so ``livewave render take.mid`` puts ever
 sample where it sounded live, and with the same model from a fresh engine renders the same
 audio (``tests/test_take_recorder.py``; where the rate admits no such resolution, ``tick_base``
 picks the finest one that fits the format and says so). The take opens with the channels' state
-at its first sample (bend and its range, mod wheel, volume, expression, sustain pedal, channel
+at its first sample (bend and its range, mod wheel, volume, expression, the sustain, sostenuto and soft pedals, channel
 pressure), read on the render side where the engine keeps it, so the take needs nothing played
 before it. A note still held when the take stops is released at its last sample, so no note of
 the file hangs. A panic is written as what it does to the channels (All Sound Off, Reset All
 Controllers, volume 100, the default bend range: ``panic_events``), a release of every note as
-pedal up and All Notes Off. What MIDI cannot say is the panic's hard stop (All Sound Off fades
-its voices out) and the reset of the model's own state: replayed, a take is exact up to a panic,
-then differs for about 0.1 s (the built-in instrument: back within 1e-5 after 0.1 s, measured);
-a model that keeps state between notes (a recurrent decoder) may differ for longer. Slider
-moves from the app are not MIDI and are in the audio only; a knob bound by MIDI learn is in the
-MIDI too, as the CC it sent.
+the sustain and sostenuto pedals up and All Notes Off (``release_events``). What MIDI cannot
+say is the panic's hard stop (All Sound Off fades its voices out) and the reset of the model's
+own state: replayed, a take is exact up to a panic, then differs for about 0.1 s (the built-in
+instrument: back within 1e-5 after 0.1 s, measured); a model that keeps state between notes (a
+recurrent decoder) may differ for longer. Slider moves from the app are not MIDI and are in the
+audio only; a knob bound by MIDI learn is in the MIDI too, as the CC it sent.
 
 Nothing is lost to a crash: the WAV header is rewritten as it grows (libsndfile's automatic
 header update), and the MIDI file is rewritten (atomically) about once a second as the take

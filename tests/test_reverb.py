@@ -341,7 +341,7 @@ def test_a_room_moved_while_the_tail_sounds_does_not_click(room):
 
 def test_a_render_keeps_the_rooms_tail_and_a_stop_fades_it_without_a_click():
     """``render_events`` (``livewave render``) goes on until the room has fallen 60 dB, not
-    just the release; a stream that stops with the room ringing fades it (``Engine.fade_out``)."""
+    just the release; a stream that stops with the room ringing fades it (``Engine.ring_out``)."""
     from livewave.offline_render import render_events
     sr = 48000
     events = [(0.0, 0x90, 60, 110), (0.3, 0x80, 60, 0)]
@@ -355,7 +355,7 @@ def test_a_render_keeps_the_rooms_tail_and_a_stop_fades_it_without_a_click():
     eng2 = Engine(EngineConfig(sample_rate=sr, max_block=256, reverb_send=0.8, reverb_decay_s=6.0)).prepare()
     y = _play(eng2, 256, 0.5)
     assert np.abs(y[-2400:]).max() > 1e-3                      # ringing when the stop comes
-    eng2.fade_out(wait=lambda s: None)
+    eng2.ring_out(wait=lambda s: None)
     after = np.zeros((4800, 1), np.float32)
     eng2.render(after)
     assert np.abs(after[-256:]).max() < 1e-4                   # silent within 0.1 s...
