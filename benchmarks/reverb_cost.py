@@ -1,8 +1,8 @@
 """What the reverb (``livewave.reverb``) costs the render side, for ``benchmarks.run --reverb-only``:
 the engine renders 64-sample blocks at 48 kHz with six notes held, in alternating rounds with the
 send at 0 (the reverb idle: it returns at once) and at 0.5; medians side by side in one run, and
-their ratio. Then the reverb alone on noise, per 64-sample block, at 48 and 192 kHz, as a share
-of the block's duration."""
+their ratio. Then a mono engine against a stereo one, and the reverb alone on noise (one tap and
+two), per 64-sample block, at 48 and 192 kHz, as a share of the block's duration."""
 import time
 from pathlib import Path
 
@@ -35,23 +35,39 @@ def reverb_cost_table(blocks: int = 3000, rounds: int = 5) -> list[str]:
         row = f"| {name} | {a:.1f} | {b:.1f} | {b / a:.3f} | {each} |"
         print(row, flush=True)
         lines.append(row)
-    lines += ["", "The reverb alone (`Reverb.process` on white noise, send 1, decay 2 s), 20000 blocks of 64 samples:", "",
-              "| rate | median per block (us) | p99 (us) | share of the block's duration, median |",
-              "| ---: | ---: | ---: | ---: |"]
+    lines += ["", "What stereo costs the render side: the default instrument's engine with one output channel (the "
+              "mono chain) and with two (the dry mix copied to the right, a two-channel post chain; send 0), "
+              f"{rounds} alternating rounds of {blocks} blocks:", "",
+              "| median block, mono (us) | median block, stereo (us) | ratio |", "| ---: | ---: | ---: |"]
+    engines = {1: held_chord(None, channels=1), 2: held_chord(None, channels=2)}
+    t = {1: [], 2: []}
+    for _ in range(rounds):
+        for ch, (eng, out) in engines.items():
+            t[ch].append(median_block(eng, out[:, :ch], blocks))
+    a, b = float(np.median(t[1])) * 1e6, float(np.median(t[2])) * 1e6
+    row = f"| {a:.1f} | {b:.1f} | {b / a:.3f} |"
+    print(row, flush=True)
+    lines.append(row)
+    lines += ["", "The reverb alone (`Reverb.process` on white noise, send 1, decay 2 s), 20000 blocks of 64 samples, "
+              "mono (one tap) and stereo (two) in alternating blocks:", "",
+              "| rate | output | median per block (us) | p99 (us) | share of the block's duration, median |",
+              "| ---: | --- | ---: | ---: | ---: |"]
     from livewave.reverb import Reverb
     for sr in (48000, 192000):
-        r = Reverb(sr, send=1.0)
-        r.reset()
+        rooms = {"mono": Reverb(sr, send=1.0), "stereo": Reverb(sr, send=1.0)}
         x = np.random.default_rng(0).standard_normal(64).astype(np.float32) * 0.1
-        buf = np.empty(64, np.float32)
-        t = np.empty(20000)
-        for i in range(t.size):
-            buf[:] = x
-            t0 = time.perf_counter()
-            r.process(buf, 64)
-            t[i] = time.perf_counter() - t0
-        med, p99 = float(np.median(t)) * 1e6, float(np.percentile(t, 99)) * 1e6
-        row = f"| {sr} | {med:.1f} | {p99:.1f} | {100 * med * 1e-6 / (64 / sr):.1f}% |"
-        print(row, flush=True)
-        lines.append(row)
+        buf, right = np.empty(64, np.float32), np.empty(64, np.float32)
+        t = {k: np.empty(20000) for k in rooms}
+        for i in range(20000):
+            for k, r in rooms.items():
+                buf[:] = x
+                right[:] = x
+                t0 = time.perf_counter()
+                r.process(buf, 64, 64 * i, right if k == "stereo" else None)
+                t[k][i] = time.perf_counter() - t0
+        for k in rooms:
+            med, p99 = float(np.median(t[k])) * 1e6, float(np.percentile(t[k], 99)) * 1e6
+            row = f"| {sr} | {k} | {med:.1f} | {p99:.1f} | {100 * med * 1e-6 / (64 / sr):.1f}% |"
+            print(row, flush=True)
+            lines.append(row)
     return lines + [""]

@@ -430,7 +430,9 @@ def cmd_resynth(args) -> int:
     el = time.perf_counter() - t0
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(out), y[:, 0], rate, subtype="FLOAT" if out.suffix.lower() == ".wav" else None)
+    # mono, as the recording came in (mixed to mono); stereo where --reverb put a room around it
+    y = y[:, :2] if eng.config.reverb_send > 0 and y.shape[1] >= 2 else y[:, 0]
+    sf.write(str(out), y, rate, subtype="FLOAT" if out.suffix.lower() == ".wav" else None)
     secs = y.shape[0] / rate
     print(f"livewave: resynthesised {args.input} ({secs:.1f} s) with {info.name} ({info.family}) to {out} at "
           f"{rate} Hz, block {block}: {secs / max(el, 1e-9):.1f}x real time; latency compensated "

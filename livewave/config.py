@@ -85,7 +85,7 @@ class EngineConfig:
     sample_rate: int = 48000
     max_block: int = 4096
     polyphony: int = 16
-    channels: int = 2                     # output channels; the mono mix is copied to each
+    channels: int = 2                     # output channels: 1 mono, else stereo (left, right, left, right...)
     input_channels: int = 0               # audio input channels handed to the generator (duplex)
     bend_range: float = 2.0               # semitones, default; RPN 0 changes it per channel
     tuning_hz: float = 440.0              # concert pitch: A4 sounds at this frequency (415: baroque)

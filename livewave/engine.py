@@ -3,8 +3,10 @@
 Per block: events due inside the block are applied at their exact sample (the block is cut
 into segments at event times); each segment runs the envelopes, the generator and the reverb
 (``reverb``; off until its send is raised, by ``set_reverb`` or CC 91, which acts at its own
-sample); the post chain (gain, DC blocker, limiter) runs over the whole block; the mono mix is
-copied to every output channel.
+sample); the post chain (gain, DC blocker, limiter) runs over the whole block. The generator
+renders a mono mix; on a device of two channels or more the engine is stereo: that mix in the
+middle of both channels, the reverb's two uncorrelated tails around it, a linked limiter, and
+the output channels take left, right, left, right... (one channel: the mono chain).
 
 Threading model:
 - render side (the audio callback or the render thread; exactly one at a time): ``render``.
@@ -120,9 +122,15 @@ class Engine:
         self.channels.velocity_curve = self.velocity_curve
         self._first_channel = int(np.argmax(mask))    # where a take writes the engine's own messages
         self.env_coef = self._envelope_for(self.generator)
-        self.post = PostChain(sr, cfg.ceiling_dbfs, cfg.master_gain_db, cfg.dc_cutoff_hz)
+        # stereo where the device has two channels or more: the generator's mono mix in the
+        # middle of both, the reverb's two uncorrelated tails around it, a linked limiter
+        self.stereo = cfg.channels >= 2
+        self.post = PostChain(sr, cfg.ceiling_dbfs, cfg.master_gain_db, cfg.dc_cutoff_hz,
+                              channels=2 if self.stereo else 1)
         self.reverb = Reverb(sr, send_cell=self.reverb_send, **self.reverb_room)
-        self.mono = np.zeros(mb, np.float32)
+        self.mix = np.zeros((2 if self.stereo else 1, mb), np.float32)   # [left, right] or [mono]
+        self.mono = self.mix[0]          # what the generator renders into (then the left channel)
+        self._right = self.mix[1] if self.stereo else None
         self._xbuf = np.zeros(mb, np.float32)          # the outgoing generator during a crossfade
         self._restart_hold = np.zeros(p, np.int8)
         self.sample_time = 0
@@ -479,19 +487,24 @@ class Engine:
             seg_end = n if (nt == NO_EVENT or nt >= end) else nt - t0
             self._segment(pos, seg_end - pos, t)
             # the reverb segment by segment too: a CC 91 or 120 acts at its own sample
-            self.reverb.process(self.mono[pos:seg_end], seg_end - pos, t)
+            right = self._right
+            if right is not None:
+                right[pos:seg_end] = self.mono[pos:seg_end]     # the dry mix in the middle
+                right = right[pos:seg_end]
+            self.reverb.process(self.mono[pos:seg_end], seg_end - pos, t, right)
             pos = seg_end
-        mono = self.mono
-        self.post.process(mono, n)
+        mix = self.mix
+        self.post.process(mix, n)
         if rec is not None:
-            push_audio(rec.ring, rec.apos, mono, n)
+            push_audio(rec.ring, rec.apos, mix, n)
             if rec.in_ring is not None:        # the input the generator heard in this block
                 push_column(rec.in_ring, rec.ipos, self.cond.audio_in, 0, n)
         if out.ndim == 1:
-            out[:] = mono[:n]
-        else:
+            out[:] = mix[0, :n]
+        else:                            # left, right, left, right... (mono: the one channel to all)
+            rows = mix.shape[0]
             for c in range(out.shape[1]):
-                out[:, c] = mono[:n]
+                out[:, c] = mix[c % rows, :n]
         self.sample_time = end
         st = self.stats
         st.render_started = 0.0

@@ -58,22 +58,25 @@ REPORT_PERIOD = 0.050      # seconds between report forwards
 @njit(nogil=True, cache=True)
 def scope_write(block, ring, render_i, meters):
     """Copy channel 0 of ``block`` [frames, channels] into ``ring`` at ``render_i[0]`` (mod its
-    power-of-two size), store the block's peak and RMS in ``meters``, count it in
-    ``render_i[1]``; return the new write index (the caller publishes it)."""
+    power-of-two size), store the block's peak and RMS in ``meters`` (over its first two
+    channels: a stereo engine's left and right), count it in ``render_i[1]``; return the new
+    write index (the caller publishes it)."""
     n = block.shape[0]
     mask = ring.shape[0] - 1
     w = render_i[0]
     peak = 0.0
     acc = 0.0
+    chans = min(2, block.shape[1])
     for i in range(n):
-        x = block[i, 0]
-        ring[(w + i) & mask] = x
-        a = abs(x)
-        if a > peak:
-            peak = a
-        acc += x * x
+        ring[(w + i) & mask] = block[i, 0]
+        for c in range(chans):
+            x = block[i, c]
+            a = abs(x)
+            if a > peak:
+                peak = a
+            acc += x * x
     meters[0] = peak
-    meters[1] = math.sqrt(acc / n) if n > 0 else 0.0
+    meters[1] = math.sqrt(acc / (n * chans)) if n > 0 and chans > 0 else 0.0
     render_i[1] += 1
     return w + n
 

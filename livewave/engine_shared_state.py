@@ -10,9 +10,9 @@ Shared memory layout (native byte order; offsets in bytes):
            else the velocity (1..127) of the sounding note, plus 128 when its key (and pedal)
            has been released and it is ringing out.
     2560   render area: int64 write index (samples ever written to the ring), int64 blocks,
-           float64 peak and float64 RMS of the last block (mono mix, linear). Written on the
-           render side right after each ``Engine.render``.
-    2624   ring: float32 [RING_SIZE], the last RING_SIZE output samples (mono mix); sample k
+           float64 peak and float64 RMS of the last block (over left and right, linear).
+           Written on the render side right after each ``Engine.render``.
+    2624   ring: float32 [RING_SIZE], the last RING_SIZE output samples (the first channel); sample k
            lives at ``k % RING_SIZE``. The render side copies a block in, then stores the write
            index (NB: after the data, so every sample below the index is complete); a reader
            takes the index, copies, and re-reads the index to see whether the writer lapped it.

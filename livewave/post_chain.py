@@ -1,7 +1,10 @@
 """Post chain (Numba): master gain, DC blocker, true-peak-safe look-ahead limiter.
 
 Order per sample: smoothed master gain -> DC blocker (first-order high-pass, 10 Hz) ->
-limiter. The limiter estimates the true (inter-sample) peak with an 8-tap windowed-sinc
+limiter. Mono or stereo (``channels``): each channel has its own DC blocker and look-ahead,
+and the limiter is linked, one gain for both from the louder channel's peak, so a peak on one
+side does not pull the image to the other; a stereo pair of equal channels comes out exactly
+as the mono chain would give it. The limiter estimates the true (inter-sample) peak with an 8-tap windowed-sinc
 4x interpolator, takes the gain each sample needs to stay under the ceiling, holds its
 minimum over a short window and smooths it with a moving average of the same length, so
 the gain is already down when the peak reaches the output (look-ahead = window + 2
@@ -20,8 +23,9 @@ import math
 import numpy as np
 from numba import njit
 
-# state slots
-S_GAIN, S_DC_X, S_DC_Y, S_LIM_G, S_POS = 0, 1, 2, 3, 4
+# state slots: the gain, channel 0's DC blocker, the limiter's gain and position; then each
+# further channel's DC blocker (its x and y at S_DC_MORE + 2 (c - 1))
+S_GAIN, S_DC_X, S_DC_Y, S_LIM_G, S_POS, S_DC_MORE = 0, 1, 2, 3, 4, 5
 
 
 def interpolator_taps() -> np.ndarray:
@@ -37,8 +41,11 @@ def interpolator_taps() -> np.ndarray:
 
 class PostChain:
     def __init__(self, sample_rate: int, ceiling_dbfs: float = -1.0, gain_db: float = 0.0,
-                 dc_cutoff_hz: float = 10.0, release_s: float = 0.12, window_s: float = 0.0006):
+                 dc_cutoff_hz: float = 10.0, release_s: float = 0.12, window_s: float = 0.0006, channels: int = 1):
+        if channels not in (1, 2):
+            raise ValueError(f"post chain: {channels} channels; it is mono (1) or stereo (2)")
         self.sample_rate = sample_rate
+        self.channels = channels
         self.ceiling = float(10.0 ** (ceiling_dbfs / 20.0))
         self.window = max(4, int(round(window_s * sample_rate)))
         self.latency = self.window + 2
@@ -46,11 +53,11 @@ class PostChain:
         self.release = 1.0 - math.exp(-1.0 / (release_s * sample_rate))
         self.gain_coef = 1.0 - math.exp(-1.0 / (0.01 * sample_rate))
         self.taps = interpolator_taps()
-        self.hist = np.zeros(8)                       # last 8 input samples (ring by pos)
+        self.hist = np.zeros((channels, 8))           # last 8 input samples (ring by pos)
         self.req = np.ones(self.window)               # required gains (min-hold window)
         self.held = np.ones(self.window)              # min-held gains (moving-average window)
-        self.delay = np.zeros(self.latency + 8)       # delayed signal ring
-        self.state = np.zeros(5)
+        self.delay = np.zeros((channels, self.latency + 8))   # delayed signal ring
+        self.state = np.zeros(S_DC_MORE + 2 * (channels - 1))
         self.gain_db = float(gain_db)                 # as set: what a preset saves
         self.target_gain = float(10.0 ** (gain_db / 20.0))
         self.reset()
@@ -73,6 +80,11 @@ class PostChain:
         return float(self.state[S_LIM_G])
 
     def process(self, buf: np.ndarray, n: int) -> None:
+        """``buf``: float32 ``[channels, >= n]`` (a mono chain also takes ``[>= n]``), in place."""
+        if buf.ndim == 1:
+            buf = buf.reshape(1, buf.shape[0])
+        if buf.shape[0] != self.channels:
+            raise ValueError(f"post chain: a block of {buf.shape[0]} channels for a chain of {self.channels}")
         post_process(buf, n, self.state, self.target_gain, self.gain_coef, self.dc_r, self.ceiling,
                      self.release, self.taps, self.hist, self.req, self.held, self.delay, self.latency)
 
@@ -80,30 +92,37 @@ class PostChain:
 @njit(nogil=True, cache=True)
 def post_process(buf, n, state, target_gain, gain_coef, dc_r, ceiling, release, taps, hist, req,
                  held, delay, latency):
+    """``buf[:, :n]`` in place: ``[channels, frames]``, one channel or two (a linked limiter)."""
     g = state[S_GAIN]
-    x1 = state[S_DC_X]
-    y1 = state[S_DC_Y]
     lg = state[S_LIM_G]
     pos = int(state[S_POS])
     w = req.shape[0]
-    nd = delay.shape[0]
+    nd = delay.shape[1]
+    nch = buf.shape[0]
     for i in range(n):
         g += (target_gain - g) * gain_coef
-        x = buf[i] * g
-        y = x - x1 + dc_r * y1
-        x1 = x
-        if abs(y) < 1e-30:
-            y = 0.0
-        y1 = y
-        # true-peak estimate of the interval between the 5th and 4th newest samples
-        hist[pos % 8] = y
-        peak = max(abs(hist[(pos - 4) % 8]), abs(hist[(pos - 3) % 8]))
-        for p in range(3):
-            acc = 0.0
-            for k in range(8):
-                acc += taps[p, k] * hist[(pos - 7 + k) % 8]
-            if abs(acc) > peak:
-                peak = abs(acc)
+        peak = 0.0
+        for c in range(nch):
+            sx = S_DC_X if c == 0 else S_DC_MORE + 2 * (c - 1)
+            x = buf[c, i] * g
+            y = x - state[sx] + dc_r * state[sx + 1]
+            state[sx] = x
+            if abs(y) < 1e-30:
+                y = 0.0
+            state[sx + 1] = y
+            # true-peak estimate of the interval between the 5th and 4th newest samples
+            h = hist[c]
+            h[pos % 8] = y
+            p0 = max(abs(h[(pos - 4) % 8]), abs(h[(pos - 3) % 8]))
+            for p in range(3):
+                acc = 0.0
+                for k in range(8):
+                    acc += taps[p, k] * h[(pos - 7 + k) % 8]
+                if abs(acc) > p0:
+                    p0 = abs(acc)
+            if p0 > peak:
+                peak = p0
+            delay[c, pos % nd] = y
         need = ceiling / peak if peak > ceiling else 1.0
         req[pos % w] = need
         m = 1.0
@@ -118,17 +137,15 @@ def post_process(buf, n, state, target_gain, gain_coef, dc_r, ceiling, release, 
         lg = lg + (1.0 - lg) * release
         if ga < lg:
             lg = ga
-        delay[pos % nd] = y
-        out = delay[(pos - latency) % nd] * lg
-        if out > ceiling:
-            out = ceiling
-        elif out < -ceiling:
-            out = -ceiling
-        buf[i] = out
+        for c in range(nch):
+            out = delay[c, (pos - latency) % nd] * lg
+            if out > ceiling:
+                out = ceiling
+            elif out < -ceiling:
+                out = -ceiling
+            buf[c, i] = out
         pos += 1
     state[S_GAIN] = g
-    state[S_DC_X] = x1
-    state[S_DC_Y] = y1
     state[S_LIM_G] = lg
     state[S_POS] = pos % (8 * w * nd)
 

@@ -4,7 +4,7 @@ The shipped models were trained on FluidR3 rendered dry (``soundfont_data``: no 
 dry instrument on stage or in headphones sounds like it was played in a cupboard. This is the
 room a keyboard's own reverb gives, set by a decay time, not by a feedback amount.
 
-Per sample, mono, send style (``out = dry + wet``; the send scales what goes in, as GM's CC 91,
+Per sample, mono in, mono or stereo out, send style (``out = dry + wet``; the send scales what goes in, as GM's CC 91,
 Reverb Send Level, does, so turning it down lets the tail ring out):
 - ``dry * send`` (the send smoothed over 10 ms: no zipper noise) -> a pre-delay line;
 - four Schroeder allpasses in series (4.8, 3.6, 12.7 and 9.3 ms; gains 0.75 and 0.625), which
@@ -30,7 +30,10 @@ Reverb Send Level, does, so turning it down lets the tail ring out):
   60 dB in ``T_low`` at low frequencies and in ``T_high`` at the top whatever delays it takes
   (Jot's absorbent filters). The pole is ``b = (1 - h / g) / (1 + h / g)``, the filter
   ``y = g (1 - b) x + b y[-1]``;
-- the wet output: the filtered lines summed with signs ``OUT_SIGNS``, times
+- the wet output: the filtered lines summed with signs ``OUT_SIGNS`` (stereo: that is the left
+  channel's, and the right's sums them with ``OUT_SIGNS_RIGHT``, orthogonal to it, so the two
+  tails are uncorrelated: a room around the listener, not a point in the middle; the dry signal
+  stays in the middle), times
   ``sqrt(1 - r ** 2) / r`` with ``r = 10 ** (-3 m_mean / (fs T_low))`` (one pass's gain): an
   impulse's echoes carry ``r ** 2`` of its energy on the first pass and ``r ** 2 / (1 - r ** 2)``
   over all, so the impulse response carries about the impulse's own energy at any decay (below
@@ -78,6 +81,12 @@ MOD_MS = 0.25                                    # each line's delay swings this
 MOD_HZ = (0.31, 0.53, 0.41, 0.67, 0.37, 0.83, 0.47, 0.97)   # ...at these rates (all different)
 IN_SIGNS = np.array([1, 1, -1, 1, -1, 1, 1, -1], np.float64)
 OUT_SIGNS = np.array([1, -1, 1, 1, 1, -1, -1, 1], np.float64)
+# the right channel's tap: orthogonal to the left's (they agree on four lines and differ on
+# four), so the two tails are uncorrelated; three negatives, like the left's, so it is no row
+# of the Hadamard matrix either
+OUT_SIGNS_RIGHT = np.array([1, -1, 1, 1, -1, 1, 1, -1], np.float64)
+MONO_TAP = OUT_SIGNS[None, :].copy()
+STEREO_TAPS = np.stack([OUT_SIGNS, OUT_SIGNS_RIGHT])
 
 QUIET = 1e-7                    # -140 dBFS: a tail under this is gone
 ANCHOR = 4096                   # the swing's phasors are computed exactly every this many samples
@@ -210,9 +219,10 @@ class Reverb:
         self.pos[0] = 0
         self.idle = True
 
-    def process(self, buf: np.ndarray, n: int, t0: int | None = None) -> None:
+    def process(self, buf: np.ndarray, n: int, t0: int | None = None, right: np.ndarray | None = None) -> None:
         """``buf[:n] += wet`` (module docstring); ``t0``: the engine's sample clock at ``buf[0]``
-        (None: the reverb counts its own samples)."""
+        (None: the reverb counts its own samples). ``right``: stereo, the right channel, holding
+        the same dry signal as ``buf`` (the input is ``buf``), which gets the right tap's wet."""
         if t0 is None:
             t0 = self.clock
         self.clock = t0 + n
@@ -226,8 +236,9 @@ class Reverb:
             seek_swing(self.lfo, self.swing_tab, t0)
             self.pos[1] = t0
         tail = reverb_process(buf, n, self.send, self.state, self.coef, self.mem, self.ring_off, self.ring_mask,
-                              self.diffuser_delay, self.pos, self.scratch, IN_SIGNS, OUT_SIGNS, self.line_delay,
-                              self.swing, self.lfo, self.swing_tab)
+                              self.diffuser_delay, self.pos, self.scratch, IN_SIGNS,
+                              MONO_TAP if right is None else STEREO_TAPS, self.line_delay, self.swing, self.lfo,
+                              self.swing_tab, buf if right is None else right)
         if tail < QUIET and peak_abs(self.mem, self.mem.shape[0]) < QUIET and (
                 self.send[0] == 0.0 or peak_abs(buf, n) < QUIET):
             self.reset()                 # the room has gone quiet: exactly silent, and idle until fed
@@ -265,9 +276,10 @@ def seek_swing(lfo, tab, t0):
 
 @njit(nogil=True, cache=True)
 def reverb_process(buf, n, send, state, coef, mem, off, mask, diffuser_delay, pos_arr, f, in_signs, out_signs,
-                   delay, swing, lfo, tab):
+                   delay, swing, lfo, tab, right):
     """Add the reverb of ``buf[:n]`` to it in place (``pos_arr``: the rings' write position, and
-    the engine sample of ``buf[0]``, for which ``lfo`` is ready); returns the block's largest |wet|."""
+    the engine sample of ``buf[0]``, for which ``lfo`` is ready); with two rows of ``out_signs``
+    (stereo), the second tap's wet to ``right[:n]`` too. Returns the block's largest |wet|."""
     s = state[0]
     k = coef[0]
     pre_to = coef[1]
@@ -281,6 +293,7 @@ def reverb_process(buf, n, send, state, coef, mem, off, mask, diffuser_delay, po
     clock = pos_arr[1]
     peak = 0.0
     lines = f.shape[0]
+    taps = out_signs.shape[0]
     inv = 1.0 / math.sqrt(lines)
     for i in range(n):
         turn_swing(lfo, tab, clock + i)
@@ -310,6 +323,7 @@ def reverb_process(buf, n, send, state, coef, mem, off, mask, diffuser_delay, po
             v = z - g * w
         # the lines' outputs through their absorption filters
         wet = 0.0
+        wet_r = 0.0
         for L in range(lines):
             o, m = off[5 + L], mask[5 + L]
             g = state[2 + lines + L]                   # the filter's gain and pole glide to a new decay's
@@ -333,7 +347,9 @@ def reverb_process(buf, n, send, state, coef, mem, off, mask, diffuser_delay, po
                 y = 0.0
             state[2 + L] = y
             f[L] = y
-            wet += out_signs[L] * y
+            wet += out_signs[0, L] * y
+            if taps == 2:
+                wet_r += out_signs[1, L] * y
         # the Hadamard matrix (butterflies), over sqrt(lines)
         h = 1
         while h < lines:
@@ -350,6 +366,11 @@ def reverb_process(buf, n, send, state, coef, mem, off, mask, diffuser_delay, po
         if abs(wet) > peak:
             peak = abs(wet)
         buf[i] += wet
+        if taps == 2:
+            wet_r *= norm
+            if abs(wet_r) > peak:
+                peak = abs(wet_r)
+            right[i] += wet_r
         pos += 1
     state[0] = s
     state[1] = norm
@@ -367,4 +388,6 @@ def warm_up() -> None:
     buf = np.zeros(16, np.float32)
     buf[0] = 1.0
     r.process(buf, 16)
+    r.reset()
+    r.process(buf, 16, right=buf.copy())
 

@@ -5,8 +5,8 @@ The render side only copies. ``Engine._render_block`` hands every final block (a
 chain: what the device gets) and every event it applies (at the sample it takes effect) to
 ``push_audio`` and ``push_event``: Numba copies into rings preallocated here, no allocation, no
 lock, no I/O. A writer thread drains the rings about 20 times a second: the audio into the WAV
-file (32-bit float, mono: the engine's channels carry the same signal; a WAV holds 4 GB, 6 hours
-at 48 kHz), the events into the MIDI take. When the disk falls behind by more than
+file (32-bit float, stereo as the engine plays it, or mono from a mono engine; a WAV holds 4 GB,
+3 hours of stereo at 48 kHz), the events into the MIDI take. When the disk falls behind by more than
 ``RING_SECONDS`` the render side drops what does not fit and counts it (``dropped_samples``,
 ``dropped_events``); the music never waits for the disk.
 
@@ -56,16 +56,22 @@ SFC_SET_UPDATE_HEADER_AUTO = 0x1110     # libsndfile's sndfile.h
 # positions: [written, read, dropped]; the producer owns [0] and [2], the consumer [1]
 @njit(nogil=True, cache=True)
 def push_audio(ring, pos, src, n):
+    """``src[:, :n]`` (the engine's ``[channels, frames]`` mix) into ``ring`` ``[capacity,
+    take channels]``: a take's channel ``c`` gets the mix's row ``c`` (a mono mix: its one row
+    to every channel)."""
     cap = ring.shape[0]
     w = pos[0]
     room = cap - (w - pos[1])
     k = n if n <= room else room
-    i = w % cap
-    first = k if k <= cap - i else cap - i
-    for j in range(first):
-        ring[i + j] = src[j]
-    for j in range(k - first):
-        ring[j] = src[first + j]
+    rows = src.shape[0]
+    for c in range(ring.shape[1]):
+        r = c if c < rows else rows - 1
+        i = w % cap
+        for j in range(k):
+            ring[i, c] = src[r, j]
+            i += 1
+            if i == cap:
+                i = 0
     pos[0] = w + k
     pos[2] += n - k
 
@@ -167,7 +173,7 @@ def release_events(ring, pos, t):
 def warm_up() -> None:
     """Compile the render side's kernels (called as the engine starts, never at a take's start)."""
     ring, pos = np.zeros(8, np.float32), np.zeros(3, np.int64)
-    push_audio(ring, pos, np.zeros(4, np.float32), 4)
+    push_audio(np.zeros((8, 2), np.float32), pos, np.zeros((2, 4), np.float32), 4)
     push_column(ring, pos, np.zeros((4, 2), np.float32), 0, 4)
     ev, ep = np.zeros((4, 4), np.int64), np.zeros(3, np.int64)
     push_event(ev, ep, 0, 0x90, 60, 100)
@@ -303,7 +309,8 @@ def input_path(audio_path) -> Path:
 def start_take(engine, wav, mid) -> TakeRecorder:
     """A take of ``engine`` into ``wav`` (and ``mid``; with its audio input where the engine is
     duplex), started and handed to the engine."""
-    take = TakeRecorder(wav, engine.config.sample_rate, mid, record_input=engine.config.input_channels > 0).start()
+    take = TakeRecorder(wav, engine.config.sample_rate, mid, record_input=engine.config.input_channels > 0,
+                        channels=2 if engine.config.channels >= 2 else 1).start()
     engine.start_take(take)
     return take
 
@@ -330,7 +337,7 @@ class TakeRecorder:
     ``livewave resynth take-in.wav --model OTHER`` plays the performance through another model."""
 
     def __init__(self, audio_path, sample_rate: int, midi_path=None, ring_seconds: float = RING_SECONDS,
-                 event_capacity: int = EVENT_CAPACITY, record_input: bool = False):
+                 event_capacity: int = EVENT_CAPACITY, record_input: bool = False, channels: int = 2):
         self.audio_path = Path(audio_path)
         self.midi_path = Path(midi_path) if midi_path is not None else None
         if self.audio_path.suffix.lower() != ".wav":
@@ -339,11 +346,15 @@ class TakeRecorder:
             raise ValueError(f"{self.midi_path}: a MIDI take needs a .mid name")
         if not self.audio_path.parent.is_dir():
             raise ValueError(f"{self.audio_path.parent}: no such folder for the take")
+        if channels not in (1, 2):
+            raise ValueError(f"a take is mono (1 channel) or stereo (2), not {channels}")
         self.sample_rate = int(sample_rate)
-        self.ring = np.zeros(max(1024, int(ring_seconds * self.sample_rate)), np.float32)
+        self.channels = int(channels)
+        frames = max(1024, int(ring_seconds * self.sample_rate))
+        self.ring = np.zeros((frames, self.channels), np.float32)
         self.apos = np.zeros(3, np.int64)
         self.input_path = input_path(self.audio_path) if record_input else None
-        self.in_ring = np.zeros_like(self.ring) if record_input else None
+        self.in_ring = np.zeros(frames, np.float32) if record_input else None
         self.ipos = np.zeros(3, np.int64)
         self._in_file = None
         self.events = np.zeros((max(64, int(event_capacity)), 4), np.int64)
@@ -367,7 +378,7 @@ class TakeRecorder:
     # -- control side ---------------------------------------------------------------------
     def start(self) -> TakeRecorder:
         import soundfile as sf
-        self._file = sf.SoundFile(str(self.audio_path), "w", samplerate=self.sample_rate, channels=1,
+        self._file = sf.SoundFile(str(self.audio_path), "w", samplerate=self.sample_rate, channels=self.channels,
                                   format="WAV", subtype="FLOAT")
         _auto_header(self._file)
         if self.input_path is not None:

@@ -75,9 +75,10 @@ def rms_db(x: np.ndarray) -> float:
     return 20.0 * np.log10(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)) + 1e-12)
 
 
-def play_events(eng, events, seconds: float, block: int = 128) -> np.ndarray:
+def play_events(eng, events, seconds: float, block: int = 128, stereo: bool = False) -> np.ndarray:
     """``events`` [(seconds from now, status, d1, d2)] pushed at the engine's current clock,
-    then ``seconds`` rendered in blocks of ``block``: the first channel of the output."""
+    then ``seconds`` rendered in blocks of ``block``: the first channel of the output (``stereo``:
+    the first two, ``[frames, 2]``)."""
     rate = eng.config.sample_rate
     t0 = eng.sample_time
     for t, *msg in events:
@@ -85,13 +86,13 @@ def play_events(eng, events, seconds: float, block: int = 128) -> np.ndarray:
     out = np.zeros((int(seconds * rate), eng.config.channels), np.float32)
     for j in range(0, out.shape[0], block):
         eng.render(out[j:j + block])
-    return out[:, 0]
+    return out[:, :2] if stereo else out[:, 0]
 
 
 def replayed_by_render(folder, rate: int, played):
     """A take in ``folder`` (``take.wav``, ``take.mid``): its WAV is ``played``, and
     ``livewave render take.mid`` (the user's command, in this process) gives it back sample for
-    sample. Returns the WAV."""
+    sample, both channels. Returns the WAV (``[frames, 2]``)."""
     import soundfile as sf
 
     from livewave.cli import main
@@ -100,5 +101,6 @@ def replayed_by_render(folder, rate: int, played):
     again, _ = sf.read(str(folder / "again.wav"), dtype="float32")
     w, _ = sf.read(str(folder / "take.wav"), dtype="float32")
     np.testing.assert_array_equal(w, played)
-    np.testing.assert_array_equal(again[:w.size, 0], w)
+    assert w.ndim == 2 and w.shape[1] == 2, w.shape            # a take of a stereo engine is stereo
+    np.testing.assert_array_equal(again[:w.shape[0], :2], w)
     return w

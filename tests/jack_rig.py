@@ -219,8 +219,9 @@ class Rig:
     def ports(self, pattern: str, **kw) -> list[str]:
         return [p.name for p in self.client.get_ports(pattern, **kw)]
 
-    def connect_output(self, source: str) -> None:
-        self.client.connect(source, self.ins[0])
+    def connect_output(self, source: str, index: int = 0) -> None:
+        """``source`` into the rig's audio input ``index`` (0: the first)."""
+        self.client.connect(source, self.ins[index])
 
     def close(self) -> None:
         try:

@@ -165,7 +165,7 @@ def _ramp_blocks(total: int, block: int, channels: int = 2):
         n = min(block, total - start)
         b = np.zeros((n, channels), np.float32)
         b[:, 0] = np.arange(start, start + n, dtype=np.float32)
-        b[:, 1:] = -1.0                               # only channel 0 goes to the scope
+        b[:, 1:] = -1.0                               # only channel 0 goes to the scope (both to the meters)
         yield b
 
 
@@ -187,8 +187,9 @@ def test_ring_wraps_and_gives_the_last_n_samples_in_order(shm):
     last = (total - 300) % 999 or 999
     st = shm.status()
     assert st["peak"] == total - 1 and st["write_index"] == total
-    assert math.isclose(st["rms"], np.sqrt(np.mean(np.arange(total - last, total, dtype=np.float64) ** 2)),
-                        rel_tol=1e-6)
+    # the meters read left and right (the right is -1 here)
+    both = np.concatenate([np.arange(total - last, total, dtype=np.float64), -np.ones(last)])
+    assert math.isclose(st["rms"], np.sqrt(np.mean(both ** 2)), rel_tol=1e-6)
     with pytest.raises(ValueError):
         shm.scope(RING_SIZE + 1)
 

@@ -269,9 +269,9 @@ def test_a_take_replays_its_reverb_exactly(tmp_path):
     rec = TakeRecorder(tmp_path / "take.wav", rate, tmp_path / "take.mid").start()
     eng.start_take(rec)
     y = play_events(eng, [(0.05, 0x90, 60, 100), (0.3, 0x80, 60, 0), (0.4, 0xB0, 91, 90), (0.45, 0x90, 67, 100),
-                          (0.7, 0x80, 67, 0)], 0.8, 128)
+                          (0.7, 0x80, 67, 0)], 0.8, 128, stereo=True)
     eng.set_reverb(send=0.7)                     # a slider: not MIDI, but the send is written as CC 91
-    y = np.concatenate([y, play_events(eng, [(0.85, 0x90, 64, 100), (1.1, 0x80, 64, 0)], 1.0, 128)])
+    y = np.concatenate([y, play_events(eng, [(0.85, 0x90, 64, 100), (1.1, 0x80, 64, 0)], 1.0, 128, stereo=True)])
     eng.stop_take()
     rec.finish()
     song = read_midi_file(tmp_path / "take.mid")

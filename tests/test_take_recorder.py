@@ -30,7 +30,7 @@ def engine(gen=None) -> Engine:
 def take(eng: Engine, tmp: Path, events, seconds: float, block: int, name: str = "take") -> tuple[np.ndarray, dict]:
     rec = TakeRecorder(tmp / f"{name}.wav", RATE, tmp / f"{name}.mid").start()
     eng.start_take(rec)
-    y = play_events(eng, events, seconds, block)
+    y = play_events(eng, events, seconds, block, stereo=True)
     assert eng.stop_take() is rec
     return y, rec.finish()
 
@@ -50,8 +50,8 @@ def test_the_wav_is_what_played_and_the_midi_replays_it_sample_for_sample(tmp_pa
     assert song.take_start == (0, RATE)
     # one tick is one sample: every event at the sample it took effect
     assert [(round(t * RATE, 6), *m) for t, *m in song.events] == [(round(t * RATE), *m) for t, *m in events]
-    again = render_song(engine(), song, block=64)[:, 0]
-    np.testing.assert_array_equal(again[:w.size], w)
+    again = render_song(engine(), song, block=64)
+    np.testing.assert_array_equal(again[:len(w)], w)
 
 
 def test_a_take_begun_mid_session_opens_with_the_channels_state_and_ends_with_its_notes_released(tmp_path):
@@ -72,8 +72,8 @@ def test_a_take_begun_mid_session_opens_with_the_channels_state_and_ends_with_it
     # the notes still held at the end (64 on channel 1, 67 on channel 3) are released there
     last = [tuple(e[1:]) for e in song.events if abs(e[0] - 1.0) < 1e-9]
     assert sorted(last) == [(0x80, 64, 0), (0x82, 67, 0)]
-    again = render_song(engine(), song, block=64)[:, 0]
-    np.testing.assert_array_equal(again[:w.size], w)
+    again = render_song(engine(), song, block=64)
+    np.testing.assert_array_equal(again[:len(w)], w)
 
 
 def test_a_shipped_ddsp_model_replays_its_take_exactly(tmp_path):
@@ -82,9 +82,9 @@ def test_a_shipped_ddsp_model_replays_its_take_exactly(tmp_path):
     play_events(eng, [(0.0, 0x90, 67, 90), (0.3, 0x80, 67, 0)], 2.8123, 256)   # rung out before the take
     w, _ = take(eng, tmp_path, [(0.05, 0x90, 69, 100), (0.2, 0xE0, 0, 70), (0.6, 0x80, 69, 0)], 1.2, 64)
     again = render_song(engine(load_generator(ROOT / "models" / "violin.safetensors")),
-                        read_midi_file(tmp_path / "take.mid"), block=256)[:, 0]
+                        read_midi_file(tmp_path / "take.mid"), block=256)
     assert np.abs(w).max() > 0.01
-    np.testing.assert_array_equal(again[:w.size], w)
+    np.testing.assert_array_equal(again[:len(w)], w)
 
 
 def test_panic_and_release_all_are_in_the_take_as_midi(tmp_path):
@@ -203,12 +203,17 @@ def test_render_allocations_stay_flat_while_a_take_records():
 
 
 def test_push_audio_wraps_around_the_ring():
-    ring, pos = np.zeros(8, np.float32), np.zeros(3, np.int64)
+    ring, pos = np.zeros((8, 2), np.float32), np.zeros(3, np.int64)
     pos[:2] = 6                                          # written and read up to 6: the next write wraps
-    push_audio(ring, pos, np.arange(1, 6, dtype=np.float32), 5)
-    assert list(ring) == [3, 4, 5, 0, 0, 0, 1, 2] and list(pos) == [11, 6, 0]
-    push_audio(ring, pos, np.arange(1, 6, dtype=np.float32), 5)
+    src = np.stack([np.arange(1, 6), -np.arange(1, 6)]).astype(np.float32)     # left, right
+    push_audio(ring, pos, src, 5)
+    assert list(ring[:, 0]) == [3, 4, 5, 0, 0, 0, 1, 2] and list(pos) == [11, 6, 0]
+    assert list(ring[:, 1]) == [-3, -4, -5, 0, 0, 0, -1, -2]
+    push_audio(ring, pos, src, 5)
     assert list(pos) == [14, 6, 2]                       # 3 fit, 2 dropped
+    mono = np.zeros((8, 2), np.float32)                  # a mono mix into a stereo take: both alike
+    push_audio(mono, np.zeros(3, np.int64), src[:1], 5)
+    assert list(mono[:5, 0]) == list(mono[:5, 1]) == [1, 2, 3, 4, 5]
 
 
 CRASH = """
@@ -267,10 +272,11 @@ def test_an_audio_driven_take_keeps_its_input_and_resynth_gives_the_take_back(tm
     heard, _ = sf.read(s["input"], dtype="float32")
     np.testing.assert_array_equal(heard, x[:, 0])
     w, _ = sf.read(s["audio"], dtype="float32")
+    np.testing.assert_array_equal(w, out)           # both channels, as the device got them
     lat = eng.latency_samples
-    again = render_audio(vocoder_engine(), heard[:, None], block=256)[:, 0]
+    again = render_audio(vocoder_engine(), heard[:, None], block=256)
     assert np.abs(w).max() > 0.05
-    np.testing.assert_array_equal(again[:w.size - lat], w[lat:])
+    np.testing.assert_array_equal(again[:len(w) - lat], w[lat:])
     (tmp_path / "v.wav").unlink()                       # its input alone still keeps the name taken
     assert free_take_paths(tmp_path / "v.wav")[0] == tmp_path / "v-2.wav"
 
@@ -313,7 +319,7 @@ def test_a_panic_is_in_the_take_as_what_it_does_to_the_channels(tmp_path):
     eng.stop_take()
     rec.finish()
     w, _ = sf.read(str(tmp_path / "t.wav"), dtype="float32")
-    again = render_song(engine(), read_midi_file(tmp_path / "t.mid"))[:w.size, 0]
+    again = render_song(engine(), read_midi_file(tmp_path / "t.mid"))[:len(w)]
     np.testing.assert_array_equal(again[:at], w[:at])
     assert np.abs(again[at + RATE // 10:] - w[at + RATE // 10:]).max() < 1e-5
     assert np.abs(w[at + RATE // 10:]).max() > 0.01
@@ -323,5 +329,5 @@ def test_a_take_replays_its_bend_range_on_an_engine_whose_default_is_another(tmp
     """Played with --bend-range 12, replayed with the default 2: the take says 12 itself."""
     eng = Engine(EngineConfig(sample_rate=RATE, max_block=256, bend_range=12.0)).prepare()
     w, _ = take(eng, tmp_path, [(0.05, 0x90, 69, 100), (0.1, 0xE0, 0, 96), (0.6, 0x80, 69, 0)], 1.0, 128)
-    again = render_song(engine(), read_midi_file(tmp_path / "take.mid"))[:w.size, 0]
+    again = render_song(engine(), read_midi_file(tmp_path / "take.mid"))[:len(w)]
     np.testing.assert_array_equal(again, w)

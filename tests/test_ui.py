@@ -243,7 +243,10 @@ def test_takes_recorded_from_the_window_through_the_real_engine_process(qtbot, t
         assert not client.engine.alive()
     first = summaries[0]
     assert first["error"] is None and first["events"] == 2 and first["seconds"] > 1.0
-    x, sr = sf.read(first["audio"], dtype="float32")
+    both, sr = sf.read(first["audio"], dtype="float32")
+    assert both.ndim == 2 and both.shape[1] == 2
+    np.testing.assert_array_equal(both[:, 0], both[:, 1])           # stereo, and dry: the same both sides
+    x = both[:, 0]
     loud = np.flatnonzero(np.abs(x) > 1e-3)
     assert sr == 48000 and loud.size > 0
     assert abs(cents(f0_spectral(x[loud[0] + 4800:loud[0] + 4800 + 16384], sr), 440.0)) < 10.0
