@@ -69,10 +69,15 @@ def held_note_pitch(render, sample_rate: int, freqs=HELD_NOTE_HZ) -> list[float]
 
 
 def held_notes(render, sample_rate: int, freqs=HELD_NOTE_HZ) -> tuple[list[float], list[float]]:
-    """``held_note_pitch``'s cents, and each tone's ``spur_db``: in tune, and clean?"""
+    """``held_note_pitch``'s cents, and each tone's ``spur_db``: in tune, and clean? None for a
+    tone that came out silent (a flow driven by its source, given none)."""
     cents, spurs = [], []
     for f in freqs:
         y = render(harmonic_tone(f, sample_rate))
+        if not np.isfinite(y).all() or np.sqrt(np.mean(np.asarray(y[y.size // 2:], np.float64) ** 2)) < 1e-6:
+            cents.append(None)
+            spurs.append(None)
+            continue
         cents.append(round(peak_cents(y, f, sample_rate), 2))
         spurs.append(round(spur_db(y, f, sample_rate), 1))
     return cents, spurs

@@ -63,3 +63,35 @@ class Excitation(OverlapAdd):
 
     def frames(self, spec: torch.Tensor) -> torch.Tensor:
         return super().frames(excitation_spectrum(spec))        # (the bins are checked there)
+
+
+MDCT_SILENT = 1e-4   # an MDCT frame whose largest coefficient is under this is silence (a 0 dBFS sine's is about 10)
+
+
+class SourceSignal(OverlapAdd):
+    """The source itself, back from its spectra: the exact inverse of its Hann STFT, ``n_fft -
+    hop`` samples late (``delay``). A flow on the MDCT's coefficients (``flow_vocoder``,
+    ``squeeze="mdct"``) takes its frames and flattens them there (``flatten_frames``), so its
+    excitation's coefficients carry the signs of the coefficients it is to make."""
+
+    what = "source"
+
+    def __init__(self, n_fft: int, hop: int):
+        super().__init__(n_fft, hop, *hann_inverse(n_fft, hop, 1.0))
+
+    @property
+    def delay(self) -> int:
+        return self.n_fft - self.hop
+
+
+def flatten_frames(c: torch.Tensor) -> torch.Tensor:
+    """``[B, coefficients, T]`` MDCT frames of a source -> the excitation's: each coefficient's
+    sign kept and its level compressed to ``(|c| / peak) ** POWER`` of its frame's largest, as
+    ``excitation_spectrum`` does to a spectrum's bins; under ``FLOOR`` of the peak, and in a
+    frame whose peak is under ``MDCT_SILENT``, 0."""
+    mag = c.abs()
+    peak = mag.amax(dim=1, keepdim=True)
+    keep = (mag >= FLOOR * peak) & (peak >= MDCT_SILENT)
+    tiny = torch.finfo(mag.dtype).tiny
+    return torch.where(keep, torch.sign(c) * (mag / peak.clamp_min(tiny)) ** POWER, torch.zeros_like(c))
+

@@ -82,6 +82,10 @@ def add_parsers(sub) -> None:
     _vocoder_options(f, steps=50000, lr=1e-4)
     f.add_argument("--hop", type=int, default=256, help="mel hop in samples")
     f.add_argument("--n-group", type=int, default=8, help="samples squeezed into one group")
+    f.add_argument("--squeeze", choices=("groups", "mdct"), default="groups",
+                   help="groups: WaveGlow's (--n-group samples a channel); mdct: each hop's MDCT coefficients, the "
+                        "flow's channels the frequencies, with a Gaussian given the mel (and source) as its first "
+                        "step (livewave/flow_vocoder.py; --n-group is then the hop)")
     f.add_argument("--n-flows", type=int, default=12)
     f.add_argument("--wn-layers", type=int, default=8, help="layers of each coupling's WaveNet")
     f.add_argument("--wn-channels", type=int, default=64, help="channels of each coupling's WaveNet")
@@ -192,11 +196,12 @@ def cmd_train_vocoder(args) -> int:
                                      betas=tuple(float(b) for b in args.betas.split(",")),
                                      decay_steps=args.decay_steps)
         elif args.family == "flow":
-            cfg = VocoderTrainConfig(**common, flow_hop=args.hop, n_group=args.n_group, n_flows=args.n_flows,
+            cfg = VocoderTrainConfig(**common, flow_hop=args.hop, n_flows=args.n_flows,
+                                     n_group=args.hop if args.squeeze == "mdct" else args.n_group,
                                      wn_layers=args.wn_layers, wn_channels=args.wn_channels,
                                      n_early_size=args.early_size, sample_weight=args.sample_weight,
                                      mel_weight=args.mel_weight, flow_source_n_fft=args.source_n_fft,
-                                     decay_steps=args.decay_steps, ema=args.ema)
+                                     decay_steps=args.decay_steps, ema=args.ema, flow_squeeze=args.squeeze)
         else:
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
                                      ngf=args.ngf, ratios=tuple(int(r) for r in args.ratios.split(",")))

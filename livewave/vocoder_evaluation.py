@@ -241,8 +241,10 @@ def flow_figures(model, clips, sr: int, kw: dict, max_seconds: float, sigmas=FLO
             clip = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]
             source = source_spectrum(clip, model.config.source_n_fft, hop)[:, :, :frames] if model.takes_source \
                 else None
-            audio = torch.nn.functional.pad(clip, (delay, 0))[:, :frames * hop]     # as the model plays it
-            nll += float(model.negative_log_likelihood(audio, mel, source=source)) * audio.numel()
+            lead = int(getattr(model, "audio_lead", 0))      # (an MDCT flow's frame 0 begins a hop early)
+            audio = torch.nn.functional.pad(clip, (delay, 0))[:, :frames * hop + lead]     # as the model plays it
+            nll += float(model.negative_log_likelihood(audio, mel, source=source)) * frames * hop
+            audio = audio[:, :frames * hop]
             base += float((0.5 * audio.double() ** 2).sum()) + audio.numel() * 0.5 * math.log(2 * math.pi)
             n_total += audio.numel()
             ref_energy += float((audio.double() ** 2).sum())
@@ -361,14 +363,15 @@ def write_vocoder_card_markdown(model_path) -> Path:
                       "from the note:", "",
                       "| Hz | " + " | ".join(f"{f:g}" for f in q["held_note_hz"]) + " |",
                       "| --- |" + " ---: |" * len(q["held_note_hz"]),
-                      *[f"| {label} | " + " | ".join(f"{c:+.1f}" for c in q[key]) + " |"
+                      *[f"| {label} | " + " | ".join("silent" if c is None else f"{c:+.1f}" for c in q[key]) + " |"
                         for label, key in held_rows], ""]
             if q.get("held_note_spur_db_model"):
                 lines += ["How clean each held tone is: the strongest other peak within half an octave of the "
                           "fundamental (more than 50 cents from it), in dB against the fundamental's:", "",
                           "| Hz | " + " | ".join(f"{f:g}" for f in q["held_note_hz"]) + " |",
                           "| --- |" + " ---: |" * len(q["held_note_hz"]),
-                          *[f"| {label} | " + " | ".join(f"{c:+.1f}" for c in q[key.replace("cents", "spur_db")])
+                          *[f"| {label} | " + " | ".join("silent" if c is None else f"{c:+.1f}"
+                                                         for c in q[key.replace("cents", "spur_db")])
                             + " |" for label, key in held_rows], ""]
     if q.get("nll_nats_per_sample") is not None:
         lines += [f"The density: the held-out audio's negative log-likelihood under the flow (z ~ N(0, 1), what "

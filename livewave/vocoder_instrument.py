@@ -393,6 +393,8 @@ class FlowVocoderInstrument(AudioVocoder):
         tiny_flow_instrument().prepare(8000, 64, 1, "cpu")
 
     def _prepare_kernel(self, max_frames: int):
+        if self.model.mdct is not None:     # the kernel computes the squeeze into groups; torch's step the MDCT
+            return None
         from .flow_vocoder_kernel import FlowKernel
         # each frame's noise, drawn as the torch path draws it (``_step``), into a buffer made once
         self._z = self._torch.zeros(max_frames, self.mcfg.n_group, self.model.per_frame)

@@ -103,6 +103,7 @@ class VocoderTrainConfig:
     n_early_size: int = 2        # channels that leave every 4 flows (WaveGlow: 2 of 8)
     sample_weight: float = 0.0   # flow: weight of a sample's STFT distance (module docstring); 0: likelihood only
     flow_source_n_fft: int = 0   # flow: > 0 drives it by its source's excitation (``source_excitation``)
+    flow_squeeze: str = "groups"  # flow: or "mdct" (``flow_vocoder``: frames of flow_hop coefficients; n_group = flow_hop)
     # the istft family (ratios unused: its hop is istft_hop; synthesis window istft_n_fft)
     istft_hop: int = 256
     istft_n_fft: int = 512
@@ -157,6 +158,10 @@ class VocoderTrainConfig:
             raise ValueError("sample_weight is for the flow family")
         if self.flow_source_n_fft and self.family != "flow":
             raise ValueError("flow_source_n_fft is for the flow family")
+        if self.flow_squeeze not in ("groups", "mdct"):
+            raise ValueError(f"flow_squeeze={self.flow_squeeze!r}: groups or mdct")
+        if self.flow_squeeze == "mdct" and (self.family != "flow" or self.n_group != self.flow_hop):
+            raise ValueError(f"flow_squeeze mdct is for the flow family with n_group = flow_hop ({self.flow_hop})")
         if self.family == "flow" and self.mel_weight and not self.sample_weight:
             raise ValueError("mel_weight for a flow weighs its sample's log-mel L1: set sample_weight too")
         if not (0.0 <= self.sample_weight <= 1e4):
@@ -275,7 +280,8 @@ def _build(cfg: VocoderTrainConfig):
         from .flow_vocoder import FlowConfig, FlowVocoder
         fcfg = FlowConfig(n_mels=cfg.n_mels, hop=cfg.flow_hop, n_group=cfg.n_group, n_flows=cfg.n_flows,
                           wn_layers=cfg.wn_layers, wn_channels=cfg.wn_channels, n_early_size=cfg.n_early_size,
-                          sample_rate=cfg.sample_rate, source_n_fft=cfg.flow_source_n_fft).check()
+                          sample_rate=cfg.sample_rate, source_n_fft=cfg.flow_source_n_fft,
+                          squeeze=cfg.flow_squeeze).check()
         return FlowVocoder(fcfg), fcfg, FlowVocoderInstrument
     from .melgan import MelGANConfig, MelGANGenerator
     mcfg = MelGANConfig(n_mels=cfg.n_mels, ngf=cfg.ngf, ratios=tuple(cfg.ratios),
@@ -356,7 +362,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                if v.dtype.is_floating_point}
     fft_sizes = scaled_fft_sizes(cfg.sample_rate)
     source_n_fft = cfg.istft_n_fft if (cfg.family, cfg.istft_phase) == ("istft", "source") else cfg.flow_source_n_fft
-    lead = source_lead(source_n_fft, cfg.hop)
+    lead = source_lead(source_n_fft, cfg.hop) + audio_lead(cfg)
 
     def save(step_now: int, loss: float) -> None:
         cpu_model, _, _ = _build(cfg)
@@ -409,8 +415,9 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
         if flow:
             opt_g.zero_grad(set_to_none=True)
             loss = gen.negative_log_likelihood(real[:, 0], mel, source=source)
-            if cfg.sample_weight:
-                loss = loss + _flow_sample_loss(gen, mel, real[:, 0], cfg, fft_sizes, rng, source)
+            if cfg.sample_weight:           # what the frames play (an MDCT flow's audio began a hop early)
+                played = real[:, 0, :cfg.crop_frames * cfg.hop]
+                loss = loss + _flow_sample_loss(gen, mel, played, cfg, fft_sizes, rng, source)
             adversarial = False
         else:
             loss = _gan_step(gen, discs, opt_d, opt_g, mel, real, step >= cfg.gan_start, fft_sizes,
@@ -456,6 +463,12 @@ def source_lead(source_n_fft: int, hop: int) -> int:
     return source_n_fft - hop if source_n_fft else 0
 
 
+def audio_lead(cfg: VocoderTrainConfig) -> int:
+    """Samples more before the crop that a model's own audio starts: one hop for a flow whose
+    squeeze is the MDCT (``FlowVocoder.audio_lead``: frame 0's window begins a hop early)."""
+    return cfg.hop if (cfg.family, cfg.flow_squeeze) == ("flow", "mdct") else 0
+
+
 def teacher_forced(real, cfg: VocoderTrainConfig, source_n_fft: int):
     """A batch's audio ``[B, 1, lead + frames * hop]`` (read ``lead = source_n_fft - hop`` samples
     early) -> (the audio the model is scored against ``[B, 1, frames * hop]``, the crops' own
@@ -463,13 +476,14 @@ def teacher_forced(real, cfg: VocoderTrainConfig, source_n_fft: int):
     output one hop behind the crop (``_gan_step``), so it gets the crop itself; a flow is trained
     on the audio it plays, ``output_delay`` (= the lead) behind the crop's: the first ``frames *
     hop`` samples read."""
+    more = audio_lead(cfg)          # an MDCT flow: the batch was read that much earlier still
     if not source_n_fft:
         return real, None
     from .source_phase import source_spectrum
     lead = source_lead(source_n_fft, cfg.hop)
-    source = source_spectrum(real[:, 0], source_n_fft, cfg.hop, lead)
+    source = source_spectrum(real[:, 0, more:], source_n_fft, cfg.hop, lead)
     if cfg.family == "flow":
-        return real[..., :cfg.crop_frames * cfg.hop], source
+        return real[..., :more + cfg.crop_frames * cfg.hop], source
     return real[..., lead:], source
 
 
@@ -542,7 +556,8 @@ def _architecture(family: str, m, init: str) -> dict:
         return dict(ngf=m.ngf, ratios=tuple(m.ratios), n_residual_layers=m.n_residual_layers)
     if family == "flow":
         return dict(flow_hop=m.hop, n_group=m.n_group, n_flows=m.n_flows, wn_layers=m.wn_layers,
-                    wn_channels=m.wn_channels, n_early_size=m.n_early_size, flow_source_n_fft=m.source_n_fft)
+                    wn_channels=m.wn_channels, n_early_size=m.n_early_size, flow_source_n_fft=m.source_n_fft,
+                    flow_squeeze=m.squeeze)
     from .reference_vocoders import HIFIGAN_VERSIONS, HiFiGANConfig
     for version, v in HIFIGAN_VERSIONS.items():
         ref = HiFiGANConfig(**{**v, "upsample_initial_channel": m.upsample_initial_channel})
@@ -603,7 +618,7 @@ FAMILY_OPTIONS = {      # VocoderTrainConfig's options that only one family (or 
     "istft": ("istft_hop", "istft_n_fft", "istft_channels", "istft_blocks", "istft_phase", "advance_weight",
               "gan_start", "discriminators"),
     "flow": ("flow_hop", "n_group", "n_flows", "wn_layers", "wn_channels", "n_early_size", "sample_weight",
-             "flow_source_n_fft"),
+             "flow_source_n_fft", "flow_squeeze"),
 }
 
 
@@ -632,6 +647,8 @@ def _config_key(cfg: VocoderTrainConfig) -> str:
         d.pop("sample_weight")
     if not cfg.flow_source_n_fft:
         d.pop("flow_source_n_fft")
+    if cfg.flow_squeeze == "groups":
+        d.pop("flow_squeeze")
     if cfg.n_early_size == 2:
         d.pop("n_early_size")
     if not any(cfg.betas):

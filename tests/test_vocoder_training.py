@@ -1,5 +1,6 @@
 """``livewave train melgan``: a few steps on tiny data learn, resume exactly, and make a
 checkpoint the engine plays; bad data folders are refused with the reason."""
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,39 @@ def test_a_flow_driven_by_its_source_is_scored_on_the_audio_its_excitation_is_in
     for b in range(4):
         xc = [float(np.dot(e[b, 200:900], real[b, 0, 200 + k:900 + k].numpy())) for k in lags]
         assert lags[int(np.argmax(xc))] == 0
+
+
+def test_an_mdct_flow_learns_from_its_source_and_its_frames_line_up(tmp_path):
+    """``--squeeze mdct`` with a source: the batch is read a hop earlier still (frame 0's window),
+    the excitation lines up with the audio after that hop to the sample, a few steps lower the
+    loss, and the checkpoint plays with its squeeze in its card."""
+    from livewave.checkpoint import load_generator
+    from livewave.source_excitation import Excitation
+    from livewave.vocoder_training import MelCrops, audio_lead, load_audio_folder, source_lead, teacher_forced
+    tiny = {**TINY_FLOW, "n_group": 64, "n_early_size": 8}
+    cfg = VocoderTrainConfig(**tiny, flow_source_n_fft=128, flow_squeeze="mdct").validate()
+    data = tones(tmp_path / "data")
+    clips, _ = load_audio_folder(data, cfg.sample_rate)
+    lead = source_lead(128, 64) + audio_lead(cfg)
+    assert lead == 128
+    _, audio = MelCrops(clips, cfg).batch(np.random.default_rng(0), 4, lead)
+    real, source = teacher_forced(torch.from_numpy(audio)[:, None], cfg, 128)
+    assert real.shape == (4, 1, 17 * 64) and source.shape[2] == 16
+    e = Excitation(128, 64)(source).numpy()
+    lags = list(range(-30, 31))
+    for b in range(4):
+        xc = [float(np.dot(e[b, 200:900], real[b, 0, 64 + 200 + k:64 + 900 + k].numpy())) for k in lags]
+        assert lags[int(np.argmax(xc))] == 0
+    out = tmp_path / "m.safetensors"
+    r = train_vocoder(data, out, VocoderTrainConfig(steps=30, checkpoint_every=30, **{**tiny, "flow_source_n_fft": 128,
+                                                                                        "flow_squeeze": "mdct"}),
+                      progress=False)
+    assert r["steps"] == 30 and math.isfinite(r["loss"])
+    flow = load_generator(out)
+    assert flow.model.config.squeeze == "mdct" and flow.info.card["training"]["flow_squeeze"] == "mdct"
+    assert flow.content_delay == 128 and flow.takes_source
+    with pytest.raises(ValueError, match="n_group = flow_hop"):
+        VocoderTrainConfig(**TINY_FLOW, flow_squeeze="mdct").validate()
 
 
 def test_a_flow_trained_on_the_mel_alone_is_converted_to_take_its_source(tmp_path):

@@ -1,0 +1,209 @@
+"""The MDCT (livewave/mdct.py) and the flow vocoder whose squeeze it is (``squeeze="mdct"``):
+orthogonal over a stream, the same samples streamed at any split, a flow on its coefficients
+exactly invertible with its log-determinant the Jacobian's, streamed as it renders offline,
+and played by the engine's flow family at any block size with its latency declared."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from livewave.flow_vocoder import FlowConfig, FlowVocoder, with_source
+from livewave.mdct import MDCT
+
+H = 32
+
+
+def test_the_mdct_is_orthogonal_over_a_stream_and_inverts_exactly():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 20 * H, generator=g, dtype=torch.float64)
+    x[:, :H] = 0.0                       # silence before and after: the stream whole
+    x[:, -2 * H:] = 0.0
+    m = MDCT(H).double()
+    c = m.analyse(x)                     # 19 frames, covering every sample
+    assert c.shape == (2, H, 19)
+    assert torch.allclose(c.pow(2).sum(), x.pow(2).sum(), rtol=1e-6)        # Parseval: orthogonal
+    back = m.synthesise(c)
+    assert (back[:, :19 * H] - x[:, :19 * H]).abs().max().item() < 1e-6
+
+
+@pytest.mark.parametrize("split", [[1, 2, 3], [5], [2, 7, 1]])
+def test_the_mdct_streams_as_it_runs_offline(split):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 16 * H, generator=g, dtype=torch.float64)
+    m = MDCT(H).double()
+    whole = m.analyse(torch.nn.functional.pad(x, (H, 0)))      # silence before the first frame
+    frames, t = [], 0
+    while t < 16:
+        for k in split:
+            k = min(k, 16 - t)
+            if k:
+                frames.append(m.analyse_step(x[:, t * H:(t + k) * H]))
+                t += k
+    assert (torch.cat(frames, dim=2) - whole).abs().max().item() < 1e-12
+    out, t = [], 0
+    while t < 16:
+        for k in split:
+            k = min(k, 16 - t)
+            if k:
+                out.append(m.synthesise_step(whole[:, :, t:t + k]))
+                t += k
+    # the frames' inverse: the stream from one hop before frame 0's end, the input back (a hop late)
+    streamed = torch.cat(out, dim=1)
+    assert (streamed[:, H:] - x[:, :15 * H]).abs().max().item() < 1e-6     # (the basis is float32)
+    assert streamed[:, :H].abs().max().item() < 1e-6               # (the silence before it)
+
+
+def mdct_flow(seed: int = 0, source: bool = False) -> FlowVocoder:
+    torch.manual_seed(seed)
+    m = FlowVocoder(FlowConfig(n_mels=10, hop=H, n_group=H, n_flows=4, n_early_every=2, n_early_size=4, wn_layers=2,
+                               wn_channels=8, sample_rate=8000, source_n_fft=2 * H if source else 0, squeeze="mdct",
+                               prior_channels=16, source_channels=4))
+    g = torch.Generator().manual_seed(seed + 10)
+    with torch.no_grad():                # a trained-looking flow, not the identity it starts as
+        for name, p in m.named_parameters():
+            if ".end." in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    return m.eval().double()
+
+
+def source_of(x: torch.Tensor, frames: int) -> torch.Tensor:
+    from livewave.source_phase import source_spectrum
+    return source_spectrum(x, 2 * H, H)[:, :, :frames]
+
+
+@pytest.mark.parametrize("source", [False, True])
+def test_audio_to_z_to_audio_is_exact(source):
+    m = mdct_flow(1, source)
+    frames = 12
+    mel = torch.randn(2, 10, frames, dtype=torch.float64)
+    x = 0.3 * torch.randn(2, (frames + 1) * H, dtype=torch.float64)       # one hop before frame 0's own
+    src = source_of(0.3 * torch.randn(2, frames * H, dtype=torch.float64), frames) if source else None
+    with torch.no_grad():
+        z, _ = m(x, mel, src)
+        assert z.shape == (2, H, frames)
+        back = m.infer(mel, z=z, source=src)
+    # the frames' inverse is final from frame 0's second half on (its first needs a frame before it)
+    assert (back[:, H:] - x[:, H:frames * H]).abs().max().item() < 1e-6
+    assert m.output_delay == (2 * H if source else H) and m.audio_lead == H
+
+
+def test_the_log_determinant_is_the_jacobians():
+    """Of the flow on the coefficients (the MDCT itself is orthogonal: the test above)."""
+    m = mdct_flow(2)
+    frames = 3
+    mel = torch.randn(1, 10, frames, dtype=torch.float64)
+    c = 0.3 * torch.randn(1, H, frames, dtype=torch.float64)
+    dummy = torch.zeros(1, (frames + 1) * H, dtype=torch.float64)
+    analyse = m.mdct.analyse
+    try:
+        m.mdct.analyse = lambda _a, cc=c: cc
+        with torch.no_grad():
+            _, logdet = m(dummy, mel)
+
+        def f(flat):
+            m.mdct.analyse = lambda _a: flat.reshape(1, H, frames)
+            return m(dummy, mel)[0].reshape(-1)
+        jac = torch.autograd.functional.jacobian(f, c.reshape(-1))
+    finally:
+        m.mdct.analyse = analyse
+    assert logdet.item() == pytest.approx(torch.linalg.slogdet(jac)[1].item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("source", [False, True])
+@pytest.mark.parametrize("frames_per_block", [1, 2, 5])
+def test_streamed_sampling_equals_offline_for_the_same_noise(source, frames_per_block):
+    m = mdct_flow(3, source)
+    frames = 15
+    mel = torch.randn(1, 10, frames, dtype=torch.float64)
+    t = torch.arange(frames * H, dtype=torch.float64)
+    src = source_of((0.5 * torch.sin(2 * math.pi * 0.07 * t))[None], frames) if source else None
+    with torch.no_grad():
+        z = m.noise(mel, 0.6)
+        ref = m.infer(mel, z=z, source=src)
+        m.reset()
+        k = frames_per_block
+        out = torch.cat([m.step(mel[:, :, i:i + k], z[:, :, i:i + k], None if src is None else src[:, :, i:i + k])
+                         for i in range(0, frames, k)], dim=1)
+    assert out.shape == ref.shape == (1, frames * H)
+    assert (out - ref).abs().max().item() < 1e-9
+    if source:
+        with torch.no_grad():
+            bare = m.infer(mel, z=z)
+        assert (bare - ref).abs().max().item() > 1e-3      # it listens to its source
+
+
+def test_sigma_sets_the_output_energy():
+    m = mdct_flow(4)
+    mel = torch.randn(1, 10, 40, dtype=torch.float64)
+    base = m.noise(mel, 1.0, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        rms = [m.infer(mel, z=s * base).pow(2).mean().sqrt().item() for s in (0.0, 0.3, 0.6, 1.0)]
+    assert rms == sorted(rms) and rms[3] > 1.5 * rms[1], rms
+
+
+def test_bad_mdct_configs_are_refused():
+    with pytest.raises(ValueError, match="n_group = hop"):
+        FlowConfig(hop=32, n_group=8, squeeze="mdct").check()
+    with pytest.raises(ValueError, match="squeeze 'wavelet'"):
+        FlowConfig(hop=32, n_group=8, squeeze="wavelet").check()
+    with pytest.raises(ValueError, match="trained with its source"):
+        with_source(mdct_flow(5).float(), 2 * H)
+
+
+def test_the_engine_plays_an_mdct_flow_the_same_at_any_block_size_with_its_latency():
+    """Driven by audio in (torch's step: the Numba kernel computes the squeeze into groups only):
+    the same at blocks of 17 and 256; a click is loudest in the output at the declared latency."""
+    from test_vocoder_instrument import stream_through
+
+    from livewave.vocoder_instrument import FlowVocoderInstrument
+
+    def make():
+        torch.manual_seed(6)
+        m = FlowVocoder(FlowConfig(n_mels=20, hop=64, n_group=64, n_flows=4, n_early_every=2, n_early_size=8,
+                                   wn_layers=2, wn_channels=8, sample_rate=22050, source_n_fft=128, squeeze="mdct",
+                                   prior_channels=16, source_channels=4))
+        g = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(0.02 * torch.randn(p.shape, generator=g))
+        return FlowVocoderInstrument(m, {"n_mels": 20, "hop": 64}, name="tiny-mdct-flow")
+
+    t = np.arange(24000) / 48000
+    x = (0.4 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    v = make()
+    a = stream_through(v, x, 17)
+    assert v.kernel is None
+    b = stream_through(make(), x, 256)
+    assert np.isfinite(a).all() and np.abs(a).max() > 1e-4
+    assert np.abs(a - b).max() <= 1e-5
+    click = np.zeros(24000, np.float32)
+    k = 9000
+    click[k:k + 40] = 0.8
+    quiet, loud = make(), make()
+    diff = np.abs(stream_through(quiet, np.zeros_like(click), 64) - stream_through(loud, click, 64))
+    first = int(np.flatnonzero(diff > 1e-7)[0])
+    peak = int(np.argmax(diff))
+    hop = 64 * 48000 / 22050
+    print(f"declared {loud.info.lookahead}; the output changes {first - k} samples after the click, most at "
+          f"{peak - k} (hop {hop:.0f})")
+    # where the click lands is the declared latency; the answer begins up to three hops before it
+    # (measured 522 and 124 against 521): frame t's coefficients span two hops of output, and its
+    # mel frame, which heard the click, four hops of input
+    assert abs(peak - k - loud.info.lookahead) <= hop
+    assert 0 <= first - k and loud.info.lookahead - (first - k) <= 3 * hop
+
+
+def test_the_source_comes_back_from_its_spectra_and_flattens_in_the_mdcts_frames():
+    from livewave.source_excitation import MDCT_SILENT, SourceSignal, flatten_frames
+    from livewave.source_phase import source_spectrum
+    x = torch.randn(1, 40 * H, generator=torch.Generator().manual_seed(8))
+    sig = SourceSignal(2 * H, H)
+    y = sig(source_spectrum(x, 2 * H, H))
+    assert sig.delay == H and (y[:, H:] - x[:, :-H]).abs().max().item() < 1e-5
+    c = torch.tensor([[[4.0, 0.0], [-1.0, 0.0], [0.25, MDCT_SILENT / 2], [-8e-3, 0.0]]])     # [1, 4, 2]
+    e = flatten_frames(c)
+    want = [1.0, -(0.25 ** 0.3), 0.0625 ** 0.3, -((2e-3) ** 0.3)]
+    assert torch.allclose(e[0, :, 0], torch.tensor(want), atol=1e-6)     # signs kept, levels compressed
+    assert e[0, :, 1].abs().max().item() == 0.0                         # a silent frame: nothing
+    assert flatten_frames(torch.tensor([[[1.0], [1e-4]]]))[0, 1, 0] == 0.0   # under -60 dB of the peak: 0
