@@ -247,7 +247,7 @@ class FlowVocoder(nn.Module):
         """Samples the output lags the audio its mel (and source) came from (trained so): the
         excitation's delay, and with the MDCT one hop more (a frame's inverse is final one hop
         behind its end)."""
-        return (self.excitation.delay if self.excitation is not None else 0) + (self.config.hop if self.mdct else 0)
+        return (self.excitation.delay if self.excitation is not None else 0) + self.audio_lead
 
     @property
     def audio_lead(self) -> int:
@@ -255,17 +255,19 @@ class FlowVocoder(nn.Module):
         MDCT (frame 0's window begins there), else none."""
         return self.config.hop if self.mdct is not None else 0
 
-    def _condition(self, mel: torch.Tensor, stream: bool, source: torch.Tensor | None = None) -> torch.Tensor:
+    def _condition(self, mel: torch.Tensor, stream: bool,
+                   source: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """-> (the couplings' conditioning, and with the MDCT squeeze and a source the excitation's
+        flattened frames for its Gaussian, else None)."""
         if mel.dim() != 3 or mel.shape[1] != self.config.n_mels:
             raise ValueError(f"flow vocoder: mel must be [batch, {self.config.n_mels} bands, frames]; got "
                              f"{tuple(mel.shape)}")
         held = torch.repeat_interleave(mel, self.per_frame, dim=2)     # each frame held for its groups
         c = self.cond.step(held) if stream else self.cond(held)
-        self._e = None                          # (squeeze "mdct": the excitation's frames, for the prior)
         if self.excitation is None:
             if source is not None:
                 raise ValueError("flow vocoder: this model takes no source (source_n_fft 0)")
-            return c
+            return c, None
         b, frames = mel.shape[0], mel.shape[2]
         if source is None:                      # the mel alone: a silent excitation
             source = torch.zeros(b, self.config.source_n_fft // 2 + 1, frames, dtype=torch.complex64,
@@ -276,11 +278,11 @@ class FlowVocoder(nn.Module):
         e = e.to(c.dtype)
         if self.mdct is not None:              # the source's frames on the audio's frame grid, flattened
             e = self.e_mdct.analyse_step(e) if stream else self.e_mdct.analyse(F.pad(e, (self.config.hop, 0)))
-            e = self._e = flatten_frames(e)
+            e = flatten_frames(e)
         else:
             e = e.reshape(b, -1, self.config.n_group).transpose(1, 2)
         s = self.source_in.step(e) if stream else self.source_in(e)
-        return torch.cat((c, s), dim=1)
+        return torch.cat((c, s), dim=1), (e if self.mdct is not None else None)
 
     # -- training: audio -> z ----------------------------------------------------------------
     def forward(self, audio: torch.Tensor, mel: torch.Tensor,
@@ -293,13 +295,14 @@ class FlowVocoder(nn.Module):
         early, logdet = [], audio.new_zeros(b)
         if self.mdct is not None:           # audio_lead samples first: [b, (frames + 1) hop]
             x = self.mdct.analyse(audio)                                # [b, hop, frames]
-            cond = self._condition(mel, False, source)[:, :, :x.shape[2]]
-            mu, log_s = self.prior.run(cond, self._e, False)
-            x = (x - mu) * torch.exp(-log_s)
-            logdet = logdet - log_s.sum(dim=(1, 2))
         else:
             x = audio.reshape(b, -1, cfg.n_group).transpose(1, 2)          # [b, n_group, groups]
-            cond = self._condition(mel, False, source)[:, :, :x.shape[2]]
+        cond, e = self._condition(mel, False, source)
+        cond = cond[:, :, :x.shape[2]]
+        if self.prior is not None:
+            mu, log_s = self.prior.run(cond, e, False)
+            x = (x - mu) * torch.exp(-log_s)
+            logdet = logdet - log_s.sum(dim=(1, 2))
         for k, (conv, wn) in enumerate(zip(self.convs, self.couplings, strict=True)):
             if k % cfg.n_early_every == 0 and k > 0:
                 early.append(x[:, :cfg.n_early_size])
@@ -324,7 +327,8 @@ class FlowVocoder(nn.Module):
     def run_inverse(self, z: torch.Tensor, mel: torch.Tensor, stream: bool,
                     source: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.config
-        cond = self._condition(mel, stream, source)[:, :, :z.shape[2]]
+        cond, e = self._condition(mel, stream, source)
+        cond = cond[:, :, :z.shape[2]]
         n_final = self.sizes[-1]
         x = z[:, cfg.n_group - n_final:]
         early_at = cfg.n_group - n_final
@@ -337,7 +341,7 @@ class FlowVocoder(nn.Module):
                 early_at -= cfg.n_early_size
                 x = torch.cat((z[:, early_at:early_at + cfg.n_early_size], x), dim=1)
         if self.mdct is not None:
-            mu, log_s = self.prior.run(cond, self._e, stream)
+            mu, log_s = self.prior.run(cond, e, stream)
             x = x * torch.exp(log_s) + mu
             return self.mdct.synthesise_step(x) if stream else self.mdct.synthesise(x)[:, :-cfg.hop]
         return x.transpose(1, 2).reshape(z.shape[0], -1)

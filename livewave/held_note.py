@@ -28,12 +28,18 @@ def harmonic_tone(f0: float, sample_rate: int, seconds: float = 2.0, harmonics: 
     return (0.5 * x / np.abs(x).max()).astype(np.float32)
 
 
+def silent(y: np.ndarray) -> bool:
+    """Nothing (or something not finite) in the second half of ``y``, where a held note is read."""
+    seg = np.asarray(y[y.size // 2:], np.float64)
+    return not np.isfinite(seg).all() or np.sqrt(np.mean(seg ** 2)) < 1e-6
+
+
 def _near(y: np.ndarray, f0: float, sample_rate: int) -> tuple[np.ndarray, int, int, int]:
     """The second half of ``y``'s magnitude spectrum (Hann window, zero-padded 8 times), its
     FFT size and the bins half an octave below and above ``f0``."""
-    seg = np.asarray(y[y.size // 2:], np.float64)
-    if not np.isfinite(seg).all() or np.sqrt(np.mean(seg ** 2)) < 1e-6:
+    if silent(y):
         raise ValueError("silent (or not finite) where the pitch is read")
+    seg = np.asarray(y[y.size // 2:], np.float64)
     n = 8 * seg.size
     spec = np.abs(np.fft.rfft(seg * np.hanning(seg.size), n))
     return spec, n, int(f0 * 2 ** -0.5 * n / sample_rate), int(np.ceil(f0 * 2 ** 0.5 * n / sample_rate))
@@ -74,7 +80,7 @@ def held_notes(render, sample_rate: int, freqs=HELD_NOTE_HZ) -> tuple[list[float
     cents, spurs = [], []
     for f in freqs:
         y = render(harmonic_tone(f, sample_rate))
-        if not np.isfinite(y).all() or np.sqrt(np.mean(np.asarray(y[y.size // 2:], np.float64) ** 2)) < 1e-6:
+        if silent(y):
             cents.append(None)
             spurs.append(None)
             continue

@@ -241,8 +241,8 @@ def flow_figures(model, clips, sr: int, kw: dict, max_seconds: float, sigmas=FLO
             clip = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]
             source = source_spectrum(clip, model.config.source_n_fft, hop)[:, :, :frames] if model.takes_source \
                 else None
-            lead = int(getattr(model, "audio_lead", 0))      # (an MDCT flow's frame 0 begins a hop early)
-            audio = torch.nn.functional.pad(clip, (delay, 0))[:, :frames * hop + lead]     # as the model plays it
+            # as the model plays it (an MDCT flow's frame 0 begins a hop early: audio_lead)
+            audio = torch.nn.functional.pad(clip, (delay, 0))[:, :frames * hop + model.audio_lead]
             nll += float(model.negative_log_likelihood(audio, mel, source=source)) * frames * hop
             audio = audio[:, :frames * hop]
             base += float((0.5 * audio.double() ** 2).sum()) + audio.numel() * 0.5 * math.log(2 * math.pi)

@@ -158,8 +158,9 @@ class VocoderTrainConfig:
             raise ValueError("sample_weight is for the flow family")
         if self.flow_source_n_fft and self.family != "flow":
             raise ValueError("flow_source_n_fft is for the flow family")
-        if self.flow_squeeze not in ("groups", "mdct"):
-            raise ValueError(f"flow_squeeze={self.flow_squeeze!r}: groups or mdct")
+        from .flow_vocoder import SQUEEZES
+        if self.flow_squeeze not in SQUEEZES:
+            raise ValueError(f"flow_squeeze={self.flow_squeeze!r}: one of {', '.join(SQUEEZES)}")
         if self.flow_squeeze == "mdct" and (self.family != "flow" or self.n_group != self.flow_hop):
             raise ValueError(f"flow_squeeze mdct is for the flow family with n_group = flow_hop ({self.flow_hop})")
         if self.family == "flow" and self.mel_weight and not self.sample_weight:
