@@ -104,7 +104,10 @@ def vocoder_configs(quick: bool = False) -> list[tuple[str, object]]:
            ("flow 8 x WN 6x48 (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig(
                n_flows=8, wn_layers=6, wn_channels=48)))),
            ("flow 8 x WN 6x96, groups of 32, source (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig(
-               n_group=32, n_flows=8, wn_layers=6, wn_channels=96, n_early_size=8, source_n_fft=512))))]
+               n_group=32, n_flows=8, wn_layers=6, wn_channels=96, n_early_size=8, source_n_fft=512)))),
+           ("flow mdct 6 x WN 4x128, source (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig(
+               n_group=256, n_flows=6, wn_layers=4, wn_channels=128, n_early_size=32, source_n_fft=512,
+               squeeze="mdct"))))]
     v3 = HiFiGANConfig(resblock="2", upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
                        upsample_initial_channel=256, resblock_kernel_sizes=(3, 5, 7),
                        resblock_dilation_sizes=((1, 2), (2, 6), (3, 12)))

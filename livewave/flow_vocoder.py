@@ -34,11 +34,13 @@ excitation's band levels), the couplings then shape what that leaves. Sampling d
 ``sigma`` through them backwards and the MDCT's inverse overlap-adds the frames, final one hop
 behind (``output_delay`` is one hop more). Its audio begins a hop before the frames' own
 (``audio_lead``: frame 0's window). With a source, the excitation is the source's own MDCT
-frames flattened there (``source_excitation.SourceSignal``, ``flatten_frames``), so each
-coefficient's mean has the sign of the coefficient it is to make. Flows of groups of 8 and 32
-trained on this 2-core CPU stayed noise with the mel's envelope after 105 minutes; one on the
-MDCT's coefficients of the same audio matched the shipped iSTFT vocoder's STFT distance on the
-held-out minute after 13 minutes, but is not yet a sound density nor robust (``models/README.md``).
+frames whitened there (``source_excitation.SourceSignal``, ``whiten_frames``: each coefficient
+over a smooth envelope), so each coefficient's mean has the sign and the fine structure of the
+coefficient it is to make and the learnt gain need only be a smooth envelope. Its standard
+deviations are bounded (``LOG_S_FLOOR``, ``LOG_S_CEIL``) and so are its couplings' log-scales
+(``COUPLING_BOUND``): unbounded, a run's loss jumped to 2.5e32 in one step. Flows of groups of 8
+and 32 trained on this 2-core CPU stayed noise with the mel's envelope after 105 minutes; on
+the MDCT's coefficients, see ``models/README.md``.
 
 Shapes: mel ``[batch, n_mels, frames]``; audio ``[batch, frames * hop]``; source spectra
 ``[batch, source_n_fft // 2 + 1, frames]`` complex (``source_phase.source_spectrum``).
@@ -54,13 +56,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .overlap_add import check_window
-from .source_excitation import Excitation, SourceSignal, flatten_frames
+from .source_excitation import Excitation, SourceSignal, whiten_frames
 from .streaming_conv import CausalConv1d, reset_stream
 
 SIGMA = 0.6         # the sampling temperature the WaveGlow paper uses
 SQUEEZES = ("groups", "mdct")
 PRIOR_LAYERS = 4     # squeeze "mdct": causal convolutions in its conditional Gaussian's network
-LOG_S_FLOOR = -12.0  # ... and the least log standard deviation it gives (digital silence has none)
+LOG_S_FLOOR = -9.0   # ... and the least log standard deviation it gives (digital silence has none): 1.2e-4, 99 dB
+                     # under a full-scale sine's largest coefficient (about 11); -12 let a run's density spike
+LOG_S_CEIL = 3.0     # ... and the most (a full-scale sine's largest coefficient is about 11)
+COUPLING_BOUND = 2.0  # squeeze "mdct": each coupling's log s is BOUND tanh(raw / BOUND) (unbounded, a run diverged)
 
 
 @dataclass(frozen=True)
@@ -131,8 +136,9 @@ class Invertible1x1(nn.Module):
 class WaveNet(nn.Module):
     """Causal gated WaveNet: ``[batch, n_in, groups]`` and conditioning -> (log s, t)."""
 
-    def __init__(self, n_in: int, n_cond: int, layers: int, channels: int, kernel: int):
+    def __init__(self, n_in: int, n_cond: int, layers: int, channels: int, kernel: int, bound: float = 0.0):
         super().__init__()
+        self.bound = bound       # > 0: log s = bound tanh(raw / bound); 0: unbounded (WaveGlow's, the Numba kernel's)
         self.start = CausalConv1d(n_in, channels, 1)
         self.dilated = nn.ModuleList(CausalConv1d(channels, 2 * channels, kernel, dilation=2 ** i)
                                      for i in range(layers))
@@ -161,7 +167,10 @@ class WaveNet(nn.Module):
                 skip = skip + out
         st = go(self.end, skip)
         n = st.shape[1] // 2
-        return st[:, :n], st[:, n:]
+        log_s = st[:, :n]
+        if self.bound:
+            log_s = self.bound * torch.tanh(log_s / self.bound)
+        return log_s, st[:, n:]
 
 
 class GaussianPrior(nn.Module):
@@ -193,7 +202,7 @@ class GaussianPrior(nn.Module):
         ab = go(self.end, h)
         a, b = ab[:, :self.n_coef], ab[:, self.n_coef:]
         mu = level * torch.exp(a.clamp(-12.0, 6.0))
-        return mu, (b - 4.0).clamp(min=LOG_S_FLOOR)
+        return mu, (b - 4.0).clamp(LOG_S_FLOOR, LOG_S_CEIL)
 
 
 def mdct_bands(config: FlowConfig) -> torch.Tensor:
@@ -232,7 +241,8 @@ class FlowVocoder(nn.Module):
                 ch -= cfg.n_early_size
             self.sizes.append(ch)
             self.convs.append(Invertible1x1(ch))
-            self.couplings.append(WaveNet(ch // 2, n_cond, cfg.wn_layers, cfg.wn_channels, cfg.wn_kernel))
+            self.couplings.append(WaveNet(ch // 2, n_cond, cfg.wn_layers, cfg.wn_channels, cfg.wn_kernel,
+                                          COUPLING_BOUND if cfg.squeeze == "mdct" else 0.0))
 
     @property
     def hop(self) -> int:
@@ -258,7 +268,7 @@ class FlowVocoder(nn.Module):
     def _condition(self, mel: torch.Tensor, stream: bool,
                    source: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """-> (the couplings' conditioning, and with the MDCT squeeze and a source the excitation's
-        flattened frames for its Gaussian, else None)."""
+        whitened frames for its Gaussian, else None)."""
         if mel.dim() != 3 or mel.shape[1] != self.config.n_mels:
             raise ValueError(f"flow vocoder: mel must be [batch, {self.config.n_mels} bands, frames]; got "
                              f"{tuple(mel.shape)}")
@@ -276,9 +286,9 @@ class FlowVocoder(nn.Module):
             raise ValueError(f"flow vocoder: source spectra {tuple(source.shape)} for mel {tuple(mel.shape)}")
         e = self.excitation.step(source) if stream else self.excitation(source)
         e = e.to(c.dtype)
-        if self.mdct is not None:              # the source's frames on the audio's frame grid, flattened
+        if self.mdct is not None:              # the source's frames on the audio's frame grid, whitened
             e = self.e_mdct.analyse_step(e) if stream else self.e_mdct.analyse(F.pad(e, (self.config.hop, 0)))
-            e = flatten_frames(e)
+            e = whiten_frames(e)
         else:
             e = e.reshape(b, -1, self.config.n_group).transpose(1, 2)
         s = self.source_in.step(e) if stream else self.source_in(e)

@@ -93,6 +93,9 @@ def add_parsers(sub) -> None:
     f.add_argument("--sample-weight", type=float, default=0.0,
                    help="weight of the STFT distance of a sample at the playing temperature against the audio, "
                         "beside the likelihood (0: likelihood only; it teaches a small flow slowly)")
+    f.add_argument("--source-dropout", type=float, default=0.0, metavar="SHARE",
+                   help="with --source-n-fft: share of training crops given a silent source, so the flow also "
+                        "learns to play from the mel alone (0: none)")
     f.add_argument("--mel-weight", type=float, default=0.0,
                    help="weight of that sample's log-mel L1 (with --sample-weight)")
     f.add_argument("--decay-steps", type=int, default=0,
@@ -201,7 +204,8 @@ def cmd_train_vocoder(args) -> int:
                                      wn_layers=args.wn_layers, wn_channels=args.wn_channels,
                                      n_early_size=args.early_size, sample_weight=args.sample_weight,
                                      mel_weight=args.mel_weight, flow_source_n_fft=args.source_n_fft,
-                                     decay_steps=args.decay_steps, ema=args.ema, flow_squeeze=args.squeeze)
+                                     decay_steps=args.decay_steps, ema=args.ema, flow_squeeze=args.squeeze,
+                                     source_dropout=args.source_dropout)
         else:
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
                                      ngf=args.ngf, ratios=tuple(int(r) for r in args.ratios.split(",")))

@@ -121,6 +121,8 @@ class VocoderTrainConfig:
     init: str = ""               # a trained checkpoint of this family to start from (fine-tuning); "" = scratch
     max_minutes: float = 0.0     # stop (checkpoint written) after this much training time; a rerun goes on (0: none)
     onsets: float = 0.0          # share of crops made onsets after silence (``MelCrops.batch``); 0: none
+    source_dropout: float = 0.0  # flow with a source: share of crops given a silent source, so it learns
+                                 # to play from the mel alone too (``drop_sources``); 0: none
 
     @property
     def hop(self) -> int:
@@ -158,6 +160,10 @@ class VocoderTrainConfig:
             raise ValueError("sample_weight is for the flow family")
         if self.flow_source_n_fft and self.family != "flow":
             raise ValueError("flow_source_n_fft is for the flow family")
+        if not (0.0 <= self.source_dropout <= 1.0):
+            raise ValueError(f"source_dropout={self.source_dropout}: a share of the crops, 0..1")
+        if self.source_dropout and not (self.family == "flow" and self.flow_source_n_fft):
+            raise ValueError("source_dropout is for a flow driven by a source (flow_source_n_fft)")
         from .flow_vocoder import SQUEEZES
         if self.flow_squeeze not in SQUEEZES:
             raise ValueError(f"flow_squeeze={self.flow_squeeze!r}: one of {', '.join(SQUEEZES)}")
@@ -413,6 +419,8 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
         mel = torch.from_numpy(mel_np).to(dev)
         real = torch.from_numpy(audio_np).to(dev)[:, None]
         real, source = teacher_forced(real, cfg, source_n_fft)
+        if cfg.source_dropout:
+            source = drop_sources(source, rng, cfg.source_dropout)
         if flow:
             opt_g.zero_grad(set_to_none=True)
             loss = gen.negative_log_likelihood(real[:, 0], mel, source=source)
@@ -486,6 +494,16 @@ def teacher_forced(real, cfg: VocoderTrainConfig, source_n_fft: int):
     if cfg.family == "flow":
         return real[..., :more + cfg.crop_frames * cfg.hop], source
     return real[..., lead:], source
+
+
+def drop_sources(source, rng: np.random.Generator, share: float):
+    """The batch's source spectra with each crop's silenced at probability ``share`` (drawn from
+    the step's ``rng``, so a resumed run draws the same): a flow driven by a source then also
+    learns what to play from the mel alone (``FlowVocoder`` with no source), which otherwise it
+    never meets in training."""
+    import torch
+    keep = torch.from_numpy(rng.random(source.shape[0]) >= share).to(source.device)
+    return source * keep[:, None, None].to(source.real.dtype)
 
 
 def _flow_sample_loss(gen, mel, real, cfg: VocoderTrainConfig, fft_sizes, rng: np.random.Generator, source=None):
@@ -658,6 +676,8 @@ def _config_key(cfg: VocoderTrainConfig) -> str:
         d.pop("decay_steps")
     if not cfg.onsets:
         d.pop("onsets")
+    if not cfg.source_dropout:
+        d.pop("source_dropout")
     if cfg.family != "hifigan":
         d.pop("hifigan_version")
         d.pop("hifigan_channels")

@@ -149,7 +149,7 @@ def test_a_flow_driven_by_its_source_is_scored_on_the_audio_its_excitation_is_in
 def test_an_mdct_flow_learns_from_its_source_and_its_frames_line_up(tmp_path):
     """``--squeeze mdct`` with a source: the batch is read a hop earlier still (frame 0's window),
     the excitation lines up with the audio after that hop to the sample, a few steps lower the
-    loss, and the checkpoint plays with its squeeze in its card."""
+    loss (a share of the crops' sources silenced), and the checkpoint plays with its squeeze in its card."""
     from livewave.checkpoint import load_generator
     from livewave.source_excitation import Excitation
     from livewave.vocoder_training import MelCrops, audio_lead, load_audio_folder, source_lead, teacher_forced
@@ -169,14 +169,35 @@ def test_an_mdct_flow_learns_from_its_source_and_its_frames_line_up(tmp_path):
         assert lags[int(np.argmax(xc))] == 0
     out = tmp_path / "m.safetensors"
     r = train_vocoder(data, out, VocoderTrainConfig(steps=30, checkpoint_every=30, **{**tiny, "flow_source_n_fft": 128,
-                                                                                        "flow_squeeze": "mdct"}),
+                                                                                        "flow_squeeze": "mdct",
+                                                                                        "source_dropout": 0.3}),
                       progress=False)
     assert r["steps"] == 30 and math.isfinite(r["loss"])
     flow = load_generator(out)
     assert flow.model.config.squeeze == "mdct" and flow.info.card["training"]["flow_squeeze"] == "mdct"
+    assert flow.info.card["training"]["source_dropout"] == 0.3
     assert flow.content_delay == 128 and flow.takes_source
     with pytest.raises(ValueError, match="n_group = flow_hop"):
         VocoderTrainConfig(**TINY_FLOW, flow_squeeze="mdct").validate()
+
+
+def test_source_dropout_silences_a_share_of_the_crops_sources_reproducibly():
+    """``--source-dropout``: each crop's source is silenced, whole, at the given share, drawn from
+    the step's generator (a resumed run draws the same); the others are untouched. Refused for a
+    model without a source."""
+    from livewave.vocoder_training import drop_sources
+    src = torch.randn(400, 5, 3, dtype=torch.complex64) + 1.0
+    a = drop_sources(src, np.random.default_rng(7), 0.25)
+    b = drop_sources(src, np.random.default_rng(7), 0.25)
+    assert torch.equal(a, b)
+    silent = (a.abs().amax(dim=(1, 2)) == 0)
+    assert 0.18 < float(silent.float().mean()) < 0.32
+    assert torch.equal(a[~silent], src[~silent])
+    assert torch.equal(drop_sources(src, np.random.default_rng(7), 0.0), src)
+    with pytest.raises(ValueError, match="source_dropout is for a flow driven by a source"):
+        VocoderTrainConfig(**TINY_FLOW, source_dropout=0.1).validate()
+    with pytest.raises(ValueError, match="a share of the crops"):
+        VocoderTrainConfig(**TINY_FLOW, flow_source_n_fft=128, source_dropout=1.5).validate()
 
 
 def test_a_flow_trained_on_the_mel_alone_is_converted_to_take_its_source(tmp_path):
