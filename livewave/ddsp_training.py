@@ -270,7 +270,7 @@ def train_ddsp(data_dir, out_path, cfg: TrainConfig | None = None, name: str | N
         log(f"stopped at step {step} of {cfg.steps}; the same command resumes from {state_path}")
     finish(ranks)
     return {"steps": step, "loss": ema if ema is not None else (history[-1][1] if history else None),
-            "seconds": round(seconds, 1), "device": str(device), "out": str(out_path), "calibration": calibration}
+            "seconds": round(seconds, 3), "device": str(device), "out": str(out_path), "calibration": calibration}
 
 
 def _fine_tune_base(init, sr: int, hop: int):
@@ -309,7 +309,7 @@ def export_checkpoint(path: Path, model, dcfg, calibration: dict, meta: dict, cf
                  "render_scale": float(meta.get("render", {}).get("scale", 1.0))},
         "training": {"steps": step, "target_steps": cfg.steps, "complete": final, "batch": cfg.batch,
                      "crop_seconds": cfg.crop_seconds, "learning_rate": cfg.learning_rate, "seed": cfg.seed,
-                     "device": device, "processes": world, "seconds": round(seconds, 1),
+                     "device": device, "processes": world, "seconds": round(seconds, 3),
                      "final_loss": history[-1][1] if history else None,
                      "loss_curve": history[:: max(1, len(history) // 50)],
                      **({"init": cfg.init, "fine_tuned_from": lineage} if lineage else {})},

@@ -195,7 +195,7 @@ def train_midi2mel(data, out, cfg: MidiToMelTrainConfig, vocoder=None, name: str
                          "frames": data_frames.frames},
                 "training": {**{k: v for k, v in asdict(cfg).items() if k != "device"}, "steps": step_now,
                              "processes": ranks.world,
-                             "target_steps": cfg.steps, "seconds": round(seconds, 1), "device": str(dev),
+                             "target_steps": cfg.steps, "seconds": round(seconds, 3), "device": str(dev),
                              "final_loss": round(loss, 5) if math.isfinite(loss) else None},
                 "mean_frame": [round(float(v), 4) for v in mean_frame]}
         if voc is not None:

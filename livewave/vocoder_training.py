@@ -387,7 +387,7 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
                          "seconds": round(crops.seconds, 1)},
                 "training": {**card_options(cfg),
                              "processes": ranks.world,
-                             "steps": step_now, "target_steps": cfg.steps, "seconds": round(seconds, 1),
+                             "steps": step_now, "target_steps": cfg.steps, "seconds": round(seconds, 3),
                              "device": str(dev), "final_loss": round(loss, 5) if math.isfinite(loss) else None}}
         if lineage:
             card["training"]["fine_tuned_from"] = lineage
