@@ -51,12 +51,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .overlap_add import check_window
-from .source_excitation import Excitation, SourceSignal, whiten_frames
+from .source_excitation import WHITEN_HALF_WIDTH, Excitation, SourceSignal, whiten_frames
 from .streaming_conv import CausalConv1d, reset_stream
 
 SIGMA = 0.6         # the sampling temperature the WaveGlow paper uses
@@ -66,6 +67,7 @@ LOG_S_FLOOR = -9.0   # ... and the least log standard deviation it gives (digita
                      # under a full-scale sine's largest coefficient (about 11); -12 let a run's density spike
 LOG_S_CEIL = 3.0     # ... and the most (a full-scale sine's largest coefficient is about 11)
 COUPLING_BOUND = 2.0  # squeeze "mdct": each coupling's log s is BOUND tanh(raw / BOUND) (unbounded, a run diverged)
+MEAN_BOUND = 3.0     # ... and, with the mel's envelope, its Gaussian's mean within exp(+-3) of that (GaussianPrior)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ class FlowConfig:
     source_channels: int = 32
     squeeze: str = "groups"      # or "mdct": frames of hop coefficients (n_group = hop; module docstring)
     prior_channels: int = 256    # squeeze "mdct": the width of its conditional Gaussian's network
+    mel_n_fft: int = 0           # squeeze "mdct" with a source: > 0, its Gaussian's mean takes its level from the
+                                 # mel (``GaussianPrior``), whose analysis window this is (fmin 0, fmax Nyquist,
+                                 # natural log: the trainer's); 0, its gain is the network's alone
 
     def check(self) -> FlowConfig:
         if self.squeeze not in SQUEEZES:
@@ -93,10 +98,14 @@ class FlowConfig:
         for k, v in asdict(self).items():
             if k == "squeeze":
                 continue
-            least = 0 if k == "source_n_fft" else 1
+            least = 0 if k in ("source_n_fft", "mel_n_fft") else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < least:
-                what = "a whole number >= 0 (0: no source)" if least == 0 else "a positive integer"
+                what = ("a positive integer" if least else "a whole number >= 0 (0: no source)" if k == "source_n_fft"
+                        else "a whole number >= 0 (0: none)")
                 raise ValueError(f"flow vocoder config: {k} must be {what}, got {v!r}")
+        if self.mel_n_fft and (self.squeeze != "mdct" or not self.source_n_fft):
+            raise ValueError("flow vocoder config: mel_n_fft (the Gaussian's level from the mel) needs squeeze 'mdct' "
+                             "and a source")
         if self.n_group % 2 or self.hop % self.n_group:
             raise ValueError(f"flow vocoder config: n_group ({self.n_group}) must be even and divide hop ({self.hop})")
         if self.source_n_fft:
@@ -176,14 +185,25 @@ class WaveNet(nn.Module):
 class GaussianPrior(nn.Module):
     """Squeeze "mdct": the flow's first step, a conditional affine layer (a Gaussian given the
     mel and the source): each frame's coefficients ``c`` become ``(c - mu) / s``, with ``mu = e *
-    exp(a)`` (``e`` the excitation's own coefficients: 0 without a source) and ``log s = b``,
-    ``a`` and ``b`` from a causal network over the conditioning and the excitation's level in
-    each of ``n_mels`` bands of the coefficients. Its log-determinant is ``-sum b``. It starts at
-    ``mu = e``, ``s = exp(-4)``."""
+    g * exp(a)`` (``e`` the excitation's own coefficients, whitened: 0 without a source) and ``log
+    s = b``, ``a`` and ``b`` from a causal network over the conditioning and the excitation's level
+    in each of ``n_mels`` bands of the coefficients. Its log-determinant is ``-sum b``. It starts
+    at ``a = 0``, ``s = exp(-4)``.
 
-    def __init__(self, n_cond: int, n_coef: int, bands: torch.Tensor, channels: int):
+    ``g``, the level the whitened excitation is given back: with ``envelope`` (``mdct_envelope``:
+    ``mel_n_fft`` set), the mel's own, each coefficient's smooth RMS as the mel frame holds it,
+    and ``a`` a bounded correction (``MEAN_BOUND``); without, 1 and ``a`` free. Why: a flow whose
+    gain was the network's alone learnt it on FluidR3's notes (held out, the mean within 21 % of
+    the coefficients) but gave steady tones 1/40 of theirs and a standard deviation over their
+    level, so what its couplings made of a steady mel, the same every frame, sounded on the
+    frame rate's grid (models/README.md)."""
+
+    def __init__(self, n_cond: int, n_coef: int, bands: torch.Tensor, channels: int,
+                 envelope: torch.Tensor | None = None, log10: bool = False):
         super().__init__()
         self.register_buffer("bands", bands, persistent=False)        # [n_bands, n_coef], rows sum to 1
+        self.register_buffer("envelope", envelope, persistent=False)  # [n_coef, n_mels] or None
+        self.log10 = bool(log10)
         self.start = CausalConv1d(n_cond + bands.shape[0], channels, 1)
         self.convs = nn.ModuleList(CausalConv1d(channels, channels, 3, dilation=2 ** i) for i in range(PRIOR_LAYERS))
         self.end = CausalConv1d(channels, 2 * n_coef, 1)
@@ -191,8 +211,21 @@ class GaussianPrior(nn.Module):
         nn.init.zeros_(self.end.bias)
         self.n_coef = n_coef
 
-    def run(self, cond: torch.Tensor, e: torch.Tensor | None, stream: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (mu, log s), each ``[B, n_coef, T]``."""
+    def level(self, mel: torch.Tensor) -> torch.Tensor:
+        """``[B, n_mels, T]`` log-mel frames -> ``[B, n_coef, T]``: each coefficient's smooth RMS
+        as the mel holds it (``mdct_envelope``), over the ``2 WHITEN_HALF_WIDTH + 1`` coefficients
+        ``whiten_frames`` divides by."""
+        mag = torch.pow(10.0, mel) if self.log10 else torch.exp(mel)
+        power = torch.einsum("km,bmt->bkt", self.envelope.to(mel.dtype), mag * mag)
+        b, k, t = power.shape
+        w = WHITEN_HALF_WIDTH
+        smooth = F.avg_pool1d(power.transpose(1, 2).reshape(b * t, 1, k), 2 * w + 1, 1, w, count_include_pad=False)
+        return smooth.reshape(b, t, k).transpose(1, 2).sqrt()
+
+    def run(self, cond: torch.Tensor, e: torch.Tensor | None, stream: bool,
+            mel: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (mu, log s), each ``[B, n_coef, T]``; ``mel`` (the frames of ``cond``) where there
+        is an ``envelope``."""
         go = (lambda m, v: m.step(v)) if stream else (lambda m, v: m(v))
         level = e if e is not None else cond.new_zeros(cond.shape[0], self.n_coef, cond.shape[2])
         bands = torch.log(torch.einsum("mk,bkt->bmt", self.bands.to(cond.dtype), level * level) + 1e-6)
@@ -201,8 +234,33 @@ class GaussianPrior(nn.Module):
             h = h + F.gelu(go(conv, h))
         ab = go(self.end, h)
         a, b = ab[:, :self.n_coef], ab[:, self.n_coef:]
-        mu = level * torch.exp(a.clamp(-12.0, 6.0))
+        if self.envelope is None:
+            mu = level * torch.exp(a.clamp(-12.0, 6.0))
+        else:
+            mu = level * self.level(mel) * torch.exp(MEAN_BOUND * torch.tanh(a / MEAN_BOUND))
         return mu, (b - 4.0).clamp(LOG_S_FLOOR, LOG_S_CEIL)
+
+
+def mdct_envelope(config: FlowConfig) -> torch.Tensor:
+    """``[hop, n_mels]``: from the mel's magnitudes squared to each MDCT coefficient's expected
+    power (``GaussianPrior.level``, before its smoothing). A mel band holds ``sum_j F[m, j] |X_j|``
+    (``mel_analysis``: the magnitudes of a Hann FFT of ``mel_n_fft`` points ``N``), so its mean
+    magnitude per FFT bin is that over ``sum_j F[m, j]``; for Gaussian noise of variance ``v``
+    ``E|X| = sqrt(pi / 4 * v * 3 N / 8)`` and the orthogonal MDCT's ``E c^2 = v``, so a
+    coefficient's power is ``32 / (3 pi N)`` times the band's mean magnitude squared (a tone's
+    comes out otherwise; the correction ``a`` learns it). Coefficient ``k`` (at ``(k + 1/2) rate /
+    (2 hop)`` Hz) takes the bands whose triangles cover it, weighted by their heights there."""
+    from .mel_analysis import hz_to_mel, mel_filterbank, mel_to_hz
+    n, sr, hop, n_mels = config.mel_n_fft, config.sample_rate, config.hop, config.n_mels
+    fb = mel_filterbank(sr, n, n_mels).astype(np.float64)
+    per_bin = 1.0 / fb.sum(axis=1).clip(1e-12)                              # band sum -> mean magnitude per bin
+    edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sr / 2.0), n_mels + 2))
+    f = (np.arange(hop) + 0.5) * sr / (2.0 * hop)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    height = np.maximum(0.0, np.minimum((f[None] - lo) / (mid - lo), (hi - f[None]) / (hi - mid)))   # [n_mels, hop]
+    weight = height / height.sum(axis=0, keepdims=True).clip(1e-12)
+    w = weight.T * (per_bin ** 2)[None] * (32.0 / (3.0 * math.pi * n))
+    return torch.tensor(w, dtype=torch.float32)
 
 
 def mdct_bands(config: FlowConfig) -> torch.Tensor:
@@ -231,7 +289,8 @@ class FlowVocoder(nn.Module):
             from .mdct import MDCT
             self.mdct = MDCT(cfg.hop)                    # the audio's (and the synthesis stream's)
             self.e_mdct = MDCT(cfg.hop)                  # the excitation's analysis stream
-            self.prior = GaussianPrior(n_cond, cfg.hop, mdct_bands(cfg), cfg.prior_channels)
+            self.prior = GaussianPrior(n_cond, cfg.hop, mdct_bands(cfg), cfg.prior_channels,
+                                       mdct_envelope(cfg) if cfg.mel_n_fft else None)
         self.convs = nn.ModuleList()
         self.couplings = nn.ModuleList()
         self.sizes = []                                  # channels in play at each flow step
@@ -310,7 +369,7 @@ class FlowVocoder(nn.Module):
         cond, e = self._condition(mel, False, source)
         cond = cond[:, :, :x.shape[2]]
         if self.prior is not None:
-            mu, log_s = self.prior.run(cond, e, False)
+            mu, log_s = self.prior.run(cond, e, False, mel[:, :, :x.shape[2]])
             x = (x - mu) * torch.exp(-log_s)
             logdet = logdet - log_s.sum(dim=(1, 2))
         for k, (conv, wn) in enumerate(zip(self.convs, self.couplings, strict=True)):
@@ -351,7 +410,7 @@ class FlowVocoder(nn.Module):
                 early_at -= cfg.n_early_size
                 x = torch.cat((z[:, early_at:early_at + cfg.n_early_size], x), dim=1)
         if self.mdct is not None:
-            mu, log_s = self.prior.run(cond, e, stream)
+            mu, log_s = self.prior.run(cond, e, stream, mel[:, :, :z.shape[2]])
             x = x * torch.exp(log_s) + mu
             return self.mdct.synthesise_step(x) if stream else self.mdct.synthesise(x)[:, :-cfg.hop]
         return x.transpose(1, 2).reshape(z.shape[0], -1)

@@ -373,6 +373,12 @@ class FlowVocoderInstrument(AudioVocoder):
         self.content_delay = model.output_delay
         self.takes_source = model.takes_source
         self.source_n_fft = model.config.source_n_fft
+        c, m = model.config, self.mel_cfg
+        nyquist = m["fmax"] is None or float(m["fmax"]) == c.sample_rate / 2
+        if c.mel_n_fft and not (int(m["n_fft"]) == c.mel_n_fft and float(m["fmin"]) == 0.0 and nyquist
+                                and not m["log10"]):
+            raise ValueError(f"{name or 'flow vocoder'}: its Gaussian reads mel frames of n_fft {c.mel_n_fft}, fmin 0, "
+                             f"fmax the Nyquist frequency, natural log; its mel analysis says {dict(m)}")
 
     def reset(self) -> None:
         super().reset()

@@ -288,7 +288,8 @@ def _build(cfg: VocoderTrainConfig):
         fcfg = FlowConfig(n_mels=cfg.n_mels, hop=cfg.flow_hop, n_group=cfg.n_group, n_flows=cfg.n_flows,
                           wn_layers=cfg.wn_layers, wn_channels=cfg.wn_channels, n_early_size=cfg.n_early_size,
                           sample_rate=cfg.sample_rate, source_n_fft=cfg.flow_source_n_fft,
-                          squeeze=cfg.flow_squeeze).check()
+                          squeeze=cfg.flow_squeeze,   # the MDCT's Gaussian takes its level from the mel
+                          mel_n_fft=cfg.n_fft if cfg.flow_squeeze == "mdct" and cfg.flow_source_n_fft else 0).check()
         return FlowVocoder(fcfg), fcfg, FlowVocoderInstrument
     from .melgan import MelGANConfig, MelGANGenerator
     mcfg = MelGANConfig(n_mels=cfg.n_mels, ngf=cfg.ngf, ratios=tuple(cfg.ratios),

@@ -58,7 +58,7 @@ def mdct_flow(seed: int = 0, source: bool = False) -> FlowVocoder:
     torch.manual_seed(seed)
     m = FlowVocoder(FlowConfig(n_mels=10, hop=H, n_group=H, n_flows=4, n_early_every=2, n_early_size=4, wn_layers=2,
                                wn_channels=8, sample_rate=8000, source_n_fft=2 * H if source else 0, squeeze="mdct",
-                               prior_channels=16, source_channels=4))
+                               prior_channels=16, source_channels=4, mel_n_fft=4 * H if source else 0))
     g = torch.Generator().manual_seed(seed + 10)
     with torch.no_grad():                # a trained-looking flow, not the identity it starts as
         for name, p in m.named_parameters():
@@ -101,17 +101,20 @@ def wild(m: FlowVocoder, scale: float, seed: int) -> FlowVocoder:
 @pytest.mark.parametrize("scale", [3.0, 40.0])
 def test_the_couplings_log_scales_are_bounded_and_the_standard_deviation_floored(scale):
     """Wild weights (a diverging run's): every coupling's log s stays within COUPLING_BOUND and the
-    Gaussian's log s within LOG_S_FLOOR..LOG_S_CEIL, so no frame's density spikes (an unbounded run's loss
+    Gaussian's log s within LOG_S_FLOOR..LOG_S_CEIL and its mean within exp(+-MEAN_BOUND) of
+    the excitation at the mel's level, so no frame's density spikes (an unbounded run's loss
     jumped to 2.5e32 in one step); at the milder scale, where the bounds already act, the flow
     still inverts within #5's 1e-4 (6e-6: the floor's e^9 magnifies rounding)."""
-    from livewave.flow_vocoder import COUPLING_BOUND, LOG_S_CEIL, LOG_S_FLOOR
+    from livewave.flow_vocoder import COUPLING_BOUND, LOG_S_CEIL, LOG_S_FLOOR, MEAN_BOUND
     m = wild(mdct_flow(3, source=True), scale, 4)
     frames = 6
     mel = torch.randn(1, 10, frames, dtype=torch.float64)
     src = source_of(0.3 * torch.randn(1, frames * H, dtype=torch.float64), frames)
     with torch.no_grad():
         cond, e = m._condition(mel, False, src)
-        _, prior_log_s = m.prior.run(cond, e, False)
+        mu, prior_log_s = m.prior.run(cond, e, False, mel)
+        lo, hi = (e.abs() * m.prior.level(mel) * math.exp(k * MEAN_BOUND) for k in (-1, 1))
+        assert (mu.abs() <= hi * (1 + 1e-9)).all() and (mu.abs() >= lo * (1 - 1e-9)).all()     # the mel's level, +-3
         assert prior_log_s.min().item() == LOG_S_FLOOR      # the weights ask for less and more: the bounds hold
         assert prior_log_s.max().item() == LOG_S_CEIL
         seen = []
@@ -201,12 +204,12 @@ def test_the_engine_plays_an_mdct_flow_the_same_at_any_block_size_with_its_laten
         torch.manual_seed(6)
         m = FlowVocoder(FlowConfig(n_mels=20, hop=64, n_group=64, n_flows=4, n_early_every=2, n_early_size=8,
                                    wn_layers=2, wn_channels=8, sample_rate=22050, source_n_fft=128, squeeze="mdct",
-                                   prior_channels=16, source_channels=4))
+                                   prior_channels=16, source_channels=4, mel_n_fft=256))
         g = torch.Generator().manual_seed(7)
         with torch.no_grad():
             for p in m.parameters():
                 p.add_(0.02 * torch.randn(p.shape, generator=g))
-        return FlowVocoderInstrument(m, {"n_mels": 20, "hop": 64}, name="tiny-mdct-flow")
+        return FlowVocoderInstrument(m, {"n_mels": 20, "hop": 64, "n_fft": 256}, name="tiny-mdct-flow")
 
     t = np.arange(24000) / 48000
     x = (0.4 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
@@ -264,3 +267,49 @@ def test_the_source_comes_back_from_its_spectra_and_whitens_in_the_mdcts_frames(
     # frame by frame, so it streams: frames whitened apart are the frames whitened together
     f = torch.randn(2, H, 7, generator=torch.Generator().manual_seed(10))
     assert torch.equal(torch.cat((whiten_frames(f[:, :, :3]), whiten_frames(f[:, :, 3:])), dim=2), whiten_frames(f))
+
+
+def test_the_gaussians_mean_takes_its_level_from_the_mel_so_a_new_flow_copies_a_held_tone():
+    """With ``mel_n_fft`` the Gaussian's mean is the whitened source given back the mel's level
+    (``mdct_envelope``): a flow that has learnt nothing yet (its couplings the identity, its
+    correction 0) plays a held tone back in tune, clean and at its level at sigma 0, at the
+    trainer's sizes (22.05 kHz, hop 256, 80 mels of a 1024-point FFT). A flow whose gain is its
+    network's alone starts at the whitened excitation's level, whatever the tone's."""
+    from livewave.held_note import harmonic_tone, peak_cents, spur_db
+    from livewave.mel_analysis import analyse
+    from livewave.source_phase import source_spectrum
+
+    sr, hop = 22050, 256
+    cfg = dict(n_mels=80, hop=hop, n_group=hop, n_flows=2, n_early_every=4, n_early_size=32, wn_layers=1,
+               wn_channels=8, sample_rate=sr, source_n_fft=2 * hop, squeeze="mdct", prior_channels=8)
+    levels = {}
+    for n_fft in (1024, 0):
+        m = FlowVocoder(FlowConfig(**cfg, mel_n_fft=n_fft)).eval()
+        for f0 in (110.0, 300.0, 1000.0):
+            for amp in (1.0, 0.05):
+                x = amp * harmonic_tone(f0, sr)
+                mel = torch.from_numpy(np.ascontiguousarray(analyse(x, sr, n_fft=1024, hop=hop, n_mels=80).T[None]))
+                with torch.no_grad():
+                    y = m.infer(mel, z=torch.zeros(m.noise_shape(mel)),
+                                source=source_spectrum(torch.from_numpy(x)[None], 2 * hop, hop)[:, :, :mel.shape[2]])
+                y = y[0].numpy()[m.output_delay:]
+                levels[n_fft, f0, amp] = float(np.sqrt(np.mean(y[sr:] ** 2)) / np.sqrt(np.mean(x[sr:] ** 2)))
+                if n_fft:
+                    assert abs(peak_cents(y, f0, sr)) < 1.0 and spur_db(y, f0, sr) < -20.0
+    for f0 in (110.0, 300.0, 1000.0):
+        for amp in (1.0, 0.05):
+            assert 0.6 < levels[1024, f0, amp] < 1.6, levels
+        assert levels[0, f0, 0.05] > 10 * levels[0, f0, 1.0] * 0.05       # the level not the input's
+
+
+def test_a_flow_reading_the_mels_level_refuses_another_mel_analysis():
+    from livewave.vocoder_instrument import FlowVocoderInstrument
+    with pytest.raises(ValueError, match="mel_n_fft .* needs squeeze 'mdct' and a source"):
+        FlowConfig(hop=32, n_group=32, squeeze="mdct", mel_n_fft=128).check()
+    with pytest.raises(ValueError, match="mel_n_fft must be a whole number >= 0"):
+        FlowConfig(hop=32, n_group=32, squeeze="mdct", source_n_fft=64, mel_n_fft=-1).check()
+    m = mdct_flow(0, source=True)
+    FlowVocoderInstrument(m, {"n_mels": 10, "hop": H, "n_fft": 4 * H})
+    for bad in ({"n_fft": 8 * H}, {"n_fft": 4 * H, "log10": True}, {"n_fft": 4 * H, "fmin": 40.0}):
+        with pytest.raises(ValueError, match="its Gaussian reads mel frames of n_fft 128"):
+            FlowVocoderInstrument(m, {"n_mels": 10, "hop": H, **bad}, name="x")
