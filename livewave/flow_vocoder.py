@@ -30,7 +30,9 @@ time steps are the mel's frames: the couplings run at the frame rate, 256 times 
 WaveGlow's at hop 256 and groups of 8, cheap enough to train on a CPU. Its first step is a
 Gaussian given the conditioning (``GaussianPrior``: each coefficient's mean is the excitation's
 own coefficient times a learnt gain, its standard deviation learnt too, from the mel and the
-excitation's band levels), the couplings then shape what that leaves. Sampling draws ``z`` at
+excitation's band levels; with ``mel_n_fft``, as the trainer sets it, the mean's level is the mel's
+own, ``mdct_envelope``, and the network's gain only a bounded correction), the couplings then
+shape what that leaves. Sampling draws ``z`` at
 ``sigma`` through them backwards and the MDCT's inverse overlap-adds the frames, final one hop
 behind (``output_delay`` is one hop more). Its audio begins a hop before the frames' own
 (``audio_lead``: frame 0's window). With a source, the excitation is the source's own MDCT
@@ -391,6 +393,22 @@ class FlowVocoder(nn.Module):
         n = z[0].numel()
         gauss = 0.5 * (z ** 2).sum(dim=(1, 2)) / sigma ** 2 + n * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
         return ((gauss - logdet) / n).mean()
+
+    def prior_negative_log_likelihood(self, audio: torch.Tensor, mel: torch.Tensor,
+                                      source: torch.Tensor | None = None) -> torch.Tensor:
+        """Squeeze "mdct": -log p(audio | mel, source) in nats per sample under the Gaussian
+        alone (``GaussianPrior``, no couplings after it), the trainer's ``prior_weight`` term.
+        Scored on its own as a density, the Gaussian must put the coefficients' mean where they
+        are; scored only through the whole flow, a run left the mean of steady tones near 0
+        and their standard deviation over their level, the couplings explaining each frame from
+        its own coefficients instead, which at sampling time repeats the same frame every hop."""
+        if self.prior is None:
+            raise ValueError("flow vocoder: only a flow whose squeeze is the MDCT has a Gaussian first step")
+        c = self.mdct.analyse(audio)
+        cond, e = self._condition(mel, False, source)
+        mu, log_s = self.prior.run(cond[:, :, :c.shape[2]], e, False, mel[:, :, :c.shape[2]])
+        nll = 0.5 * ((c - mu) * torch.exp(-log_s)) ** 2 + log_s + 0.5 * math.log(2 * math.pi)
+        return nll.mean()
 
     # -- sampling: z -> audio ---------------------------------------------------------------------
     def run_inverse(self, z: torch.Tensor, mel: torch.Tensor, stream: bool,

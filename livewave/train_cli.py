@@ -96,6 +96,9 @@ def add_parsers(sub) -> None:
     f.add_argument("--source-dropout", type=float, default=0.0, metavar="SHARE",
                    help="with --source-n-fft: share of training crops given a silent source, so the flow also "
                         "learns to play from the mel alone (0: none)")
+    f.add_argument("--prior-weight", type=float, default=0.0,
+                   help="with --squeeze mdct: weight of its Gaussian first step's own likelihood beside the flow's, "
+                        "so the mean follows the source and the mel (0: none)")
     f.add_argument("--mel-weight", type=float, default=0.0,
                    help="weight of that sample's log-mel L1 (with --sample-weight)")
     f.add_argument("--decay-steps", type=int, default=0,
@@ -205,7 +208,7 @@ def cmd_train_vocoder(args) -> int:
                                      n_early_size=args.early_size, sample_weight=args.sample_weight,
                                      mel_weight=args.mel_weight, flow_source_n_fft=args.source_n_fft,
                                      decay_steps=args.decay_steps, ema=args.ema, flow_squeeze=args.squeeze,
-                                     source_dropout=args.source_dropout)
+                                     source_dropout=args.source_dropout, prior_weight=args.prior_weight)
         else:
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
                                      ngf=args.ngf, ratios=tuple(int(r) for r in args.ratios.split(",")))

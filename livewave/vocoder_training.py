@@ -123,6 +123,8 @@ class VocoderTrainConfig:
     onsets: float = 0.0          # share of crops made onsets after silence (``MelCrops.batch``); 0: none
     source_dropout: float = 0.0  # flow with a source: share of crops given a silent source, so it learns
                                  # to play from the mel alone too (``drop_sources``); 0: none
+    prior_weight: float = 0.0    # flow, squeeze "mdct": weight of its Gaussian's own NLL beside the flow's
+                                 # (``FlowVocoder.prior_negative_log_likelihood``); 0: none
 
     @property
     def hop(self) -> int:
@@ -164,6 +166,10 @@ class VocoderTrainConfig:
             raise ValueError(f"source_dropout={self.source_dropout}: a share of the crops, 0..1")
         if self.source_dropout and not (self.family == "flow" and self.flow_source_n_fft):
             raise ValueError("source_dropout is for a flow driven by a source (flow_source_n_fft)")
+        if not (0.0 <= self.prior_weight < 1e3):
+            raise ValueError(f"prior_weight={self.prior_weight}: need 0 <= weight < 1000")
+        if self.prior_weight and not (self.family == "flow" and self.flow_squeeze == "mdct"):
+            raise ValueError("prior_weight is for a flow whose squeeze is the MDCT (its Gaussian first step)")
         from .flow_vocoder import SQUEEZES
         if self.flow_squeeze not in SQUEEZES:
             raise ValueError(f"flow_squeeze={self.flow_squeeze!r}: one of {', '.join(SQUEEZES)}")
@@ -425,6 +431,8 @@ def train_vocoder(data, out, cfg: VocoderTrainConfig, name: str | None = None, p
         if flow:
             opt_g.zero_grad(set_to_none=True)
             loss = gen.negative_log_likelihood(real[:, 0], mel, source=source)
+            if cfg.prior_weight:
+                loss = loss + cfg.prior_weight * gen.prior_negative_log_likelihood(real[:, 0], mel, source)
             if cfg.sample_weight:           # what the frames play (an MDCT flow's audio began a hop early)
                 played = real[:, 0, :cfg.crop_frames * cfg.hop]
                 loss = loss + _flow_sample_loss(gen, mel, played, cfg, fft_sizes, rng, source)
@@ -679,6 +687,8 @@ def _config_key(cfg: VocoderTrainConfig) -> str:
         d.pop("onsets")
     if not cfg.source_dropout:
         d.pop("source_dropout")
+    if not cfg.prior_weight:
+        d.pop("prior_weight")
     if cfg.family != "hifigan":
         d.pop("hifigan_version")
         d.pop("hifigan_channels")

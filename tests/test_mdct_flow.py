@@ -313,3 +313,26 @@ def test_a_flow_reading_the_mels_level_refuses_another_mel_analysis():
     for bad in ({"n_fft": 8 * H}, {"n_fft": 4 * H, "log10": True}, {"n_fft": 4 * H, "fmin": 40.0}):
         with pytest.raises(ValueError, match="its Gaussian reads mel frames of n_fft 128"):
             FlowVocoderInstrument(m, {"n_mels": 10, "hop": H, **bad}, name="x")
+
+
+def test_the_gaussians_own_likelihood_is_the_flows_while_the_couplings_are_the_identity():
+    """``prior_negative_log_likelihood`` (the trainer's ``prior_weight`` term) is a Gaussian
+    density of the coefficients: for a flow whose couplings have learnt nothing (the identity)
+    and whose 1x1 convolutions are rotations, it is the whole flow's NLL; once the couplings
+    act, the two differ."""
+    m = FlowVocoder(FlowConfig(n_mels=10, hop=H, n_group=H, n_flows=4, n_early_every=2, n_early_size=4, wn_layers=2,
+                               wn_channels=8, sample_rate=8000, source_n_fft=2 * H, squeeze="mdct", prior_channels=16,
+                               source_channels=4, mel_n_fft=4 * H)).double().eval()
+    frames = 12
+    g = torch.Generator().manual_seed(4)
+    x = 0.3 * torch.randn(2, (frames + 1) * H, generator=g, dtype=torch.float64)
+    mel = -2.0 + 0.5 * torch.randn(2, 10, frames, generator=g, dtype=torch.float64)
+    src = source_of(x[:, H:], frames)
+    with torch.no_grad():
+        whole, prior = m.negative_log_likelihood(x, mel, source=src), m.prior_negative_log_likelihood(x, mel, src)
+        assert abs(float(whole - prior)) < 1e-6 * abs(float(whole))    # (the 1x1 rotations are float32's)
+        trained = wild(m, 1.0, 9)
+        assert abs(float(trained.negative_log_likelihood(x, mel, source=src)
+                         - trained.prior_negative_log_likelihood(x, mel, src))) > 1e-3
+    with pytest.raises(ValueError, match="only a flow whose squeeze is the MDCT"):
+        FlowVocoder(FlowConfig(n_mels=10, hop=H, n_group=8)).prior_negative_log_likelihood(x, mel)

@@ -170,12 +170,16 @@ def test_an_mdct_flow_learns_from_its_source_and_its_frames_line_up(tmp_path):
     out = tmp_path / "m.safetensors"
     r = train_vocoder(data, out, VocoderTrainConfig(steps=30, checkpoint_every=30, **{**tiny, "flow_source_n_fft": 128,
                                                                                         "flow_squeeze": "mdct",
-                                                                                        "source_dropout": 0.3}),
+                                                                                        "source_dropout": 0.3,
+                                                                                        "prior_weight": 1.0}),
                       progress=False)
     assert r["steps"] == 30 and math.isfinite(r["loss"])
     flow = load_generator(out)
     assert flow.model.config.squeeze == "mdct" and flow.info.card["training"]["flow_squeeze"] == "mdct"
-    assert flow.info.card["training"]["source_dropout"] == 0.3
+    assert flow.info.card["training"]["source_dropout"] == 0.3 and flow.info.card["training"]["prior_weight"] == 1.0
+    assert flow.model.config.mel_n_fft == tiny.get("n_fft", 1024)      # its Gaussian reads the mel's level
+    with pytest.raises(ValueError, match="prior_weight is for a flow whose squeeze is the MDCT"):
+        VocoderTrainConfig(**TINY_FLOW, prior_weight=1.0).validate()
     assert flow.content_delay == 128 and flow.takes_source
     with pytest.raises(ValueError, match="n_group = flow_hop"):
         VocoderTrainConfig(**TINY_FLOW, flow_squeeze="mdct").validate()
