@@ -107,7 +107,7 @@ def vocoder_configs(quick: bool = False) -> list[tuple[str, object]]:
                n_group=32, n_flows=8, wn_layers=6, wn_channels=96, n_early_size=8, source_n_fft=512)))),
            ("flow mdct 6 x WN 4x128, source (causal)", FlowVocoderInstrument(FlowVocoder(FlowConfig(
                n_group=256, n_flows=6, wn_layers=4, wn_channels=128, n_early_size=32, source_n_fft=512,
-               squeeze="mdct"))))]
+               squeeze="mdct", mel_n_fft=1024))))]
     v3 = HiFiGANConfig(resblock="2", upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
                        upsample_initial_channel=256, resblock_kernel_sizes=(3, 5, 7),
                        resblock_dilation_sizes=((1, 2), (2, 6), (3, 12)))

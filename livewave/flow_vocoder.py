@@ -198,7 +198,10 @@ class GaussianPrior(nn.Module):
     gain was the network's alone learnt it on FluidR3's notes (held out, the mean within 21 % of
     the coefficients) but gave steady tones 1/40 of theirs and a standard deviation over their
     level, so what its couplings made of a steady mel, the same every frame, sounded on the
-    frame rate's grid (models/README.md)."""
+    frame rate's grid (models/README.md). With the envelope, too, the log s of a frame whose
+    excitation is silent (no source, or a crop the trainer's ``source_dropout`` silenced) comes
+    from a head of its own (``alone``): from one head, a run gave a low tone of few partials,
+    whose excitation is silent in most bands, the wide deviation the mel alone needs."""
 
     def __init__(self, n_cond: int, n_coef: int, bands: torch.Tensor, channels: int,
                  envelope: torch.Tensor | None = None, log10: bool = False):
@@ -211,6 +214,11 @@ class GaussianPrior(nn.Module):
         self.end = CausalConv1d(channels, 2 * n_coef, 1)
         nn.init.zeros_(self.end.weight)
         nn.init.zeros_(self.end.bias)
+        self.alone = None          # with the mel's envelope: log s of frames whose excitation is silent, apart
+        if envelope is not None:
+            self.alone = CausalConv1d(channels, n_coef, 1)
+            nn.init.zeros_(self.alone.weight)
+            nn.init.zeros_(self.alone.bias)
         self.n_coef = n_coef
 
     def level(self, mel: torch.Tensor) -> torch.Tensor:
@@ -240,6 +248,8 @@ class GaussianPrior(nn.Module):
             mu = level * torch.exp(a.clamp(-12.0, 6.0))
         else:
             mu = level * self.level(mel) * torch.exp(MEAN_BOUND * torch.tanh(a / MEAN_BOUND))
+            b_alone = go(self.alone, h)       # (streamed in step with the rest, used or not)
+            b = torch.where(level.abs().amax(dim=1, keepdim=True) > 0, b, b_alone)
         return mu, (b - 4.0).clamp(LOG_S_FLOOR, LOG_S_CEIL)
 
 
