@@ -177,6 +177,9 @@ def _vocoder_options(p, steps: int, lr: float) -> None:
     p.add_argument("--onsets", type=float, default=0.0, metavar="SHARE",
                    help="share of training crops made onsets after digital silence, at random gains (a stream "
                         "after a long silence meets what phrases that ring on never show); 0: none")
+    p.add_argument("--lowpass", type=float, default=0.0, metavar="SHARE",
+                   help="share of training crops low-passed at a random cutoff (150 Hz to 6 kHz), so the "
+                        "vocoder meets notes of few partials, which recorded instruments never give; 0: none")
     p.add_argument("--init", default="", metavar="CHECKPOINT",
                    help="fine-tune: start from this trained vocoder of the same family (its architecture, rate, "
                         "bands and analysis replace the options here), e.g. a shipped one on your own recordings")
@@ -188,7 +191,8 @@ def cmd_train_vocoder(args) -> int:
         common = dict(family=args.family, steps=args.steps, batch=args.batch, crop_frames=args.crop_frames,
                       learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       device=args.device, sample_rate=args.rate, n_mels=args.n_mels, init=args.init,
-                      max_minutes=args.max_minutes, onsets=args.onsets)
+                      max_minutes=args.max_minutes, onsets=args.onsets,
+                      lowpass=args.lowpass)
         if args.family == "hifigan":
             cfg = VocoderTrainConfig(**common, gan_start=args.gan_start, discriminators=args.discriminators,
                                      hifigan_version=args.version, hifigan_channels=args.channels,

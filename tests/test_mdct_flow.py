@@ -101,11 +101,11 @@ def wild(m: FlowVocoder, scale: float, seed: int) -> FlowVocoder:
 @pytest.mark.parametrize("scale", [3.0, 40.0])
 def test_the_couplings_log_scales_are_bounded_and_the_standard_deviation_floored(scale):
     """Wild weights (a diverging run's): every coupling's log s stays within COUPLING_BOUND and the
-    Gaussian's log s within LOG_S_FLOOR..LOG_S_CEIL and its mean within exp(+-MEAN_BOUND) of
+    Gaussian's log s within LOG_S_FLOOR..LOG_S_CEIL and its mean within exp(+-mean_bound) of
     the excitation at the mel's level, so no frame's density spikes (an unbounded run's loss
     jumped to 2.5e32 in one step); at the milder scale, where the bounds already act, the flow
     still inverts within #5's 1e-4 (6e-6: the floor's e^9 magnifies rounding)."""
-    from livewave.flow_vocoder import COUPLING_BOUND, LOG_S_CEIL, LOG_S_FLOOR, MEAN_BOUND
+    from livewave.flow_vocoder import COUPLING_BOUND, LOG_S_CEIL, LOG_S_FLOOR
     m = wild(mdct_flow(3, source=True), scale, 4)
     frames = 6
     mel = torch.randn(1, 10, frames, dtype=torch.float64)
@@ -113,8 +113,8 @@ def test_the_couplings_log_scales_are_bounded_and_the_standard_deviation_floored
     with torch.no_grad():
         cond, e = m._condition(mel, False, src)
         mu, prior_log_s = m.prior.run(cond, e, False, mel)
-        lo, hi = (e.abs() * m.prior.level(mel) * math.exp(k * MEAN_BOUND) for k in (-1, 1))
-        assert (mu.abs() <= hi * (1 + 1e-9)).all() and (mu.abs() >= lo * (1 - 1e-9)).all()     # the mel's level, +-3
+        lo, hi = (e.abs() * m.prior.level(mel) * math.exp(k * m.config.mean_bound) for k in (-1, 1))
+        assert (mu.abs() <= hi * (1 + 1e-9)).all() and (mu.abs() >= lo * (1 - 1e-9)).all()  # the mel level, +-mean_bound
         assert prior_log_s.min().item() == LOG_S_FLOOR      # the weights ask for less and more: the bounds hold
         assert prior_log_s.max().item() == LOG_S_CEIL
         seen = []
@@ -308,6 +308,13 @@ def test_a_flow_reading_the_mels_level_refuses_another_mel_analysis():
         FlowConfig(hop=32, n_group=32, squeeze="mdct", mel_n_fft=128).check()
     with pytest.raises(ValueError, match="mel_n_fft must be a whole number >= 0"):
         FlowConfig(hop=32, n_group=32, squeeze="mdct", source_n_fft=64, mel_n_fft=-1).check()
+    for bad in (0.0, -1.0, 7.0, "0.5", True):
+        with pytest.raises(ValueError, match="mean_bound must be a number in"):
+            FlowConfig(hop=32, n_group=32, squeeze="mdct", source_n_fft=64, mel_n_fft=128, mean_bound=bad).check()
+    saved = FlowConfig(hop=32, n_group=32, squeeze="mdct", source_n_fft=64, mel_n_fft=128).to_dict()
+    assert FlowConfig.from_dict(saved).mean_bound == 0.5
+    saved.pop("mean_bound")            # a flow saved before the bound was a field was trained with 3
+    assert FlowConfig.from_dict(saved).mean_bound == 3.0
     m = mdct_flow(0, source=True)
     FlowVocoderInstrument(m, {"n_mels": 10, "hop": H, "n_fft": 4 * H})
     for bad in ({"n_fft": 8 * H}, {"n_fft": 4 * H, "log10": True}, {"n_fft": 4 * H, "fmin": 40.0}):

@@ -171,12 +171,14 @@ def test_an_mdct_flow_learns_from_its_source_and_its_frames_line_up(tmp_path):
     r = train_vocoder(data, out, VocoderTrainConfig(steps=30, checkpoint_every=30, **{**tiny, "flow_source_n_fft": 128,
                                                                                         "flow_squeeze": "mdct",
                                                                                         "source_dropout": 0.3,
-                                                                                        "prior_weight": 1.0}),
+                                                                                        "prior_weight": 1.0,
+                                                                                        "lowpass": 0.5}),
                       progress=False)
     assert r["steps"] == 30 and math.isfinite(r["loss"])
     flow = load_generator(out)
     assert flow.model.config.squeeze == "mdct" and flow.info.card["training"]["flow_squeeze"] == "mdct"
     assert flow.info.card["training"]["source_dropout"] == 0.3 and flow.info.card["training"]["prior_weight"] == 1.0
+    assert flow.info.card["training"]["lowpass"] == 0.5
     assert flow.model.config.mel_n_fft == tiny.get("n_fft", 1024)      # its Gaussian reads the mel's level
     with pytest.raises(ValueError, match="prior_weight is for a flow whose squeeze is the MDCT"):
         VocoderTrainConfig(**TINY_FLOW, prior_weight=1.0).validate()
@@ -405,6 +407,58 @@ def test_onset_crops_start_from_digital_silence_with_their_mel_analysed_exactly(
     assert np.abs(plain_audio[:, :lead + h]).max() > 0
     with pytest.raises(ValueError, match="onsets"):
         VocoderTrainConfig(**TINY, onsets=1.5).validate()
+
+
+def test_low_pass_is_a_butterworth_magnitude_with_no_wrap_around():
+    """``low_passed``: -3 dB at the cutoff, 48 dB an octave over it, flat under it; a click at
+    the end of the signal does not come back at its start (the FFT is padded)."""
+    from livewave.vocoder_training import low_passed
+    sr, n, fc = 16000, 16000, 500.0
+    t = np.arange(n) / sr
+    for f, want in ((125.0, 0.0), (500.0, -3.01), (1000.0, -48.2), (2000.0, -96.3)):
+        y = low_passed(np.sin(2 * np.pi * f * t), fc, sr)[4000:12000]
+        got = 20 * np.log10(np.sqrt(2 * np.mean(y ** 2)))
+        assert abs(got - want) < 0.05 + 0.01 * abs(want), (f, got, want)
+    click = np.zeros(n)
+    click[-1] = 1.0
+    assert np.abs(low_passed(click, fc, sr)[:n // 2]).max() < 1e-9
+
+
+def test_low_passed_crops_have_their_mel_analysed_with_their_history(monkeypatch):
+    """``--lowpass``: a crop is its clip's audio through ``low_passed`` at a cutoff in
+    ``LOWPASS_HZ``, the filter run over the history the mel needs too, and its mel is the
+    analysis of exactly that audio."""
+    import livewave.vocoder_training as vt
+    from livewave.mel_analysis import analyse
+    cfg = VocoderTrainConfig(**TINY).validate()
+    rng0 = np.random.default_rng(3)
+    clips = [(0.3 * rng0.standard_normal(16000)).astype(np.float32) for _ in range(2)]
+    crops = vt.MelCrops(clips, cfg)
+    seen = []
+    real = vt.low_passed
+
+    def spy(x, cutoff, sample_rate):
+        seen.append((x.copy(), cutoff, real(x, cutoff, sample_rate)))
+        return seen[-1][2]
+    monkeypatch.setattr(vt, "low_passed", spy)
+    lead, h, f = 128, cfg.hop, cfg.crop_frames
+    mel, audio = crops.batch(np.random.default_rng(5), 16, lead, lowpass=1.0)
+    assert len(seen) == 16
+    back = len(seen[0][0]) - f * h       # samples filtered before the crop
+    assert back >= lead + cfg.n_fft and back % h == 0
+    first = (cfg.n_fft - lead) // h      # frames whose whole window lies in the crop's audio
+    for b, (x, cutoff, y) in enumerate(seen):
+        assert vt.LOWPASS_HZ[0] <= cutoff <= vt.LOWPASS_HZ[1]
+        assert np.array_equal(audio[b], y[back - lead:])
+        crop = x[-f * h:]                 # what was filtered ends with the plain crop of a clip
+        assert any(np.array_equal(c[i:i + f * h], crop) for c in clips for i in np.flatnonzero(c == crop[0]))
+        got = analyse(audio[b], 16000, n_fft=cfg.n_fft, hop=h, n_mels=32)[lead // h:].T
+        assert np.allclose(mel[b, :, first:], got[:, first:f], atol=1e-4)
+        whole = analyse(y, 16000, n_fft=cfg.n_fft, hop=h, n_mels=32)[back // h:back // h + f].T
+        assert np.allclose(mel[b], whole, atol=1e-5)
+    assert len({round(c) for _, c, _ in seen}) == 16
+    with pytest.raises(ValueError, match="lowpass"):
+        VocoderTrainConfig(**TINY, lowpass=-0.1).validate()
 
 
 def test_synthetic_sounds_are_reproducible_onsets_after_silence(tmp_path):
