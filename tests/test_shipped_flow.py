@@ -62,16 +62,30 @@ def test_the_shipped_flow_gives_held_out_audio_a_high_likelihood_and_needs_its_m
     assert nll < wrong - 0.2
 
 
-def test_the_shipped_flows_sigma_sets_its_output_energy(held_out):
-    """Through the instrument's own offline path at each temperature (the same noise): more
-    sigma, more energy; sigma 0 is the flow's deterministic mode, not silence."""
+def test_the_shipped_flows_sigma_moves_it_from_its_mode_within_the_controls_range(held_out):
+    """Through the instrument's own offline path at each temperature of the ``sigma`` control's
+    range (the same noise): sigma 0 is the flow's deterministic mode, not silence; more sigma,
+    further from it. A flow with no source is noise shaped by its mel, so sigma sets its energy;
+    one driven by its source is a narrow density around what the source and the mel say (the
+    MDCT flow's Gaussian), so there sigma adds detail and the level stays within 1 dB of the
+    mode's over the control's whole range (measured, flow-fluidr3: the departure from the mode
+    3.7e-5 at 0.3 and 1.5e-3 at 1.2 RMS, against 0.0119; past the range, at 1.5, it is 0.033)."""
+    from livewave.vocoder_instrument import FLOW_CONTROLS
     gen, _, mel, source = held_out
+    top = next(c.maximum for c in FLOW_CONTROLS if c.name == "sigma")
+    sigmas = (0.0, 0.3, 0.6, 0.9, top)
     z = gen.model.noise(mel, 1.0, generator=torch.Generator().manual_seed(3))
-    rms = []
+    ys = []
     with torch.inference_mode():
-        for s in (0.0, 0.3, 0.6, 0.9):
+        for s in sigmas:
             gen.model.reset()
-            rms.append(float(gen.model.infer(mel, z=s * z, source=source).pow(2).mean().sqrt()))
-    print("RMS at sigma 0, 0.3, 0.6, 0.9:", [f"{r:.4f}" for r in rms])
+            ys.append(gen.model.infer(mel, z=s * z, source=source).double())
+    rms = [float(y.pow(2).mean().sqrt()) for y in ys]
+    away = [float((y - ys[0]).pow(2).mean().sqrt()) for y in ys]
+    print("sigma", sigmas, "RMS", [f"{r:.4g}" for r in rms], "from the mode", [f"{a:.3g}" for a in away])
     assert all(np.isfinite(rms)) and rms[0] > 1e-4
-    assert rms[1] < rms[2] < rms[3]
+    assert all(a < b for a, b in zip(away, away[1:]))
+    if gen.takes_source:
+        assert all(abs(20 * math.log10(r / rms[0])) < 1.0 for r in rms)
+    else:
+        assert all(a < b for a, b in zip(rms[1:], rms[2:]))
