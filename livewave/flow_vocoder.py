@@ -150,7 +150,22 @@ class Invertible1x1(nn.Module):
         return torch.einsum("ij,bjt->bit", self.weight, x), logdet
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("ij,bjt->bit", torch.linalg.inv(self.weight), z)
+        return torch.einsum("ij,bjt->bit", self.inverse_weight(), z)
+
+    def inverse_weight(self) -> torch.Tensor:
+        """``W^-1``: where gradients flow to ``W``, computed afresh; otherwise kept until ``W``
+        changes (its version, storage, device or dtype), for a stream inverts every frame: on
+        this CPU the six inverses of the MDCT flow (256 x 256 and down) were most of a frame's
+        cost, 60 to 70 % of real time streamed (benchmarks/RESULTS.md)."""
+        w = self.weight
+        if torch.is_grad_enabled() and w.requires_grad:
+            return torch.linalg.inv(w)
+        key = (w._version, w.data_ptr(), w.device, w.dtype)
+        if getattr(self, "_inv_key", None) != key:
+            with torch.inference_mode(False), torch.no_grad():     # a plain tensor, usable in any mode
+                self._inv = torch.linalg.inv(w.detach())
+            self._inv_key = key
+        return self._inv
 
 
 class WaveNet(nn.Module):

@@ -145,3 +145,29 @@ def test_a_flow_converted_to_take_a_source_renders_as_before_whatever_the_source
         FlowConfig(hop=32, n_group=8, source_n_fft=-64).check()
     with pytest.raises(ValueError, match="n_flows must be a positive integer, got 0"):
         FlowConfig(hop=32, n_group=8, n_flows=0).check()
+
+
+def test_the_inverse_of_a_1x1_conv_is_kept_until_its_weight_changes():
+    """A stream inverts every frame; ``W^-1`` is computed once, and again whenever ``W`` changes
+    (an optimiser step, a loaded state, another dtype), while training takes it afresh so its
+    gradient reaches ``W``."""
+    from livewave.flow_vocoder import Invertible1x1
+    conv = Invertible1x1(8)
+    x = torch.randn(2, 8, 5)
+    with torch.inference_mode():
+        first = conv.inverse_weight()
+        assert conv.inverse_weight() is first                    # kept
+        assert torch.allclose(conv.inverse(conv(x)[0]), x, atol=1e-5)
+    with torch.no_grad():
+        conv.weight.add_(0.1 * torch.eye(8))                     # in place, as an optimiser steps
+    assert conv.inverse_weight() is not first
+    assert torch.allclose(conv.inverse_weight() @ conv.weight, torch.eye(8), atol=1e-5)
+    other = Invertible1x1(8)
+    conv.load_state_dict(other.state_dict())
+    assert torch.allclose(conv.inverse_weight(), torch.linalg.inv(other.weight), atol=1e-6)
+    conv.double()
+    assert conv.inverse_weight().dtype == torch.float64
+    conv.float()
+    z = conv.inverse(torch.randn(2, 8, 5))                       # grad mode: afresh, differentiable
+    z.sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
