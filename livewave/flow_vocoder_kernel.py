@@ -75,9 +75,10 @@ def _excitation_frame(spec, use_source, re, im, rev):
 
 @njit(nogil=True, cache=True, fastmath=FAST)
 def _coupling_inverse(x, off, ch, g, cpl, dilations, cond, hist, h, zbuf, gate, rs, skip, st, tmp, taps, ex, ibits,
-                      fbits):
+                      fbits, bound):
     """Undo one flow step on ``x[:g, off:off + ch]`` in place: the coupling (its WaveNet on the
-    first half, conditioned on ``cond``), then the 1x1 convolution."""
+    first half, conditioned on ``cond``; its log s ``bound tanh(raw / bound)`` where ``bound`` >
+    0, as ``WaveNet.run``), then the 1x1 convolution."""
     (start_w, start_b, dil_w, dil_b, cond_w, cond_b, rs_w, rs_b, last_w, last_b, end_w, end_b, winv, winv_b) = cpl
     half = ch // 2
     width = start_b.shape[0]
@@ -131,7 +132,10 @@ def _coupling_inverse(x, off, ch, g, cpl, dilations, cond, hist, h, zbuf, gate, 
         xr = x[r]
         s = st[r]
         for j in range(ch - half):
-            xr[off + half + j] = (xr[off + half + j] - s[half + j]) * np.float32(math.exp(-float(s[j])))
+            log_s = float(s[j])
+            if bound > 0.0:
+                log_s = bound * math.tanh(log_s / bound)
+            xr[off + half + j] = (xr[off + half + j] - s[half + j]) * np.float32(math.exp(-log_s))
     linear(winv, winv_b, x, off, g, ch, tmp, 0)                     # the 1x1 convolution undone
     for r in range(g):
         xr = x[r]
@@ -151,8 +155,6 @@ def flow_step(mel, z, source, use_source, excite, per, glob, couplings, sizes, d
     ``glob``: (cond conv, source conv) weights; ``couplings``: one tuple of weights per flow step
     (``FlowKernel``); ``rows``: the WaveNet's scratch rows."""
     cond_w, cond_b, src_w, src_b = glob
-    h, zbuf, gate, rs, skip, st, tmp, ex, ibits = rows
-    fbits = ibits.view(np.float32)
     t_frames = mel.shape[0]
     n_mels = mel.shape[1]
     n_group = x.shape[1]
@@ -176,11 +178,21 @@ def flow_step(mel, z, source, use_source, excite, per, glob, couplings, sizes, d
             for c in range(n_group):
                 row[c] = e[r * n_group + c]
         causal_conv(src_hist, 2, 1, 3, n_group, g, src_w, src_b, taps, cond, n_mels)
-    n_flows = sizes.shape[0]
-    for k in range(n_flows - 1, -1, -1):
+    couplings_inverse(x, g, couplings, sizes, dilations, cond, wn_hist, rows, taps, 0.0)
+
+
+@njit(nogil=True, cache=True, fastmath=FAST)
+def couplings_inverse(x, g, couplings, sizes, dilations, cond, wn_hist, rows, taps, bound):
+    """The flow undone from its last step to its first on ``x[:g]`` (rows of ``n_group``, the
+    noise in, the first step's input out), in place: each coupling, then its 1x1 convolution's
+    inverse; the early outputs, already in ``x``, join the channels in play as it goes back."""
+    h, zbuf, gate, rs, skip, st, tmp, ex, ibits = rows
+    fbits = ibits.view(np.float32)
+    n_group = x.shape[1]
+    for k in range(sizes.shape[0] - 1, -1, -1):
         ch = sizes[k]
         _coupling_inverse(x, n_group - ch, ch, g, couplings[k], dilations, cond, wn_hist[k], h, zbuf, gate, rs,
-                          skip, st, tmp, taps, ex, ibits, fbits)
+                          skip, st, tmp, taps, ex, ibits, fbits, bound)
 
 
 def _coupling_weights(wn, conv) -> tuple:
@@ -199,15 +211,82 @@ def _coupling_weights(wn, conv) -> tuple:
             np.ascontiguousarray(winv, np.float32), np.zeros(winv.shape[0], np.float32))
 
 
+def _wavenet_state(c, rows: int, dilations: np.ndarray) -> tuple:
+    """(every coupling's WaveNet histories, the scratch rows ``couplings_inverse`` takes) for a
+    flow of config ``c`` stepping up to ``rows`` rows a call."""
+    width = c.wn_channels
+    ctx = (c.wn_kernel - 1) * int(dilations.max())
+    hist = np.zeros((c.n_flows, c.wn_layers, ctx + rows, width), np.float32)
+    scratch = (np.zeros((rows, width), np.float32), np.zeros((rows, 2 * width * c.wn_layers), np.float32),
+               np.zeros((rows, width), np.float32), np.zeros((rows, 2 * width), np.float32),
+               np.zeros((rows, width), np.float32), np.zeros((rows, c.n_group), np.float32),
+               np.zeros((rows, c.n_group), np.float32), np.zeros(2 * width, np.float32),
+               np.zeros(2 * width, np.int32))
+    return hist, scratch
+
+
+def _check_wavenets(model) -> None:
+    for wn in model.couplings:
+        if wn.cond.kernel_size[0] != 1 or wn.start.kernel_size[0] != 1 or wn.end.kernel_size[0] != 1:
+            raise ValueError("the flow's WaveNet is not the one this kernel computes")
+
+
+class CouplingsKernel:
+    """A flow's couplings and 1x1 convolutions undone in Numba (``_coupling_inverse``, a call a step),
+    their weights frozen, their WaveNets' histories carried: the CPU step of a flow whose squeeze
+    is the MDCT, where torch computes the rest (the conditioning, the Gaussian first step and the
+    MDCT's synthesis: ``FlowVocoder.run_inverse`` with ``couplings``). Why: streamed in torch its
+    frame took 3.8 ms on this CPU, 2.3 ms of it the couplings' WaveNets and most of the rest
+    their 1x1 inverses, thousands of small calls (``benchmarks/RESULTS.md``, 2026-12-04)."""
+
+    def __init__(self, model, max_frames: int):
+        c = model.config
+        _check_wavenets(model)
+        self.max_frames = rows = max(1, int(max_frames)) * model.per_frame
+        self.n_group, self.per = c.n_group, model.per_frame
+        self.n_cond = model.couplings[0].cond.in_channels
+        self.bound = float(model.couplings[0].bound or 0.0)
+        self.dilations = np.array([d.dilation[0] for d in model.couplings[0].dilated], np.int64)
+        self.couplings = tuple(_coupling_weights(wn, conv) for wn, conv in zip(model.couplings, model.convs,
+                                                                               strict=True))
+        self.sizes = np.array(model.sizes, np.int64)
+        self.wn_hist, self.rows = _wavenet_state(c, rows, self.dilations)
+        self.x = np.zeros((rows, c.n_group), np.float32)
+        self.cond = np.zeros((rows, self.n_cond), np.float32)
+        self.taps = np.zeros((rows, c.wn_kernel * c.wn_channels), np.float32)
+
+    def __call__(self, z, cond):
+        """torch ``z`` ``[1, n_group, G]`` and the couplings' conditioning ``[1, n_cond, G]`` (float32,
+        CPU) -> the flow's first step's input ``[1, n_group, G]``: a tensor view of a buffer the next
+        call reuses."""
+        import torch
+        g = z.shape[2]
+        if g > self.max_frames or z.shape[:2] != (1, self.n_group) or cond.shape != (1, self.n_cond, g):
+            raise ValueError(f"couplings kernel: noise {tuple(z.shape)} and conditioning {tuple(cond.shape)}; "
+                             f"need [1, {self.n_group}, G] and [1, {self.n_cond}, G], G <= {self.max_frames}")
+        self.x[:g] = z[0].T.numpy()
+        self.cond[:g] = cond[0].T.numpy()
+        h, zbuf, gate, rs, skip, st, tmp, ex, ibits = self.rows
+        fbits = ibits.view(np.float32)
+        for k in range(len(self.couplings) - 1, -1, -1):      # one call a step: its types do not depend on
+            ch = int(self.sizes[k])                           # how many steps (compiled once, at start-up)
+            _coupling_inverse(self.x, self.n_group - ch, ch, g, self.couplings[k], self.dilations, self.cond,
+                              self.wn_hist[k], h, zbuf, gate, rs, skip, st, tmp, self.taps, ex, ibits, fbits,
+                              self.bound)
+        return torch.from_numpy(self.x[:g]).T[None]
+
+    def reset(self) -> None:
+        """Back to the start of a stream: silence behind every WaveNet layer."""
+        self.wn_hist[:] = 0.0
+
+
 class FlowKernel:
     """A ``FlowVocoder``'s weights, frozen for the kernel, its stream state and scratch."""
 
     def __init__(self, model, max_frames: int):
         """``model``: a ``FlowVocoder``; ``max_frames``: the most mel frames a ``step`` takes."""
         c = model.config
-        for wn in model.couplings:
-            if wn.cond.kernel_size[0] != 1 or wn.start.kernel_size[0] != 1 or wn.end.kernel_size[0] != 1:
-                raise ValueError("the flow's WaveNet is not the one this kernel computes")
+        _check_wavenets(model)
         if model.cond.kernel_size[0] != 3 or (model.excitation is not None and model.source_in.kernel_size[0] != 3):
             raise ValueError("the flow's conditioning convolutions are not the ones this kernel computes")
         self.max_frames = max(1, int(max_frames))
@@ -219,6 +298,8 @@ class FlowKernel:
         self.couplings = tuple(_coupling_weights(wn, conv) for wn, conv in zip(model.couplings, model.convs,
                                                                                strict=True))
         self.sizes = np.array(model.sizes, np.int64)
+        if model.mdct is not None:
+            raise ValueError("a flow whose squeeze is the MDCT: its couplings alone (CouplingsKernel)")
         n_cond = c.n_mels + (c.source_channels if self.excite else 0)
         if self.excite:
             ex = model.excitation
@@ -240,15 +321,9 @@ class FlowKernel:
         self.re, self.im = np.zeros(n, np.float64), np.zeros(n, np.float64)
         self.rev, self.tw = fft_tables(n)
         self.e = np.zeros(rows * c.n_group, np.float32)
-        ctx = (c.wn_kernel - 1) * int(self.dilations.max())
         self.mel_hist = np.zeros((2 + rows, c.n_mels), np.float32)
         self.src_hist = np.zeros((2 + rows, c.n_group), np.float32)
-        self.wn_hist = np.zeros((c.n_flows, c.wn_layers, ctx + rows, width), np.float32)
-        self.rows = (np.zeros((rows, width), np.float32), np.zeros((rows, 2 * width * c.wn_layers), np.float32),
-                     np.zeros((rows, width), np.float32), np.zeros((rows, 2 * width), np.float32),
-                     np.zeros((rows, width), np.float32), np.zeros((rows, c.n_group), np.float32),
-                     np.zeros((rows, c.n_group), np.float32), np.zeros(2 * width, np.float32),
-                     np.zeros(2 * width, np.int32))
+        self.wn_hist, self.rows = _wavenet_state(c, rows, self.dilations)
         self.cond = np.zeros((rows, n_cond), np.float32)
         self.x = np.zeros((rows, c.n_group), np.float32)
         self.taps = np.zeros((rows, max(3 * c.n_mels, 3 * c.n_group, c.wn_kernel * width)), np.float32)

@@ -397,14 +397,15 @@ class FlowVocoderInstrument(AudioVocoder):
         """The flow's Numba kernel compiled before any stream (``generator.preload_families``): a
         tiny flow with a source prepared and played from audio in, at its own rate."""
         tiny_flow_instrument().prepare(8000, 64, 1, "cpu")
+        tiny_flow_instrument(squeeze="mdct").prepare(8000, 64, 1, "cpu")      # its couplings' kernel
 
     def _prepare_kernel(self, max_frames: int):
-        if self.model.mdct is not None:     # the kernel computes the squeeze into groups; torch's step the MDCT
-            return None
-        from .flow_vocoder_kernel import FlowKernel
+        from .flow_vocoder_kernel import CouplingsKernel, FlowKernel
         # each frame's noise, drawn as the torch path draws it (``_step``), into a buffer made once
         self._z = self._torch.zeros(max_frames, self.mcfg.n_group, self.model.per_frame)
         self._z_np = self._z.numpy()
+        if self.model.mdct is not None:     # the couplings in Numba; torch the conditioning, Gaussian and MDCT
+            return CouplingsKernel(self.model, max_frames)
         return FlowKernel(self.model, max_frames)
 
     def _kernel_step(self, mel, source, controls, source_level=False):
@@ -414,7 +415,12 @@ class FlowVocoderInstrument(AudioVocoder):
         for f in range(t):
             torch.randn(z.shape[1], z.shape[2], generator=self._noise, out=z[f])
         z[:t].mul_(float(controls[SIGMA_CONTROL]))
-        return self.kernel.step(mel, self._z_np[:t], source)
+        if self.model.mdct is None:
+            return self.kernel.step(mel, self._z_np[:t], source)
+        with torch.inference_mode():            # (per_frame is 1: each frame's noise is a column)
+            m = torch.from_numpy(mel.T[None].copy())
+            s = None if source is None else torch.from_numpy(source.T[None].copy())
+            return self.model.step(m, z[:t, :, 0].T[None], s, self.kernel)[0].numpy()
 
     def _step(self, mel, controls, source=None):
         torch = self._torch
@@ -430,11 +436,15 @@ class FlowVocoderInstrument(AudioVocoder):
         return self.model.infer(mel, SIGMA, z=self.model.noise(mel, SIGMA, generator=g), source=source)[0]
 
 
-def tiny_flow_instrument(n_mels: int = 8, hop: int = 32, sample_rate: int = 8000) -> FlowVocoderInstrument:
-    """A flow vocoder driven by a source, of random weights, a few thousand parameters (warm-ups)."""
-    model = FlowVocoder(FlowConfig(n_mels=n_mels, hop=hop, n_group=8, n_flows=4, n_early_every=2, n_early_size=2,
-                                   wn_layers=2, wn_channels=8, sample_rate=sample_rate, source_n_fft=2 * hop,
-                                   source_channels=4))
+def tiny_flow_instrument(n_mels: int = 8, hop: int = 32, sample_rate: int = 8000,
+                         squeeze: str = "groups") -> FlowVocoderInstrument:
+    """A flow vocoder driven by a source, of random weights, a few thousand parameters (warm-ups);
+    ``squeeze`` "mdct": on the MDCT's coefficients, reading the mel's level."""
+    mdct = squeeze == "mdct"
+    model = FlowVocoder(FlowConfig(n_mels=n_mels, hop=hop, n_group=hop if mdct else 8, n_flows=4, n_early_every=2,
+                                   n_early_size=8 if mdct else 2, wn_layers=2, wn_channels=8,
+                                   sample_rate=sample_rate, source_n_fft=2 * hop, source_channels=4,
+                                   squeeze=squeeze, prior_channels=8, mel_n_fft=4 * hop if mdct else 0))
     return FlowVocoderInstrument(model, {"n_fft": 4 * hop, "hop": hop, "n_mels": n_mels})
 
 

@@ -197,3 +197,62 @@ def test_a_flow_played_from_midi_sounds_the_same_with_its_kernel_and_with_torch(
     assert peak > 1e-3
     err = float(np.abs(a - b).max())
     assert err <= 2e-5 * max(1.0, peak), f"kernel against torch: max difference {err:.3g} at a peak of {peak:.3g}"
+
+
+MDCT = dict(n_mels=16, hop=64, n_group=64, n_flows=6, n_early_every=4, n_early_size=16, wn_layers=3, wn_channels=16,
+            source_n_fft=128, source_channels=8, sample_rate=16000, squeeze="mdct", prior_channels=16, mel_n_fft=256)
+
+
+def mdct_model(scale: float = 0.3) -> FlowVocoder:
+    """A random MDCT flow: its couplings' ends and its Gaussian's away from zero (at 0.3, some
+    log s past the couplings' bound, so the kernel's tanh is exercised)."""
+    torch.manual_seed(7)
+    m = FlowVocoder(FlowConfig(**MDCT))
+    with torch.no_grad():
+        for wn in m.couplings:
+            wn.end.weight.normal_(0.0, scale)
+            wn.end.bias.normal_(0.0, scale)
+        m.prior.end.weight.normal_(0.0, 0.05)
+    return m.eval()
+
+
+def test_an_mdct_flows_couplings_kernel_computes_what_torch_does():
+    """15 frames through torch's step (4 a call) and through it with ``CouplingsKernel`` undoing the
+    couplings (1, 3, 2, 4, 1, 4 a call), with a source and from the mel alone."""
+    from livewave.flow_vocoder_kernel import CouplingsKernel
+    m = mdct_model()
+    mel, z, src = inputs(m, 15)
+    assert max(float(wn.end.bias.detach().abs().max()) for wn in m.couplings) > 0.5
+    for s in (src, None):
+        ref = torch_stream(m, mel, z, s, 4)
+        kern = CouplingsKernel(m, 4)
+        m.reset()
+        out, i = [], 0
+        with torch.inference_mode():
+            for n in (1, 3, 2, 4, 1, 4):
+                zz = torch.from_numpy(z[i:i + n]).permute(1, 0, 2).reshape(1, m.config.n_group, -1)
+                ss = None if s is None else torch.from_numpy(s[i:i + n].T[None].copy())
+                out.append(m.step(torch.from_numpy(mel[i:i + n].T[None].copy()), zz, ss, kern)[0].numpy())
+                i += n
+        close(ref, np.concatenate(out))
+    with pytest.raises(ValueError, match="couplings kernel: noise"):
+        CouplingsKernel(m, 2)(torch.zeros(1, 64, 3), torch.zeros(1, 24, 3))
+    with pytest.raises(ValueError, match="CouplingsKernel"):
+        FlowKernel(m, 2)
+
+
+def test_an_mdct_flow_instrument_runs_its_couplings_kernel_and_sounds_as_torch(monkeypatch):
+    """From audio in through the engine: the same stream with the kernel and with torch alone."""
+    from livewave.flow_vocoder_kernel import CouplingsKernel
+
+    def inst():
+        return FlowVocoderInstrument(mdct_model(0.05), {"n_fft": 256, "hop": 64, "n_mels": 16})
+    with_kernel = inst()
+    a = play(with_kernel, monkeypatch, True)
+    assert isinstance(with_kernel.kernel, CouplingsKernel)
+    b = play(inst(), monkeypatch, False)
+    peak = float(np.abs(a).max())
+    assert peak > 0.01
+    err = float(np.abs(a - b).max())
+    assert err <= 2e-5 * max(1.0, peak), f"kernel against torch: max difference {err:.3g} at a peak of {peak:.3g}"
+    assert not np.allclose(play(inst(), monkeypatch, True, sigma=0.0), a)      # the control reaches it
