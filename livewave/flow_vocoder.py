@@ -147,10 +147,10 @@ class Invertible1x1(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logdet = x.shape[2] * torch.linalg.slogdet(self.weight)[1]
-        return torch.einsum("ij,bjt->bit", self.weight, x), logdet
+        return torch.matmul(self.weight, x), logdet
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("ij,bjt->bit", self.inverse_weight(), z)
+        return torch.matmul(self.inverse_weight(), z)
 
     def inverse_weight(self) -> torch.Tensor:
         """``W^-1``: where gradients flow to ``W``, computed afresh; otherwise kept until ``W``
@@ -259,7 +259,7 @@ class GaussianPrior(nn.Module):
         as the mel holds it (``mdct_envelope``), over the ``2 WHITEN_HALF_WIDTH + 1`` coefficients
         ``whiten_frames`` divides by."""
         mag = torch.pow(10.0, mel) if self.log10 else torch.exp(mel)
-        power = torch.einsum("km,bmt->bkt", self.envelope.to(mel.dtype), mag * mag)
+        power = torch.matmul(self.envelope.to(mel.dtype), mag * mag)      # [B, n_coef, T]
         b, k, t = power.shape
         w = WHITEN_HALF_WIDTH
         smooth = F.avg_pool1d(power.transpose(1, 2).reshape(b * t, 1, k), 2 * w + 1, 1, w, count_include_pad=False)
@@ -271,7 +271,7 @@ class GaussianPrior(nn.Module):
         is an ``envelope``."""
         go = (lambda m, v: m.step(v)) if stream else (lambda m, v: m(v))
         level = e if e is not None else cond.new_zeros(cond.shape[0], self.n_coef, cond.shape[2])
-        bands = torch.log(torch.einsum("mk,bkt->bmt", self.bands.to(cond.dtype), level * level) + 1e-6)
+        bands = torch.log(torch.matmul(self.bands.to(cond.dtype), level * level) + 1e-6)
         h = go(self.start, torch.cat((cond, bands), dim=1))
         for conv in self.convs:
             h = h + F.gelu(go(conv, h))

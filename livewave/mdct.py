@@ -50,13 +50,13 @@ class MDCT(nn.Module):
         if t < 1:
             raise ValueError(f"MDCT: {x.shape[-1]} samples hold no whole frame of {2 * self.hop}")
         seg = x[..., :(t + 1) * self.hop].unfold(-1, 2 * self.hop, self.hop)      # [B, T, 2 hop]
-        return torch.einsum("kn,btn->bkt", self.basis.to(x.dtype), seg)
+        return torch.matmul(self.basis.to(x.dtype), seg.transpose(1, 2))    # (matmul: einsum kept small objects, streamed)
 
     def synthesise(self, c: torch.Tensor) -> torch.Tensor:
         """Offline: ``[B, hop, T]`` -> the overlap-added inverse ``[B, (T + 1) hop]``: the first
         ``T hop`` samples final (frame 0 starts one hop before them; silence before it), the
         last hop waiting for frame ``T``."""
-        fr = torch.einsum("kn,bkt->bnt", self.basis.to(c.dtype), c)                # [B, 2 hop, T]
+        fr = torch.matmul(self.basis.to(c.dtype).T, c)                             # [B, 2 hop, T]
         t = c.shape[2]
         out = F.fold(fr, output_size=(1, (t + 1) * self.hop), kernel_size=(1, 2 * self.hop), stride=(1, self.hop))
         return out.reshape(c.shape[0], -1)

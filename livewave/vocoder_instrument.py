@@ -401,34 +401,34 @@ class FlowVocoderInstrument(AudioVocoder):
 
     def _prepare_kernel(self, max_frames: int):
         from .flow_vocoder_kernel import CouplingsKernel, FlowKernel
+        if self.model.mdct is not None:     # the couplings in Numba; torch the conditioning, Gaussian and MDCT
+            return CouplingsKernel(self.model, max_frames)
         # each frame's noise, drawn as the torch path draws it (``_step``), into a buffer made once
         self._z = self._torch.zeros(max_frames, self.mcfg.n_group, self.model.per_frame)
         self._z_np = self._z.numpy()
-        if self.model.mdct is not None:     # the couplings in Numba; torch the conditioning, Gaussian and MDCT
-            return CouplingsKernel(self.model, max_frames)
         return FlowKernel(self.model, max_frames)
 
     def _kernel_step(self, mel, source, controls, source_level=False):
         torch = self._torch
+        if self.model.mdct is not None:         # torch's step with the kernel undoing the couplings
+            with torch.inference_mode():
+                m = torch.from_numpy(mel.T[None].copy())
+                s = None if source is None else torch.from_numpy(source.T[None].copy())
+                return self._step(m, controls, s, self.kernel).numpy()
         t = mel.shape[0]
         z = self._z
         for f in range(t):
             torch.randn(z.shape[1], z.shape[2], generator=self._noise, out=z[f])
         z[:t].mul_(float(controls[SIGMA_CONTROL]))
-        if self.model.mdct is None:
-            return self.kernel.step(mel, self._z_np[:t], source)
-        with torch.inference_mode():            # (per_frame is 1: each frame's noise is a column)
-            m = torch.from_numpy(mel.T[None].copy())
-            s = None if source is None else torch.from_numpy(source.T[None].copy())
-            return self.model.step(m, z[:t, :, 0].T[None], s, self.kernel)[0].numpy()
+        return self.kernel.step(mel, self._z_np[:t], source)
 
-    def _step(self, mel, controls, source=None):
+    def _step(self, mel, controls, source=None, couplings=None):
         torch = self._torch
         per = self.model.per_frame
         n_group = self.mcfg.n_group
         sigma = float(controls[SIGMA_CONTROL])
         z = torch.cat([torch.randn(1, n_group, per, generator=self._noise) for _ in range(mel.shape[2])], dim=2)
-        return self.model.step(mel, (sigma * z).to(mel.device, mel.dtype), source)[0]
+        return self.model.step(mel, (sigma * z).to(mel.device, mel.dtype), source, couplings)[0]
 
     def _offline(self, mel, source=None):
         import torch
