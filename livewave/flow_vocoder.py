@@ -144,6 +144,7 @@ class Invertible1x1(nn.Module):
         if torch.det(w) < 0:
             w[:, 0] = -w[:, 0]
         self.weight = nn.Parameter(w)
+        self._inv, self._inv_key = None, None      # inverse_weight's, and the weight it was of
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logdet = x.shape[2] * torch.linalg.slogdet(self.weight)[1]
@@ -161,7 +162,7 @@ class Invertible1x1(nn.Module):
         if torch.is_grad_enabled() and w.requires_grad:
             return torch.linalg.inv(w)
         key = (w._version, w.data_ptr(), w.device, w.dtype)
-        if getattr(self, "_inv_key", None) != key:
+        if self._inv_key != key:
             with torch.inference_mode(False), torch.no_grad():     # a plain tensor, usable in any mode
                 self._inv = torch.linalg.inv(w.detach())
             self._inv_key = key

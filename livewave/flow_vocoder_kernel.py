@@ -178,21 +178,12 @@ def flow_step(mel, z, source, use_source, excite, per, glob, couplings, sizes, d
             for c in range(n_group):
                 row[c] = e[r * n_group + c]
         causal_conv(src_hist, 2, 1, 3, n_group, g, src_w, src_b, taps, cond, n_mels)
-    couplings_inverse(x, g, couplings, sizes, dilations, cond, wn_hist, rows, taps, 0.0)
-
-
-@njit(nogil=True, cache=True, fastmath=FAST)
-def couplings_inverse(x, g, couplings, sizes, dilations, cond, wn_hist, rows, taps, bound):
-    """The flow undone from its last step to its first on ``x[:g]`` (rows of ``n_group``, the
-    noise in, the first step's input out), in place: each coupling, then its 1x1 convolution's
-    inverse; the early outputs, already in ``x``, join the channels in play as it goes back."""
     h, zbuf, gate, rs, skip, st, tmp, ex, ibits = rows
     fbits = ibits.view(np.float32)
-    n_group = x.shape[1]
-    for k in range(sizes.shape[0] - 1, -1, -1):
+    for k in range(sizes.shape[0] - 1, -1, -1):    # the early outputs, already in x, join as it goes back
         ch = sizes[k]
         _coupling_inverse(x, n_group - ch, ch, g, couplings[k], dilations, cond, wn_hist[k], h, zbuf, gate, rs,
-                          skip, st, tmp, taps, ex, ibits, fbits, bound)
+                          skip, st, tmp, taps, ex, ibits, fbits, 0.0)
 
 
 def _coupling_weights(wn, conv) -> tuple:
@@ -212,7 +203,7 @@ def _coupling_weights(wn, conv) -> tuple:
 
 
 def _wavenet_state(c, rows: int, dilations: np.ndarray) -> tuple:
-    """(every coupling's WaveNet histories, the scratch rows ``couplings_inverse`` takes) for a
+    """(every coupling's WaveNet histories, the scratch rows ``_coupling_inverse`` takes) for a
     flow of config ``c`` stepping up to ``rows`` rows a call."""
     width = c.wn_channels
     ctx = (c.wn_kernel - 1) * int(dilations.max())
@@ -240,26 +231,28 @@ class CouplingsKernel:
     their 1x1 inverses, thousands of small calls (``benchmarks/RESULTS.md``, 2026-12-04)."""
 
     def __init__(self, model, max_frames: int):
+        import torch
         c = model.config
         _check_wavenets(model)
         self.max_frames = rows = max(1, int(max_frames)) * model.per_frame
-        self.n_group, self.per = c.n_group, model.per_frame
+        self.n_group = c.n_group
         self.n_cond = model.couplings[0].cond.in_channels
         self.bound = float(model.couplings[0].bound or 0.0)
         self.dilations = np.array([d.dilation[0] for d in model.couplings[0].dilated], np.int64)
         self.couplings = tuple(_coupling_weights(wn, conv) for wn, conv in zip(model.couplings, model.convs,
                                                                                strict=True))
-        self.sizes = np.array(model.sizes, np.int64)
+        self.sizes = tuple(int(ch) for ch in model.sizes)
         self.wn_hist, self.rows = _wavenet_state(c, rows, self.dilations)
+        self.fbits = self.rows[-1].view(np.float32)
         self.x = np.zeros((rows, c.n_group), np.float32)
         self.cond = np.zeros((rows, self.n_cond), np.float32)
         self.taps = np.zeros((rows, c.wn_kernel * c.wn_channels), np.float32)
+        self._from_numpy = torch.from_numpy       # (nothing imported on the render side)
 
     def __call__(self, z, cond):
         """torch ``z`` ``[1, n_group, G]`` and the couplings' conditioning ``[1, n_cond, G]`` (float32,
         CPU) -> the flow's first step's input ``[1, n_group, G]``: a tensor view of a buffer the next
         call reuses."""
-        import torch
         g = z.shape[2]
         if g > self.max_frames or z.shape[:2] != (1, self.n_group) or cond.shape != (1, self.n_cond, g):
             raise ValueError(f"couplings kernel: noise {tuple(z.shape)} and conditioning {tuple(cond.shape)}; "
@@ -267,13 +260,12 @@ class CouplingsKernel:
         self.x[:g] = z[0].T.numpy()
         self.cond[:g] = cond[0].T.numpy()
         h, zbuf, gate, rs, skip, st, tmp, ex, ibits = self.rows
-        fbits = ibits.view(np.float32)
         for k in range(len(self.couplings) - 1, -1, -1):      # one call a step: its types do not depend on
-            ch = int(self.sizes[k])                           # how many steps (compiled once, at start-up)
+            ch = self.sizes[k]                                # how many steps (compiled once, at start-up)
             _coupling_inverse(self.x, self.n_group - ch, ch, g, self.couplings[k], self.dilations, self.cond,
-                              self.wn_hist[k], h, zbuf, gate, rs, skip, st, tmp, self.taps, ex, ibits, fbits,
+                              self.wn_hist[k], h, zbuf, gate, rs, skip, st, tmp, self.taps, ex, ibits, self.fbits,
                               self.bound)
-        return torch.from_numpy(self.x[:g]).T[None]
+        return self._from_numpy(self.x[:g]).T[None]
 
     def reset(self) -> None:
         """Back to the start of a stream: silence behind every WaveNet layer."""
@@ -286,6 +278,8 @@ class FlowKernel:
     def __init__(self, model, max_frames: int):
         """``model``: a ``FlowVocoder``; ``max_frames``: the most mel frames a ``step`` takes."""
         c = model.config
+        if model.mdct is not None:
+            raise ValueError("a flow whose squeeze is the MDCT: its couplings alone (CouplingsKernel)")
         _check_wavenets(model)
         if model.cond.kernel_size[0] != 3 or (model.excitation is not None and model.source_in.kernel_size[0] != 3):
             raise ValueError("the flow's conditioning convolutions are not the ones this kernel computes")
@@ -298,8 +292,6 @@ class FlowKernel:
         self.couplings = tuple(_coupling_weights(wn, conv) for wn, conv in zip(model.couplings, model.convs,
                                                                                strict=True))
         self.sizes = np.array(model.sizes, np.int64)
-        if model.mdct is not None:
-            raise ValueError("a flow whose squeeze is the MDCT: its couplings alone (CouplingsKernel)")
         n_cond = c.n_mels + (c.source_channels if self.excite else 0)
         if self.excite:
             ex = model.excitation
