@@ -76,9 +76,15 @@ def test_sysex_is_recorded_as_long_and_the_notes_around_it_arrive(server):
 @pytest.mark.torture
 def test_a_full_ring_drops_and_counts_instead_of_blocking(server):
     batches = [[(i, bytes([0x90, 60 + i, 100])) for i in range(10)]]
-    mc, _, got = _play(batches, ring_records=4)
+    # The ten messages travel in one cycle. Where the source client is late in that cycle,
+    # JACK drops its whole output (this VM, CI of stop 32: nothing received, nothing counted):
+    # that says nothing about the ring, so the batch is sent again, at most three times.
+    for _ in range(3):
+        mc, _, got = _play(batches, ring_records=4)
+        if got or mc.overflows:
+            break
     # jack_ringbuffer keeps one byte free: 4 records of 16 bytes hold 3
-    assert len(got) == 3 and mc.overflows == 7
+    assert (len(got), mc.overflows) == (3, 7)
 
 
 def test_frame_arithmetic_wraps_like_jack_frames():
