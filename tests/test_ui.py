@@ -484,3 +484,34 @@ def test_a_program_change_from_a_keyboard_loads_that_model_of_the_browser(window
     w.client.send("midi", 0xC0, 127, 0)               # past the list: said so, nothing changes
     qtbot.waitUntil(lambda: "no model at that number" in w.statusBar().currentMessage(), timeout=2000)
     assert w.model_info.get("family") == "default"
+
+
+def test_a_long_model_name_never_widens_the_window(window, qtbot, tmp_path):
+    """A card's name of any length: the header cuts it with an ellipsis (the whole name in its
+    tooltip) and the card scrolls, so the window still fits a 1180-pixel screen and the model
+    list keeps its rows (flow-fluidr3's card pushed the window past 1180 px, stop 32)."""
+    from test_vocoder_instrument import tiny_flow
+
+    from livewave.checkpoint import save_checkpoint
+    w = window
+    name = "A flow vocoder " + "with a very long name, " * 12 + "the end"
+    config, tensors = tiny_flow().checkpoint_parts()
+    path = save_checkpoint(tmp_path / "long.safetensors", "flow", config,
+                           {"instrument": name, "data_notes": "notes " * 400}, tensors)
+    w.browser.refresh()
+    w.browser.list.setCurrentItem(w.browser.item_for(str(path)))
+    w.browser.list.itemActivated.emit(w.browser.item_for(str(path)))
+    qtbot.waitUntil(lambda: w.model_info.get("path") == str(path), timeout=5000)
+    w.resize(1180, 700)
+    qtbot.wait(50)
+    assert w.minimumSizeHint().width() <= 1180, w.minimumSizeHint()
+    assert w.width() <= 1180
+    label = w.model_label
+    assert name in label.full_text() and name in label.toolTip()
+    assert label.text() != label.full_text() and label.text().endswith("…")
+    assert label.fontMetrics().horizontalAdvance(label.text()) <= label.width()
+    assert w.browser.list.height() >= 5 * w.browser.list.fontMetrics().lineSpacing()
+    # and a short name is shown whole
+    w.browser.list.itemActivated.emit(w.browser.item_for(str(VIOLIN)))
+    qtbot.waitUntil(lambda: w.model_info.get("path") == str(VIOLIN), timeout=5000)
+    assert label.text() == label.full_text() and "Violin" in label.text()

@@ -27,6 +27,7 @@ from livewave.checkpoint import BUILTIN
 
 from .control_panel import ControlPanel
 from .device_panel import DevicePanel
+from .elided_label import ElidedLabel
 from .engine_client import EngineClient
 from .model_browser import SUFFIXES, ModelBrowser
 from .piano_keyboard import PianoKeyboard
@@ -81,7 +82,7 @@ class MainWindow(QMainWindow):
         self.devices.set_format(int(info.get("rate") or 48000), int(info.get("block") or 64))
         self.meter = LevelMeter()
         self.keyboard = PianoKeyboard()
-        self.model_label = QLabel()
+        self.model_label = ElidedLabel()        # a card's name can be any length: it never widens the window
         self.model_label.setObjectName("modelLabel")
         self.panic_button = QPushButton("PANIC")
         self.panic_button.setObjectName("panic")

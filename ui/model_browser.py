@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QFrame, QLabel, QListWidget, QListWidgetItem, QScrollArea, QVBoxLayout, QWidget
 
 from livewave.checkpoint import BUILTIN, CheckpointError, read_checkpoint
 
@@ -73,9 +73,18 @@ class ModelBrowser(QWidget):
         self.card.setTextFormat(Qt.TextFormat.RichText)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        # NB: a long card scrolls in its own area (it squeezed the list to three rows and pushed
+        # the window wider than a 1180-pixel screen: flow-fluidr3's card, stop 32)
+        self.card.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.card_area = QScrollArea()
+        self.card_area.setWidget(self.card)
+        self.card_area.setWidgetResizable(True)
+        self.card_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.card_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setMinimumHeight(5 * self.list.fontMetrics().lineSpacing())
         lay.addWidget(QLabel("Models"))
-        lay.addWidget(self.list, 1)
-        lay.addWidget(self.card)
+        lay.addWidget(self.list, 3)
+        lay.addWidget(self.card_area, 2)
         self.list.currentItemChanged.connect(self.show_card)
         self.list.itemActivated.connect(self._activated)
         self.refresh()
