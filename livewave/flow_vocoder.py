@@ -61,6 +61,7 @@ from torch import nn
 from .overlap_add import check_window
 from .source_excitation import WHITEN_HALF_WIDTH, Excitation, SourceSignal, whiten_frames
 from .streaming_conv import CausalConv1d, reset_stream
+from .tensor_cast import as_dtype
 
 SIGMA = 0.6         # the sampling temperature the WaveGlow paper uses
 SQUEEZES = ("groups", "mdct")
@@ -260,7 +261,7 @@ class GaussianPrior(nn.Module):
         as the mel holds it (``mdct_envelope``), over the ``2 WHITEN_HALF_WIDTH + 1`` coefficients
         ``whiten_frames`` divides by."""
         mag = torch.pow(10.0, mel) if self.log10 else torch.exp(mel)
-        power = torch.matmul(self.envelope.to(mel.dtype), mag * mag)      # [B, n_coef, T]
+        power = torch.matmul(as_dtype(self.envelope, mel.dtype), mag * mag)      # [B, n_coef, T]
         b, k, t = power.shape
         w = WHITEN_HALF_WIDTH
         smooth = F.avg_pool1d(power.transpose(1, 2).reshape(b * t, 1, k), 2 * w + 1, 1, w, count_include_pad=False)
@@ -272,7 +273,7 @@ class GaussianPrior(nn.Module):
         is an ``envelope``."""
         go = (lambda m, v: m.step(v)) if stream else (lambda m, v: m(v))
         level = e if e is not None else cond.new_zeros(cond.shape[0], self.n_coef, cond.shape[2])
-        bands = torch.log(torch.matmul(self.bands.to(cond.dtype), level * level) + 1e-6)
+        bands = torch.log(torch.matmul(as_dtype(self.bands, cond.dtype), level * level) + 1e-6)
         h = go(self.start, torch.cat((cond, bands), dim=1))
         for conv in self.convs:
             h = h + F.gelu(go(conv, h))
@@ -390,7 +391,7 @@ class FlowVocoder(nn.Module):
         if source.shape[0] != b or source.shape[2] != frames:
             raise ValueError(f"flow vocoder: source spectra {tuple(source.shape)} for mel {tuple(mel.shape)}")
         e = self.excitation.step(source) if stream else self.excitation(source)
-        e = e.to(c.dtype)
+        e = as_dtype(e, c.dtype)
         if self.mdct is not None:              # the source's frames on the audio's frame grid, whitened
             e = self.e_mdct.analyse_step(e) if stream else self.e_mdct.analyse(F.pad(e, (self.config.hop, 0)))
             e = whiten_frames(e)

@@ -84,6 +84,7 @@ from torch import nn
 from .overlap_add import OverlapAdd, hann_inverse
 from .source_phase import blend, source_spectrum
 from .streaming_conv import CausalConv1d, reset_stream
+from .tensor_cast import as_dtype
 
 PHASE_MODES = ("integrated", "absolute", "source")
 TWO_PI = 2.0 * math.pi
@@ -216,7 +217,7 @@ class ISTFTVocoder(nn.Module):
         (``torch.exp(mel)`` summed over bands, or ``10 ** mel``)."""
         if source is not None:
             have = (mag * mag).sum(1, keepdim=True)
-            want = (source.real ** 2 + source.imag ** 2).sum(1, keepdim=True).to(mag.dtype)
+            want = as_dtype((source.real ** 2 + source.imag ** 2).sum(1, keepdim=True), mag.dtype)
             return torch.clamp(math.exp(SOURCE_HEADROOM) * torch.sqrt(want / have.clamp_min(1e-20)), max=1.0)
         # the frame's mel-band sums, summed over the bands: each bin weighted by its filters' sum
         # (NB: precomputed; summed per call, then with torch.einsum, the render side's Python
@@ -297,7 +298,7 @@ class ISTFTVocoder(nn.Module):
             self._phase = acc[:, :, -1].detach().clone()
         else:
             acc = torch.remainder(acc, TWO_PI)
-        return acc.to(advance.dtype)
+        return as_dtype(acc, advance.dtype)
 
     def forward(self, mel: torch.Tensor, source: torch.Tensor | None = None, source_level: bool = False) -> torch.Tensor:
         """Offline: ``[B, n_mels, T]`` (and the source spectrum, ``spectrum``) -> ``[B, 1, T * hop]``."""

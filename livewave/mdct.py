@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .tensor_cast import as_dtype
+
 
 def mdct_basis(hop: int) -> torch.Tensor:
     """``[hop, 2 hop]``: row ``k`` is coefficient ``k``'s windowed cosine."""
@@ -50,13 +52,14 @@ class MDCT(nn.Module):
         if t < 1:
             raise ValueError(f"MDCT: {x.shape[-1]} samples hold no whole frame of {2 * self.hop}")
         seg = x[..., :(t + 1) * self.hop].unfold(-1, 2 * self.hop, self.hop)      # [B, T, 2 hop]
-        return torch.matmul(self.basis.to(x.dtype), seg.transpose(1, 2))    # (matmul: einsum kept small objects, streamed)
+        # (matmul and as_dtype: einsum and Tensor.to kept small objects, streamed)
+        return torch.matmul(as_dtype(self.basis, x.dtype), seg.transpose(1, 2))
 
     def synthesise(self, c: torch.Tensor) -> torch.Tensor:
         """Offline: ``[B, hop, T]`` -> the overlap-added inverse ``[B, (T + 1) hop]``: the first
         ``T hop`` samples final (frame 0 starts one hop before them; silence before it), the
         last hop waiting for frame ``T``."""
-        fr = torch.matmul(self.basis.to(c.dtype).T, c)                             # [B, 2 hop, T]
+        fr = torch.matmul(as_dtype(self.basis, c.dtype).T, c)                             # [B, 2 hop, T]
         t = c.shape[2]
         out = F.fold(fr, output_size=(1, (t + 1) * self.hop), kernel_size=(1, 2 * self.hop), stride=(1, self.hop))
         return out.reshape(c.shape[0], -1)

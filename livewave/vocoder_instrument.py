@@ -35,6 +35,7 @@ from .mel_analysis import MelStream, mel_filterbank
 from .melgan import MelGANConfig, MelGANGenerator
 from .reference_vocoders import HiFiGANConfig, HiFiGANGenerator, MelGANReferenceConfig, MelGANReferenceGenerator
 from .streaming_resampler import DelayLine, Resampler
+from .tensor_cast import as_dtype
 
 CONTROLS = (Control("input_gain", -24.0, 24.0, 0.0, "dB", cc=7 + 20, description="level of the input into the analysis"),)
 FLOW_CONTROLS = CONTROLS + (Control("sigma", 0.0, 1.2, SIGMA, "", cc=71,
@@ -428,7 +429,8 @@ class FlowVocoderInstrument(AudioVocoder):
         n_group = self.mcfg.n_group
         sigma = float(controls[SIGMA_CONTROL])
         z = torch.cat([torch.randn(1, n_group, per, generator=self._noise) for _ in range(mel.shape[2])], dim=2)
-        return self.model.step(mel, (sigma * z).to(mel.device, mel.dtype), source, couplings)[0]
+        z = sigma * z if z.device == mel.device else (sigma * z).to(mel.device)
+        return self.model.step(mel, as_dtype(z, mel.dtype), source, couplings)[0]
 
     def _offline(self, mel, source=None):
         import torch

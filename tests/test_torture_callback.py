@@ -9,8 +9,9 @@ does, and the control side collects it (``garbage_collector``), as ``livewave pl
 engine process do.
 
 CI runs two live takes (the built-in instrument in the Python callback, the piano played from
-MIDI with rtmixer) and two allocation runs; ``LIVEWAVE_TORTURE=full`` adds a DDSP model and the
-iSTFT vocoder. Allocation growth is measured on ``Engine.render`` itself, offline (the callbacks add only
+MIDI with rtmixer) and allocation runs of the built-in instrument, the piano played from MIDI and
+each vocoder family (with its CPU kernel and through torch alone); ``LIVEWAVE_TORTURE=full`` adds a
+DDSP model. Allocation growth is measured on ``Engine.render`` itself, offline (the callbacks add only
 array views): ``tracemalloc`` live on the stream slows the render side several times over and
 its snapshots catch blocks in flight.
 """
@@ -170,8 +171,11 @@ def test_ten_thousand_callbacks_without_gc_on_the_render_side_locks_or_io(server
     assert not bad, f"the render side called {bad}"
 
 
-@pytest.mark.parametrize("model", ["default"] + MIDI2MEL + (DDSP + VOCODERS if FULL else []))
-def test_render_allocations_stay_flat_over_ten_thousand_blocks(model):
+# the vocoders twice: with their CPU kernels, and through torch's steps alone (":torch", as on a
+# GPU): there a no-op Tensor.to(dtype) per frame held up to 10 KB (tensor_cast, stop 33)
+@pytest.mark.parametrize("model", ["default"] + MIDI2MEL + VOCODERS + [f"{v}:torch" for v in VOCODERS]
+                         + (DDSP if FULL else []))
+def test_render_allocations_stay_flat_over_ten_thousand_blocks(model, monkeypatch):
     """What ``Engine.render`` (all the callback calls, the reverb on) allocates and keeps, traced from before
     a warm-up: objects a generator keeps and replaces as it plays (per-note state, torch's
     caches) must be traced from the start, or the turnover of an untraced set looks like
@@ -179,6 +183,9 @@ def test_render_allocations_stay_flat_over_ten_thousand_blocks(model):
     15,000 blocks, flat from there). Snapshots between blocks: nothing in flight."""
     from livewave.config import EngineConfig
     from livewave.engine import Engine
+    model, _, path = model.partition(":")
+    if path == "torch":
+        monkeypatch.setenv("LIVEWAVE_CPU_KERNELS", "0")
     eng = Engine(EngineConfig(sample_rate=RATE, max_block=4096, reverb_send=0.3), _load(model)).prepare()
     out = np.zeros((BLOCK, eng.config.channels), np.float32)
     ain = (0.1 * np.random.default_rng(0).standard_normal((BLOCK, 1))).astype(np.float32)
