@@ -19,6 +19,15 @@ that JACK is waiting for (the trap python-rtmidi falls into; see midi_input).
 Records in the ring are 16 bytes: ``uint32 frame, uint32 size, uint8 data[8]``. Messages longer
 than 8 bytes (SysEx) are recorded with their size and first bytes and dropped by the reader;
 the instrument ignores SysEx. A full ring drops the message and counts it (``overflows``).
+
+Releases before everything else: the last ``reserve`` records of the ring (an eighth of it by
+default) take only the messages that end a sound (a note-off, a note-on at velocity 0, the
+sustain pedal lifted, All Sound Off, All Notes Off). So a reader that falls behind in a flood
+loses notes it never started, not the ends of notes it started, and the ring's order (and each
+message's frame) stays as it was: a dropped note-on followed by its kept note-off is harmless, a
+kept note-on whose note-off was dropped is a stuck note. Should a release find even the reserve
+full, it is counted (``lost_releases``) and the reader releases every note the port holds
+(``midi_input``): a cut instead of a stuck note.
 """
 from __future__ import annotations
 
@@ -32,7 +41,9 @@ import numpy as np
 RECORD = 16
 _ST_CLIENT, _ST_PORT, _ST_RB, _ST_BASE, _ST_OVERFLOW, _ST_CYCLES, _ST_LAST, _ST_SHUTDOWN = range(8)
 _ST_EVENT = 8          # jack_midi_event_t scratch (24 bytes: 3 int64)
+_ST_RESERVE = 11       # bytes of the ring only releases may fill
 _ST_RECORD = 12        # the record being written (2 int64)
+_ST_LOST_RELEASE = 14  # releases dropped: the reserve was full too
 _ST_LEN = 16
 _JACK_NO_START_SERVER = 0x01
 _JACK_PORT_IS_INPUT = 0x1
@@ -134,8 +145,15 @@ def _callbacks() -> tuple:
                 st[_ST_RECORD] = ((f0 + offset) & 0xFFFFFFFF) | (min(size, 0x7FFFFFFF) << 32)
                 st[_ST_RECORD + 1] = 0
                 memcpy(base + 8 * (_ST_RECORD + 1), st[_ST_EVENT + 2], min(size, 8))
-                if rb_write_space(st[_ST_RB]) < RECORD:
+                b = st[_ST_RECORD + 1]
+                kind, d1, d2 = b & 0xF0, (b >> 8) & 0xFF, (b >> 16) & 0xFF
+                release = size == 3 and (kind == 0x80 or (kind == 0x90 and d2 == 0) or (
+                    kind == 0xB0 and ((d1 == 64 and d2 < 64) or d1 == 120 or d1 == 123)))
+                need = RECORD if release else RECORD + st[_ST_RESERVE]
+                if rb_write_space(st[_ST_RB]) < need:
                     st[_ST_OVERFLOW] += 1
+                    if release:
+                        st[_ST_LOST_RELEASE] += 1
                 else:
                     rb_write(st[_ST_RB], base + 8 * _ST_RECORD, RECORD)
             st[_ST_LAST] = f0
@@ -154,7 +172,12 @@ def _callbacks() -> tuple:
 class JackMidiClient:
     """One JACK client ``name`` with one MIDI input port ``port``; see the module docstring."""
 
-    def __init__(self, name: str, port: str = "in", ring_records: int = 1 << 14):
+    def __init__(self, name: str, port: str = "in", ring_records: int = 1 << 14, reserve: int | None = None):
+        """``ring_records``: the ring's size in messages (a power of two; JACK rounds up);
+        ``reserve``: how many of them only releases may fill (default an eighth)."""
+        reserve = ring_records // 8 if reserve is None else int(reserve)
+        if not 0 <= reserve < ring_records:
+            raise ValueError(f"a reserve of {reserve} records in a ring of {ring_records}")
         self.lib, self._process, self._shutdown = _callbacks()
         lib = self.lib
         self.state = np.zeros(_ST_LEN, np.int64)
@@ -162,6 +185,7 @@ class JackMidiClient:
         self._none = self._buf[:0].reshape(0, RECORD)             # NB: returned when nothing came (no allocation)
         self._buf_addr = self._buf.ctypes.data
         self.state[_ST_BASE] = self.state.ctypes.data
+        self.state[_ST_RESERVE] = reserve * RECORD
         status = np.zeros(1, np.int32)
         self.client = lib.client_open(name.encode(), _JACK_NO_START_SERVER, status.ctypes.data)
         if not self.client:
@@ -211,6 +235,12 @@ class JackMidiClient:
     def overflows(self) -> int:
         """Messages dropped because the ring was full (the reader fell behind)."""
         return int(self.state[_ST_OVERFLOW])
+
+    @property
+    def lost_releases(self) -> int:
+        """Of ``overflows``, the releases (note-offs, pedal up, All Notes/Sound Off): the
+        reserve was full too."""
+        return int(self.state[_ST_LOST_RELEASE])
 
     @property
     def cycles(self) -> int:

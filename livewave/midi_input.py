@@ -84,8 +84,9 @@ def list_input_ports(api: str | None = None) -> list[str]:
 
 class MidiInputs:
     def __init__(self, engine, selection: str = "all", api: str | None = None,
-                 poll_interval: float = 0.1, client_name: str = "livewave"):
+                 poll_interval: float = 0.1, client_name: str = "livewave", jack_ring_records: int = 1 << 14):
         self.engine = engine
+        self.jack_ring_records = jack_ring_records     # JACK MIDI's ring (jack_midi_client), in messages
         self.selection = str(selection)
         self.api = api
         self.poll_interval = poll_interval
@@ -110,6 +111,7 @@ class MidiInputs:
         self._jack_in = None       # (JackMidiClient, port id) (JACK only)
         self._overflows = 0
         self.overflows = 0              # messages an input's queue dropped because it was full (reported)
+        self._lost_releases = 0         # of those, releases (JACK's ring: its reserve was full too)
         self._jack_port = ""
         self.available: tuple[str, ...] = ()     # input ports seen by the last scan (replaced whole)
         self._selection_pending: str | None = None
@@ -168,7 +170,7 @@ class MidiInputs:
         try:
             import jack
             self._ctl = jack.Client(f"{self.client_name}-ctl", no_start_server=True)
-            jmc = JackMidiClient(f"{self.client_name}-midi", "in")
+            jmc = JackMidiClient(f"{self.client_name}-midi", "in", ring_records=self.jack_ring_records)
         except Exception as exc:      # ImportError, jack.JackError, JackMidiError
             if self._ctl is not None:
                 self._ctl.close()
@@ -335,13 +337,24 @@ class MidiInputs:
     def _drain_jack(self) -> None:
         jmc, pid = self._jack_in
         records = jmc.read()
+        lost = 0
         if jmc.overflows != self._overflows:
+            lost = jmc.lost_releases - self._lost_releases
+            self._lost_releases = jmc.lost_releases
             self.reports.append(f"MIDI input overflow: {jmc.overflows - self._overflows} messages dropped "
-                                "(the render side fell behind)")
+                                "(the render side fell behind)" + (
+                                    f", {lost} of them note-offs or pedal-ups: every held note released"
+                                    if lost else "; no note-off lost"))
             self.overflows += jmc.overflows - self._overflows
             self._overflows = jmc.overflows
-        if not len(records):
-            return
+        if len(records):
+            self._deliver_jack(jmc, pid, records)
+        if lost:            # after what did arrive: a cut, never a stuck note (jack_midi_client)
+            self._release_held(pid)
+            for ch in range(16):
+                self.engine.push_midi(0xB0 | ch, 64, 0, pid)
+
+    def _deliver_jack(self, jmc, pid: int, records) -> None:
         eng = self.engine
         anchor = eng.frame_anchor
         if anchor is None:
