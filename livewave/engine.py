@@ -427,16 +427,15 @@ class Engine:
                 release_events(rec.events, rec.epos, t)
             self.voices.release_all(t)
         q = self.events
-        if q.overflow_pending:
-            q.overflow_pending = False
-            offs = q.overflow_offs
-            for ch in range(16):
-                for k in range(128):
-                    if offs[ch, k]:
-                        offs[ch, k] = False
-                        if rec is not None:
-                            push_event(rec.events, rec.epos, t, 0x80 | ch, k, 0)
-                        self.channels.handle(0x80 | ch, k, 0, t)
+        if q.overflow_pending:      # releases the full queue kept, once what came before them is read
+
+            def release(status: int, d1: int, d2: int) -> None:
+                if rec is not None:
+                    push_event(rec.events, rec.epos, t, status, d1, d2)
+                if status & 0xF0 == 0xB0 and d1 == 120:
+                    self.reverb.reset()
+                self.channels.handle(status, d1, d2, t)
+            q.due_releases(release)
 
     def _render_block(self, out: np.ndarray, n: int) -> None:
         t_start = time.perf_counter()

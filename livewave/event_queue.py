@@ -7,8 +7,12 @@ The storage is a preallocated ring of numpy arrays; the write index is published
 slot is filled (NB: under the GIL an int attribute store is atomic, so the consumer
 never sees a half-written slot).
 
-If the ring is full the event is dropped and counted, except that note-offs are never
-lost: they go into a 16x128 overflow table that the consumer drains at the next block.
+If the ring is full the event is dropped and counted, except that releases are never lost
+(note-offs, velocity-0 note-ons, the sustain pedal lifted, All Sound Off, All Notes Off): they
+go into overflow tables (16x128 keys, 16x3 controllers) with the write index they arrived at,
+and the consumer applies each once it has read every event queued before it (``due_releases``):
+so an older note-on still in the ring never sounds after its own note-off (a stuck note), and
+the overflow keeps the order it broke into.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import threading
 import numpy as np
 
 NO_EVENT = np.iinfo(np.int64).max
+OVERFLOW_CONTROLLERS = (64, 120, 123)    # kept through an overflow: pedal up, All Sound Off, All Notes Off
 
 
 class EventQueue:
@@ -32,9 +37,12 @@ class EventQueue:
         self._write = 0          # producers only
         self._read = 0           # consumer only
         self._lock = threading.Lock()
-        self.overflow_offs = np.zeros((16, 128), np.bool_)
+        # releases that found the ring full: the write index they arrived at, -1 where none
+        self.overflow_offs = np.full((16, 128), -1, np.int64)
+        self.overflow_ctl = np.full((16, len(OVERFLOW_CONTROLLERS)), -1, np.int64)
         self.overflow_pending = False
-        self.dropped = 0         # events lost to overflow (note-offs excluded: those are kept)
+        self.dropped = 0         # events lost to overflow (releases excluded: those are kept)
+        self.kept = 0            # releases kept through the overflow tables
         self._last_time = 0
 
     def push(self, time: int, status: int, d1: int, d2: int = 0, port: int = 0) -> bool:
@@ -47,10 +55,14 @@ class EventQueue:
             if w - self._read >= self.capacity:
                 kind = status & 0xF0
                 if kind == 0x80 or (kind == 0x90 and d2 == 0):
-                    self.overflow_offs[status & 0x0F, d1 & 0x7F] = True
-                    self.overflow_pending = True
+                    self.overflow_offs[status & 0x0F, d1 & 0x7F] = w
+                elif kind == 0xB0 and d1 in OVERFLOW_CONTROLLERS and (d1 != 64 or d2 < 64):
+                    self.overflow_ctl[status & 0x0F, OVERFLOW_CONTROLLERS.index(d1)] = w
                 else:
                     self.dropped += 1
+                    return False
+                self.kept += 1
+                self.overflow_pending = True      # last: the consumer then sees the index
                 return False
             i = w & self._mask
             self.time[i] = time
@@ -78,6 +90,32 @@ class EventQueue:
         out = (int(d[0]), int(d[1]), int(d[2]), int(self.port[i]))
         self._read += 1
         return out
+
+    def due_releases(self, handle) -> None:
+        """Consumer side: ``handle(status, d1, d2)`` each overflowed release whose place in the
+        ring has been read (every event queued before it), in the order: controllers' pedal
+        up and All Sound/Notes Off, then the note-offs. Call at each block start while
+        ``overflow_pending``."""
+        self.overflow_pending = False
+        r = self._read
+        offs, ctl = self.overflow_offs, self.overflow_ctl
+        for ch in range(16):
+            for j in range(ctl.shape[1]):
+                w = ctl[ch, j]
+                if w >= 0:
+                    if w <= r:
+                        ctl[ch, j] = -1
+                        handle(0xB0 | ch, OVERFLOW_CONTROLLERS[j], 0)
+                    else:
+                        self.overflow_pending = True
+            for k in range(128):
+                w = offs[ch, k]
+                if w >= 0:
+                    if w <= r:
+                        offs[ch, k] = -1
+                        handle(0x80 | ch, k, 0)
+                    else:
+                        self.overflow_pending = True
 
     def clear(self) -> None:
         """Consumer side: drop everything queued (used by a hard reset)."""
