@@ -188,6 +188,19 @@ def peak_abs(buf, n):
 
 
 @njit(nogil=True, cache=True)
+def fade_out(buf, n, left, length):
+    """``buf[:n]`` down a linear ramp: ``left`` samples of ``length`` remain (the gain goes
+    ``left / length``, then one step less per sample), silence after them. -> what remains."""
+    for i in range(n):
+        if left > 0:
+            buf[i] *= left / length
+            left -= 1
+        else:
+            buf[i] = 0.0
+    return left
+
+
+@njit(nogil=True, cache=True)
 def crossfade(new, old, n, k0, length):
     """``new[:n] = new * g + old * (1 - g)`` with a raised-cosine ``g`` rising from 0 to 1 over
     ``length`` samples; ``k0`` is the position of ``new[0]`` in the fade (absolute, so the

@@ -104,6 +104,38 @@ def test_cc123_respects_pedal_and_cc120_silences_within_a_block():
     assert e.voices.active_count == 0
 
 
+@pytest.mark.torture
+@pytest.mark.parametrize("family", ["midi2mel", "istft"])
+def test_cc120_silences_a_pipeline_within_a_block(family):
+    """A generator whose sound runs through frames and delay lines (the piano played from
+    MIDI; a vocoder played from audio in): CC 120 fades it out over the voices' 1 ms kill and
+    resets it, instead of letting its pipeline play on (it did: 0.07-0.17 for 8 blocks and on).
+    Audio in then comes back through the pipeline, its latency later."""
+    from shipped import shipped
+
+    from livewave.checkpoint import load_generator
+    e = Engine(EngineConfig(sample_rate=SR, max_block=128), load_generator(shipped(family)[0])).prepare()
+    noise = (0.2 * np.random.default_rng(0).standard_normal((128, 1))).astype(np.float32)
+    out = np.zeros((128, e.config.channels), np.float32)
+    for k in (60, 64, 67):
+        e.push_event(100, 0x90, k, 110)
+    ys = []
+    for b in range(140):
+        if b == 100:
+            e.push_event(e.sample_time + 10, 0xB0, 120, 0)
+        e.render(out, noise)
+        ys.append(out[:, 0].copy())
+    y = np.concatenate(ys)
+    at = 100 * 128 + 10
+    assert np.abs(y[at - 4800:at]).max() > 0.05                  # it was playing
+    lim = e.post.latency
+    # audio in: until the input's new frames come through (a frame and the resampler: ~700 samples)
+    quiet = y[at + lim + 128:at + lim + 128 + 512] if family == "istft" else y[at + lim + 128:]
+    assert quiet.size >= 512 and np.abs(quiet).max() < 2e-3, np.abs(quiet).max()
+    if family == "istft":                                        # and the input plays again
+        assert np.abs(y[at + e.latency_samples + 1024:]).max() > 0.05
+
+
 def test_stealing_prefers_released_then_oldest():
     e = make_engine(polyphony=4)
     ev = [(i * 10, 0x90, 60 + i, 100) for i in range(4)]
