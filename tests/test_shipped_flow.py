@@ -1,7 +1,8 @@
 """The shipped flow vocoder, on fresh held-out piano phrases (a seed its training and its card never
 saw): exactly invertible with its trained weights, a density that gives the held-out audio a far
-higher likelihood than the identity flow does, and a temperature that sets the output's energy.
-Skipped until a flow ships (none does yet: models/README.md says why)."""
+higher likelihood than the identity flow does, and a temperature that moves the output from its
+mode while a source-driven flow keeps its level (models/README.md: flow-fluidr3, since stop 32).
+Skipped where no flow ships."""
 import math
 
 import numpy as np
