@@ -413,9 +413,7 @@ class Engine:
             self.bindings.carry_over(gen, controls)       # the knobs' positions, not the defaults
             self.cond.controls = controls
             self.playing = (gen, controls)
-            for v in range(self.cond.active.shape[0]):
-                if self.cond.active[v]:
-                    self.cond.restart[v] = RESTART_FRESH
+            self._restart_voices()
             self._pending = None
         if self._panic:
             self._panic = False
@@ -547,9 +545,7 @@ class Engine:
                 self.generator.reset()
             except Exception:
                 pass
-            for v in range(cond.active.shape[0]):
-                if cond.active[v]:
-                    cond.restart[v] = RESTART_FRESH
+            self._restart_voices()
         elif self._fade is not None:
             self._crossfade(seg, m, t)
         if self._hush_left >= 0:
@@ -582,9 +578,14 @@ class Engine:
             self._hush_left = -1
             self.generator.reset()
             self.reverb.reset()      # what the fade fed it
-            for v in range(self.cond.active.shape[0]):
-                if self.cond.active[v]:
-                    self.cond.restart[v] = RESTART_FRESH
+            self._restart_voices()
+
+    def _restart_voices(self) -> None:
+        """Every sounding voice starts afresh in the generator (a new or reset generator)."""
+        cond = self.cond
+        for v in range(cond.active.shape[0]):
+            if cond.active[v]:
+                cond.restart[v] = RESTART_FRESH
 
     def _guard_limit(self) -> float:
         v = self.voices.active_count

@@ -429,8 +429,7 @@ class FlowVocoderInstrument(AudioVocoder):
         n_group = self.mcfg.n_group
         sigma = float(controls[SIGMA_CONTROL])
         z = torch.cat([torch.randn(1, n_group, per, generator=self._noise) for _ in range(mel.shape[2])], dim=2)
-        z = sigma * z if z.device == mel.device else (sigma * z).to(mel.device)
-        return self.model.step(mel, as_dtype(z, mel.dtype), source, couplings)[0]
+        return self.model.step(mel, as_dtype((sigma * z).to(mel.device), mel.dtype), source, couplings)[0]
 
     def _offline(self, mel, source=None):
         import torch

@@ -18,9 +18,9 @@ def test_a_full_queue_keeps_releases_and_hands_them_over_after_what_came_before(
     assert not q.push(25, 0xB0, 7, 0)             # a controller: dropped
     assert (q.kept, q.dropped) == (3, 3) and q.overflow_pending
     got = []
-    for _ in range(7):                            # its note-on (and six more) still queued: not yet
+    for k in range(7):                            # its note-on (and six more) still queued: not yet
         q.due_releases(lambda *m: got.append(m))
-        assert q.pop()[:3] is not None
+        assert q.pop()[:3] == (0x90, 60 + k, 100)
     q.due_releases(lambda *m: got.append(m))
     assert got == [] and q.overflow_pending
     assert q.pop()[:3] == (0x90, 67, 100)
