@@ -847,7 +847,10 @@ def test_a_vocoder_at_64_sample_blocks_gets_the_lead_its_frames_need(server, tmp
         if kernels == "torch":
             assert info["lead"] >= 8, info
         else:
-            assert 4 <= info["lead"] <= 7, info     # 4-5 measured here (a frame 0.4-1.4 ms)
+            # 4-5 measured here (a frame 0.4-1.4 ms); the lead follows the cost measured at load, so
+            # a load on a busy machine asks for more (8 once in CI, stop 33): the machine's, not the model's
+            assert info["lead"] >= 4, info
+            on_time_or_slow_machine(info["lead"] <= 7, f"lead {info['lead']} blocks for the Numba path")
         reports = []
         while info["lead"] > 4 and not any(f"{info['lead']} blocks ahead instead of 4" in r for r in reports):
             ev = ep.wait_event("report", timeout=5.0)
