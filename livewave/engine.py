@@ -431,14 +431,34 @@ class Engine:
             self.voices.release_all(t)
         q = self.events
         if q.overflow_pending:      # releases the full queue kept, once what came before them is read
+            q.due_releases(lambda status, d1, d2: self._event(status, d1, d2, t, rec))
 
-            def release(status: int, d1: int, d2: int) -> None:
-                if rec is not None:
-                    push_event(rec.events, rec.epos, t, status, d1, d2)
-                if status & 0xF0 == 0xB0 and d1 == 120:
-                    self.reverb.reset()
-                self.channels.handle(status, d1, d2, t)
-            q.due_releases(release)
+    def _event(self, status: int, d1: int, d2: int, t: int, rec) -> None:
+        """One MIDI event at sample ``t`` (render side): from the queue, or a release the full
+        queue kept (``EventQueue.due_releases``), which acts the same."""
+        on = self.channels.mask[status & 0x0F]
+        kind = status & 0xF0
+        sound_off = False
+        if kind == 0xB0 and on:
+            cc, value = d1 & 0x7F, d2 & 0x7F
+            bound = self.bindings.on_cc(self.generator, self.cond.controls, status & 0x0F, cc, value, self.post)
+            if cc == 91 and not bound:       # GM's Reverb Send Level (a learnt binding takes it first)
+                send = value / 127.0
+                self.reverb_send[0] = send
+                self._send_taken = send      # the CC itself goes into a take
+            elif cc == 120:                  # All Sound Off: silence now, the room's tail too
+                self.reverb.reset()
+                sound_off = True
+        if rec is not None and 0x80 <= status < 0xF0 and on:
+            push_event(rec.events, rec.epos, t, status, d1 & 0x7F, d2 & 0x7F)
+        if kind == 0xC0 and on:
+            prog = self.program
+            prog[1] = status & 0x0F
+            prog[2] = d1 & 0x7F
+            prog[0] += 1             # last: a reader that sees the count sees the rest
+        self.channels.handle(status, d1, d2, t)
+        if sound_off:
+            self._sound_off()        # after its voices were killed
 
     def _render_block(self, out: np.ndarray, n: int) -> None:
         t_start = time.perf_counter()
@@ -460,36 +480,13 @@ class Engine:
             push_event(rec.events, rec.epos, t0, 0xB0 | self._first_channel, 91, int(round(send * 127.0)))
         self._control_flags(t0, rec)
         q = self.events
-        handle = self.channels.handle
-        mask = self.channels.mask
+        event = self._event
         pos = 0
-        sound_off = False
         while pos < n:
             t = t0 + pos
             while q.peek_time() <= t:
                 status, d1, d2, _ = q.pop()
-                if status & 0xF0 == 0xB0 and mask[status & 0x0F]:
-                    bound = self.bindings.on_cc(self.generator, self.cond.controls, status & 0x0F, d1 & 0x7F,
-                                                d2 & 0x7F, self.post)
-                    cc = d1 & 0x7F
-                    if cc == 91 and not bound:       # GM's Reverb Send Level (a learnt binding takes it first)
-                        send = (d2 & 0x7F) / 127.0
-                        self.reverb_send[0] = send
-                        self._send_taken = send      # the CC itself goes into a take
-                    elif cc == 120:                  # All Sound Off: silence now, the room's tail too
-                        self.reverb.reset()
-                        sound_off = True
-                if rec is not None and 0x80 <= status < 0xF0 and mask[status & 0x0F]:
-                    push_event(rec.events, rec.epos, t, status, d1 & 0x7F, d2 & 0x7F)
-                if status & 0xF0 == 0xC0 and mask[status & 0x0F]:
-                    prog = self.program
-                    prog[1] = status & 0x0F
-                    prog[2] = d1 & 0x7F
-                    prog[0] += 1             # last: a reader that sees the count sees the rest
-                handle(status, d1, d2, t)
-                if sound_off:
-                    sound_off = False
-                    self._sound_off()        # after its voices were killed
+                event(status, d1, d2, t, rec)
             nt = q.peek_time()
             seg_end = n if (nt == NO_EVENT or nt >= end) else nt - t0
             self._segment(pos, seg_end - pos, t)

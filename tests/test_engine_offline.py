@@ -105,16 +105,20 @@ def test_cc123_respects_pedal_and_cc120_silences_within_a_block():
 
 
 @pytest.mark.torture
-@pytest.mark.parametrize("family", ["midi2mel", "istft"])
-def test_cc120_silences_a_pipeline_within_a_block(family):
+@pytest.mark.parametrize("family,route", [("midi2mel", "queue"), ("istft", "queue"), ("midi2mel", "overflow")])
+def test_cc120_silences_a_pipeline_within_a_block(family, route):
     """A generator whose sound runs through frames and delay lines (the piano played from
     MIDI; a vocoder played from audio in): CC 120 fades it out over the voices' 1 ms kill and
     resets it, instead of letting its pipeline play on (it did: 0.07-0.17 for 8 blocks and on).
-    Audio in then comes back through the pipeline, its latency later."""
+    Audio in then comes back through the pipeline, its latency later. ``overflow``: the CC
+    arrives when the engine's queue is full, is kept (``EventQueue.due_releases``) and acts at
+    the next block's start the same way (it only reset the reverb there: the piano played on)."""
     from shipped import shipped
 
     from livewave.checkpoint import load_generator
-    e = Engine(EngineConfig(sample_rate=SR, max_block=128), load_generator(shipped(family)[0])).prepare()
+    cap = 4 if route == "overflow" else 65536
+    e = Engine(EngineConfig(sample_rate=SR, max_block=128, event_capacity=cap),
+               load_generator(shipped(family)[0])).prepare()
     noise = (0.2 * np.random.default_rng(0).standard_normal((128, 1))).astype(np.float32)
     out = np.zeros((128, e.config.channels), np.float32)
     for k in (60, 64, 67):
@@ -122,12 +126,16 @@ def test_cc120_silences_a_pipeline_within_a_block(family):
     ys = []
     for b in range(140):
         if b == 100:
-            e.push_event(e.sample_time + 10, 0xB0, 120, 0)
+            if route == "overflow":                              # the queue full of pressure messages
+                for j in range(e.events.capacity):
+                    assert e.push_event(e.sample_time + 2 + j, 0xD0, 90, 0)
+            assert e.push_event(e.sample_time + 10, 0xB0, 120, 0) == (route == "queue")
         e.render(out, noise)
         ys.append(out[:, 0].copy())
     y = np.concatenate(ys)
-    at = 100 * 128 + 10
+    at = 100 * 128 + 10 if route == "queue" else 101 * 128       # kept: acts at the next block's start
     assert np.abs(y[at - 4800:at]).max() > 0.05                  # it was playing
+    assert route == "queue" or e.events.kept == 1
     lim = e.post.latency
     # audio in: until the input's new frames come through (a frame and the resampler: ~700 samples)
     quiet = y[at + lim + 128:at + lim + 128 + 512] if family == "istft" else y[at + lim + 128:]
