@@ -19,6 +19,7 @@ from jack_rig import (
     sporadic,
     stall_count,
     unbroken_or_slow_machine,
+    wait_until,
     xrun_culprits,
 )
 from shipped import shipped
@@ -371,51 +372,79 @@ def test_program_changes_switch_the_headless_instrument_between_the_models_liste
 
 
 @pytest.mark.torture
-def test_hot_plug_and_unplug_with_a_note_held(server, tmp_path):
-    rig0 = Rig(seconds=0.1, name="lwtest")          # the instrument listens for 'lwhot', not this
-    proc = None
+def test_a_keyboard_unplugged_with_a_note_held_is_released_then_found_again_by_name(server, tmp_path):
+    """#6 item 8: a keyboard hot-plugged after the start is picked up; unplugged with a note
+    held, the note's release is heard within 300 ms (measured on JACK's frame clock in the
+    instrument's own output, its audio latency included); plugged in again, the port is found
+    by its name and plays."""
+    rec = Rig(seconds=8.0, name="lwtest")          # records; the instrument listens for 'lwhot', not this
+    proc = hot = None
+    stats = tmp_path / "stats.json"
+
+    def st() -> dict:
+        return json.loads(stats.read_text())
+
     try:
         env = {**os.environ, "JACK_NO_START_SERVER": "1", "PYTHONUNBUFFERED": "1"}
-        stats = tmp_path / "stats.json"
         log = open(tmp_path / "play.log", "w")
         proc = subprocess.Popen([sys.executable, "-m", "livewave", "play", "--audio", "system", "--midi",
                                  "lwhot", "--block", str(PERIOD), "--stats-json", str(stats)],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        t_end = time.monotonic() + 120
-        while not stats.exists() and time.monotonic() < t_end:
-            time.sleep(0.1)
+        assert wait_until(lambda: stats.exists() and rec.ports("livewave", is_audio=True, is_output=True), 120), \
+            (tmp_path / "play.log").read_text()
+        rec.connect_output(sorted(rec.ports("livewave", is_audio=True, is_output=True))[0])
+        time.sleep(0.3)
+        rec.start()
         hot = Rig(seconds=0.5, name="lwhot")              # the keyboard is plugged in now
-        t_end = time.monotonic() + 10
-        while not json.loads(stats.read_text())["midi_ports"] and time.monotonic() < t_end:
-            time.sleep(0.05)
-        assert json.loads(stats.read_text())["midi_ports"], "hot-plugged port not picked up"
+        assert wait_until(lambda: st()["midi_ports"], 10), "hot-plugged port not picked up"
         hot.schedule([note(0, 64, 100)])
         hot.start()
-        t_end = time.monotonic() + 10
-        while json.loads(stats.read_text())["voices"] == 0 and time.monotonic() < t_end:
-            time.sleep(0.02)
-        assert json.loads(stats.read_text())["voices"] == 1
-        hot.close()                                        # unplugged with the note held
-        t0 = time.monotonic()
-        while json.loads(stats.read_text())["voices"] != 0 and time.monotonic() - t0 < 5:
-            time.sleep(0.02)
-        released_after = time.monotonic() - t0
-        assert json.loads(stats.read_text())["voices"] == 0
-        # port poll 0.1 s + close 0.05 s + release 0.18 s + stats refresh 0.25 s
-        print(f"unplugged: voice free after {released_after * 1000:.0f} ms (release included)")
-        on_time_or_slow_machine(released_after < 0.8, f"the held note was freed {released_after:.2f} s after "
-                                                       "its port vanished (0.8 s wanted)")
-        assert proc.poll() is None                          # still playing
+        assert wait_until(lambda: st()["voices"] == 1, 10)
+        time.sleep(0.5)                                   # held
+        unplugged = rec.client.frame_time - rec.start_frame
+        hot.close()                                       # unplugged with the note held
+        hot = None
+        assert wait_until(lambda: st()["voices"] == 0, 5), "the held note was not released"
+        assert wait_until(lambda: not st()["midi_ports"], 5)
+        hot = Rig(seconds=1.0, name="lwhot")              # plugged in again
+        assert wait_until(lambda: st()["midi_ports"], 10), "the port was not found again by its name"
+        replugged = rec.client.frame_time - rec.start_frame
+        hot.schedule([note(0, 67, 100), off(int(0.6 * RATE), 67)])
+        hot.start()
+        assert wait_until(lambda: st()["voices"] == 1, 10), "the re-plugged keyboard does not play"
+        assert hot.wait_done(10) and rec.wait_done(15)
+        assert proc.poll() is None                         # still playing
+        final = st()
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
         log.close()
         text = (tmp_path / "play.log").read_text()
-        assert "MIDI input vanished" in text and "Traceback" not in text
+        assert text.count("MIDI input connected: lwhot") == 2 and "MIDI input vanished: lwhot" in text, text
+        assert "Traceback" not in text
     finally:
-        rig0.close()
+        for r in (hot, rec):
+            if r is not None:
+                r.close()
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(10)
+    x = rec.recording[:, 0].astype(np.float64)
+    win = 240                                              # 5 ms
+    level = np.sqrt(np.mean(x[unplugged - RATE // 5:unplugged] ** 2))
+    assert level > 0.02, f"the held note was not sounding before the unplug ({level:.4f})"
+    env_after = np.sqrt(np.convolve(x[unplugged:unplugged + RATE] ** 2, np.ones(win) / win, "valid"))
+    down = np.flatnonzero(env_after < 0.5 * level)
+    assert down.size, "no release heard within 1 s of the unplug"
+    heard = (down[0] + win) / RATE
+    print(f"unplugged with a note held: its release heard {heard * 1000:.0f} ms later (output latency "
+          f"{final['latency_s'] * 1000:.1f} ms included); xruns {final['xruns']}")
+    on_time_or_slow_machine(heard < 0.3, f"the held note's release was heard {heard:.3f} s after its port "
+                                         "vanished (300 ms wanted)")
+    again = x[replugged:]
+    loud = np.flatnonzero(np.abs(again) > 0.05)
+    assert loud.size, "no sound from the re-plugged keyboard"
+    tone = unbroken_or_slow_machine(again[loud[0] + 2400:loud[0] + 2400 + 19200], "the re-plugged G4")
+    assert abs(cents(f0_spectral(tone, RATE), 392.0)) < 30.0
 
 
 def test_unknown_device_and_refused_rate_are_clear_errors(server):
