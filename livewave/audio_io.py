@@ -142,6 +142,7 @@ class AudioStats:
         self.render_nice = None       # the render thread's nice value if it was raised, else None
         self.input_underruns = 0      # ring placements: a block rendered with no input captured yet
         self.input_dropped = 0        # ring placements: input blocks dropped to keep the delay bounded
+        self.render_hangs = 0         # ring placements: render threads left stuck in a model (adopt_engine)
         # render time per block in % of the block's duration: bins 0..199, the last holds 200% and more
         self.load_hist = np.zeros(LOAD_BINS, np.int64)
         # the same in the rendering thread's own CPU time (time.thread_time): the wall time above
@@ -208,6 +209,7 @@ class AudioOutput:
         self.stats = AudioStats()
         self.stream = None
         self._thread = None
+        self._epoch = 0           # the render thread's generation: one stuck in a model is left behind (adopt_engine)
         self._running = False
         self.device_index = None
         self.device_name = ""
@@ -378,6 +380,32 @@ class AudioOutput:
             self._thread = threading.Thread(target=self._rtmixer_loop, name="livewave-render", daemon=True)
             self._thread.start()
         self.stream.start()
+
+    def adopt_engine(self, engine: Engine) -> None:
+        """Control side, when the render thread is stuck in a model (``ModelWatchdog`` said
+        "hung"): nothing can stop a thread inside a model, so it is left behind, and a new
+        render thread plays ``engine`` (prepared with this engine's config: the fallback) into
+        the same ring from the sample the stuck block would have filled. The stream never
+        stopped: its callback played the ring out, then silence (counted as underruns). The
+        stuck thread, if its block ever ends, writes nothing more (``_epoch``; the window
+        between its check and its write is the few microseconds after a block that took
+        ``HANG_AFTER`` or more). Ring placements only: under ``callback`` the stuck thread is
+        the device's own."""
+        if self.policy == "callback":
+            raise RuntimeError("under --placement callback the model renders on the device's own thread: "
+                               "a hung model stops the stream")
+        if engine.config.sample_rate != self.sample_rate or not engine.prepared \
+                or engine.config.max_block < self.block or engine.config.channels != self.channels:
+            raise ValueError("adopt_engine: the engine must be prepared for this stream's rate, block and channels")
+        self._epoch += 1
+        engine.sample_time = self._w
+        self.engine = engine
+        self._set_midi_delay()
+        self.stats.render_hangs += 1
+        if self._running:
+            loop = self._render_loop if self.policy == "thread" else self._rtmixer_loop
+            self._thread = threading.Thread(target=loop, args=(self._epoch,), name="livewave-render", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
         self._running = False
@@ -573,7 +601,7 @@ class AudioOutput:
         self._input_seen = True
         return 0
 
-    def _render_one(self) -> None:
+    def _render_one(self, epoch: int = 0) -> None:
         t_start = time.perf_counter()
         c_start = time.thread_time()
         tmp = self._tmp
@@ -582,6 +610,8 @@ class AudioOutput:
         if self._in_tmp is not None:
             self._take_input_ring()
         self.engine.render(tmp, self._in_tmp)
+        if epoch != self._epoch:
+            return          # this thread was left behind while its block hung (adopt_engine)
         if self.post_render is not None:
             self.post_render(tmp)
         m = self._ring_mask
@@ -609,16 +639,16 @@ class AudioOutput:
         except (OSError, AttributeError):
             self.stats.render_nice = None
 
-    def _render_loop(self) -> None:
+    def _render_loop(self, epoch: int = 0) -> None:
         self._boost()
         nap = self.block / self.sample_rate / 4.0
-        while self._running:
-            while self._running and self._w - self._r < self.lead * self.block:
-                self._render_one()
+        while self._running and epoch == self._epoch:
+            while self._running and epoch == self._epoch and self._w - self._r < self.lead * self.block:
+                self._render_one(epoch)
             time.sleep(nap)
 
     # -- rtmixer placement: the C callback reads the ring; this thread keeps it filled ----------
-    def _render_to_rb(self) -> None:
+    def _render_to_rb(self, epoch: int = 0) -> None:
         t_start = time.perf_counter()
         c_start = time.thread_time()
         if self.pre_render is not None:
@@ -626,6 +656,8 @@ class AudioOutput:
         if self._in_tmp is not None:
             self._take_input_rb()
         self.engine.render(self._tmp, self._in_tmp)
+        if epoch != self._epoch:
+            return          # this thread was left behind while its block hung (adopt_engine)
         if self.post_render is not None:
             self.post_render(self._tmp)
         self._rb.write(self._tmp)     # NB: never short: the loop only renders when a block fits
@@ -647,13 +679,13 @@ class AudioOutput:
         k = int(hist.min()) if self._k_i >= 16 else int(hist[:self._k_i].min())
         self.engine.frame_anchor = ((consumed + k) & 0xFFFFFFFF, consumed)
 
-    def _rtmixer_loop(self) -> None:
+    def _rtmixer_loop(self, epoch: int = 0) -> None:
         self._boost()
         nap = self.block / self.sample_rate / 4.0
         rb, st, eng = self._rb, self.stats, self.engine
         stall = 2.0 * self.block / self.sample_rate     # no block taken for this long: look why
         self._seen_t = time.perf_counter()
-        while self._running:
+        while self._running and epoch == self._epoch:
             queued = rb.read_available
             consumed = self._w - queued
             if consumed != self._seen:
@@ -668,8 +700,8 @@ class AudioOutput:
                 # NB: rtmixer's own counter of PortAudio's underflow flags, read without its
                 # fetch action (a plain integer field; a stale read is one count behind)
                 st.xruns = int(self.stream._state.stats.output_underflows)
-            while self._running and queued < self.lead * self.block:
-                self._render_to_rb()
+            while self._running and epoch == self._epoch and queued < self.lead * self.block:
+                self._render_to_rb(epoch)
                 queued += self.block
             if time.perf_counter() - self._seen_t > stall and self._action not in self.stream.actions:
                 # rtmixer ends a ring-buffer action when it finds the ring short (an underrun of

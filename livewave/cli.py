@@ -245,6 +245,10 @@ def cmd_play(args) -> int:
     if programs:
         from .model_loader import ModelLoader
         loader = ModelLoader(lambda: eng, lambda: block, collector.collect_now).start()
+    from . import fault_injection
+    armed = fault_injection.armed()            # tests only (LIVEWAVE_FAULTS=1): SIGUSR1 injects it
+    if armed:
+        signal.signal(signal.SIGUSR1, lambda signum, frame: stop.__setitem__("fault", True))
     out.start()
     t_end = time.monotonic() + args.duration if args.duration else None
     last_line = last_stats = 0.0
@@ -252,13 +256,24 @@ def cmd_play(args) -> int:
         while not stop["now"] and (t_end is None or time.monotonic() < t_end):
             time.sleep(0.05)
             collector.tick()
+            if stop.pop("fault", False):
+                fault_injection.inject(eng, armed)
+                print(f"livewave: fault injected: {armed}", flush=True)
             verdict = watchdog.check()
             if verdict is not None and verdict[0] == "hung":
-                print(f"\nlivewave: the model {eng.generator.info.name} stopped answering (one block has taken "
-                      f"{verdict[1]:.1f} s); a thread stuck in a model cannot be stopped, so livewave ends here. "
-                      "Play it again without that model.", file=sys.stderr, flush=True)
-                os._exit(3)
-            if verdict is not None and watchdog.unload():
+                if out.policy == "callback":
+                    print(f"\nlivewave: the model {eng.generator.info.name} stopped answering (one block has taken "
+                          f"{verdict[1]:.1f} s). Under --placement callback it renders on the audio device's own "
+                          "thread, which cannot be freed, so livewave ends here. Play it again without that model; "
+                          "--placement rtmixer or thread play on with the built-in instrument instead.",
+                          file=sys.stderr, flush=True)
+                    os._exit(3)
+                if take is not None:
+                    eng.stop_take(timeout_s=0.0)
+                    print(("\n" if tty else "") + _take_line(take.finish()), flush=True)
+                    take = None
+                eng, watchdog = _take_over_from_hung(eng, out, midi, verdict[1])
+            elif verdict is not None and watchdog.unload():
                 print(f"\nlivewave: the model {eng.generator.info.name} kept failing ({verdict[1]}); its blocks were "
                       "muted and it is unloaded: the built-in instrument plays", flush=True)
             msgs = eng.take_reports() + (list(_drain(midi.reports)) if midi else [])
@@ -300,6 +315,32 @@ def cmd_play(args) -> int:
     return 0
 
 
+def _take_over_from_hung(eng, out, midi, seconds: float):
+    """``livewave play``'s answer to a model stuck in a block (ring placements): its render
+    thread is left behind and a new engine with the built-in instrument, prepared here with the
+    same settings, plays on into the same stream (``AudioOutput.adopt_engine``). Held notes are
+    not carried over (the stuck engine's state cannot be read safely): the next ones play.
+    Returns the new engine and its watchdog."""
+    from .default_instrument import DefaultInstrument
+    from .engine import Engine
+    from .model_watchdog import ModelWatchdog, prepared_fallback
+    name = eng.generator.info.name
+    began = eng.stats.render_started
+    new = Engine(eng.config, DefaultInstrument())
+    new.prepare()
+    new.reverb_send[0] = eng.reverb_send[0]
+    new.set_tuning(eng.tuning_hz)
+    out.adopt_engine(new)
+    out.set_lead_for(new.generator)
+    if midi is not None:
+        midi.engine = new
+    after = time.perf_counter() - began if began else seconds
+    print(f"\nlivewave: the model {name} stopped answering (one block had taken {seconds:.1f} s); its render "
+          f"thread is left behind and the built-in instrument plays on, {after:.2f} s after that block began. "
+          "Notes held then must be played again.", flush=True)
+    return new, ModelWatchdog(new, prepared_fallback(new))
+
+
 def _start_take(args, eng):
     from .config import ConfigError
     from .take_recorder import start_take
@@ -331,7 +372,7 @@ def _write_stats(path, eng, out, midi, block, rate, final=False) -> None:
     """Statistics as JSON (atomically replaced), for tests and monitoring."""
     a = out.stats
     data = {"final": final, "xruns": a.xruns, "ring_underruns": a.ring_underruns, "callbacks": a.callbacks,
-            "load": a.load, "load_peak": a.load_peak, "latency_s": out.latency,
+            "load": a.load, "load_peak": a.load_peak, "latency_s": out.latency, "render_hangs": a.render_hangs,
             "device_latency_s": out.device_latency, "midi_delay": eng.midi_delay,
             "engine_latency_samples": eng.latency_samples, "generator_faults": eng.stats.generator_faults,
             "midi_messages": midi.messages if midi else 0, "malformed": midi.malformed if midi else 0,

@@ -447,13 +447,8 @@ class EngineHost:
         os._exit(EXIT_RENDER_HUNG)      # NB: a thread stuck in a model cannot be stopped any other way
 
     def _cmd_fault(self, kind: str) -> None:
-        from . import fault_injection
-        if not fault_injection.enabled():
-            raise ValueError("fault injection is off (it is for tests: LIVEWAVE_FAULTS=1)")
-        eng = self.engine
-        faulty = fault_injection.FaultyGenerator(eng.generator, kind)
-        eng.generator = faulty                  # NB: one store; the next block plays it
-        eng.playing = (faulty, eng.playing[1])
+        from .fault_injection import inject
+        inject(self.engine, kind)
         self.send(("fault", kind))
 
     def _finish_loads(self) -> None:

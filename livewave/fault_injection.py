@@ -38,6 +38,27 @@ class InjectedFault(RuntimeError):
     pass
 
 
+def inject(engine, kind: str) -> FaultyGenerator:
+    """Break ``engine``'s generator the ``kind`` way, from the control side (tests only)."""
+    if not enabled():
+        raise ValueError("fault injection is off (it is for tests: LIVEWAVE_FAULTS=1)")
+    faulty = FaultyGenerator(engine.generator, kind)
+    engine.generator = faulty                  # NB: one store; the next block plays it
+    engine.playing = (faulty, engine.playing[1])
+    return faulty
+
+
+def armed() -> str | None:
+    """``livewave play``'s fault (tests only): ``LIVEWAVE_FAULT=KIND`` with ``LIVEWAVE_FAULTS=1``
+    arms KIND, injected when the process receives SIGUSR1."""
+    kind = os.environ.get("LIVEWAVE_FAULT", "")
+    if not kind or not enabled():
+        return None
+    if kind not in KINDS:
+        raise ValueError(f"LIVEWAVE_FAULT={kind!r}: one of {', '.join(KINDS)}")
+    return kind
+
+
 def _hold_gil(seconds: float) -> None:
     # NB: sum over a range is one C call that never releases the GIL
     n = 2_000_000

@@ -5,7 +5,10 @@ Two ways a model fails on the render side:
 - it **hangs**: one block never ends (``EngineStats.render_started`` stays set). Nothing can stop
   a thread stuck in a model, so the process that runs it must end: the engine process exits
   with ``EXIT_RENDER_HUNG`` and its parent restarts it without the model
-  (``engine_process.EngineProcess.restart``); ``livewave play`` says so and exits.
+  (``engine_process.EngineProcess.restart``). ``livewave play`` leaves the stuck render thread
+  behind and plays on with the built-in instrument in a fresh engine
+  (``AudioOutput.adopt_engine``); under ``--placement callback``, where the stuck thread is the
+  audio device's own, it says so and exits.
 - it **keeps faulting**: it raises or emits NaN/Inf block after block. The engine mutes each
   such block and resets the model (``Engine._segment``); after ``unload_after`` seconds of that
   the model is swapped for the built-in instrument, prepared ahead (``fallback``). A single

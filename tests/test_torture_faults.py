@@ -12,6 +12,7 @@ it accepts only with ``LIVEWAVE_FAULTS=1`` in its environment.
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +135,66 @@ def test_a_failing_model_is_muted_reported_and_unloaded_or_restarted_within_two_
     from jack_rig import on_time_or_slow_machine
     on_time_or_slow_machine(not slow, f"over {WITHIN} s: {slow}")
 
+
+
+def test_livewave_play_plays_on_with_the_built_in_instrument_after_its_model_hangs(server, tmp_path):
+    """Item 7 under ``livewave play`` (``--placement rtmixer``; ``thread`` measured the same),
+    not only the app's engine process: a model stuck in a block (the GIL free) used to end the
+    process. Now its render thread is left behind and a fresh engine with the built-in
+    instrument plays on into the same stream within 2 s; the process keeps running and stops
+    cleanly; a note played after the hang sounds in tune. (``--placement callback`` still ends:
+    the stuck thread is the device's own.)"""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    from audio_checks import cents, f0_spectral
+    from jack_rig import Rig, on_time_or_slow_machine, unbroken_or_slow_machine
+
+    root = Path(__file__).resolve().parents[1]
+    rig = Rig(seconds=8.0, name="lwhang")
+    stats, log_path = tmp_path / "stats.json", tmp_path / "play.log"
+    env = {**os.environ, "JACK_NO_START_SERVER": "1", "PYTHONUNBUFFERED": "1", "LIVEWAVE_FAULTS": "1",
+           "LIVEWAVE_FAULT": "hang"}
+    proc = None
+    try:
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "livewave", "play", "--audio", "system", "--midi", "lwhang",
+                                     "--block", str(PERIOD), "--placement", "rtmixer", "--stats-json", str(stats)],
+                                    cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+            outs = _wait(lambda: stats.exists() and sorted(rig.ports("livewave", is_audio=True, is_output=True)), 120)
+            assert outs, log_path.read_text()
+            rig.connect_output(outs[0])
+            assert _wait(lambda: json.loads(stats.read_text())["midi_ports"], 10), log_path.read_text()
+            time.sleep(0.3)
+            rig.schedule([(int(0.3 * RATE), bytes([0x90, 69, 100])),            # A4 held through the hang
+                          (int(5.0 * RATE), bytes([0x90, 76, 100])), (int(6.5 * RATE), bytes([0x80, 76, 0])),
+                          (int(7.0 * RATE), bytes([0x80, 69, 0]))])
+            rig.start()
+            time.sleep(1.6)
+            proc.send_signal(signal.SIGUSR1)                                  # the model hangs now
+            hung_at = rig.client.frame_time - rig.start_frame
+            assert rig.wait_done(30)
+            assert proc.poll() is None, log_path.read_text()                  # still playing
+            st = json.loads(stats.read_text())
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(30) == 0
+    finally:
+        rig.close()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = log_path.read_text()
+    assert "fault injected: hang" in text and "Traceback" not in text and "kept failing" not in text, text
+    m = re.search(r"the built-in instrument plays on, ([0-9.]+) s after that block began", text)
+    assert m and st["render_hangs"] == 1, text
+    x = rig.recording[:, 0]
+    assert np.isfinite(x).all() and np.abs(x).max() <= 10 ** (-1 / 20) + 1e-6
+    before = unbroken_or_slow_machine(x[int(0.5 * RATE):hung_at - RATE // 10], "the A4 before the hang")
+    assert abs(cents(f0_spectral(before, RATE), 440.0)) < 30.0
+    after = unbroken_or_slow_machine(x[int(5.2 * RATE):int(6.4 * RATE)], "the E5 after the hang")
+    assert abs(cents(f0_spectral(after, RATE), 659.26)) < 30.0
+    print(f"livewave play: the built-in instrument took over {m.group(1)} s after the hung block began; "
+          f"ring underruns {st['ring_underruns']}, xruns {st['xruns']}")
+    on_time_or_slow_machine(float(m.group(1)) < WITHIN, f"took over after {m.group(1)} s ({WITHIN} s wanted)")
