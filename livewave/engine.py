@@ -166,6 +166,7 @@ class Engine:
         n = buf.shape[0]
         crossfade(self.mono[:n], self._xbuf[:n], n, 0, 2 * n)
         fade_out(self._xbuf[:n], n, n // 2, n)
+        self.post.fade_before(self.mix, n // 2, 4)      # a fault's fade (_segment)
         warm_up_takes()          # and a take's copies, so that recording compiles nothing
         warm_up_reverb()         # and the reverb's, which runs only once a send is raised
         self.warmup_faults = self.stats.generator_faults
@@ -535,6 +536,7 @@ class Engine:
             self.stats.last_fault = f"{type(exc).__name__}: {exc}"
         if not ok:
             seg[:] = 0.0
+            self.post.fade_before(self.mix, pos, self._hush_len)   # a 1 ms fade into the silence, not a step
             self.stats.generator_faults += 1
             if not self.stats.last_fault:
                 self.stats.last_fault = "non-finite or out-of-range output"

@@ -75,6 +75,11 @@ class PostChain:
         self.state[S_GAIN] = self.target_gain
         self.state[S_LIM_G] = 1.0
 
+    def fade_before(self, mix: np.ndarray, pos: int, length: int) -> None:
+        """``fade_before`` on this chain's look-ahead ring (render side): ``mix`` is the block
+        about to be processed, ``[channels, frames]``; the ramp is cut to what has not played."""
+        fade_before(mix, pos, self.delay, int(self.state[S_POS]), min(length, pos + self.latency))
+
     @property
     def limiter_gain(self) -> float:
         return float(self.state[S_LIM_G])
@@ -185,6 +190,25 @@ def peak_abs(buf, n):
         if a > p:
             p = a
     return p
+
+
+@njit(nogil=True, cache=True)
+def fade_before(mix, pos, delay, ring_pos, length):
+    """A fault at ``mix[:, pos]`` (a block muted from there): the ``length`` samples before it
+    go down a linear ramp to the silence, so the cut is a fade, not a step. They are the
+    block's own samples before ``pos`` and, for the rest, the newest of the look-ahead ring
+    (``delay``, written up to ``ring_pos``), which has not played yet: ``length`` is at most
+    ``pos`` plus the chain's latency."""
+    nd = delay.shape[1]
+    for d in range(1, length + 1):          # d samples before the fault
+        g = d / (length + 1.0)
+        if d <= pos:
+            for c in range(mix.shape[0]):
+                mix[c, pos - d] *= g
+        else:
+            k = (ring_pos - (d - pos)) % nd
+            for c in range(delay.shape[0]):
+                delay[c, k] *= g
 
 
 @njit(nogil=True, cache=True)
