@@ -101,6 +101,42 @@ def test_broken_generator_is_muted_and_reset_never_loud():
         assert e.stats.last_fault
 
 
+class Square(Generator):
+    """A square wave at +-``level`` (no DC), whatever the voices play."""
+
+    def __init__(self, level):
+        self.level = level
+        self.info = GeneratorInfo(family="test", name="square", sample_rate=None, hop=64)
+
+    def prepare(self, sample_rate, max_block, voices, device="cpu"):
+        pass
+
+    def reset(self):
+        pass
+
+    def render(self, cond, out):
+        out[:cond.frames] = self.level
+        out[1:cond.frames:2] = -self.level
+
+
+@pytest.mark.parametrize("voices", [1, 4, 16])
+def test_the_output_guard_s_threshold_is_2_per_voice_root(voices):
+    """#6 item 12 at its threshold: a generator's raw output over 2 (one voice; 2 sqrt(n) with n
+    voices sounding, since a chord of n voices sums beyond 2) mutes the block and resets it;
+    just under it plays, untouched by the guard (the limiter takes it to the ceiling)."""
+    limit = 2.0 * np.sqrt(voices)
+    for level, faults in ((0.98 * limit, 0), (1.02 * limit, 1)):
+        e = Engine(EngineConfig(sample_rate=SR, max_block=128), Square(level)).prepare()
+        for k in range(voices):
+            e.push_event(0, 0x90, 40 + k, 100)
+        out = np.zeros((128, e.config.channels), np.float32)
+        e.render(out)
+        assert e.voices.active_count == voices
+        assert (e.stats.generator_faults > 0) == bool(faults), (voices, level, e.stats.generator_faults)
+        e.render(out)
+        assert np.abs(out).max() > 0.5 if not faults else np.abs(out).max() < 1e-3
+
+
 class BreaksAt(GeneratorWrapper):
     """Plays ``inner`` until sample ``at``; from there every render raises."""
 
