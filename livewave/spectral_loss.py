@@ -84,3 +84,21 @@ def log_mel_distance(x: torch.Tensor, y: torch.Tensor, sample_rate: int, n_fft: 
     mx = torch.matmul(fb, _magnitudes(x, n_fft, hop, window))
     my = torch.matmul(fb, _magnitudes(y, n_fft, hop, window))
     return (torch.log(mx.clamp(min=floor)) - torch.log(my.clamp(min=floor))).abs().mean()
+
+
+def low_band_distance(x: torch.Tensor, y: torch.Tensor, sample_rate: int, top_hz: float = 500.0,
+                      floor_db: float = -60.0) -> torch.Tensor:
+    """Mean ``|log max(f, |X|) - log max(f, |Y|)|`` over the bins under ``top_hz`` of each whole
+    signal's Hann-windowed spectrum, ``f`` being ``floor_db`` under ``y``'s peak there. Its
+    resolution is the signal's length (2.7 Hz for an 8192-sample crop at 22.05 kHz), so a line
+    the frames put in (the frame rate: 86 Hz at hop 256) has bins of its own, where a frame-wise
+    STFT smears it and mel bands average it away. Differentiable; ``[B, N]`` or ``[N]``."""
+    if x.shape != y.shape:
+        raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+    n = x.shape[-1]
+    k = min(n // 2 + 1, int(top_hz * n / sample_rate) + 1)
+    window = torch.hann_window(n, periodic=False, dtype=x.dtype, device=x.device)
+    mx = torch.fft.rfft(x * window).abs()[..., :k]
+    my = torch.fft.rfft(y * window).abs()[..., :k]
+    f = my.amax(-1, keepdim=True) * 10.0 ** (floor_db / 20.0) + 1e-12
+    return (torch.log(torch.maximum(mx, f)) - torch.log(torch.maximum(my, f))).abs().mean()

@@ -101,6 +101,9 @@ def add_parsers(sub) -> None:
                         "so the mean follows the source and the mel (0: none)")
     f.add_argument("--mel-weight", type=float, default=0.0,
                    help="weight of that sample's log-mel L1 (with --sample-weight)")
+    f.add_argument("--low-weight", type=float, default=0.0,
+                   help="weight of that sample's fine low band under 500 Hz (with --sample-weight): keeps a "
+                        "frame-rate line out, which the mel term alone taught")
     f.add_argument("--decay-steps", type=int, default=0,
                    help="cosine decay of the learning rate to a tenth over this many steps (0: constant)")
     f.add_argument("--ema", type=float, default=0.0,
@@ -210,7 +213,8 @@ def cmd_train_vocoder(args) -> int:
                                      n_group=args.hop if args.squeeze == "mdct" else args.n_group,
                                      wn_layers=args.wn_layers, wn_channels=args.wn_channels,
                                      n_early_size=args.early_size, sample_weight=args.sample_weight,
-                                     mel_weight=args.mel_weight, flow_source_n_fft=args.source_n_fft,
+                                     mel_weight=args.mel_weight, low_weight=args.low_weight,
+                                     flow_source_n_fft=args.source_n_fft,
                                      decay_steps=args.decay_steps, ema=args.ema, flow_squeeze=args.squeeze,
                                      source_dropout=args.source_dropout, prior_weight=args.prior_weight)
         else:

@@ -36,7 +36,9 @@ starts from noise: the shipped iSTFT vocoder took 16000 steps to train.
 Loss, flow: the exact negative log-likelihood in nats per sample (``FlowVocoder``), z ~ N(0, 1).
 ``sample_weight`` (flow only) adds the multi-resolution STFT distance of a sample drawn at the
 temperature the flow is played at (``flow_vocoder.SIGMA``) against the crop's audio, and
-``mel_weight`` that sample's log-mel L1: the likelihood alone teaches a flow slowly (a small one,
+``mel_weight`` that sample's log-mel L1 (and ``low_weight`` its fine low band,
+``spectral_loss.low_band_distance``: the mel term alone taught a frame-rate line, 86 Hz at
+-16 dB under a 110 Hz tone): the likelihood alone teaches a flow slowly (a small one,
 500 steps on the CPU, gave noise 40 dB off the mel's level), and its gradient says nothing of the
 sample a performer hears. The sample is drawn through the inverse pass (``FlowVocoder.infer``),
 the same affine couplings run backwards, so both terms train the same weights. The flow stays a
@@ -117,6 +119,7 @@ class VocoderTrainConfig:
     ema: float = 0.0             # decay of an exponential moving average of G's weights, exported instead
                                  # of the raw weights (0: off); not part of the run's identity
     mel_weight: float = 0.0      # weight of the log-mel L1 (``spectral_loss.log_mel_distance``) in G's loss
+    low_weight: float = 0.0      # flow: weight of its sample's fine low band (``spectral_loss.low_band_distance``)
     advance_weight: float = 0.0  # istft, integrated phase: weight of the phase-advance error (``advance_error``)
     init: str = ""               # a trained checkpoint of this family to start from (fine-tuning); "" = scratch
     max_minutes: float = 0.0     # stop (checkpoint written) after this much training time; a rerun goes on (0: none)
@@ -180,6 +183,10 @@ class VocoderTrainConfig:
             raise ValueError(f"flow_squeeze mdct is for the flow family with n_group = flow_hop ({self.flow_hop})")
         if self.family == "flow" and self.mel_weight and not self.sample_weight:
             raise ValueError("mel_weight for a flow weighs its sample's log-mel L1: set sample_weight too")
+        if self.low_weight and not (self.family == "flow" and self.sample_weight):
+            raise ValueError("low_weight weighs a flow's sample's low band: a flow, with sample_weight set")
+        if not (0.0 <= self.low_weight <= 1e4):
+            raise ValueError(f"low_weight={self.low_weight}: need 0..10000")
         if not (0.0 <= self.sample_weight <= 1e4):
             raise ValueError(f"sample_weight={self.sample_weight}: need 0..10000")
         if not (0.0 <= self.advance_weight <= 1e4):
@@ -557,19 +564,22 @@ def drop_sources(source, rng: np.random.Generator, share: float):
 
 def _flow_sample_loss(gen, mel, real, cfg: VocoderTrainConfig, fft_sizes, rng: np.random.Generator, source=None):
     """The flow's auxiliary loss (module docstring): a sample at the playing temperature against
-    the audio, its STFT distance times ``sample_weight`` plus its log-mel L1 times ``mel_weight``.
+    the audio, its STFT distance times ``sample_weight`` plus its log-mel L1 times ``mel_weight``
+    and its fine low band times ``low_weight``.
     Its noise comes from the step's ``rng`` (after the crops), so a resumed run draws what an
     uninterrupted one would."""
     import torch
 
     from .flow_vocoder import SIGMA
-    from .spectral_loss import log_mel_distance, multiscale_spectral_distance
+    from .spectral_loss import log_mel_distance, low_band_distance, multiscale_spectral_distance
     z = torch.from_numpy(rng.standard_normal(gen.noise_shape(mel), dtype=np.float32)).to(mel.device)
     fake = gen.infer(mel, z=SIGMA * z, source=source)
     loss = cfg.sample_weight * multiscale_spectral_distance(fake, real, fft_sizes=fft_sizes)
     if cfg.mel_weight:
         loss = loss + cfg.mel_weight * log_mel_distance(fake, real, cfg.sample_rate, cfg.n_fft, cfg.flow_hop,
                                                         cfg.n_mels)
+    if cfg.low_weight:
+        loss = loss + cfg.low_weight * low_band_distance(fake, real, cfg.sample_rate)
     return loss
 
 
@@ -685,7 +695,7 @@ FAMILY_OPTIONS = {      # VocoderTrainConfig's options that only one family (or 
     "hifigan": ("hifigan_version", "hifigan_channels", "gan_start", "discriminators"),
     "istft": ("istft_hop", "istft_n_fft", "istft_channels", "istft_blocks", "istft_phase", "advance_weight",
               "gan_start", "discriminators"),
-    "flow": ("flow_hop", "n_group", "n_flows", "wn_layers", "wn_channels", "n_early_size", "sample_weight",
+    "flow": ("flow_hop", "n_group", "n_flows", "wn_layers", "wn_channels", "n_early_size", "sample_weight", "low_weight",
              "flow_source_n_fft", "flow_squeeze"),
 }
 
@@ -709,6 +719,8 @@ def _config_key(cfg: VocoderTrainConfig) -> str:
             d.pop(k)
     if not cfg.mel_weight:
         d.pop("mel_weight")
+    if not cfg.low_weight:          # NB: the keys runs had before it existed
+        d.pop("low_weight")
     if not cfg.advance_weight:
         d.pop("advance_weight")
     if not cfg.sample_weight:       # NB: the keys runs had before these existed

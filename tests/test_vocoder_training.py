@@ -126,6 +126,8 @@ def test_a_flow_trained_on_its_samples_as_well_plays_closer_to_the_audio_and_sta
         VocoderTrainConfig(**TINY, sample_weight=1.0).validate()
     with pytest.raises(ValueError, match="set sample_weight"):
         VocoderTrainConfig(**TINY_FLOW, mel_weight=1.0).validate()
+    with pytest.raises(ValueError, match="with sample_weight set"):
+        VocoderTrainConfig(**TINY_FLOW, low_weight=1.0).validate()
 
 
 def test_a_flow_driven_by_its_source_is_scored_on_the_audio_its_excitation_is_in_step_with(tmp_path):
@@ -228,7 +230,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, family):
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     # NB: MSD only: the full-size MPD (41 M parameters) makes each resume state ~0.5 GB to write
     cfg = dict(checkpoint_every=3, gan_start=2, discriminators="msd", **TINY) if family == "melgan" else \
-        dict(checkpoint_every=3, sample_weight=1.0, mel_weight=1.0, **TINY_FLOW,
+        dict(checkpoint_every=3, sample_weight=1.0, mel_weight=1.0, low_weight=1.0, **TINY_FLOW,
              **({"flow_source_n_fft": 128} if family == "flow-source" else {}))
     train_vocoder(data, a, VocoderTrainConfig(steps=6, **cfg), progress=False)
     train_vocoder(data, b, VocoderTrainConfig(steps=3, **cfg), progress=False)      # "killed" after 3
