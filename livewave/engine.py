@@ -481,13 +481,12 @@ class Engine:
             push_event(rec.events, rec.epos, t0, 0xB0 | self._first_channel, 91, int(round(send * 127.0)))
         self._control_flags(t0, rec)
         q = self.events
-        event = self._event
         pos = 0
         while pos < n:
             t = t0 + pos
             while q.peek_time() <= t:
                 status, d1, d2, _ = q.pop()
-                event(status, d1, d2, t, rec)
+                self._event(status, d1, d2, t, rec)      # NB: called in place: no bound-method object per block
             nt = q.peek_time()
             seg_end = n if (nt == NO_EVENT or nt >= end) else nt - t0
             self._segment(pos, seg_end - pos, t)
