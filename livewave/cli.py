@@ -3,7 +3,7 @@
     livewave                 the instrument (app with the default instrument; with no
                              audio device, renders the shipped demo and says so)
     livewave devices         audio devices and MIDI inputs, numbered
-    livewave play            headless live instrument
+    livewave play            headless live instrument (--isolate: in a watched engine process)
     livewave render IN.mid   offline render through the live path
     livewave resynth IN.wav  a recording re-rendered by a vocoder, offline
     livewave import ...      a reference HiFi-GAN or MelGAN checkpoint as a livewave model
@@ -195,6 +195,9 @@ def cmd_play(args) -> int:
             raise ConfigError(f"--record: {exc}") from exc
         if not args.record_paths[0].parent.is_dir():
             raise ConfigError(f"--record {args.record}: no folder {args.record_paths[0].parent}")
+    if args.isolate:
+        from .supervised_play import run
+        return run(args, block, programs)
     # NB: a thread that wants the GIL waits up to the switch interval (5 ms by default) for the
     # holder to yield; the audio callback must not wait that long for the status loop or a
     # MIDI thread, so make the holders yield far more often than a block lasts.
@@ -663,6 +666,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="what the device is handed (int16: converted at the last step, clipped, never wrapped)")
     pl.add_argument("--input-channels", type=int, default=0,
                     help="open the device duplex with this many inputs (for audio-driven models)")
+    pl.add_argument("--isolate", action="store_true",
+                    help="run the engine in a process of its own, watched by this one: a model that holds the GIL, "
+                         "crashes or is killed costs a restart (about a second of silence, then the built-in "
+                         "instrument), not the set")
     pl.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     pl.add_argument("--stats-json", help="write final statistics to this file")
     pl.add_argument("--record", metavar="TAKE.wav",

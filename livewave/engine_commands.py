@@ -27,9 +27,10 @@ Channels:
     ("learn", name)                      the next CC binds to control name ("" cancels); answered
                                          ("learning", name), then ("learned", name, channel, cc)
     ("bind", name, channel, cc) ("unbind", name)   answered ("bindings", {name: [channel, cc]})
-    ("record", path)                     record a take (take_recorder): what plays to path (a .wav; never
-                                         over an earlier take: path-2.wav ...) and the MIDI to the .mid
-                                         beside it; answered ("recording", wav, mid)
+    ("record", path[, midi])             record a take (take_recorder): what plays to path (a .wav; never
+                                         over an earlier take: path-2.wav ...) and, unless midi is False,
+                                         the MIDI to the .mid beside it; answered ("recording", wav, mid
+                                         or None)
     ("record_stop",)                     answered ("recorded", summary dict: audio, midi, seconds, events,
                                          dropped_samples, dropped_events, error); also sent when the
                                          engine stops with a take running
@@ -108,7 +109,7 @@ _ARITY = {"load": (1, 1, "path"), "control": (2, 2, "name or index, value"), "ga
           "midi_ports": (0, 1, "[selection]"), "devices": (0, 0, ""), "learn": (1, 1, "control name"),
           "bind": (3, 3, "control name, channel, cc"), "unbind": (1, 1, "control name"),
           "ping": (1, 1, "token"), "stop": (0, 0, ""), "fault": (1, 1, "kind (tests only)"),
-          "record": (1, 1, "path of a .wav"), "record_stop": (0, 0, ""), "tuning": (1, 1, "A4 in Hz"),
+          "record": (1, 2, "path of a .wav[, midi: bool]"), "record_stop": (0, 0, ""), "tuning": (1, 1, "A4 in Hz"),
           "transpose": (1, 1, "semitones"), "programs": (1, 1, "list of model paths"),
           "reverb": (1, 1, "{send, decay_s, damping, predelay_ms}"), "velocity_curve": (1, 1, "exponent")}
 COMMANDS = tuple(_ARITY)
@@ -130,7 +131,9 @@ def check_command(cmd) -> tuple:
     if name in ("load", "record"):
         if not isinstance(args[0], (str, os.PathLike)) or not str(args[0]):
             raise CommandError(f"{name}: path {args[0]!r:.80} is not a file path")
-        return (name, str(os.fspath(args[0])))
+        if len(args) > 1 and not isinstance(args[1], (bool, np.bool_)):
+            raise CommandError(f"record: midi {args[1]!r:.40} is not True or False")
+        return (name, str(os.fspath(args[0])), *(bool(a) for a in args[1:]))
     if name == "control":
         key = args[0]
         if _is_int(key):

@@ -396,13 +396,13 @@ class EngineHost:
     def _cmd_stop(self) -> None:
         self.stopping = True
 
-    def _cmd_record(self, path: str) -> None:
+    def _cmd_record(self, path: str, midi: bool = True) -> None:
         from .take_recorder import free_take_paths, start_take
         if self.engine.take is not None:
             raise ValueError(f"a take is being recorded already ({self.engine.take.audio_path})")
-        wav, mid = free_take_paths(path)
+        wav, mid = free_take_paths(path, midi=midi)
         start_take(self.engine, wav, mid)
-        self.send(("recording", str(wav), str(mid)))
+        self.send(("recording", str(wav), None if mid is None else str(mid)))
 
     def _cmd_record_stop(self) -> None:
         take = self.engine.stop_take()

@@ -101,6 +101,27 @@ def test_main_job_without_audio_device_renders_the_demo(tmp_path):
     assert x.shape[0] > 20 * sr and np.abs(x).max() > 0.05
 
 
+def test_play_isolate_passes_every_option_to_the_engine_process():
+    """``play --isolate`` hands its options to the engine process as settings that
+    ``check_settings`` takes, and a setting it refuses is a clear error before anything starts."""
+    from pytest import approx
+
+    from livewave.cli import build_parser
+    from livewave.engine_commands import check_settings
+    from livewave.supervised_play import settings_from_args
+    args = build_parser().parse_args(["play", "--isolate", "--audio", "system", "--midi", "none", "--rate", "44100",
+                                      "--placement", "rtmixer", "--ahead", "3", "--tuning", "442", "--transpose", "-2",
+                                      "--reverb", "0.3", "--reverb-decay", "4", "--channels", "1-4", "--gain", "-6"])
+    s = check_settings(settings_from_args(args, 128))
+    assert (s["rate"], s["block"], s["placement"], s["ahead"], s["tuning"], s["transpose"]) == (44100, 128, "rtmixer",
+                                                                                              3, 442.0, -2)
+    assert s["reverb"]["send"] == approx(0.3, abs=1 / 127) and s["reverb"]["decay_s"] == 4.0
+    assert len(s["reverb"]) == 2 and s["channels"] == "1-4" and s["gain"] == -6.0
+    assert s["velocity_curve"] == 1.0 and s["model"] is None and s["midi"] == "none"
+    r = livewave("play", "--isolate", "--tuning", "900", "--duration", "1", timeout=120)
+    assert r.returncode == 2 and "tuning" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def test_play_refuses_a_program_list_with_a_missing_model_before_opening_anything(tmp_path):
     r = livewave("play", "--programs", f"builtin,{tmp_path / 'nope.safetensors'}", "--duration", "1", timeout=120)
     assert r.returncode == 2 and "--programs: no model file" in r.stderr + r.stdout and "nope" in r.stderr + r.stdout

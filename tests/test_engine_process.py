@@ -330,6 +330,12 @@ def test_child_records_a_take_on_command_and_says_where(host, tmp_path):
     host.handle(("record", str(tmp_path / "take.wav")))      # never over the first take
     assert host.conn.sent[-1] == ("recording", str(tmp_path / "take-2.wav"), str(tmp_path / "take-2.mid"))
     eng.stop_take().finish()
+    host.handle(("record", str(tmp_path / "solo.wav"), False))     # the audio alone (play --no-record-midi)
+    assert host.conn.sent[-1] == ("recording", str(tmp_path / "solo.wav"), None)
+    eng.stop_take().finish()
+    assert not (tmp_path / "solo.mid").exists()
+    host.handle(("record", str(tmp_path / "solo.wav"), "no"))
+    assert host.conn.sent[-1][0] == "error" and "True or False" in host.conn.sent[-1][1]
 
 
 def test_child_sets_concert_pitch_and_transpose_and_says_what_it_set(host):

@@ -198,3 +198,91 @@ def test_livewave_play_plays_on_with_the_built_in_instrument_after_its_model_han
     print(f"livewave play: the built-in instrument took over {m.group(1)} s after the hung block began; "
           f"ring underruns {st['ring_underruns']}, xruns {st['xruns']}")
     on_time_or_slow_machine(float(m.group(1)) < WITHIN, f"took over after {m.group(1)} s ({WITHIN} s wanted)")
+
+
+def test_livewave_play_isolate_plays_on_after_its_model_holds_the_gil(server, tmp_path):
+    """``livewave play --isolate``: the engine in a process of its own, watched by the one the
+    performer started. A model that holds the GIL (one C call, 3 s) freezes the whole engine
+    process, which plain ``play`` cannot survive (its watchdog needs the GIL too). Here the
+    watching process sees the heartbeat stop, kills the engine and starts one from the warm
+    spare with the built-in instrument: a note played after it sounds in tune, a take being
+    recorded is kept and a new one begins, and the process stops cleanly."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    import soundfile as sf
+    from audio_checks import cents, f0_spectral
+    from jack_rig import Rig, on_time_or_slow_machine, unbroken_or_slow_machine
+
+    root = Path(__file__).resolve().parents[1]
+    rig = Rig(seconds=9.0, name="lwiso")
+    stats, log_path, take = tmp_path / "stats.json", tmp_path / "play.log", tmp_path / "take.wav"
+    env = {**os.environ, "JACK_NO_START_SERVER": "1", "PYTHONUNBUFFERED": "1", "LIVEWAVE_FAULTS": "1",
+           "LIVEWAVE_FAULT": "gil"}
+    proc = None
+
+    def stat(key):
+        return json.loads(stats.read_text())[key] if stats.exists() else None
+
+    def connect_all():
+        outs = rig.ports("livewave", is_audio=True, is_output=True)
+        for p in outs:
+            try:
+                rig.connect_output(p)
+            except Exception:      # connected already, or the killed client's port going away
+                pass
+        return outs
+
+    try:
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "livewave", "play", "--isolate", "--audio", "system",
+                                     "--midi", "lwiso", "--block", str(PERIOD), "--placement", "rtmixer",
+                                     "--stats-json", str(stats), "--record", str(take)],
+                                    cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+            assert _wait(lambda: stat("midi_ports") and stat("spare_ready"), 180), log_path.read_text()
+            first = stat("engine_pid")
+            assert _wait(connect_all, 10), log_path.read_text()
+            time.sleep(0.3)
+            rig.schedule([(int(0.3 * RATE), bytes([0x90, 69, 100])),            # A4 held into the freeze
+                          (int(6.5 * RATE), bytes([0x90, 76, 100])), (int(8.0 * RATE), bytes([0x80, 76, 0])),
+                          (int(8.2 * RATE), bytes([0x80, 69, 0]))])
+            rig.start()
+            time.sleep(1.6)
+            fault_frame = rig.client.frame_time - rig.start_frame
+            proc.send_signal(signal.SIGUSR1)                                  # the model holds the GIL now
+            assert _wait(lambda: stat("restarts") == 1 and stat("engine_pid") != first, 30), log_path.read_text()
+            assert _wait(lambda: stat("midi_ports"), 10), log_path.read_text()
+            connect_all()
+            back_frame = rig.client.frame_time - rig.start_frame
+            assert rig.wait_done(30)
+            assert proc.poll() is None, log_path.read_text()                  # still playing
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(30) == 0, log_path.read_text()
+    finally:
+        rig.close()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = log_path.read_text()
+    assert "fault injected: gil" in text and "Traceback" not in text, text
+    assert "stopped answering" in text and "plays livewave default (default)" in text, text
+    m = re.search(r"([0-9.]+) s after this process saw the fault", text)
+    assert m, text
+    assert back_frame < int(6.5 * RATE), f"the engine came back at {back_frame / RATE:.1f} s, after the E5"
+    x = rig.recording[:, 0]
+    assert np.isfinite(x).all() and np.abs(x).max() <= 10 ** (-1 / 20) + 1e-6
+    before = unbroken_or_slow_machine(x[int(0.5 * RATE):fault_frame - RATE // 10], "the A4 before the freeze")
+    assert abs(cents(f0_spectral(before, RATE), 440.0)) < 30.0
+    after = unbroken_or_slow_machine(x[int(6.7 * RATE):int(7.9 * RATE)], "the E5 after the restart")
+    assert abs(cents(f0_spectral(after, RATE), 659.26)) < 30.0
+    # the take of the frozen engine is kept as far as it was written; the new engine's is whole
+    first_take, second_take = sf.info(str(take)), sf.info(str(tmp_path / "take-2.wav"))
+    assert first_take.frames > RATE and second_take.frames > 2 * RATE, (first_take, second_take)
+    assert (tmp_path / "take.mid").exists() and (tmp_path / "take-2.mid").exists()
+    gap = 1.0 + float(m.group(1))        # FREEZE_AFTER, then the restart
+    print(f"livewave play --isolate: a model holding the GIL; engine killed after 1.0 s without a heartbeat and "
+          f"back {m.group(1)} s later; first take {first_take.frames / RATE:.1f} s, second "
+          f"{second_take.frames / RATE:.1f} s")
+    on_time_or_slow_machine(gap < WITHIN, f"back {gap:.2f} s after the freeze ({WITHIN} s wanted)")
