@@ -419,6 +419,26 @@ class AudioOutput:
             finally:
                 self.stream = None
 
+    @property
+    def running(self) -> bool:
+        return self._running and self.stream is not None
+
+    def device_blocks(self) -> int:
+        """Blocks the device has taken so far: the Python callback's count, or under rtmixer
+        its C callback's own (a plain integer read without its lock: a stale read is one
+        behind). What ``device_watch`` watches; a hung render thread does not stop it."""
+        if self.policy == "rtmixer":
+            stream = self.stream
+            return int(stream._state.stats.blocks) if stream is not None else 0
+        return self.stats.callbacks
+
+    def abandon(self) -> None:
+        """A lost device's stream is left as it is: PortAudio cannot stop a stream whose
+        callbacks stopped (``Pa_StopStream`` waits for one), so the process that opened it ends
+        without closing it (``device_watch``)."""
+        self._running = False
+        self._lost_stream, self.stream = self.stream, None     # NB: kept: collecting it would close it
+
     def __enter__(self):
         self.start()
         return self
@@ -682,7 +702,7 @@ class AudioOutput:
     def _rtmixer_loop(self, epoch: int = 0) -> None:
         self._boost()
         nap = self.block / self.sample_rate / 4.0
-        rb, st, eng = self._rb, self.stats, self.engine
+        rb, st, eng, stream = self._rb, self.stats, self.engine, self.stream
         stall = 2.0 * self.block / self.sample_rate     # no block taken for this long: look why
         self._seen_t = time.perf_counter()
         while self._running and epoch == self._epoch:
@@ -699,17 +719,17 @@ class AudioOutput:
                     self._rtmixer_frame_anchor(consumed)
                 # NB: rtmixer's own counter of PortAudio's underflow flags, read without its
                 # fetch action (a plain integer field; a stale read is one count behind)
-                st.xruns = int(self.stream._state.stats.output_underflows)
+                st.xruns = int(stream._state.stats.output_underflows)
             while self._running and epoch == self._epoch and queued < self.lead * self.block:
                 self._render_to_rb(epoch)
                 queued += self.block
-            if time.perf_counter() - self._seen_t > stall and self._action not in self.stream.actions:
+            if time.perf_counter() - self._seen_t > stall and self._action not in stream.actions:
                 # rtmixer ends a ring-buffer action when it finds the ring short (an underrun of
                 # this thread): the gap played as silence; play on from the refilled ring
                 st.ring_underruns += 1
-                self._action = self.stream.play_ringbuffer(self._rb)
-            if self._rb_in is not None and self._rec_action not in self.stream.actions:
+                self._action = stream.play_ringbuffer(self._rb)
+            if self._rb_in is not None and self._rec_action not in stream.actions:
                 # rtmixer ends a recording action when the ring is full: record on
                 st.input_dropped += 1
-                self._rec_action = self.stream.record_ringbuffer(self._rb_in)
+                self._rec_action = stream.record_ringbuffer(self._rb_in)
             time.sleep(nap)

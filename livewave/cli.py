@@ -242,6 +242,8 @@ def cmd_play(args) -> int:
     from .garbage_collector import OffAudioThread
     from .model_watchdog import ModelWatchdog, prepared_fallback
     watchdog = ModelWatchdog(eng, prepared_fallback(eng))
+    from .device_watch import DeviceWatch
+    device_watch = DeviceWatch(out)
     collector = OffAudioThread().start()        # no collection on the audio side: this loop runs them
     take = _start_take(args, eng) if args.record else None
     loader = None
@@ -262,6 +264,9 @@ def cmd_play(args) -> int:
             if stop.pop("fault", False):
                 fault_injection.inject(eng, armed)
                 print(f"livewave: fault injected: {armed}", flush=True)
+            quiet = device_watch.check()
+            if quiet is not None:
+                _device_lost(args, eng, out, midi, take, block, quiet, tty)
             verdict = watchdog.check()
             if verdict is not None and verdict[0] == "hung":
                 if out.policy == "callback":
@@ -316,6 +321,26 @@ def cmd_play(args) -> int:
         if args.stats_json:
             _write_stats(args.stats_json, eng, out, midi, block, args.rate, final=True)
     return 0
+
+
+def _device_lost(args, eng, out, midi, take, block: int, quiet: float, tty: bool) -> None:
+    """``livewave play``'s answer to an audio device that stopped taking audio (``device_watch``):
+    the take is finished and the statistics written, then the process ends with status 4, without
+    a PortAudio call (closing a stream whose device is gone hangs). ``--isolate`` and the app wait
+    for the device instead and play again when it is back."""
+    print(f"\nlivewave: the audio device {out.device_name} has taken no audio for {quiet:.1f} s (unplugged, or its "
+          "server ended). livewave ends here (exit status 4); with --isolate (and in the app) it waits for the "
+          "device and plays on when it is back.", file=sys.stderr, flush=True)
+    out.abandon()
+    try:
+        if take is not None:
+            eng.stop_take(timeout_s=0.0)
+            print(("\n" if tty else "") + _take_line(take.finish()), flush=True)
+        if args.stats_json:
+            _write_stats(args.stats_json, eng, out, midi, block, args.rate, final=True)
+    finally:
+        sys.stdout.flush()
+        os._exit(4)
 
 
 def _take_over_from_hung(eng, out, midi, seconds: float):

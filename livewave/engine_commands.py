@@ -37,7 +37,9 @@ Channels:
     ("ping", token)                      answered ("pong", token)
     ("stop",)                            release all, let the release ring out, close, exit 0
 - events (child -> parent, same pipe, sent by the child's command loop only, never by its
-  audio thread): ("ready", info), ("fatal", message), ("loaded", path, model info),
+  audio thread): ("ready", info), ("fatal", message[, "device"]), ("waiting", message: its
+  output device is not there; with ``wait_for_device`` it looks again every
+  ``DEVICE_POLL_S`` and says ("ready", info) once it plays), ("loaded", path, model info),
   ("load_failed", path, message), ("report", text), ("error", message), ("stopped", status),
   ("control", name, value) also when a bound MIDI CC moved a control, and the answers above;
   the parent adds ("died", message) and ("restarted", message).
@@ -71,12 +73,18 @@ DEFAULT_SETTINGS = {
     "device": "auto",         # where a neural model runs
     "bindings": {},           # MIDI CC bindings {control name: [channel 0..15, cc]}
     "reverb": {},             # {send, decay_s, damping, predelay_ms}: those given (``reverb``); the rest default
+    "wait_for_device": False, # an output device not found: wait for it (saying ("waiting", why)), not fail
 }
 REVERB_KEYS = ("send", "decay_s", "damping", "predelay_ms")
 
 
 class EngineError(RuntimeError):
     """The engine process could not be started, or died; the message says what it reported."""
+
+
+class DeviceUnavailable(EngineError):
+    """The engine process did not start because its audio device is not there (or refused the
+    settings): another model would not help; the same device later may."""
 
 
 class CommandError(ValueError):
@@ -234,6 +242,7 @@ def check_settings(settings: dict | None) -> dict:
         if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) for x in v)):
             raise EngineError(f"engine setting bindings: {k!r} -> {v!r:.40} is not [channel, cc]")
     out["bindings"] = {str(k): [int(v[0]), int(v[1])] for k, v in out["bindings"].items()}
+    out["wait_for_device"] = bool(out["wait_for_device"])
     return out
 
 

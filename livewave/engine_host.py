@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit
 
 from .engine_process import (
+    EXIT_DEVICE_LOST,
     EXIT_RENDER_HUNG,
     RELEASED,
     STATE_RUNNING,
@@ -51,6 +52,7 @@ from .model_loader import ModelLoader, load_message, program_choice
 from .model_watchdog import ModelWatchdog, prepared_fallback
 
 STATUS_PERIOD = 0.010      # seconds between status updates in shared memory
+DEVICE_POLL_S = 0.5        # how often a missing output device is looked for (``wait_for_device``)
 REPORT_PERIOD = 0.050      # seconds between report forwards
 
 
@@ -112,6 +114,10 @@ def _redirect_output(log_path: str | None) -> None:
     sys.stdout.reconfigure(line_buffering=True)
 
 
+class StoppedWaiting(Exception):
+    """Told to stop (or the parent went) while waiting for the audio device."""
+
+
 class EngineHost:
     def __init__(self, conn, shm_name: str, settings: dict):
         self.conn = conn
@@ -123,6 +129,7 @@ class EngineHost:
         self.parent_gone = False
         self.collector = OffAudioThread()
         self.watchdog = None            # model_watchdog.ModelWatchdog, once the engine exists
+        self.device_watch = None        # device_watch.DeviceWatch, once the stream runs
         self._rss, self._rss_at = 0.0, -1.0
         # checkpoints loaded off the render side and swapped in (model_loader)
         self.loader = ModelLoader(lambda: self.engine, lambda: self.settings["block"],
@@ -148,6 +155,12 @@ class EngineHost:
         # NB: as in cmd_play: GIL holders (this loop, the loader, the MIDI poller) must yield far
         # more often than a block lasts, or a Python audio callback waits for them
         sys.setswitchinterval(min(0.00025, 0.25 * block / rate))
+        if s["wait_for_device"]:      # NB: first: a restart after the device was lost waits for it here
+            from .audio_io import AudioDeviceError, resolve_output_device
+            try:
+                resolve_output_device(s["audio"])
+            except AudioDeviceError as exc:
+                self._wait_for_device(exc)
         from .generator import preload_families
         unavailable = preload_families()     # NB: no first import of torch beside a running stream
         args = Namespace(model=s["model"], polyphony=s["polyphony"], bend_range=s["bend_range"],
@@ -182,6 +195,63 @@ class EngineHost:
         # what start-up built is frozen, and the collector runs from the command loop only
         self.collector = OffAudioThread().start()
         out.start()
+        from .device_watch import DeviceWatch
+        self.device_watch = DeviceWatch(out)
+
+    def _wait_for_device(self, why: Exception) -> None:
+        """Say ("waiting", why), then look for the output device every ``DEVICE_POLL_S`` (PortAudio
+        started again each time: it lists devices only when it starts) until it is there. A
+        ("stop",) or the parent gone ends the wait (``StoppedWaiting``); other commands are
+        answered (``_answer_waiting``)."""
+        from . import audio_io
+        self.send(("waiting", str(why)))
+        ppid = os.getppid()
+        next_scan = time.monotonic() + DEVICE_POLL_S
+        while True:
+            self.shm.write_status({"pid": os.getpid(), "state": STATE_STARTING, "heartbeat": time.monotonic(),
+                                   "sample_rate": self.settings["rate"], "block": self.settings["block"]})
+            try:
+                if self.conn.poll(max(0.0, next_scan - time.monotonic())):
+                    self._answer_waiting(self.conn.recv())
+            except (EOFError, OSError):
+                raise StoppedWaiting from None
+            if os.getppid() != ppid:
+                raise StoppedWaiting
+            if time.monotonic() < next_scan:
+                continue
+            next_scan = time.monotonic() + DEVICE_POLL_S
+            sd = audio_io.sounddevice()
+            try:
+                sd._terminate()
+            except sd.PortAudioError:
+                pass
+            sd._initialize()
+            try:
+                audio_io.resolve_output_device(self.settings["audio"])
+                return
+            except audio_io.AudioDeviceError:
+                continue
+
+    def _answer_waiting(self, cmd) -> None:
+        """A command while the engine waits for its device: queries are answered (nothing
+        connected, the devices there now), ("stop",) ends the wait, the rest is refused."""
+        try:
+            cmd = check_command(cmd)
+        except CommandError as exc:
+            self.send(("error", str(exc)))
+            return
+        name = cmd[0]
+        if name == "stop":
+            raise StoppedWaiting
+        if name == "ping":
+            self.send(("pong", cmd[1]))
+        elif name == "midi_ports" and len(cmd) == 1:
+            self.send(("midi_ports", [], self.settings["midi"], []))
+        elif name == "devices":
+            from .audio_io import list_output_devices
+            self.send(("devices", [d for d in list_output_devices() if d["outputs"] > 0], ""))
+        else:
+            self.send(("error", f"{name}: nothing plays while the engine waits for its audio device"))
 
     def _set_lead(self, gen) -> None:
         if self.out is None:         # a host driven without audio (tests)
@@ -221,8 +291,8 @@ class EngineHost:
             except (EOFError, OSError):
                 self.parent_gone = True     # the GUI is gone: the engine must not outlive it
                 break
-            for step in (self._finish_loads, self._watch_render, self._watch_program, self._watch_reverb,
-                         self.collector.tick):
+            for step in (self._finish_loads, self._watch_render, self._watch_device, self._watch_program,
+                         self._watch_reverb, self.collector.tick):
                 self._guarded(step)
             now = time.monotonic()
             if now >= next_status:
@@ -446,6 +516,29 @@ class EngineHost:
             pass
         os._exit(EXIT_RENDER_HUNG)      # NB: a thread stuck in a model cannot be stopped any other way
 
+    def _watch_device(self) -> None:
+        """An audio device that stopped taking audio (``device_watch``) ends this process: the
+        stream cannot be closed, nor PortAudio started again, in it. The take is finished first;
+        the GUI starts the engine again, with the same model, once the device is back."""
+        if self.device_watch is None:
+            return
+        quiet = self.device_watch.check()
+        if quiet is None:
+            return
+        msg = (f"the audio device {self.out.device_name} has taken no audio for {quiet:.1f} s (unplugged, or its "
+               "server ended): the engine process ends so that it can open it again when it is back")
+        print(f"livewave engine: {msg}", flush=True)
+        self.send(("report", msg))
+        self.out.abandon()
+        try:
+            take = self.engine.stop_take(timeout_s=0.0)
+            if take is not None:
+                self.send(("recorded", take.finish()))
+            self.write_status(STATE_STOPPED)
+        except Exception:
+            traceback.print_exc()
+        os._exit(EXIT_DEVICE_LOST)      # NB: no PortAudio call: closing a stream whose device is gone hangs
+
     def _cmd_fault(self, kind: str) -> None:
         from .fault_injection import inject
         inject(self.engine, kind)
@@ -583,11 +676,16 @@ def main(conn, shm_name: str, settings: dict, log_path: str | None = None) -> in
     try:
         host = EngineHost(conn, shm_name, settings)
         host.open()
+    except StoppedWaiting:
+        host.send(("stopped", host.shm.status()))
+        host.shm.close()
+        return 0
     except BaseException as exc:
         traceback.print_exc()
         msg = load_message(exc)
+        from .audio_io import AudioDeviceError
         try:
-            conn.send(("fatal", msg))
+            conn.send(("fatal", msg, "device") if isinstance(exc, AudioDeviceError) else ("fatal", msg))
         except (OSError, EOFError):
             pass
         try:

@@ -12,6 +12,10 @@ When the child fails it is restarted (``restart``; the GUI does it on ``check``)
 from outside (the OOM killer, a user) with the model that played; after any death of its own (an
 exception, a signal, its model hung: the child ends itself with ``EXIT_RENDER_HUNG``) or a
 freeze of the whole child (no heartbeat for ``FREEZE_AFTER``: killed here), without it.
+A child whose audio device went away (``device_watch``: it ends with ``EXIT_DEVICE_LOST``) is
+followed by one that waits for the device (``wait_for_device``): ``restart`` then raises
+``DeviceUnavailable`` with ``waiting`` set instead of blocking, and the child says
+("ready", info) when it plays, with the same model.
 With ``spare=True`` a second child is kept started and warmed up ahead of need
 (imports, torch, Numba's kernels), so a restart costs opening the device and the model, not
 starting Python (measured: ``tests/test_torture_faults.py``).
@@ -35,6 +39,7 @@ from .engine_commands import (  # noqa: F401  (re-exported: the GUI imports one 
     COMMANDS,
     DEFAULT_SETTINGS,
     CommandError,
+    DeviceUnavailable,
     EngineError,
     check_command,
     check_settings,
@@ -57,6 +62,7 @@ from .engine_shared_state import (  # noqa: F401
 
 # -- the parent side ---------------------------------------------------------------------------
 EXIT_RENDER_HUNG = 86     # the child's exit code when its model hung (engine_host._render_hung)
+EXIT_DEVICE_LOST = 87     # the child's exit code when its audio device stopped taking audio (device_watch)
 FREEZE_AFTER = 1.0        # seconds without a heartbeat from a running child: it is frozen, and killed
 
 
@@ -100,6 +106,10 @@ class EngineProcess:
         self.keep_spare = bool(spare)
         self._spare = None            # (process, connection): a warmed-up child waiting to become the engine
         self._froze = 0.0             # the heartbeat's age when a frozen child was killed (0: it was not)
+        self._ran = False             # the child now (or last) started became ready: its end says something
+        self._suspect = False         # the last child that played may have died of its model
+        self._reason = ""             # how it ended
+        self.waiting = ""             # why, while the child waits for its audio device (``wait_for_device``)
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir())
         self.settings: dict = {}
         self.info: dict = {}          # the child's ready info (device, rate, block, model, ...)
@@ -140,6 +150,8 @@ class EngineProcess:
             child.close()          # NB: the parent's copy closed, so a dead child reads as EOF here
             self.conn = parent
         self._froze = 0.0
+        self._ran = False
+        self.waiting = ""
         self._stopping = False
         self._died_reported = False
         t_end = time.monotonic() + self.ready_timeout
@@ -147,6 +159,7 @@ class EngineProcess:
             ev = self._recv(timeout=0.05)
             if ev is not None:
                 if ev[0] == "ready":
+                    self._ran = True
                     self.info = ev[1]
                     self.model_info = ev[1].get("model", {})
                     if self.keep_spare:
@@ -156,7 +169,11 @@ class EngineProcess:
                     self._reap()
                     self._stopping = True       # nothing to watch: start() raised
                     self._drop_log()
-                    raise EngineError(f"the engine did not start: {ev[1]}")
+                    error = DeviceUnavailable if ev[2:] == ("device",) else EngineError
+                    raise error(f"the engine did not start: {ev[1]}")
+                if ev[0] == "waiting" and self.settings["wait_for_device"]:
+                    self.waiting = ev[1]        # the child lives on and says ("ready", info) when it plays
+                    raise DeviceUnavailable(f"the audio device is not there ({ev[1]}); the engine waits for it")
                 self._backlog.append(ev)
                 continue
             if not self.proc.is_alive():
@@ -269,6 +286,8 @@ class EngineProcess:
         if self.proc is None or self._stopping:
             return None
         if self.proc.is_alive():
+            if self.waiting:
+                return None
             st = self.shm.status() if self.shm is not None else {}
             if st.get("state") != STATE_RUNNING or st.get("age_s", 0.0) <= FREEZE_AFTER:
                 return None
@@ -288,6 +307,8 @@ class EngineProcess:
             return f"stopped answering for {self._froze:.1f} s (a model held it) and was killed"
         if code == EXIT_RENDER_HUNG:
             return "ended itself because its model hung"
+        if code == EXIT_DEVICE_LOST:
+            return "ended itself because its audio device stopped taking audio"
         return f"died ({_exit_reason(code)})"
 
     def restart(self, **changes) -> dict:
@@ -300,13 +321,23 @@ class EngineProcess:
         else:
             reason = self._how_it_ended() if self.proc is not None else "not started"
             self._reap(kill=True)
+        if self._ran or self.proc is None:
+            self._reason = reason
+        reason = self._reason     # after starts that failed: how the last engine that played ended
         # with its model again only after a clean stop or SIGKILL (killed from outside: the OOM
         # killer, a user). A process that hung, froze, or died by itself (an exception, a signal)
         # may have died of its model: the built-in instrument plays instead, and the GUI says so.
+        # A start that failed says nothing new about the model (a device still missing): the
+        # verdict on the last engine that played stands.
         code = self.proc.exitcode if self.proc is not None else None
-        model_failed = self.proc is not None and (self._froze or code not in (0, -signal.SIGKILL, None))
+        if self._ran:
+            self._suspect = self.proc is not None and bool(
+                self._froze or code not in (0, -signal.SIGKILL, None, EXIT_DEVICE_LOST))
+        model_failed = self._suspect
         self._drop_log()          # what a dead one said is in check()'s message
         settings = {**self.settings, **changes}
+        # a device that went away is waited for (the same one: a device asked for now must be there)
+        settings["wait_for_device"] = "audio" not in changes and (code == EXIT_DEVICE_LOST or not self._ran)
         if "model" not in changes and self.model_info.get("path"):
             settings["model"] = self.model_info["path"]
         dropped = ""
@@ -317,6 +348,8 @@ class EngineProcess:
         try:
             info = self.start(settings)
             what = dropped
+        except DeviceUnavailable:
+            raise                     # the built-in instrument would not find the device either
         except EngineError as exc:
             if not settings.get("model"):
                 raise
@@ -355,7 +388,15 @@ class EngineProcess:
             ev = c.recv()
         except (EOFError, OSError):
             return None
-        if ev and ev[0] == "loaded":
+        if ev and ev[0] == "ready" and self.waiting:       # the device it waited for is back
+            self.waiting = ""
+            self._ran = True
+            self.info = ev[1]
+            self.model_info = ev[1].get("model", {})
+            self.restarts += 1
+            if self.keep_spare:
+                self._start_spare()
+        elif ev and ev[0] == "loaded":
             self.model_info = ev[2]
         elif ev and ev[0] == "bindings":     # a restart keeps what was learned, and the inputs chosen
             self.settings["bindings"] = dict(ev[1])

@@ -30,6 +30,7 @@ class NullEngine:
         self.info: dict = {}
         self.model_info: dict = {}
         self.restarts = 0
+        self.waiting = ""            # never: it has no device to wait for
         self.log_path = None
         self._events: list = []
         self._alive = False
@@ -40,6 +41,7 @@ class NullEngine:
 
     def start(self, settings: dict | None = None) -> dict:
         self.settings = check_settings(settings)
+        self.programs = []            # as a new engine process: the GUI sends its list again
         gen = self._build(self.settings["model"]) if self.settings["model"] else None
         if gen is None:
             from .default_instrument import DefaultInstrument

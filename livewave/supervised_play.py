@@ -9,8 +9,9 @@ what it reports, and when it dies or freezes (no heartbeat for ``FREEZE_AFTER``)
 again: with the built-in instrument when its model may have killed it, with the same model
 after a kill from outside. A take being recorded is closed where the dead process left it
 (the WAV is readable up to its last write: ``take_recorder``) and a new one begins in the
-next free name. An engine that cannot start again (the device gone) is tried again every
-``RETRY_S`` until it can, or until Ctrl-C.
+next free name. An audio device that went away (unplugged, its server ended: ``device_watch``)
+is waited for by the new engine process, which plays, with the same model, when it is back;
+an engine that cannot start again for another reason is tried again every ``RETRY_S``.
 
 The cost: the gap while a new engine opens the device (about a second, measured in
 ``tests/test_torture_faults.py``), and notes held then must be played again.
@@ -24,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-RETRY_S = 1.0          # between attempts to start an engine that would not start
+RETRY_S = 2.0          # between attempts to start an engine that would not start
 PORTS_EVERY_S = 1.0    # how often the MIDI inputs in use are asked for (for --stats-json)
 
 
@@ -96,25 +97,35 @@ class SupervisedPlay:
         return info
 
     def _restart(self, why: str) -> None:
-        from .engine_commands import EngineError
+        from .engine_commands import DeviceUnavailable, EngineError
         if self.recording:
             self.say(f"livewave: the take ends where the engine stopped; what it recorded is in {self.recording}")
             self.recording = False
-        self.say(f"livewave: {why.splitlines()[0]}; starting it again")
+        self.say(f"livewave: {why.split('; its last output')[0].splitlines()[0]}; starting it again")
         t0 = time.monotonic()
         while not self.stop["now"]:
             try:
                 info = self.ep.restart()
+            except DeviceUnavailable as exc:
+                if self.ep.waiting:
+                    self.say(f"livewave: {str(exc).splitlines()[0]}; it plays again when the device is back")
+                    return
+                self.say(f"livewave: {str(exc).splitlines()[0]}; trying again in {RETRY_S:.0f} s", err=True)
+                time.sleep(RETRY_S)
+                continue
             except EngineError as exc:
                 self.say(f"livewave: the engine did not start again ({str(exc).splitlines()[0]}); trying again in "
                          f"{RETRY_S:.0f} s", err=True)
                 time.sleep(RETRY_S)
                 continue
-            m = info["model"]
-            self.say(f"livewave: engine process {info['pid']} plays {m['name']} ({m['family']}) on "
-                     f"{info['device_name']}, {time.monotonic() - t0:.2f} s after this process saw the fault")
-            self._began(info)
+            self._back(info, f"{time.monotonic() - t0:.2f} s after this process saw the fault")
             return
+
+    def _back(self, info: dict, when: str) -> None:
+        m = info["model"]
+        self.say(f"livewave: engine process {info['pid']} plays {m['name']} ({m['family']}) on "
+                 f"{info['device_name']}, {when}")
+        self._began(info)
 
     # -- events and status ------------------------------------------------------------------------
     def handle(self, ev: tuple) -> None:
@@ -141,6 +152,8 @@ class SupervisedPlay:
             self.midi_ports = list(ev[1])
         elif kind == "fault":
             self.say(f"livewave: fault injected: {ev[1]}")
+        elif kind == "ready":                  # the audio device it waited for is back
+            self._back(ev[1], "its audio device back")
 
     def write_stats(self, final: bool = False, st: dict | None = None) -> None:
         path = self.args.stats_json
@@ -148,7 +161,7 @@ class SupervisedPlay:
             return
         st = self.ep.status() if st is None else st
         data = {"final": final, "isolated": True, "engine_pid": st.get("pid", 0), "restarts": self.ep.restarts,
-                "spare_ready": self.ep.spare_ready(),
+                "spare_ready": self.ep.spare_ready(), "waiting_for_device": bool(self.ep.waiting),
                 "xruns": st.get("xruns", 0), "ring_underruns": st.get("ring_underruns", 0),
                 "callbacks": st.get("callbacks", 0), "load": st.get("load", 0.0) / 100.0,
                 "load_peak": st.get("load_peak", 0.0) / 100.0, "latency_s": st.get("latency_ms", 0.0) / 1000.0,
@@ -196,7 +209,7 @@ class SupervisedPlay:
                     self._restart(why)
                     continue
                 now = time.monotonic()
-                if now - last_ports > PORTS_EVERY_S:
+                if now - last_ports > PORTS_EVERY_S and not self.ep.waiting:
                     last_ports = now
                     self.ep.send("midi_ports")
                 if now - last_stats > 0.25:
@@ -204,7 +217,8 @@ class SupervisedPlay:
                     self.write_stats()
                 if now - last_line > (0.2 if self.tty else 5.0):
                     last_line = now
-                    line = status_line(self.ep.status(), self.ep.restarts, bool(self.recording))
+                    line = (f"waiting for the audio device ({self.ep.waiting.splitlines()[0]})" if self.ep.waiting
+                            else status_line(self.ep.status(), self.ep.restarts, bool(self.recording)))
                     print(("\r\033[K" + line) if self.tty else line, end="" if self.tty else "\n", flush=True)
         finally:
             final = self.ep.stop()                 # every note released and rung out, a take finished

@@ -525,6 +525,33 @@ def test_engine_process_reports_why_the_child_did_not_start(tmp_path):
     ep.stop()
 
 
+def test_an_engine_waiting_for_its_audio_device_answers_and_stops(tmp_path):
+    """A restart after the device went away (``wait_for_device``): the child does not fail, it
+    says ("waiting", why) and lives on, looking for the device; the parent is not blocked
+    (``DeviceUnavailable`` with ``waiting`` set) and does not count it dead. Queries are
+    answered, commands that need a playing engine refused, and a stop ends it cleanly. Without
+    the setting a missing device fails the start, as before (``DeviceUnavailable``)."""
+    from livewave.engine_process import DeviceUnavailable
+    ep = EngineProcess(ready_timeout=120, log_dir=tmp_path)
+    with pytest.raises(DeviceUnavailable):
+        ep.start({"audio": "no-such-card-xyz", "midi": "none"})
+    assert not ep.alive() and not ep.waiting
+    with pytest.raises(DeviceUnavailable, match="waits for it"):
+        ep.start({"audio": "no-such-card-xyz", "midi": "none", "wait_for_device": True})
+    try:
+        assert ep.waiting and ep.alive()
+        time.sleep(1.2)                                # a few looks for the device: still waiting
+        assert ep.alive() and ep.check() is None and ep.ping(10.0) is not None
+        ep.send("midi_ports")
+        assert ep.wait_event("midi_ports", 10.0) == ("midi_ports", [], "none", [])
+        ep.send("load", str(tmp_path / "m.safetensors"))
+        ev = ep.wait_event("error", 10.0)
+        assert ev is not None and "waits for its audio device" in ev[1], ev
+    finally:
+        final = ep.stop()
+    assert not ep.alive() and final is not None
+
+
 # -- live, on a JACK server ---------------------------------------------------------------------------
 RATE, PERIOD = 48000, 128
 have_jack = subprocess.run(["which", "jackd"], capture_output=True).returncode == 0

@@ -484,6 +484,9 @@ def test_a_program_change_from_a_keyboard_loads_that_model_of_the_browser(window
     w.client.send("midi", 0xC0, 127, 0)               # past the list: said so, nothing changes
     qtbot.waitUntil(lambda: "no model at that number" in w.statusBar().currentMessage(), timeout=2000)
     assert w.model_info.get("family") == "default"
+    w.client.reconfigure(block=128)                   # a new engine process gets the list too
+    w.client.send("midi", 0xC0, violin, 0)
+    qtbot.waitUntil(lambda: w.model_info.get("path") == paths[violin], timeout=5000)
 
 
 def test_a_long_model_name_never_widens_the_window(window, qtbot, tmp_path):

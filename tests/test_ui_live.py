@@ -209,3 +209,59 @@ def test_the_window_reports_a_failing_model_and_shows_what_plays_instead(qtbot, 
         finally:
             w.close()
         assert not client.engine.alive()
+
+
+@pytest.mark.skipif(not VIOLIN.exists(), reason="no shipped violin")
+def test_the_window_waits_for_a_lost_audio_device_and_plays_the_same_model_when_it_is_back(qtbot, tmp_path):
+    """The JACK server killed under the app (a pulled interface, a crashed server): the engine
+    process notices within its watch's 1 s, ends, and its successor waits for the device; the
+    window says so and stays usable. A server started again: the engine plays again with the
+    violin that played before, and the on-screen keyboard sounds through it."""
+    if not shutil.which("jackd"):
+        pytest.skip("jackd is not installed (Debian package jackd2)")
+    pytest.importorskip("rtmixer")
+    from audio_checks import cents, f0_spectral
+    from jack_rig import JackServer
+    from PyQt6.QtCore import Qt
+
+    from livewave.engine_process import EngineProcess
+    from ui.engine_client import EngineClient
+    from ui.main_window import MainWindow
+
+    (tmp_path / "jack").mkdir()
+    first = JackServer(RATE, 128, tmp_path / "jack").__enter__()
+    second = None
+    said, back = [], []
+    client = EngineClient(EngineProcess(ready_timeout=120, log_dir=tmp_path, spare=True))
+    try:
+        client.start({"audio": "system", "midi": "none", "block": 128, "placement": "rtmixer", "model": str(VIOLIN)})
+        w = MainWindow(client, model_folders=[ROOT / "models"], session=None)
+        qtbot.addWidget(w)
+        w.show()
+        client.message.connect(said.append)
+        client.restarted.connect(back.append)
+        qtbot.waitUntil(client.engine.spare_ready, timeout=120000)
+        first.proc.kill()
+        first.proc.wait(10)
+        qtbot.waitUntil(lambda: any("when the device is back" in m for m in said), timeout=20000)
+        assert client.engine.waiting and client.engine.alive()
+        w.panic()                                   # the window stays usable: refused, not stuck
+        qtbot.wait(1500)
+        second = JackServer(RATE, 128, tmp_path / "jack").__enter__()
+        qtbot.waitUntil(lambda: any("is back" in m for m in back), timeout=30000)
+        assert w.model_info.get("path") == str(VIOLIN), w.model_info
+        r = w.keyboard.key_rect(69)
+        qtbot.mousePress(w.keyboard, Qt.MouseButton.LeftButton, pos=r.center().toPoint())
+        time.sleep(0.8)
+        x = client.engine.scope(16384)[-12000:]
+        qtbot.mouseRelease(w.keyboard, Qt.MouseButton.LeftButton, pos=r.center().toPoint())
+        assert np.sqrt(np.mean(x ** 2)) > 1e-3
+        assert abs(cents(f0_spectral(x, RATE), 440.0)) < 30.0
+        w.close()
+        assert not client.engine.alive()
+    finally:
+        client.engine.stop()
+        if second is not None:
+            second.__exit__(None, None, None)
+        first.__exit__(None, None, None)
+    print("the window: " + " | ".join(m for m in said if "audio device" in m) + " || " + " | ".join(back))

@@ -3,13 +3,21 @@
 The engine (``EngineProcess``, or ``NullEngine`` in tests) knows nothing of Qt. This object
 polls it every ``interval_ms`` on the GUI thread (DESIGN: real-time events are queued and
 drained, never emitted from the audio side), turns each event into a signal, and restarts
-the engine with the same model when it died.
+the engine with the same model when it died. One whose audio device went away (unplugged, its
+server ended) waits for it in its own process and plays again, with the same model, when it
+is back (the ("ready", info) event). An engine that does not start again for any other reason
+is tried again every ``RETRY_S``, ``GIVE_UP_AFTER`` times.
 """
 from __future__ import annotations
 
+import time
+
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
-from livewave.engine_process import EngineError
+from livewave.engine_process import DeviceUnavailable, EngineError
+
+RETRY_S = 2.0
+GIVE_UP_AFTER = 3
 
 
 class EngineClient(QObject):
@@ -40,6 +48,8 @@ class EngineClient(QObject):
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.poll)
+        self._retry_at = 0.0          # when to try a restart again (0: none pending)
+        self._tries = 0
 
     def start(self, settings: dict | None = None) -> dict:
         info = self.engine.start(settings)
@@ -113,15 +123,40 @@ class EngineClient(QObject):
                 self.recording.emit(str(ev[1]), str(ev[2]))
             elif kind == "recorded":
                 self.recorded.emit(dict(ev[1]))
+            elif kind == "ready":            # the audio device it waited for is back
+                model = ev[1].get("model", {})
+                self.loaded.emit(model.get("path") or "", model)
+                self.restarted.emit(f"the audio device {ev[1].get('device_name', '')} is back; the engine plays again")
         why = self.engine.check()
         if why:
             self.died.emit(why)
-            try:
-                info = self.engine.restart()
-            except EngineError as exc:
+            self._tries = 0
+            self._restart()
+        elif self._retry_at and time.monotonic() >= self._retry_at:
+            self._restart()
+
+    def _restart(self) -> None:
+        try:
+            info = self.engine.restart()
+        except EngineError as exc:
+            self._tries += 1
+            if self.engine.waiting:           # its process waits for the device and says when it plays
+                self._retry_at = 0.0
+                self.message.emit(f"{exc}: it plays again, with its model, when the device is back")
+                return
+            waiting = isinstance(exc, DeviceUnavailable)
+            if not waiting and self._tries >= GIVE_UP_AFTER:
+                self._retry_at = 0.0
                 self.message.emit(f"the engine could not be restarted: {exc}")
                 return
-            self.loaded.emit(info.get("model", {}).get("path") or "", info.get("model", {}))
-            for ev in self.engine.poll_events():
-                if ev[0] == "restarted":
-                    self.restarted.emit(str(ev[1]))
+            if self._tries == 1 or self._tries % 15 == 0:
+                what = "waiting for the audio device" if waiting else "trying again"
+                self.message.emit(f"the engine could not be restarted: {exc}; {what}, every {RETRY_S:.0f} s")
+            self._retry_at = time.monotonic() + RETRY_S
+            return
+        self._retry_at = 0.0
+        self._tries = 0
+        self.loaded.emit(info.get("model", {}).get("path") or "", info.get("model", {}))
+        for ev in self.engine.poll_events():
+            if ev[0] == "restarted":
+                self.restarted.emit(str(ev[1]))

@@ -273,6 +273,7 @@ class MainWindow(QMainWindow):
             self.spectrogram.set_rate(int(info["rate"]))
         self.client.send("devices")
         self.client.send("midi_ports")
+        self.client.send("programs", self.browser.programs())     # a new engine process has no list
         self.controls.show_bindings(self.client.engine.settings.get("bindings") or {})
 
     def on_pitch(self, key: str, value) -> None:
