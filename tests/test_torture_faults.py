@@ -47,6 +47,49 @@ def _events_until(ep, pred, timeout):
     return None, seen
 
 
+def _play(args: list[str], log_path: Path, fault: str):
+    """``livewave play`` on JACK's system device at the module's period, its fault armed
+    (``LIVEWAVE_FAULT``; SIGUSR1 fires it)."""
+    import subprocess
+    import sys
+    env = {**os.environ, "JACK_NO_START_SERVER": "1", "PYTHONUNBUFFERED": "1", "LIVEWAVE_FAULTS": "1",
+           "LIVEWAVE_FAULT": fault}
+    with open(log_path, "w") as log:
+        return subprocess.Popen([sys.executable, "-m", "livewave", "play", "--audio", "system", "--block", str(PERIOD),
+                                 "--placement", "rtmixer", *args], cwd=Path(__file__).resolve().parents[1], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def _a4_fault_e5(rig, proc, e5: tuple[float, float], a4_off: float) -> int:
+    """The A4 held from 0.3 s to ``a4_off``, the fault fired (SIGUSR1) at about 1.6 s, the E5
+    over ``e5`` (seconds); returns the frame the fault was fired at."""
+    rig.schedule([(int(0.3 * RATE), bytes([0x90, 69, 100])), (int(e5[0] * RATE), bytes([0x90, 76, 100])),
+                  (int(e5[1] * RATE), bytes([0x80, 76, 0])), (int(a4_off * RATE), bytes([0x80, 69, 0]))])
+    rig.start()
+    time.sleep(1.6)
+    frame = rig.client.frame_time - rig.start_frame
+    proc.send_signal(signal.SIGUSR1)
+    return frame
+
+
+def _close(rig, proc) -> None:
+    rig.close()
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+def _in_tune_around(x, before: slice, after: slice, what: str) -> None:
+    """The recording never over the ceiling nor NaN; the A4 before the fault and the E5 after it in tune."""
+    from audio_checks import cents, f0_spectral
+    from jack_rig import unbroken_or_slow_machine
+    assert np.isfinite(x).all() and np.abs(x).max() <= 10 ** (-1 / 20) + 1e-6
+    a4 = unbroken_or_slow_machine(x[before], f"the A4 before the {what}")
+    assert abs(cents(f0_spectral(a4, RATE), 440.0)) < 30.0
+    e5 = unbroken_or_slow_machine(x[after], f"the E5 after the {what}")
+    assert abs(cents(f0_spectral(e5, RATE), 659.26)) < 30.0
+
+
 @pytest.mark.skipif(MODEL is None, reason="no shipped DDSP model")
 def test_a_failing_model_is_muted_reported_and_unloaded_or_restarted_within_two_seconds(server, tmp_path,
                                                                                         monkeypatch):
@@ -146,55 +189,33 @@ def test_livewave_play_plays_on_with_the_built_in_instrument_after_its_model_han
     the stuck thread is the device's own.)"""
     import json
     import re
-    import subprocess
-    import sys
 
-    from audio_checks import cents, f0_spectral
-    from jack_rig import Rig, on_time_or_slow_machine, unbroken_or_slow_machine
+    from jack_rig import Rig, on_time_or_slow_machine
 
-    root = Path(__file__).resolve().parents[1]
     rig = Rig(seconds=8.0, name="lwhang")
     stats, log_path = tmp_path / "stats.json", tmp_path / "play.log"
-    env = {**os.environ, "JACK_NO_START_SERVER": "1", "PYTHONUNBUFFERED": "1", "LIVEWAVE_FAULTS": "1",
-           "LIVEWAVE_FAULT": "hang"}
     proc = None
     try:
-        with open(log_path, "w") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "livewave", "play", "--audio", "system", "--midi", "lwhang",
-                                     "--block", str(PERIOD), "--placement", "rtmixer", "--stats-json", str(stats)],
-                                    cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-            outs = _wait(lambda: stats.exists() and sorted(rig.ports("livewave", is_audio=True, is_output=True)), 120)
-            assert outs, log_path.read_text()
-            rig.connect_output(outs[0])
-            assert _wait(lambda: json.loads(stats.read_text())["midi_ports"], 10), log_path.read_text()
-            time.sleep(0.3)
-            rig.schedule([(int(0.3 * RATE), bytes([0x90, 69, 100])),            # A4 held through the hang
-                          (int(5.0 * RATE), bytes([0x90, 76, 100])), (int(6.5 * RATE), bytes([0x80, 76, 0])),
-                          (int(7.0 * RATE), bytes([0x80, 69, 0]))])
-            rig.start()
-            time.sleep(1.6)
-            proc.send_signal(signal.SIGUSR1)                                  # the model hangs now
-            hung_at = rig.client.frame_time - rig.start_frame
-            assert rig.wait_done(30)
-            assert proc.poll() is None, log_path.read_text()                  # still playing
-            st = json.loads(stats.read_text())
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(30) == 0
+        proc = _play(["--midi", "lwhang", "--stats-json", str(stats)], log_path, "hang")
+        outs = _wait(lambda: stats.exists() and sorted(rig.ports("livewave", is_audio=True, is_output=True)), 120)
+        assert outs, log_path.read_text()
+        rig.connect_output(outs[0])
+        assert _wait(lambda: json.loads(stats.read_text())["midi_ports"], 10), log_path.read_text()
+        time.sleep(0.3)
+        hung_at = _a4_fault_e5(rig, proc, (5.0, 6.5), 7.0)               # the model hangs at 1.6 s
+        assert rig.wait_done(30)
+        assert proc.poll() is None, log_path.read_text()                  # still playing
+        st = json.loads(stats.read_text())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
     finally:
-        rig.close()
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        _close(rig, proc)
     text = log_path.read_text()
     assert "fault injected: hang" in text and "Traceback" not in text and "kept failing" not in text, text
     m = re.search(r"the built-in instrument plays on, ([0-9.]+) s after that block began", text)
     assert m and st["render_hangs"] == 1, text
-    x = rig.recording[:, 0]
-    assert np.isfinite(x).all() and np.abs(x).max() <= 10 ** (-1 / 20) + 1e-6
-    before = unbroken_or_slow_machine(x[int(0.5 * RATE):hung_at - RATE // 10], "the A4 before the hang")
-    assert abs(cents(f0_spectral(before, RATE), 440.0)) < 30.0
-    after = unbroken_or_slow_machine(x[int(5.2 * RATE):int(6.4 * RATE)], "the E5 after the hang")
-    assert abs(cents(f0_spectral(after, RATE), 659.26)) < 30.0
+    _in_tune_around(rig.recording[:, 0], slice(int(0.5 * RATE), hung_at - RATE // 10),
+                    slice(int(5.2 * RATE), int(6.4 * RATE)), "hang")
     print(f"livewave play: the built-in instrument took over {m.group(1)} s after the hung block began; "
           f"ring underruns {st['ring_underruns']}, xruns {st['xruns']}")
     on_time_or_slow_machine(float(m.group(1)) < WITHIN, f"took over after {m.group(1)} s ({WITHIN} s wanted)")
@@ -209,18 +230,12 @@ def test_livewave_play_isolate_plays_on_after_its_model_holds_the_gil(server, tm
     recorded is kept and a new one begins, and the process stops cleanly."""
     import json
     import re
-    import subprocess
-    import sys
 
     import soundfile as sf
-    from audio_checks import cents, f0_spectral
-    from jack_rig import Rig, on_time_or_slow_machine, unbroken_or_slow_machine
+    from jack_rig import Rig, on_time_or_slow_machine
 
-    root = Path(__file__).resolve().parents[1]
     rig = Rig(seconds=9.0, name="lwiso")
     stats, log_path, take = tmp_path / "stats.json", tmp_path / "play.log", tmp_path / "take.wav"
-    env = {**os.environ, "JACK_NO_START_SERVER": "1", "PYTHONUNBUFFERED": "1", "LIVEWAVE_FAULTS": "1",
-           "LIVEWAVE_FAULT": "gil"}
     proc = None
 
     def stat(key):
@@ -236,47 +251,31 @@ def test_livewave_play_isolate_plays_on_after_its_model_holds_the_gil(server, tm
         return outs
 
     try:
-        with open(log_path, "w") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "livewave", "play", "--isolate", "--audio", "system",
-                                     "--midi", "lwiso", "--block", str(PERIOD), "--placement", "rtmixer",
-                                     "--stats-json", str(stats), "--record", str(take)],
-                                    cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-            assert _wait(lambda: stat("midi_ports") and stat("spare_ready"), 180), log_path.read_text()
-            first = stat("engine_pid")
-            assert _wait(connect_all, 10), log_path.read_text()
-            time.sleep(0.3)
-            rig.schedule([(int(0.3 * RATE), bytes([0x90, 69, 100])),            # A4 held into the freeze
-                          (int(6.5 * RATE), bytes([0x90, 76, 100])), (int(8.0 * RATE), bytes([0x80, 76, 0])),
-                          (int(8.2 * RATE), bytes([0x80, 69, 0]))])
-            rig.start()
-            time.sleep(1.6)
-            fault_frame = rig.client.frame_time - rig.start_frame
-            proc.send_signal(signal.SIGUSR1)                                  # the model holds the GIL now
-            assert _wait(lambda: stat("restarts") == 1 and stat("engine_pid") != first, 30), log_path.read_text()
-            assert _wait(lambda: stat("midi_ports"), 10), log_path.read_text()
-            connect_all()
-            back_frame = rig.client.frame_time - rig.start_frame
-            assert rig.wait_done(30)
-            assert proc.poll() is None, log_path.read_text()                  # still playing
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(30) == 0, log_path.read_text()
+        proc = _play(["--isolate", "--midi", "lwiso", "--stats-json", str(stats), "--record", str(take)],
+                     log_path, "gil")
+        assert _wait(lambda: stat("midi_ports") and stat("spare_ready"), 180), log_path.read_text()
+        first = stat("engine_pid")
+        assert _wait(connect_all, 10), log_path.read_text()
+        time.sleep(0.3)
+        fault_frame = _a4_fault_e5(rig, proc, (6.5, 8.0), 8.2)           # the model holds the GIL at 1.6 s
+        assert _wait(lambda: stat("restarts") == 1 and stat("engine_pid") != first, 30), log_path.read_text()
+        assert _wait(lambda: stat("midi_ports"), 10), log_path.read_text()
+        connect_all()
+        back_frame = rig.client.frame_time - rig.start_frame
+        assert rig.wait_done(30)
+        assert proc.poll() is None, log_path.read_text()                  # still playing
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, log_path.read_text()
     finally:
-        rig.close()
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        _close(rig, proc)
     text = log_path.read_text()
     assert "fault injected: gil" in text and "Traceback" not in text, text
     assert "stopped answering" in text and "plays livewave default (default)" in text, text
     m = re.search(r"([0-9.]+) s after this process saw the fault", text)
     assert m, text
     assert back_frame < int(6.5 * RATE), f"the engine came back at {back_frame / RATE:.1f} s, after the E5"
-    x = rig.recording[:, 0]
-    assert np.isfinite(x).all() and np.abs(x).max() <= 10 ** (-1 / 20) + 1e-6
-    before = unbroken_or_slow_machine(x[int(0.5 * RATE):fault_frame - RATE // 10], "the A4 before the freeze")
-    assert abs(cents(f0_spectral(before, RATE), 440.0)) < 30.0
-    after = unbroken_or_slow_machine(x[int(6.7 * RATE):int(7.9 * RATE)], "the E5 after the restart")
-    assert abs(cents(f0_spectral(after, RATE), 659.26)) < 30.0
+    _in_tune_around(rig.recording[:, 0], slice(int(0.5 * RATE), fault_frame - RATE // 10),
+                    slice(int(6.7 * RATE), int(7.9 * RATE)), "freeze")
     # the take of the frozen engine is kept as far as it was written; the new engine's is whole
     first_take, second_take = sf.info(str(take)), sf.info(str(tmp_path / "take-2.wav"))
     assert first_take.frames > RATE and second_take.frames > 2 * RATE, (first_take, second_take)
