@@ -245,11 +245,13 @@ def test_the_window_waits_for_a_lost_audio_device_and_plays_the_same_model_when_
         first.proc.wait(10)
         qtbot.waitUntil(lambda: any("when the device is back" in m for m in said), timeout=20000)
         assert client.engine.waiting and client.engine.alive()
+        qtbot.waitUntil(lambda: "waiting for" in w.status_labels["device"].text(), timeout=2000)
         w.panic()                                   # the window stays usable: refused, not stuck
         qtbot.wait(1500)
         second = JackServer(RATE, 128, tmp_path / "jack").__enter__()
         qtbot.waitUntil(lambda: any("is back" in m for m in back), timeout=30000)
         assert w.model_info.get("path") == str(VIOLIN), w.model_info
+        qtbot.waitUntil(lambda: "waiting" not in w.status_labels["device"].text(), timeout=2000)
         r = w.keyboard.key_rect(69)
         qtbot.mousePress(w.keyboard, Qt.MouseButton.LeftButton, pos=r.center().toPoint())
         time.sleep(0.8)

@@ -131,6 +131,7 @@ class MainWindow(QMainWindow):
         for lab in self.status_labels.values():
             self.statusBar().addPermanentWidget(lab)
         self.status_labels["take"].setStyleSheet("color: #ff5252; font-weight: 700; padding: 0 8px;")
+        self._device_alert = False    # the device label shows that the engine waits for its device
 
         self._actions()
         client.loaded.connect(self.on_loaded)
@@ -466,7 +467,15 @@ class MainWindow(QMainWindow):
         self.meter.show_level(float(st.get("peak", 0.0)))
         lab = self.status_labels
         info = getattr(eng, "info", {}) or {}
-        lab["device"].setText(f"{info.get('device_name', '?')} · model on {self.model_info.get('device', 'cpu')}")
+        waiting = getattr(eng, "waiting", "")
+        if waiting:                   # nothing plays: say so where the device is shown, until it is back
+            lab["device"].setText(f"\u26a0 no audio: waiting for {info.get('device_name') or 'the device'}")
+        else:
+            lab["device"].setText(f"{info.get('device_name', '?')} · model on {self.model_info.get('device', 'cpu')}")
+        if bool(waiting) != self._device_alert:
+            self._device_alert = bool(waiting)
+            lab["device"].setStyleSheet("color: #ff5252; font-weight: 700;" if waiting else "")
+            lab["device"].setToolTip(waiting)
         lab["load"].setText(f"DSP {st.get('load', 0.0):.0f}%")
         lab["latency"].setText(f"latency {st.get('latency_ms', 0.0):.1f} ms")
         lab["xruns"].setText(f"xruns {st.get('xruns', 0)}")
