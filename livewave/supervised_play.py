@@ -179,9 +179,12 @@ class SupervisedPlay:
         from . import fault_injection
         from .engine_commands import EngineError
         stop = self.stop
+        starting = [True]
 
         def on_signal(signum, frame):
             stop["now"] = True
+            if starting[0]:                    # Ctrl-C while the engine starts (up to a minute, cold):
+                raise KeyboardInterrupt        # stop waiting for it
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
@@ -194,6 +197,12 @@ class SupervisedPlay:
             self.ep.stop()
             print(f"livewave: error: {exc}", file=sys.stderr, flush=True)
             return 2
+        except KeyboardInterrupt:
+            self.ep.stop(timeout=2.0)          # NB: a child still opening its device does not read the pipe
+            self.say("livewave: stopped before the engine played")
+            return 0
+        finally:
+            starting[0] = False
         t_end = time.monotonic() + self.args.duration if self.args.duration else None
         last_line = last_stats = last_ports = 0.0
         try:
