@@ -518,3 +518,22 @@ def test_a_long_model_name_never_widens_the_window(window, qtbot, tmp_path):
     w.browser.list.itemActivated.emit(w.browser.item_for(str(VIOLIN)))
     qtbot.waitUntil(lambda: w.model_info.get("path") == str(VIOLIN), timeout=5000)
     assert label.text() == label.full_text() and "Violin" in label.text()
+
+
+def test_the_status_bar_says_when_nothing_plays_until_it_plays_again(window, qtbot):
+    """Where the device is shown: "no audio" in red while the engine waits for its device
+    (``waiting``) or is down (a restart that failed), the device again once it plays.
+    The live version, a JACK server killed under the app, is in ``tests/test_ui_live.py``."""
+    w = window
+    label = w.status_labels["device"]
+    qtbot.waitUntil(lambda: "null (no audio)" in label.text(), timeout=2000)
+    assert "ff5252" not in label.styleSheet()
+    w.client.engine.waiting = "the audio device is not there"
+    qtbot.waitUntil(lambda: "no audio: waiting for" in label.text(), timeout=2000)
+    assert "ff5252" in label.styleSheet() and label.toolTip() == "the audio device is not there"
+    w.client.engine.waiting = ""
+    w.client.engine.stop()
+    qtbot.waitUntil(lambda: "no audio: the engine stopped" in label.text(), timeout=2000)
+    w.client.engine.start({})
+    qtbot.waitUntil(lambda: "null (no audio)" in label.text(), timeout=2000)
+    assert "ff5252" not in label.styleSheet() and label.toolTip() == ""

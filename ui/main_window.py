@@ -131,7 +131,7 @@ class MainWindow(QMainWindow):
         for lab in self.status_labels.values():
             self.statusBar().addPermanentWidget(lab)
         self.status_labels["take"].setStyleSheet("color: #ff5252; font-weight: 700; padding: 0 8px;")
-        self._device_alert = False    # the device label shows that the engine waits for its device
+        self._device_alert = ""       # why the device label says nothing plays ("": it plays)
 
         self._actions()
         client.loaded.connect(self.on_loaded)
@@ -467,15 +467,20 @@ class MainWindow(QMainWindow):
         self.meter.show_level(float(st.get("peak", 0.0)))
         lab = self.status_labels
         info = getattr(eng, "info", {}) or {}
+        # nothing plays: say so where the device is shown, until it plays again (NB: a restart runs
+        # on this thread, so an engine seen down here is down: its restart failed, or waits to retry)
         waiting = getattr(eng, "waiting", "")
-        if waiting:                   # nothing plays: say so where the device is shown, until it is back
+        alert = waiting or ("" if eng.alive() else "the engine stopped; the status messages said why")
+        if waiting:
             lab["device"].setText(f"\u26a0 no audio: waiting for {info.get('device_name') or 'the device'}")
+        elif alert:
+            lab["device"].setText("\u26a0 no audio: the engine stopped")
         else:
             lab["device"].setText(f"{info.get('device_name', '?')} · model on {self.model_info.get('device', 'cpu')}")
-        if bool(waiting) != self._device_alert:
-            self._device_alert = bool(waiting)
-            lab["device"].setStyleSheet("color: #ff5252; font-weight: 700;" if waiting else "")
-            lab["device"].setToolTip(waiting)
+        if alert != self._device_alert:
+            self._device_alert = alert
+            lab["device"].setStyleSheet("color: #ff5252; font-weight: 700;" if alert else "")
+            lab["device"].setToolTip(alert)
         lab["load"].setText(f"DSP {st.get('load', 0.0):.0f}%")
         lab["latency"].setText(f"latency {st.get('latency_ms', 0.0):.1f} ms")
         lab["xruns"].setText(f"xruns {st.get('xruns', 0)}")
