@@ -45,12 +45,13 @@ def settings_from_args(args, block: int) -> dict:
     return s
 
 
-def status_line(st: dict, restarts: int, recording: bool) -> str:
+def status_line(st: dict, restarts: int, recording: bool, midi_in: int) -> str:
+    """Plain ``play``'s status line (``cli._status_line``) from the engine's shared status, with its restarts."""
     rec = " | REC" if recording else ""
     return (f"voices {st.get('voices', 0):2d}/{st.get('polyphony', 0)} | DSP {st.get('load', 0.0):5.1f}% "
             f"(peak {st.get('load_peak', 0.0):5.1f}%) | latency {st.get('latency_ms', 0.0):5.1f} ms | "
             f"xruns {st.get('xruns', 0)} | underruns {st.get('ring_underruns', 0)} | "
-            f"faults {st.get('generator_faults', 0)} | engine restarts {restarts}{rec}")
+            f"faults {st.get('generator_faults', 0)} | midi in {midi_in} | engine restarts {restarts}{rec}")
 
 
 class SupervisedPlay:
@@ -227,7 +228,8 @@ class SupervisedPlay:
                 if now - last_line > (0.2 if self.tty else 5.0):
                     last_line = now
                     line = (f"waiting for the audio device ({self.ep.waiting.splitlines()[0]})" if self.ep.waiting
-                            else status_line(self.ep.status(), self.ep.restarts, bool(self.recording)))
+                            else status_line(self.ep.status(), self.ep.restarts, bool(self.recording),
+                                             len(self.midi_ports)))
                     print(("\r\033[K" + line) if self.tty else line, end="" if self.tty else "\n", flush=True)
         finally:
             final = self.ep.stop()                 # every note released and rung out, a take finished
@@ -235,7 +237,7 @@ class SupervisedPlay:
                 self.handle(ev)
             st = final or {}
             self.say("livewave: stopped; all notes released. "
-                     + status_line(st, self.ep.restarts, False) if final is not None else
+                     + status_line(st, self.ep.restarts, False, len(self.midi_ports)) if final is not None else
                      "livewave: stopped; the engine process did not stop by itself and was killed")
             self.write_stats(final=True, st=st)
         return 0
