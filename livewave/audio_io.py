@@ -80,15 +80,25 @@ def sounddevice():
             fn = ctypes.CDLL(sd._libname).PaJack_SetClientName
             fn.argtypes = [ctypes.c_char_p]
             fn(_JACK_NAME)
-            try:
-                sd._terminate()
-            except sd.PortAudioError:
-                pass      # PortAudio was terminated already (re-opened after a close): just initialise
-            sd._initialize()
+            _restart_portaudio(sd)
         except (OSError, AttributeError):
             pass   # PortAudio built without JACK: nothing to name
         _sd = sd
     return _sd
+
+
+def _restart_portaudio(sd) -> None:
+    try:
+        sd._terminate()
+    except sd.PortAudioError:
+        pass      # PortAudio was terminated already (re-opened after a close): just initialise
+    sd._initialize()
+
+
+def rescan_devices() -> None:
+    """Start PortAudio again: it lists devices (and finds a JACK server) only when it starts.
+    Only with no stream open (a stream whose device is gone cannot be closed)."""
+    _restart_portaudio(sounddevice())
 
 
 def list_output_devices() -> list[dict]:

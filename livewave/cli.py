@@ -131,10 +131,16 @@ def _status_line(eng, out, midi) -> str:
     a = out.stats
     take = eng.take
     rec = f" | REC {take.samples / take.sample_rate:6.1f} s" if take is not None else ""
-    return (f"voices {st.voices:2d}/{eng.config.polyphony} | DSP {a.load * 100:5.1f}% "
-            f"(peak {a.load_peak * 100:5.1f}%) | latency {out.latency * 1000:5.1f} ms | "
-            f"xruns {a.xruns} | underruns {a.ring_underruns} | faults {st.generator_faults} | "
-            f"midi in {len(midi.open_ports) if midi else 0}{rec}")
+    return status_text(st.voices, eng.config.polyphony, a.load * 100, a.load_peak * 100, out.latency * 1000,
+                       a.xruns, a.ring_underruns, st.generator_faults, len(midi.open_ports) if midi else 0, rec)
+
+
+def status_text(voices: int, polyphony: int, load_pct: float, peak_pct: float, latency_ms: float, xruns: int,
+                underruns: int, faults: int, midi_in: int, extra: str = "") -> str:
+    """``play``'s status line (also ``play --isolate``'s, from the engine's shared status)."""
+    return (f"voices {voices:2d}/{polyphony} | DSP {load_pct:5.1f}% (peak {peak_pct:5.1f}%) | "
+            f"latency {latency_ms:5.1f} ms | xruns {xruns} | underruns {underruns} | faults {faults} | "
+            f"midi in {midi_in}{extra}")
 
 
 def _program_list(text: str | None) -> list[str]:
@@ -409,6 +415,11 @@ def _write_stats(path, eng, out, midi, block, rate, final=False) -> None:
             "midi_ports": sorted(midi.open_ports) if midi else [],
             "dropped_events": eng.events.dropped, "voices": eng.stats.voices, "block": block, "rate": rate,
             "model": eng.playing[0].info.name}
+    write_json_atomic(path, data)
+
+
+def write_json_atomic(path, data: dict) -> None:
+    """``data`` as JSON at ``path``, replaced in one step (a reader never sees half a file)."""
     tmp = Path(str(path) + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)

@@ -220,12 +220,7 @@ class EngineHost:
             if time.monotonic() < next_scan:
                 continue
             next_scan = time.monotonic() + DEVICE_POLL_S
-            sd = audio_io.sounddevice()
-            try:
-                sd._terminate()
-            except sd.PortAudioError:
-                pass
-            sd._initialize()
+            audio_io.rescan_devices()
             try:
                 audio_io.resolve_output_device(self.settings["audio"])
                 return

@@ -159,11 +159,7 @@ class EngineProcess:
             ev = self._recv(timeout=0.05)
             if ev is not None:
                 if ev[0] == "ready":
-                    self._ran = True
-                    self.info = ev[1]
-                    self.model_info = ev[1].get("model", {})
-                    if self.keep_spare:
-                        self._start_spare()
+                    self._became_ready(ev[1])
                     return self.info
                 if ev[0] == "fatal":
                     self._reap()
@@ -188,6 +184,14 @@ class EngineProcess:
                 msg = f"the engine process did not become ready in {self.ready_timeout:.0f} s{self._tail_text()}"
                 self._drop_log()
                 raise EngineError(msg)
+
+    def _became_ready(self, info: dict) -> None:
+        """The child plays (at start, or once the device it waited for is back)."""
+        self._ran = True
+        self.info = info
+        self.model_info = info.get("model", {})
+        if self.keep_spare:
+            self._start_spare()
 
     def stop(self, timeout: float = 10.0) -> dict | None:
         """Ask the child to stop (notes released and rung out first); kill it if it does not
@@ -390,12 +394,8 @@ class EngineProcess:
             return None
         if ev and ev[0] == "ready" and self.waiting:       # the device it waited for is back
             self.waiting = ""
-            self._ran = True
-            self.info = ev[1]
-            self.model_info = ev[1].get("model", {})
             self.restarts += 1
-            if self.keep_spare:
-                self._start_spare()
+            self._became_ready(ev[1])
         elif ev and ev[0] == "loaded":
             self.model_info = ev[2]
         elif ev and ev[0] == "bindings":     # a restart keeps what was learned, and the inputs chosen

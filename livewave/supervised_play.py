@@ -18,8 +18,6 @@ The cost: the gap while a new engine opens the device (about a second, measured 
 """
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sys
 import time
@@ -46,12 +44,12 @@ def settings_from_args(args, block: int) -> dict:
 
 
 def status_line(st: dict, restarts: int, recording: bool, midi_in: int) -> str:
-    """Plain ``play``'s status line (``cli._status_line``) from the engine's shared status, with its restarts."""
-    rec = " | REC" if recording else ""
-    return (f"voices {st.get('voices', 0):2d}/{st.get('polyphony', 0)} | DSP {st.get('load', 0.0):5.1f}% "
-            f"(peak {st.get('load_peak', 0.0):5.1f}%) | latency {st.get('latency_ms', 0.0):5.1f} ms | "
-            f"xruns {st.get('xruns', 0)} | underruns {st.get('ring_underruns', 0)} | "
-            f"faults {st.get('generator_faults', 0)} | midi in {midi_in} | engine restarts {restarts}{rec}")
+    """Plain ``play``'s status line from the engine's shared status, with its restarts."""
+    from .cli import status_text
+    return status_text(st.get("voices", 0), st.get("polyphony", 0), st.get("load", 0.0), st.get("load_peak", 0.0),
+                       st.get("latency_ms", 0.0), st.get("xruns", 0), st.get("ring_underruns", 0),
+                       st.get("generator_faults", 0), midi_in,
+                       f" | engine restarts {restarts}" + (" | REC" if recording else ""))
 
 
 class SupervisedPlay:
@@ -171,9 +169,8 @@ class SupervisedPlay:
                 "dropped_events": st.get("dropped_events", 0), "voices": st.get("voices", 0),
                 "block": self.settings["block"], "rate": self.settings["rate"], "midi_ports": self.midi_ports,
                 "model": self.model.get("name", ""), "family": self.model.get("family", "")}
-        tmp = Path(str(path) + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+        from .cli import write_json_atomic
+        write_json_atomic(path, data)
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
