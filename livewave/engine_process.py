@@ -12,10 +12,11 @@ When the child fails it is restarted (``restart``; the GUI does it on ``check``)
 from outside (the OOM killer, a user) with the model that played; after any death of its own (an
 exception, a signal, its model hung: the child ends itself with ``EXIT_RENDER_HUNG``) or a
 freeze of the whole child (no heartbeat for ``FREEZE_AFTER``: killed here), without it.
-A child whose audio device went away (``device_watch``: it ends with ``EXIT_DEVICE_LOST``) is
-followed by one that waits for the device (``wait_for_device``): ``restart`` then raises
+A restart waits for the device the engine played on (``wait_for_device``), whether it went away
+first (``device_watch``: the child ends with ``EXIT_DEVICE_LOST``) or with a crash: ``restart`` raises
 ``DeviceUnavailable`` with ``waiting`` set instead of blocking, and the child says
-("ready", info) when it plays, with the same model.
+("ready", info) when it plays: with the same model after a loss, without it after a crash (as
+above; ``settings["model"]`` says which).
 With ``spare=True`` a second child is kept started and warmed up ahead of need
 (imports, torch, Numba's kernels), so a restart costs opening the device and the model, not
 starting Python (measured: ``tests/test_torture_faults.py``).
@@ -185,6 +186,11 @@ class EngineProcess:
                 self._drop_log()
                 raise EngineError(msg)
 
+    def plays_when_back(self) -> str:
+        """What a child waiting for its device will play once it is there (for messages)."""
+        model = self.settings.get("model")
+        return f"its model {Path(model).name}" if model else "the built-in instrument"
+
     def _became_ready(self, info: dict) -> None:
         """The child plays (at start, or once the device it waited for is back)."""
         self._ran = True
@@ -340,8 +346,10 @@ class EngineProcess:
         model_failed = self._suspect
         self._drop_log()          # what a dead one said is in check()'s message
         settings = {**self.settings, **changes}
-        # a device that went away is waited for (the same one: a device asked for now must be there)
-        settings["wait_for_device"] = "audio" not in changes and (code == EXIT_DEVICE_LOST or not self._ran)
+        # the device it played on is waited for if it is gone: after its loss, and as well after a
+        # crash or a freeze it went away with (one rule for every restart). A device asked for now
+        # (``audio`` among the changes) must be there.
+        settings["wait_for_device"] = "audio" not in changes
         if "model" not in changes and self.model_info.get("path"):
             settings["model"] = self.model_info["path"]
         dropped = ""

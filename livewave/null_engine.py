@@ -244,6 +244,9 @@ class NullEngine:
     def check(self) -> str | None:
         return None
 
+    def plays_when_back(self) -> str:
+        return "the built-in instrument"     # never asked: it never waits
+
     def restart(self, **changes) -> dict:
         settings = {**self.settings, **changes}
         if "model" not in changes and self.model_info.get("path"):

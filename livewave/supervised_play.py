@@ -107,7 +107,8 @@ class SupervisedPlay:
                 info = self.ep.restart()
             except DeviceUnavailable as exc:
                 if self.ep.waiting:
-                    self.say(f"livewave: {str(exc).splitlines()[0]}; it plays again when the device is back")
+                    self.say(f"livewave: {str(exc).splitlines()[0]}; it plays {self.ep.plays_when_back()} again when "
+                             "the device is back")
                     return
                 self.say(f"livewave: {str(exc).splitlines()[0]}; trying again in {RETRY_S:.0f} s", err=True)
                 time.sleep(RETRY_S)

@@ -135,3 +135,36 @@ def test_plain_play_ends_with_status_4_and_keeps_its_take_when_the_device_goes_a
     import soundfile as sf
     assert sf.info(str(take)).frames > RATE // 2
     print(f"plain play: ended with status 4 {ended:.2f} s after the server was killed; the take kept")
+
+
+def test_an_engine_that_crashes_as_its_device_goes_away_waits_for_the_device(tmp_path):
+    """Every restart waits for the device the engine played on, not only one after its loss: a
+    crash that comes with the device's loss (here a signal to the engine just after the server
+    is killed, before its watch could notice) gives a child that waits and says ("ready", info)
+    once a server is back, not a start that fails and has to be retried."""
+    from livewave.engine_process import DeviceUnavailable, EngineProcess
+    ep = EngineProcess(ready_timeout=120, log_dir=tmp_path)
+    first = JackServer(RATE, PERIOD, tmp_path).__enter__()
+    second = None
+    try:
+        ep.start({"audio": "system", "midi": "none", "block": PERIOD, "placement": "rtmixer", "ahead": 2})
+        first.proc.kill()                                  # the device goes away
+        first.proc.wait(10)
+        os.kill(ep.proc.pid, signal.SIGTERM)               # and the engine dies of something else
+        assert _wait(lambda: ep.check() is not None, 10, 0.05)
+        with pytest.raises(DeviceUnavailable, match="waits for it"):
+            ep.restart()
+        assert ep.waiting and ep.alive() and ep.check() is None
+        assert ep.plays_when_back() == "the built-in instrument"
+        time.sleep(1.0)
+        assert ep.alive() and ep.check() is None           # still waiting, not counted dead
+        second = JackServer(RATE, PERIOD, tmp_path).__enter__()
+        ready = ep.wait_event("ready", 30.0)
+        assert ready is not None and ready[1]["device_name"], ep.log_tail()
+        assert not ep.waiting and ep.alive() and ep.check() is None
+        assert _wait(lambda: ep.status()["callbacks"] > 100, 10, 0.05), ep.status()
+    finally:
+        ep.stop()
+        if second is not None:
+            second.__exit__(None, None, None)
+        first.__exit__(None, None, None)

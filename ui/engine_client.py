@@ -142,7 +142,7 @@ class EngineClient(QObject):
             self._tries += 1
             if self.engine.waiting:           # its process waits for the device and says when it plays
                 self._retry_at = 0.0
-                self.message.emit(f"{exc}: it plays again, with its model, when the device is back")
+                self.message.emit(f"{exc}: it plays again, {self.engine.plays_when_back()}, when the device is back")
                 return
             waiting = isinstance(exc, DeviceUnavailable)
             if not waiting and self._tries >= GIVE_UP_AFTER:
