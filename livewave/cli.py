@@ -47,6 +47,7 @@ def _engine(args, sample_rate: int, block: int, input_channels: int = 0, gen=Non
                        tuning_hz=440.0 if getattr(args, "tuning", None) is None else args.tuning,
                        transpose=0 if getattr(args, "transpose", None) is None else args.transpose,
                        velocity_curve=1.0 if getattr(args, "velocity_curve", None) is None else args.velocity_curve,
+                       pan=0.0 if getattr(args, "pan", None) is None else args.pan,
                        **_reverb_config(args))
     flagged = None
     if screen and gen is not None:
@@ -86,6 +87,9 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--velocity-curve", type=float, default=None, metavar="X",
                    help="a note's velocity becomes (v/127)^X, 0.25..4: under 1 a light touch plays louder, over 1 it "
                         "takes a harder one (default 1: as played; a take replays with its own)")
+    p.add_argument("--pan", type=float, default=None, metavar="X",
+                   help="where the instrument sits on a stereo device, -1 (left) .. 1 (right) (default 0: the centre; "
+                        "CC 10 moves it live; a take replays with its own)")
     p.add_argument("--channels", default="all", help="MIDI channel filter: all, 1,2,10 or 1-4")
     p.add_argument("--gain", type=float, default=0.0, help="master gain in dB")
     p.add_argument("--reverb", type=float, default=None, metavar="SEND",
@@ -443,6 +447,8 @@ def cmd_render(args) -> int:
         args.transpose = song.take_tuning[1] if args.transpose is None else args.transpose
     if song.take_velocity_curve is not None and args.velocity_curve is None:
         args.velocity_curve = song.take_velocity_curve      # and with the touch it was played with
+    if song.take_pan is not None and getattr(args, "pan", None) is None:
+        args.pan = song.take_pan                # and where it stood (then CC 10 moves it)
     if song.take_room is not None:              # and in the room it was played in (then CC 91 moves the send)
         for (opt, _), v in zip(REVERB_OPTIONS, song.take_room, strict=True):
             if getattr(args, opt, None) is None:

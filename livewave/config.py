@@ -43,6 +43,27 @@ PREDELAY_MAX_MS = 200.0
 SEND_STEPS = 127                # the send is a 7-bit value, as CC 91 carries it: a take replays it exactly
 
 
+PAN_STEPS = 63                  # CC 10: 64 is the centre, 1 and 127 the sides (0 is 1, as GM2 says)
+
+
+def pan_value(pan: float) -> float:
+    """A pan of -1 (left) .. +1 (right) on CC 10's grid (NaN: the centre)."""
+    v = float(pan)
+    if v != v:
+        return 0.0
+    return round(min(1.0, max(-1.0, v)) * PAN_STEPS) / PAN_STEPS
+
+
+def pan_from_cc(value: int) -> float:
+    """CC 10's value (0..127) as a pan."""
+    return (max(1, min(127, int(value))) - 64) / PAN_STEPS
+
+
+def pan_to_cc(pan: float) -> int:
+    """A pan on its grid as CC 10's value."""
+    return 64 + int(round(pan_value(pan) * PAN_STEPS))
+
+
 def clamp_room(decay_s: float, damping: float, predelay_ms: float) -> tuple[float, float, float]:
     """The reverb's decay, damping and pre-delay, each held to its range (NaN: the range's low end)."""
     def clamp(v, lo, hi):
@@ -93,6 +114,7 @@ class EngineConfig:
     # a note's velocity as the model gets it: (v / 127) ** velocity_curve. Under 1 a light touch
     # plays louder (a stiff keyboard, a soft player), over 1 it takes a harder one
     velocity_curve: float = 1.0
+    pan: float = 0.0                      # the dry mix, -1 (left) .. +1 (right) (stereo_pan; CC 10)
     midi_channels: tuple[int, ...] = tuple(range(16))   # channel filter, 0-based
     master_gain_db: float = 0.0
     # the reverb (``reverb``): send 0..1 (GM's CC 91; 0: off), decay to -60 dB at low frequencies,
@@ -133,6 +155,8 @@ class EngineConfig:
         lo, hi = VELOCITY_CURVE_RANGE
         if not (lo <= self.velocity_curve <= hi):
             raise ConfigError(f"velocity curve {self.velocity_curve} is outside {lo:g}..{hi:g} (1: as played)")
+        if not (-1.0 <= self.pan <= 1.0):
+            raise ConfigError(f"pan {self.pan} is outside -1 (left) .. +1 (right)")
         if not self.midi_channels or any(not (0 <= c < 16) for c in self.midi_channels):
             raise ConfigError(f"MIDI channel filter {self.midi_channels!r}: channels are 1..16")
         if not (-60.0 <= self.master_gain_db <= 12.0):

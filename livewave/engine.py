@@ -6,7 +6,9 @@ into segments at event times); each segment runs the envelopes, the generator an
 sample); the post chain (gain, DC blocker, limiter) runs over the whole block. The generator
 renders a mono mix; on a device of two channels or more the engine is stereo: that mix in the
 middle of both channels, the reverb's two uncorrelated tails around it, a linked limiter, and
-the output channels take left, right, left, right... (one channel: the mono chain).
+the output channels take left, right, left, right... (one channel: the mono chain). The pan
+(``stereo_pan``: CC 10, ``set_pan``) moves that dry mix between the two; the reverb stays around
+the centre.
 
 Threading model:
 - render side (the audio callback or the render thread; exactly one at a time): ``render``.
@@ -34,6 +36,8 @@ from .midi_learn import MASTER, ControlBindings
 from .post_chain import PostChain, crossfade, fade_out, guard
 from .reverb import Reverb
 from .reverb import warm_up as warm_up_reverb
+from .stereo_pan import glide_coefficient, pan_dry, pan_from_cc, pan_gains, pan_to_cc, pan_value
+from .stereo_pan import warm_up as warm_up_pan
 from .take_recorder import panic_events, push_audio, push_column, push_event, push_state, release_events
 from .take_recorder import warm_up as warm_up_takes
 from .voice_allocator import VoiceAllocator
@@ -94,6 +98,9 @@ class Engine:
         # its send: the one place it lives, shared with each Reverb made (set_reverb and CC 91 write it)
         self.reverb_send = np.array([send_value(c.reverb_send)], np.float64)
         self._send_taken = -1.0  # render side: the send a take last recorded
+        # the pan of the dry mix (stereo_pan), on CC 10's grid: set_pan and CC 10 write it
+        self.pan = np.array([pan_value(c.pan)], np.float64)
+        self._pan_taken = 0.0    # render side: the pan a take last recorded
 
     # -- set-up (off the audio path) -------------------------------------------------
     def prepare(self, sample_rate: int | None = None, max_block: int | None = None) -> Engine:
@@ -131,6 +138,9 @@ class Engine:
         self.mix = np.zeros((2 if self.stereo else 1, mb), np.float32)   # [left, right] or [mono]
         self.mono = self.mix[0]          # what the generator renders into (then the left channel)
         self._right = self.mix[1] if self.stereo else None
+        self._dry = np.zeros(mb, np.float32)           # the dry mix of a segment, while the reverb adds to it
+        self._pan_state = np.array(pan_gains(float(self.pan[0])), np.float64)   # no glide at the start
+        self._pan_coef = glide_coefficient(sr)
         self._xbuf = np.zeros(mb, np.float32)          # the outgoing generator during a crossfade
         # All Sound Off for a generator with a pipeline (_sound_off): samples of its fade left, -1 none
         self._hush_len = max(1, int(round(KILL_SECONDS * sr)))
@@ -169,6 +179,7 @@ class Engine:
         self.post.fade_before(self.mix, n // 2, 4)      # a fault's fade (_segment)
         warm_up_takes()          # and a take's copies, so that recording compiles nothing
         warm_up_reverb()         # and the reverb's, which runs only once a send is raised
+        warm_up_pan()            # and the pan's, which runs only off the centre
         self.warmup_faults = self.stats.generator_faults
         self.warmup_fault = self.stats.last_fault
         self.hard_reset()
@@ -185,6 +196,7 @@ class Engine:
         self.generator.reset()
         self.post.reset()
         self.reverb.reset()
+        self._pan_state[:] = pan_gains(float(self.pan[0]))
         self.cond.restart[:] = 0
         self.sample_time = 0
         self.clock_anchor = (time.perf_counter(), 0)
@@ -276,6 +288,12 @@ class Engine:
                                                             else clamp_room(*room))
         return {"send": float(self.reverb_send[0]), **r}
 
+    def set_pan(self, pan: float) -> float:
+        """Where the dry mix sits, -1 (left) .. +1 (right), on CC 10's grid (clamped; NaN: the
+        centre); it glides there over 10 ms from the next block. Returns the pan set."""
+        self.pan[0] = pan_value(pan)         # NB: one float store, read per segment
+        return float(self.pan[0])
+
     def set_tuning(self, a4_hz: float) -> float:
         """Concert pitch (A4 in Hz), clamped to its range; held notes follow from the next block.
         Returns the value set."""
@@ -360,6 +378,7 @@ class Engine:
             raise RuntimeError("a take is already being recorded")
         recorder.tuning = (self.tuning_hz, self.transpose)     # replayed so (smf.MidiSong.take_tuning)
         recorder.velocity_curve = self.velocity_curve          # and so (take_velocity_curve)
+        recorder.pan = float(self.pan[0])                      # and so (take_pan; then CC 10)
         r = self.reverb_room
         recorder.room = (float(self.reverb_send[0]), r["decay_s"], r["damping"],
                          r["predelay_ms"])     # and the room (smf.MidiSong.take_room)
@@ -447,6 +466,10 @@ class Engine:
                 send = value / 127.0
                 self.reverb_send[0] = send
                 self._send_taken = send      # the CC itself goes into a take
+            elif cc == 10 and not bound:     # GM's Pan: the whole instrument (stereo_pan)
+                pan = pan_from_cc(value)
+                self.pan[0] = pan
+                self._pan_taken = pan
             elif cc == 120:                  # All Sound Off: silence now, the room's tail too
                 self.reverb.reset()
                 sound_off = True
@@ -473,12 +496,17 @@ class Engine:
             push_state(rec.events, rec.epos, t0, c.bend, c.bend_range, c.mod, c.volume, c.expression, c.sustain,
                        c.sostenuto, c.soft, c.pressure)
             self._send_taken = rec.room[0] if rec.room is not None else 0.0   # the marker's: a change goes below
+            self._pan_taken = rec.pan    # the marker's: a change goes below as CC 10
         if rec is not None and self.reverb_send[0] != self._send_taken:
             # the send as CC 91 (set by the app or a command, or at the take's start): in the MIDI
             # exactly, since the send lives on CC 91's 7-bit grid
             send = self.reverb_send[0]
             self._send_taken = send
             push_event(rec.events, rec.epos, t0, 0xB0 | self._first_channel, 91, int(round(send * 127.0)))
+        if rec is not None and self.pan[0] != self._pan_taken:      # the pan as CC 10, the same way
+            pan = self.pan[0]
+            self._pan_taken = pan
+            push_event(rec.events, rec.epos, t0, 0xB0 | self._first_channel, 10, pan_to_cc(pan))
         self._control_flags(t0, rec)
         q = self.events
         pos = 0
@@ -495,7 +523,13 @@ class Engine:
             if right is not None:
                 right[pos:seg_end] = self.mono[pos:seg_end]     # the dry mix in the middle
                 right = right[pos:seg_end]
+                st = self._pan_state
+                panned = self.pan[0] != 0.0 or st[0] != 1.0 or st[1] != 1.0
+                if panned:
+                    self._dry[:seg_end - pos] = self.mono[pos:seg_end]
             self.reverb.process(self.mono[pos:seg_end], seg_end - pos, t, right)
+            if right is not None and panned:                    # then the dry part moves
+                pan_dry(self.mono[pos:seg_end], right, self._dry, seg_end - pos, self.pan[0], st, self._pan_coef)
             pos = seg_end
         mix = self.mix
         self.post.process(mix, n)

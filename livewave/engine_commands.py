@@ -15,6 +15,9 @@ Channels:
     ("transpose", semitones)             for the next notes; answered ("transpose", value as clamped)
     ("velocity_curve", x)                a note's velocity becomes (v / 127) ** x from the next note;
                                          answered ("velocity_curve", value as clamped)
+    ("pan", x)                           where the instrument sits, -1 (left) .. 1 (right) (``stereo_pan``);
+                                         answered ("pan", value as set, on CC 10's grid); also sent when a
+                                         MIDI CC 10 moved it
     ("reverb", {name: value})            any of send (0..1), decay_s, damping, predelay_ms (``reverb``);
                                          answered ("reverb", every setting as set); also sent when a
                                          MIDI CC 91 moved the send
@@ -68,6 +71,7 @@ DEFAULT_SETTINGS = {
     "tuning": 440.0,          # A4 in Hz
     "transpose": 0,           # semitones
     "velocity_curve": 1.0,    # a note's velocity: (v / 127) ** this
+    "pan": 0.0,               # the instrument, -1 (left) .. 1 (right)
     "channels": "all",        # MIDI channel filter
     "gain": 0.0,              # master gain, dB
     "device": "auto",         # where a neural model runs
@@ -119,7 +123,8 @@ _ARITY = {"load": (1, 1, "path"), "control": (2, 2, "name or index, value"), "ga
           "ping": (1, 1, "token"), "stop": (0, 0, ""), "fault": (1, 1, "kind (tests only)"),
           "record": (1, 2, "path of a .wav[, midi: bool]"), "record_stop": (0, 0, ""), "tuning": (1, 1, "A4 in Hz"),
           "transpose": (1, 1, "semitones"), "programs": (1, 1, "list of model paths"),
-          "reverb": (1, 1, "{send, decay_s, damping, predelay_ms}"), "velocity_curve": (1, 1, "exponent")}
+          "reverb": (1, 1, "{send, decay_s, damping, predelay_ms}"), "velocity_curve": (1, 1, "exponent"),
+          "pan": (1, 1, "-1 (left) .. 1 (right)")}
 COMMANDS = tuple(_ARITY)
 
 
@@ -149,7 +154,7 @@ def check_command(cmd) -> tuple:
         elif not isinstance(key, str):
             raise CommandError(f"control: {key!r:.40} is neither a control name nor an index")
         return (name, key, _finite(name, args[1]))
-    if name in ("gain_db", "tuning", "velocity_curve"):
+    if name in ("gain_db", "tuning", "velocity_curve", "pan"):
         return (name, _finite(name, args[0]))
     if name == "programs":
         paths = args[0]
@@ -220,13 +225,14 @@ def check_settings(settings: dict | None) -> dict:
         if not _is_int(out[k]):
             raise EngineError(f"engine setting {k}={out[k]!r} must be an integer")
         out[k] = int(out[k])
-    for k in ("bend_range", "gain", "tuning", "velocity_curve"):
+    for k in ("bend_range", "gain", "tuning", "velocity_curve", "pan"):
         if not _is_number(out[k]):
             raise EngineError(f"engine setting {k}={out[k]!r} must be a number")
         out[k] = float(out[k])
     from .config import ConfigError, EngineConfig
     try:                     # the pitch settings' ranges: EngineConfig's own check
-        EngineConfig(tuning_hz=out["tuning"], transpose=out["transpose"], velocity_curve=out["velocity_curve"]).validate()
+        EngineConfig(tuning_hz=out["tuning"], transpose=out["transpose"], velocity_curve=out["velocity_curve"],
+                     pan=out["pan"]).validate()
     except ConfigError as exc:
         raise EngineError(f"engine setting: {exc}") from None
     if out["model"] is not None:

@@ -140,6 +140,7 @@ class EngineHost:
         self.loop_errors: dict = {}               # (exception type, file:line) -> count (_guarded)
         self.programs: list[str] = []             # MIDI program n loads programs[n] (("programs", ...))
         self._reverb_shown: dict = {}             # the reverb as the GUI was last told
+        self._pan_shown = 0.0                     # and the pan
 
     # -- start-up -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -165,10 +166,11 @@ class EngineHost:
         unavailable = preload_families()     # NB: no first import of torch beside a running stream
         args = Namespace(model=s["model"], polyphony=s["polyphony"], bend_range=s["bend_range"],
                          channels=s["channels"], gain=s["gain"], device=s["device"], tuning=s["tuning"],
-                         transpose=s["transpose"], velocity_curve=s["velocity_curve"],
+                         transpose=s["transpose"], velocity_curve=s["velocity_curve"], pan=s["pan"],
                          **{opt: s["reverb"].get(key) for (opt, _), key in zip(REVERB_OPTIONS, REVERB_KEYS, strict=True)})
         self.engine = eng = _engine(args, rate, block, screen=True)
         self._reverb_shown = eng.set_reverb()
+        self._pan_shown = float(eng.pan[0])
         eng.reports.extend(f"a generator family is unavailable: {m}" for m in unavailable)
         if s["bindings"]:
             try:
@@ -287,7 +289,7 @@ class EngineHost:
                 self.parent_gone = True     # the GUI is gone: the engine must not outlive it
                 break
             for step in (self._finish_loads, self._watch_render, self._watch_device, self._watch_program,
-                         self._watch_reverb, self.collector.tick):
+                         self._watch_reverb, self._watch_pan, self.collector.tick):
                 self._guarded(step)
             now = time.monotonic()
             if now >= next_status:
@@ -388,6 +390,19 @@ class EngineHost:
         send = float(self.engine.reverb_send[0])
         if send != self._reverb_shown.get("send"):
             self._cmd_reverb({})
+
+    def _cmd_pan(self, pan: float) -> None:
+        self._pan_shown = p = self.engine.set_pan(pan)
+        self.send(("pan", p))
+
+    def _watch_pan(self) -> None:
+        """A MIDI CC 10 moved the pan: the GUI is told."""
+        if self.engine is None or not self.engine.prepared:
+            return
+        pan = float(self.engine.pan[0])
+        if pan != self._pan_shown:
+            self._pan_shown = pan
+            self.send(("pan", pan))
 
     def _cmd_velocity_curve(self, curve: float) -> None:
         self.send(("velocity_curve", self.engine.set_velocity_curve(curve)))

@@ -410,7 +410,7 @@ class EngineProcess:
             self.settings["bindings"] = dict(ev[1])
         elif ev and ev[0] == "midi_ports":
             self.settings["midi"] = ev[2]
-        elif ev and ev[0] in ("tuning", "transpose", "reverb", "velocity_curve"):   # the pitch, the room, the touch
+        elif ev and ev[0] in ("tuning", "transpose", "reverb", "velocity_curve", "pan"):   # pitch, room, touch, place
             self.settings[ev[0]] = ev[1]
         return ev
 

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .config import REVERB_DEFAULTS, clamp_transpose, clamp_tuning, clamp_velocity_curve
+from .config import REVERB_DEFAULTS, clamp_transpose, clamp_tuning, clamp_velocity_curve, pan_value
 from .engine_commands import CommandError, EngineError, check_command, check_settings, describe_generator
 from .engine_shared_state import LAYOUT_VERSION, MAGIC, STATE_NAMES, STATE_RUNNING, STATE_STOPPED, STATUS_FIELDS
 from .midi_learn import MASTER
@@ -128,6 +128,9 @@ class NullEngine:
         elif name == "velocity_curve":
             self.settings["velocity_curve"] = clamp_velocity_curve(args[0])
             ev.append(("velocity_curve", self.settings["velocity_curve"]))
+        elif name == "pan":
+            self.settings["pan"] = pan_value(args[0])
+            ev.append(("pan", self.settings["pan"]))
         elif name == "reverb":                 # checked and clamped by check_command already
             r = self.settings["reverb"] = {**REVERB_DEFAULTS, **self.settings.get("reverb", {}), **args[0]}
             ev.append(("reverb", dict(r)))

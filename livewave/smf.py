@@ -48,23 +48,25 @@ class MidiSong:
     take_tuning: tuple[float, int] | None = None
     take_room: tuple[float, float, float, float] | None = None   # the reverb's (send, decay s, damping, pre-delay ms)
     take_velocity_curve: float | None = None    # the velocity curve it was played with, where not 1
+    take_pan: float | None = None               # the pan it began with (then CC 10), where not the centre
 
 
 TAKE_MARKER = "livewave take: engine sample "
 # + "<sample> at <rate> Hz[, A4 <hz> Hz, transpose <n>][, reverb send <x>, decay <s> s, damping <x>, pre-delay <ms> ms]"
-#   "[, velocity curve <x>]"
+#   "[, velocity curve <x>][, pan <x>]"
 
 
 def parse_take_marker(text: str) -> tuple | None:
     """(sample, rate, A4 Hz or None, transpose or None, the reverb's (send, decay s, damping,
-    pre-delay ms) or None, the velocity curve or None) from a take's marker, else None."""
+    pre-delay ms) or None, the velocity curve or None, the pan or None) from a take's marker,
+    else None."""
     if not text.startswith(TAKE_MARKER):
         return None
     try:
         parts = text[len(TAKE_MARKER):].split(", ")
         sample, rate = parts[0].split(" at ", 1)
         sample, rate = int(sample), int(rate.removesuffix(" Hz"))
-        tuning = transpose = curve = None
+        tuning = transpose = curve = pan = None
         room = {}
         for p in parts[1:]:
             if p.startswith("A4 "):
@@ -81,8 +83,10 @@ def parse_take_marker(text: str) -> tuple | None:
                 room["predelay"] = float(p[len("pre-delay "):].removesuffix(" ms"))
             elif p.startswith("velocity curve "):
                 curve = float(p[len("velocity curve "):])
+            elif p.startswith("pan "):
+                pan = float(p[len("pan "):])
         room = (room["send"], room["decay"], room["damping"], room["predelay"]) if len(room) == 4 else None
-        return (sample, rate, tuning, transpose, room, curve) if sample >= 0 and rate > 0 else None
+        return (sample, rate, tuning, transpose, room, curve, pan) if sample >= 0 and rate > 0 else None
     except ValueError:
         return None
 
@@ -260,4 +264,4 @@ def _build_song(tracks, division: int, spath: str) -> MidiSong:
         tuning = (take[2], take[3])
     return MidiSong(events=events, duration=duration, path=spath, take_start=take[:2] if take else None,
                     take_tuning=tuning, take_room=take[4] if take else None,
-                    take_velocity_curve=take[5] if take else None)
+                    take_velocity_curve=take[5] if take else None, take_pan=take[6] if take else None)

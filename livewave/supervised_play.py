@@ -37,7 +37,7 @@ def settings_from_args(args, block: int) -> dict:
          "channels": args.channels, "gain": args.gain, "device": args.device,
          "reverb": {key: getattr(args, opt) for (opt, _), key in zip(REVERB_OPTIONS, REVERB_KEYS, strict=True)
                     if getattr(args, opt) is not None}}
-    for key in ("tuning", "transpose", "velocity_curve"):
+    for key in ("tuning", "transpose", "velocity_curve", "pan"):
         value = getattr(args, key)
         s[key] = DEFAULT_SETTINGS[key] if value is None else value
     return s

@@ -219,11 +219,13 @@ class MidiTake:
     there: a voice's noise and a model's frame grid follow the engine's clock."""
 
     def __init__(self, sample_rate: int, first_sample: int = 0, tuning: tuple[float, int] = (440.0, 0),
-                 room: tuple[float, float, float, float] | None = None, velocity_curve: float = 1.0):
+                 room: tuple[float, float, float, float] | None = None, velocity_curve: float = 1.0,
+                 pan: float = 0.0):
         self.sample_rate = int(sample_rate)
         self.tuning = (float(tuning[0]), int(tuning[1]))    # (A4 Hz, transpose) as the take began
         self.room = room        # the reverb's (send, decay s, damping, pre-delay ms) as it began; then CC 91
         self.velocity_curve = float(velocity_curve)   # as the take began (EngineConfig.velocity_curve)
+        self.pan = float(pan)   # as the take began (stereo_pan); then CC 10
         self.ppq, self.tempo, self.exact = tick_base(self.sample_rate)
         self.per_tick = self.sample_rate * self.tempo / 1_000_000 / self.ppq   # samples per tick (1.0 when exact)
         self.first_sample = max(0, int(first_sample))
@@ -261,6 +263,7 @@ class MidiTake:
                                                                 f"{self.room[1]!r} s, damping {self.room[2]!r}, "
                                                                 f"pre-delay {self.room[3]!r} ms")
                                + ("" if self.velocity_curve == 1.0 else f", velocity curve {self.velocity_curve!r}")
+                               + ("" if self.pan == 0.0 else f", pan {self.pan!r}")
                                ).encode()))
         tail, last = bytearray(), self.last
         end = self._tick(end_sample)
@@ -365,6 +368,7 @@ class TakeRecorder:
         self.tuning = (440.0, 0)         # (A4 Hz, transpose) as the take began (Engine.start_take)
         self.room = None                 # the reverb's (send, decay s, damping, pre-delay ms) then (Engine.start_take)
         self.velocity_curve = 1.0        # and the velocity curve (Engine.start_take)
+        self.pan = 0.0                   # and the pan (Engine.start_take; then CC 10 in the MIDI)
         self.error: str | None = None    # the writer's failure (a full disk), reported, never raised there
         self._error_said = False
         self._file = None
@@ -449,7 +453,8 @@ class TakeRecorder:
         if self.in_ring is not None:
             self._drain_ring(self.in_ring, self.ipos, self._in_file, self.input_path)
         if self.midi is None and self.first_sample >= 0:
-            self.midi = MidiTake(self.sample_rate, self.first_sample, self.tuning, self.room, self.velocity_curve)
+            self.midi = MidiTake(self.sample_rate, self.first_sample, self.tuning, self.room, self.velocity_curve,
+                                 self.pan)
         w, r = int(self.epos[0]), int(self.epos[1])
         if w > r and self.midi is not None:
             t0 = self.first_sample

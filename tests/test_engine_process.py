@@ -1095,3 +1095,21 @@ def test_the_velocity_curve_command_is_applied_clamped_and_answered(host):
     assert host.engine.channels.velocity_curve == 4.0
     with pytest.raises(EngineError, match="velocity curve"):
         check_settings({"velocity_curve": 9.0})
+
+
+def test_the_pan_command_is_applied_on_cc10s_grid_answered_and_a_keyboards_cc10_is_told(host):
+    eng = host.engine
+    host.handle(("pan", 0.3))
+    host.handle(("pan", -9.0))
+    host.handle(("pan", float("nan")))
+    assert host.conn.sent[:2] == [("pan", 19 / 63), ("pan", -1.0)]
+    assert host.conn.sent[2][0] == "error" and eng.pan[0] == -1.0
+    host.conn.sent.clear()
+    host._watch_pan()
+    assert host.conn.sent == []                          # nothing moved
+    eng.push_event(eng.sample_time, 0xB0, 10, 127)
+    eng.render(np.zeros((256, 1), np.float32))
+    host._watch_pan()
+    assert host.conn.sent == [("pan", 1.0)]
+    with pytest.raises(EngineError, match="pan"):
+        check_settings({"pan": 2.0})

@@ -444,6 +444,28 @@ def test_tuning_and_transpose_reach_the_engine_and_are_remembered(qtbot, tmp_pat
         w.close()
 
 
+def test_the_pan_reaches_the_engine_shows_a_keyboards_cc10_and_is_remembered(qtbot, tmp_path):
+    from PyQt6.QtCore import QSettings
+    store = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    client = EngineClient(NullEngine())
+    client.start({"pan": -0.5})
+    w = MainWindow(client, model_folders=[tmp_path], settings=store)
+    qtbot.addWidget(w)
+    w.show()
+    try:
+        d = w.devices
+        assert d.pan.value() == round(-0.5 * 63) and d.pan_label.text() == "L51"      # as the engine starts
+        d.pan.setValue(63)
+        qtbot.waitUntil(lambda: client.engine.settings["pan"] == 1.0, timeout=2000)
+        qtbot.waitUntil(lambda: store.value("pan") is not None, timeout=2000)
+        assert float(store.value("pan")) == 1.0 and d.pan_label.text() == "R100"
+        client.pan_changed.emit(0.0)                 # as the engine says when a keyboard's CC 10 centres it
+        assert d.pan.value() == 0 and d.pan_label.text() == "C"
+        assert client.engine.settings["pan"] == 1.0  # shown, not sent back
+    finally:
+        w.close()
+
+
 def test_the_reverb_panel_reaches_the_engine_shows_its_answers_and_is_remembered(qtbot, tmp_path):
     from PyQt6.QtCore import QSettings
     store = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)

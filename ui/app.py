@@ -14,7 +14,7 @@ from PyQt6.QtCore import QSettings
 from PyQt6.QtGui import QColor, QPalette
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
-from livewave.config import REVERB_DEFAULTS, clamp_transpose, clamp_tuning, clamp_velocity_curve
+from livewave.config import REVERB_DEFAULTS, clamp_transpose, clamp_tuning, clamp_velocity_curve, pan_value
 from livewave.engine_commands import reverb_settings
 from livewave.engine_process import EngineError, EngineProcess
 from livewave.null_engine import NullEngine
@@ -109,6 +109,7 @@ def main(argv=None) -> int:
                 "tuning": clamp_tuning(remembered("tuning", None, 440.0, float)),
                 "transpose": clamp_transpose(remembered("transpose", None, 0, int)),
                 "velocity_curve": clamp_velocity_curve(remembered("velocity_curve", None, 1.0, float)),
+                "pan": pan_value(remembered("pan", None, 0.0, float)),
                 "reverb": reverb_settings({k: x for k, v in REVERB_DEFAULTS.items()
                                            if math.isfinite(x := remembered(f"reverb_{k}", None, v, float))}),
                 "placement": "rtmixer" if importlib.util.find_spec("rtmixer") else "callback"}

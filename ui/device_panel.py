@@ -7,14 +7,16 @@ A pick emits ``audio_changed`` (settings to restart the engine with) or ``midi_c
 (a selection the engine applies live); the window remembers both. The tuning (A4 in Hz) and
 the transpose (semitones) are applied live (``tuning_changed``, ``transpose_changed``): held
 notes follow a new tuning, a new transpose takes effect from the next note. So does the
-velocity curve (``velocity_curve_changed``): the exponent a key's velocity is raised to.
+velocity curve (``velocity_curve_changed``): the exponent a key's velocity is raised to, and
+the pan (``pan_changed``): where the instrument sits between the speakers, on MIDI CC 10's grid
+(a keyboard's pan knob moves it too, and the engine's answer comes back through ``set_pitch``).
 """
 from __future__ import annotations
 
-from PyQt6.QtCore import pyqtSignal
-from PyQt6.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QGroupBox, QLabel, QSpinBox
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QSlider, QSpinBox
 
-from livewave.config import TRANSPOSE_MAX, TUNING_MAX, TUNING_MIN, VELOCITY_CURVE_RANGE
+from livewave.config import PAN_STEPS, TRANSPOSE_MAX, TUNING_MAX, TUNING_MIN, VELOCITY_CURVE_RANGE
 
 RATES = (44100, 48000, 88200, 96000)
 BLOCKS = (32, 64, 128, 256, 512, 1024)
@@ -28,6 +30,7 @@ class DevicePanel(QGroupBox):
     tuning_changed = pyqtSignal(float)     # A4 in Hz
     transpose_changed = pyqtSignal(int)    # semitones
     velocity_curve_changed = pyqtSignal(float)   # the exponent (1: as played)
+    pan_changed = pyqtSignal(float)        # -1 (left) .. 1 (right)
 
     def __init__(self, parent=None):
         super().__init__("Audio and MIDI", parent)
@@ -63,12 +66,25 @@ class DevicePanel(QGroupBox):
         self.velocity.setKeyboardTracking(False)
         self.velocity.setToolTip("velocity curve: a key's velocity becomes (v/127)^x. Under 1 a light touch plays "
                                  "louder (a stiff keyboard), over 1 it takes a harder one; 1 plays as it comes")
+        self.pan = QSlider(Qt.Orientation.Horizontal)
+        self.pan.setRange(-PAN_STEPS, PAN_STEPS)
+        self.pan.setToolTip("where the instrument sits between the speakers (MIDI CC 10 moves it too); "
+                            "the reverb stays around the centre. Double-click: the centre")
+        self.pan_label = QLabel()
+        self.pan_label.setMinimumWidth(30)
+        pan_row = QHBoxLayout()
+        pan_row.addWidget(self.pan, 1)
+        pan_row.addWidget(self.pan_label)
         grid = QGridLayout(self)
         for row, (text, box) in enumerate((("Output", self.audio), ("Rate", self.rate), ("Block", self.block),
                                            ("MIDI in", self.midi), ("Tune A4", self.tuning),
-                                           ("Transpose", self.transpose), ("Velocity", self.velocity))):
+                                           ("Transpose", self.transpose), ("Velocity", self.velocity),
+                                           ("Pan", pan_row))):
             grid.addWidget(QLabel(text), row, 0)
-            grid.addWidget(box, row, 1)
+            if isinstance(box, QHBoxLayout):
+                grid.addLayout(box, row, 1)
+            else:
+                grid.addWidget(box, row, 1)
         grid.setColumnStretch(1, 1)
         self.set_midi([], ALL_INPUTS, [])
         for box in (self.audio, self.rate, self.block):
@@ -77,6 +93,9 @@ class DevicePanel(QGroupBox):
         self.tuning.valueChanged.connect(self.tuning_changed.emit)
         self.transpose.valueChanged.connect(self.transpose_changed.emit)
         self.velocity.valueChanged.connect(self.velocity_curve_changed.emit)
+        self._show_pan(0)
+        self.pan.valueChanged.connect(self._pan_moved)
+        self.pan.mouseDoubleClickEvent = lambda _e: self.pan.setValue(0)
 
     # -- from the engine -------------------------------------------------------------------------
     def set_devices(self, devices: list[dict], current: str) -> None:
@@ -116,13 +135,25 @@ class DevicePanel(QGroupBox):
         box.blockSignals(False)
 
     def set_pitch(self, tuning: float | None = None, transpose: int | None = None,
-                  velocity_curve: float | None = None) -> None:
+                  velocity_curve: float | None = None, pan: float | None = None) -> None:
         """Show what the engine plays at (its answers), without sending it back."""
-        for box, value in ((self.tuning, tuning), (self.transpose, transpose), (self.velocity, velocity_curve)):
+        step = None if pan is None else round(pan * PAN_STEPS)
+        for box, value in ((self.tuning, tuning), (self.transpose, transpose), (self.velocity, velocity_curve),
+                           (self.pan, step)):
             if value is not None and box.value() != value:
                 box.blockSignals(True)
                 box.setValue(value)
                 box.blockSignals(False)
+
+        self._show_pan(self.pan.value())
+
+    def _show_pan(self, step: int) -> None:
+        pct = round(100 * abs(step) / PAN_STEPS)
+        self.pan_label.setText("C" if step == 0 else f"{'L' if step < 0 else 'R'}{pct}")
+
+    def _pan_moved(self, step: int) -> None:
+        self._show_pan(step)
+        self.pan_changed.emit(step / PAN_STEPS)
 
     # -- from the performer ------------------------------------------------------------------------
     def choice(self) -> dict:

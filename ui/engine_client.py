@@ -37,6 +37,7 @@ class EngineClient(QObject):
     tuning_changed = pyqtSignal(float)       # A4 in Hz, as the engine set it
     transpose_changed = pyqtSignal(int)      # semitones, as the engine set it
     velocity_curve_changed = pyqtSignal(float)   # the velocity curve, as the engine set it
+    pan_changed = pyqtSignal(float)              # the pan, as the engine set it or a CC 10 moved it
     reverb_changed = pyqtSignal(dict)        # the reverb's settings as the engine set them (or CC 91 moved)
     program = pyqtSignal(int, int, str)      # a MIDI program change: channel, program, the model ("": none)
     recording = pyqtSignal(str, str)         # a take started: its WAV and MIDI paths
@@ -115,6 +116,8 @@ class EngineClient(QObject):
                 self.transpose_changed.emit(int(ev[1]))
             elif kind == "velocity_curve":
                 self.velocity_curve_changed.emit(float(ev[1]))
+            elif kind == "pan":
+                self.pan_changed.emit(float(ev[1]))
             elif kind == "reverb":
                 self.reverb_changed.emit(dict(ev[1]))
             elif kind == "program":

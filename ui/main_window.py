@@ -165,9 +165,11 @@ class MainWindow(QMainWindow):
         client.transpose_changed.connect(lambda st: self.on_pitch("transpose", st))
         self.devices.velocity_curve_changed.connect(lambda x: client.send("velocity_curve", float(x)))
         client.velocity_curve_changed.connect(lambda x: self.on_pitch("velocity_curve", x))
+        self.devices.pan_changed.connect(lambda x: client.send("pan", float(x)))
+        client.pan_changed.connect(lambda x: self.on_pitch("pan", x))
         es = client.engine.settings
         self.devices.set_pitch(float(es.get("tuning", 440.0)), int(es.get("transpose", 0)),
-                               float(es.get("velocity_curve", 1.0)))
+                               float(es.get("velocity_curve", 1.0)), float(es.get("pan", 0.0)))
         self.reverb.changed.connect(lambda d: client.send("reverb", d))
         client.reverb_changed.connect(self.on_reverb)
         self.reverb.set_values(es.get("reverb") or {})
@@ -283,7 +285,8 @@ class MainWindow(QMainWindow):
         if self.settings is not None:
             self.settings.setValue(key, value)
         what = (f"A4 = {value:g} Hz" if key == "tuning" else f"transpose {value:+d} semitones"
-                if key == "transpose" else f"velocity curve {value:g}")
+                if key == "transpose" else f"velocity curve {value:g}" if key == "velocity_curve"
+                else f"pan {self.devices.pan_label.text()}")
         self.statusBar().showMessage(what, 3000)
 
     def on_reverb(self, settings: dict) -> None:
