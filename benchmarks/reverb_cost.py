@@ -35,17 +35,20 @@ def reverb_cost_table(blocks: int = 3000, rounds: int = 5) -> list[str]:
         row = f"| {name} | {a:.1f} | {b:.1f} | {b / a:.3f} | {each} |"
         print(row, flush=True)
         lines.append(row)
-    lines += ["", "What stereo costs the render side: the default instrument's engine with one output channel (the "
-              "mono chain) and with two (the dry mix copied to the right, a two-channel post chain; send 0), "
+    lines += ["", "What stereo and the pan cost the render side: the default instrument's engine with one output "
+              "channel (the mono chain), with two (the dry mix copied to the right, a two-channel post chain; "
+              "send 0), and with two panned (pan -0.4: the dry mix kept and each side scaled, `stereo_pan`), "
               f"{rounds} alternating rounds of {blocks} blocks:", "",
-              "| median block, mono (us) | median block, stereo (us) | ratio |", "| ---: | ---: | ---: |"]
-    engines = {1: held_chord(None, channels=1), 2: held_chord(None, channels=2)}
-    t = {1: [], 2: []}
+              "| median block, mono (us) | median block, stereo (us) | ratio | median block, stereo panned (us) "
+              "| ratio to stereo |", "| ---: | ---: | ---: | ---: | ---: |"]
+    engines = {1: held_chord(None, channels=1), 2: held_chord(None, channels=2),
+               "pan": held_chord(None, channels=2, pan=-0.4)}
+    t = {k: [] for k in engines}
     for _ in range(rounds):
-        for ch, (eng, out) in engines.items():
-            t[ch].append(median_block(eng, out[:, :ch], blocks))
-    a, b = float(np.median(t[1])) * 1e6, float(np.median(t[2])) * 1e6
-    row = f"| {a:.1f} | {b:.1f} | {b / a:.3f} |"
+        for k, (eng, out) in engines.items():
+            t[k].append(median_block(eng, out[:, :1] if k == 1 else out, blocks))
+    a, b, c = (float(np.median(t[k])) * 1e6 for k in (1, 2, "pan"))
+    row = f"| {a:.1f} | {b:.1f} | {b / a:.3f} | {c:.1f} | {c / b:.3f} |"
     print(row, flush=True)
     lines.append(row)
     lines += ["", "The reverb alone (`Reverb.process` on white noise, send 1, decay 2 s), 20000 blocks of 64 samples, "

@@ -41,8 +41,8 @@ def _engine(model: str, rate: int, max_block: int = 4096):
 
 
 def performance(rate: int, seconds: float, seed: int = 0):
-    """Random notes (some held past the end), bends, pedal, mod wheel and expression, at sample
-    times; and noise for the audio input."""
+    """Random notes (some held past the end), bends, pedal, mod wheel, expression and pan, at
+    sample times; and noise for the audio input."""
     rng = np.random.default_rng(seed)
     n = int(seconds * rate)
     events = []
@@ -54,12 +54,21 @@ def performance(rate: int, seconds: float, seed: int = 0):
             events.append((t + int(rng.integers(1, n // 3)), 0x80, key, 0))
     for _ in range(6):
         t = int(rng.integers(0, n))
-        kind = int(rng.integers(0, 4))
+        kind = int(rng.integers(0, 5))
         v = int(rng.integers(0, 128))
-        events.append((t, *((0xE0, int(rng.integers(0, 128)), v), (0xB0, 64, v), (0xB0, 1, v), (0xB0, 11, v))[kind]))
+        events.append((t, *((0xE0, int(rng.integers(0, 128)), v), (0xB0, 64, v), (0xB0, 1, v), (0xB0, 11, v),
+                            (0xB0, 10, v))[kind]))
     events.sort(key=lambda e: e[0])
     noise = (0.2 * rng.standard_normal((n, 1))).astype(np.float32)
     return events, noise
+
+
+def centred(eng):
+    """The engine back to the state after ``prepare`` with the pan at the centre: the pan, like
+    the reverb's send, is a setting that a reset keeps, and a performance's CC 10 moved it."""
+    eng.set_pan(0.0)
+    eng.hard_reset()
+    return eng
 
 
 def render(eng, events, noise, sizes) -> np.ndarray:
@@ -92,14 +101,14 @@ def test_every_rate_and_block_size_is_clean_and_equals_the_offline_render(model)
     eng = _engine(model, RATES[0])
     for rate in RATES:
         events, noise = performance(rate, SECONDS)
+        eng.set_pan(0.0)
         eng.prepare(sample_rate=rate)
         ceiling = eng.post.ceiling
         ref = render(eng, events, noise, [4096])
         check_clean(ref, ceiling, f"{model} at {rate} Hz, offline")
         assert np.sqrt(np.mean(ref ** 2)) > 1e-3, f"{model} at {rate} Hz: silent"
         for block in BLOCKS[:-1]:
-            eng.hard_reset()
-            x = render(eng, events, noise, [block])
+            x = render(centred(eng), events, noise, [block])
             check_clean(x, ceiling, f"{model} at {rate} Hz, block {block}")
             err = float(np.abs(x - ref).max())
             worst[(rate, block)] = err
@@ -118,8 +127,7 @@ def test_conditions_change_mid_stream(model):
     eng = _engine(model, rate).prepare()
     ref = render(eng, events, noise, [4096])
     sizes = [int(s) for s in np.random.default_rng(2).integers(1, 4097, 64)]
-    eng.hard_reset()
-    x = render(eng, events, noise, sizes)
+    x = render(centred(eng), events, noise, sizes)
     check_clean(ref, eng.post.ceiling, f"{model}, blocks of 4096")
     check_clean(x, eng.post.ceiling, f"{model}, variable callback sizes")
     assert np.abs(x - ref).max() <= 1e-5
