@@ -348,8 +348,10 @@ class EngineProcess:
         settings = {**self.settings, **changes}
         # the device it played on is waited for if it is gone: after its loss, and as well after a
         # crash or a freeze it went away with (one rule for every restart). A device asked for now
-        # (``audio`` among the changes) must be there.
-        settings["wait_for_device"] = "audio" not in changes
+        # (``audio`` among the changes) must be there, unless the caller says to wait for it (the
+        # GUI going back to the device that played when another one did not start).
+        if "wait_for_device" not in changes:
+            settings["wait_for_device"] = "audio" not in changes
         if "model" not in changes and self.model_info.get("path"):
             settings["model"] = self.model_info["path"]
         dropped = ""

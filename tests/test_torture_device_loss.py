@@ -137,19 +137,35 @@ def test_plain_play_ends_with_status_4_and_keeps_its_take_when_the_device_goes_a
     print(f"plain play: ended with status 4 {ended:.2f} s after the server was killed; the take kept")
 
 
-def test_an_engine_that_crashes_as_its_device_goes_away_waits_for_the_device(tmp_path):
+def test_an_engine_that_crashes_as_its_device_goes_away_waits_for_the_device(tmp_path, qapp):
     """Every restart waits for the device the engine played on, not only one after its loss: a
     crash that comes with the device's loss (here a signal to the engine just after the server
     is killed, before its watch could notice) gives a child that waits and says ("ready", info)
-    once a server is back, not a start that fails and has to be retried."""
+    once a server is back, not a start that fails and has to be retried. Then the app's device
+    picker: another device that does not start, while the one that played has gone too, goes
+    back to that one and waits for it (it used to stay down until another choice)."""
     from livewave.engine_process import DeviceUnavailable, EngineProcess
+    from ui.engine_client import EngineClient
     ep = EngineProcess(ready_timeout=120, log_dir=tmp_path)
-    first = JackServer(RATE, PERIOD, tmp_path).__enter__()
-    second = None
+    client = EngineClient(ep)
+    said: list[str] = []
+    client.message.connect(said.append)
+    servers = [JackServer(RATE, PERIOD, tmp_path).__enter__()]
+
+    def server_gone():
+        servers[-1].proc.kill()
+        servers[-1].proc.wait(10)
+
+    def server_back_and_playing():
+        servers.append(JackServer(RATE, PERIOD, tmp_path).__enter__())
+        ready = ep.wait_event("ready", 30.0)
+        assert ready is not None and ready[1]["device_name"], ep.log_tail()
+        assert not ep.waiting and ep.alive() and ep.check() is None
+        assert _wait(lambda: ep.status()["callbacks"] > 100, 10, 0.05), ep.status()
+
     try:
         ep.start({"audio": "system", "midi": "none", "block": PERIOD, "placement": "rtmixer", "ahead": 2})
-        first.proc.kill()                                  # the device goes away
-        first.proc.wait(10)
+        server_gone()                                      # the device goes away
         os.kill(ep.proc.pid, signal.SIGTERM)               # and the engine dies of something else
         assert _wait(lambda: ep.check() is not None, 10, 0.05)
         with pytest.raises(DeviceUnavailable, match="waits for it"):
@@ -158,13 +174,14 @@ def test_an_engine_that_crashes_as_its_device_goes_away_waits_for_the_device(tmp
         assert ep.plays_when_back() == "the built-in instrument"
         time.sleep(1.0)
         assert ep.alive() and ep.check() is None           # still waiting, not counted dead
-        second = JackServer(RATE, PERIOD, tmp_path).__enter__()
-        ready = ep.wait_event("ready", 30.0)
-        assert ready is not None and ready[1]["device_name"], ep.log_tail()
-        assert not ep.waiting and ep.alive() and ep.check() is None
-        assert _wait(lambda: ep.status()["callbacks"] > 100, 10, 0.05), ep.status()
+        server_back_and_playing()
+
+        server_gone()
+        assert client.reconfigure(audio="no-such-card-xyz") is None
+        assert ep.waiting and ep.settings["audio"] == "system", said
+        assert any("back to the previous settings" in m for m in said) and "when the device is back" in said[-1]
+        server_back_and_playing()
     finally:
         ep.stop()
-        if second is not None:
-            second.__exit__(None, None, None)
-        first.__exit__(None, None, None)
+        for s in servers:
+            s.__exit__(None, None, None)

@@ -70,16 +70,21 @@ class EngineClient(QObject):
 
     def reconfigure(self, **changes) -> dict | None:
         """Restart the engine on other audio settings (device, rate, block) with the same
-        model and bindings. If it does not start on them, back to the settings it had."""
+        model and bindings. If it does not start on them, back to the settings it had, waiting
+        for that device if it has gone meanwhile (then None; it says ("ready", info) when it
+        plays, as after a lost device)."""
         before = {k: self.engine.settings.get(k) for k in changes}
         try:
             info = self.engine.restart(**changes)
         except EngineError as exc:
             self.message.emit(f"the engine did not start on {changes}: {exc}; back to the previous settings")
             try:
-                info = self.engine.restart(**before)
+                info = self.engine.restart(**before, wait_for_device=True)
             except EngineError as exc2:
-                self.message.emit(f"the engine could not be restarted: {exc2}")
+                if self.engine.waiting:
+                    self._say_waiting(exc2)
+                else:
+                    self.message.emit(f"the engine could not be restarted: {exc2}")
                 return None
         self.reconfigured.emit(info)
         return info
@@ -138,6 +143,9 @@ class EngineClient(QObject):
         elif self._retry_at and time.monotonic() >= self._retry_at:
             self._restart()
 
+    def _say_waiting(self, exc: Exception) -> None:
+        self.message.emit(f"{exc}: it plays again, {self.engine.plays_when_back()}, when the device is back")
+
     def _restart(self) -> None:
         try:
             info = self.engine.restart()
@@ -145,7 +153,7 @@ class EngineClient(QObject):
             self._tries += 1
             if self.engine.waiting:           # its process waits for the device and says when it plays
                 self._retry_at = 0.0
-                self.message.emit(f"{exc}: it plays again, {self.engine.plays_when_back()}, when the device is back")
+                self._say_waiting(exc)
                 return
             waiting = isinstance(exc, DeviceUnavailable)
             if not waiting and self._tries >= GIVE_UP_AFTER:
