@@ -104,3 +104,46 @@ def replayed_by_render(folder, rate: int, played):
     assert w.ndim == 2 and w.shape[1] == 2, w.shape            # a take of a stereo engine is stereo
     np.testing.assert_array_equal(again[:w.shape[0], :2], w)
     return w
+
+
+def render_growth(eng, cc: int, every: int, where: tuple[str, ...], blocks: int = 3000) -> list:
+    """What the render side kept allocated while a note plays in 64-sample blocks (after 300 to
+    warm up) and a knob (``cc``, channel 1) moves every ``every`` blocks, in files whose
+    traceback names any of ``where``: the tracemalloc statistics that grew."""
+    import tracemalloc
+    buf = np.zeros((64, eng.config.channels), np.float32)
+    eng.push_event(0, 0x90, 60, 100)
+    for _ in range(300):
+        eng.render(buf)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for k in range(blocks):
+            if k % every == 0:
+                eng.push_event(eng.sample_time, 0xB0, cc, (40 + 4 * k // every) % 128)
+            eng.render(buf)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    return [s for s in after.compare_to(before, "filename")
+            if s.size_diff > 0 and any(w in str(s.traceback) for w in where)]
+
+
+ABUSIVE = [float("nan"), float("inf"), -float("inf"), -1.0, 0.0, 0.5, 1.0, 1e9, 1e-9, 3.0]
+
+
+def abused_peak(eng, set_one, blocks: int = 3000, seed: int = 3) -> float:
+    """#6 item 3 for an engine setting: ``set_one(rng, j)`` 10 times per 32-sample block (j = 0..9)
+    while notes play (a new one every 300 blocks): every sample finite; returns the peak."""
+    rng = np.random.default_rng(seed)
+    buf = np.zeros((32, eng.config.channels), np.float32)
+    peak = 0.0
+    for k in range(blocks):
+        if k % 300 == 0:
+            eng.push_event(eng.sample_time, 0x90, int(rng.integers(40, 90)), 110)
+        for j in range(10):
+            set_one(rng, j)
+        eng.render(buf)
+        assert np.isfinite(buf).all()
+        peak = max(peak, float(np.abs(buf).max()))
+    return peak

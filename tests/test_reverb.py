@@ -2,10 +2,9 @@
 stability, the bypass, block-size independence, CC 91, panic, takes and the settings' edges."""
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
+from audio_checks import ABUSIVE, abused_peak, render_growth
 
 from livewave.config import ConfigError, EngineConfig
 from livewave.engine import Engine
@@ -237,22 +236,7 @@ def test_the_reverb_persists_across_prepare_and_reports_as_set():
 
 def test_the_render_side_allocates_nothing_with_the_reverb_on():
     eng = Engine(EngineConfig(sample_rate=48000, max_block=64, reverb_send=0.8)).prepare()
-    buf = np.zeros((64, 1), np.float32)
-    eng.push_event(0, 0x90, 60, 100)
-    for _ in range(300):
-        eng.render(buf)
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot()
-        for k in range(3000):
-            if k % 500 == 0:
-                eng.push_event(eng.sample_time, 0xB0, 91, 40 + k // 100)
-            eng.render(buf)
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
-    grown = [s for s in after.compare_to(before, "filename")
-             if s.size_diff > 0 and ("reverb" in str(s.traceback) or "engine.py" in str(s.traceback))]
+    grown = render_growth(eng, 91, 500, ("reverb", "engine.py"))
     assert sum(s.size_diff for s in grown) < 1024, grown
 
 
@@ -287,19 +271,9 @@ def test_every_reverb_setting_abused_ten_times_a_sub_block_never_breaks_the_outp
     """#6 item 3 for the reverb: NaN, +-Inf and out-of-range values (clamped) set 10 times per
     32-sample sub-block while notes play: no exception, nothing non-finite, never above the ceiling."""
     eng = Engine(EngineConfig(sample_rate=48000, max_block=32)).prepare()
-    rng = np.random.default_rng(3)
-    values = [float("nan"), float("inf"), -float("inf"), -1.0, 0.0, 0.5, 1.0, 1e9, 1e-9, 3.0]
     keys = ("send", "decay_s", "damping", "predelay_ms")
-    buf = np.zeros((32, 1), np.float32)
-    peak = 0.0
-    for k in range(3000):
-        if k % 300 == 0:
-            eng.push_event(eng.sample_time, 0x90, int(rng.integers(40, 90)), 110)
-        for _ in range(10):
-            eng.set_reverb(**{keys[int(rng.integers(4))]: values[int(rng.integers(len(values)))]})
-        eng.render(buf)
-        assert np.all(np.isfinite(buf))
-        peak = max(peak, float(np.abs(buf).max()))
+    peak = abused_peak(eng, lambda rng, _j: eng.set_reverb(**{keys[int(rng.integers(4))]:
+                                                               ABUSIVE[int(rng.integers(len(ABUSIVE)))]}))
     assert peak <= 10 ** (eng.config.ceiling_dbfs / 20) + 1e-7
     r = eng.set_reverb()
     assert 0.0 <= r["send"] <= 1.0 and 0.1 <= r["decay_s"] <= 20.0 and 0.05 <= r["damping"] <= 1.0
