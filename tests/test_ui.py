@@ -276,11 +276,13 @@ def test_presets_save_and_restore_model_and_values_and_the_last_session(qtbot, t
     w.controls.volume.slider.setValue(500)                     # -27 dB of -60..6
     w.reverb.send.setValue(40)
     w.reverb.decay.setValue(3.2)
+    w.devices.pan.setValue(-20)
     qtbot.waitUntil(lambda: abs(w.controls.sliders["breath"].value - 1.5) < 1e-6, timeout=2000)
     w.save_preset_to(tmp_path / "p.json")
     p = load_preset(tmp_path / "p.json")
     assert p["model"] == str(VIOLIN) and p["controls"]["breath"] == 1.5 and p["gain_db"] == -27.0
     assert p["reverb"] == {"damping": 0.5, "decay_s": 3.2, "predelay_ms": 10.0, "send": 40 / 127}
+    assert p["pan"] == -20 / 63
     w.close()                                                  # saves the session
     assert load_preset(session)["controls"]["breath"] == 1.5
 
@@ -290,6 +292,8 @@ def test_presets_save_and_restore_model_and_values_and_the_last_session(qtbot, t
     assert w2.controls.volume.value == -27.0
     qtbot.waitUntil(lambda: w2.reverb.send.value() == 40, timeout=2000)     # the room came back too
     assert w2.reverb.decay.value() == 3.2 and w2.client.engine.settings["reverb"]["decay_s"] == 3.2
+    qtbot.waitUntil(lambda: w2.devices.pan.value() == -20, timeout=2000)        # and the pan
+    assert w2.client.engine.settings["pan"] == -20 / 63
     # A broken preset is refused with the reason; nothing changes.
     bad = tmp_path / "bad.json"
     bad.write_text('{"kind": "livewave-preset", "format": 1, "controls": {"breath": "loud"}}')
@@ -299,6 +303,10 @@ def test_presets_save_and_restore_model_and_values_and_the_last_session(qtbot, t
     worse.write_text('{"kind": "livewave-preset", "format": 1, "reverb": {"send": "lots"}}')
     with pytest.raises(PresetError, match="reverb"):
         load_preset(worse)
+    worst = tmp_path / "worst.json"
+    worst.write_text('{"kind": "livewave-preset", "format": 1, "pan": "left"}')
+    with pytest.raises(PresetError, match="pan"):
+        load_preset(worst)
     w2.load_preset_from(bad)
     assert w2.error_box is not None and "bad.json" in w2.error_box.text()
     assert w2.model_info.get("path") == str(VIOLIN) and w2.controls.sliders["breath"].value == 1.5

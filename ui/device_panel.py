@@ -151,6 +151,10 @@ class DevicePanel(QGroupBox):
         pct = round(100 * abs(step) / PAN_STEPS)
         self.pan_label.setText("C" if step == 0 else f"{'L' if step < 0 else 'R'}{pct}")
 
+    def pan_position(self) -> float:
+        """The pan shown, -1 (left) .. 1 (right)."""
+        return self.pan.value() / PAN_STEPS
+
     def _pan_moved(self, step: int) -> None:
         self._show_pan(step)
         self.pan_changed.emit(step / PAN_STEPS)

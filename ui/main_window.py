@@ -305,7 +305,7 @@ class MainWindow(QMainWindow):
     # -- presets --------------------------------------------------------------------------------
     def current_preset(self) -> dict:
         return make_preset(self.model_info.get("path"), self.controls.values(), self.controls.volume.value,
-                           self.controls.bindings, self.reverb.values())
+                           self.controls.bindings, self.reverb.values(), self.devices.pan_position())
 
     def apply_preset(self, preset: dict) -> None:
         """Load the preset's model (if another one plays) and then set its values."""
@@ -331,6 +331,8 @@ class MainWindow(QMainWindow):
                 self.client.send("bind", name, ch, cc)
         if preset.get("reverb") is not None:       # a preset saved before the reverb leaves it as it is
             self.client.send("reverb", preset["reverb"])
+        if preset.get("pan") is not None:          # and one saved before the pan, the pan
+            self.client.send("pan", preset["pan"])
 
     def save_preset_to(self, path) -> None:
         save_preset(path, self.current_preset())

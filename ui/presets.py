@@ -1,12 +1,13 @@
-"""Presets: the model, its control values, master volume, MIDI bindings and the reverb, as JSON.
+"""Presets: the model, its control values, master volume, MIDI bindings, the reverb and the pan, as JSON.
 
     {"kind": "livewave-preset", "format": 1, "model": "models/violin.safetensors",
      "controls": {"breath": 1.2, ...}, "gain_db": -3.0, "midi_bindings": {"breath": [0, 2]},
-     "reverb": {"send": 0.3, "decay_s": 2.4, "damping": 0.45, "predelay_ms": 15.0}}
+     "reverb": {"send": 0.3, "decay_s": 2.4, "damping": 0.45, "predelay_ms": 15.0}, "pan": -0.25}
 
 ``midi_bindings`` maps a control to (MIDI channel, CC number). ``reverb`` (``livewave.reverb``)
 may be left out (a preset saved before it existed): loading one leaves the reverb as it is;
-its values are clamped to their ranges as the engine clamps them. A preset file is written
+its values are clamped to their ranges as the engine clamps them. So is ``pan`` (-1 left .. 1
+right, ``livewave.stereo_pan``), put on CC 10's grid. A preset file is written
 atomically (``checkpoint.atomic_write``); a bad one is refused with the reason
 (``PresetError``), and whatever plays goes on playing.
 """
@@ -17,6 +18,7 @@ import math
 from pathlib import Path
 
 from livewave.checkpoint import atomic_write
+from livewave.config import pan_value
 
 KIND = "livewave-preset"
 FORMAT = 1
@@ -27,12 +29,14 @@ class PresetError(ValueError):
 
 
 def make_preset(model: str | None, controls: dict, gain_db: float, bindings: dict | None = None,
-                reverb: dict | None = None) -> dict:
+                reverb: dict | None = None, pan: float | None = None) -> dict:
     p = {"kind": KIND, "format": FORMAT, "model": model or None,
          "controls": {str(k): float(v) for k, v in controls.items()}, "gain_db": float(gain_db),
          "midi_bindings": {str(k): [int(c), int(n)] for k, (c, n) in (bindings or {}).items()}}
     if reverb is not None:
         p["reverb"] = {k: float(reverb[k]) for k in sorted(reverb)}
+    if pan is not None:
+        p["pan"] = pan_value(pan)
     return p
 
 
@@ -67,7 +71,10 @@ def check_preset(p, where: str = "preset") -> dict:
             reverb = reverb_settings(reverb)
         except CommandError as exc:
             raise PresetError(f"{where}: {exc}") from None
-    return make_preset(model, controls, gain, {k: tuple(b) for k, b in bindings.items()}, reverb)
+    pan = p.get("pan")
+    if pan is not None and (isinstance(pan, bool) or not isinstance(pan, (int, float)) or not math.isfinite(pan)):
+        raise PresetError(f"{where}: pan {pan!r} is not a finite number (-1 left .. 1 right)")
+    return make_preset(model, controls, gain, {k: tuple(b) for k, b in bindings.items()}, reverb, pan)
 
 
 def save_preset(path, preset: dict) -> Path:
