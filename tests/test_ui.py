@@ -470,6 +470,10 @@ def test_the_pan_reaches_the_engine_shows_a_keyboards_cc10_and_is_remembered(qtb
         client.pan_changed.emit(0.0)                 # as the engine says when a keyboard's CC 10 centres it
         assert d.pan.value() == 0 and d.pan_label.text() == "C"
         assert client.engine.settings["pan"] == 1.0  # shown, not sent back
+        d.pan.setValue(-40)
+        qtbot.mouseDClick(d.pan, Qt.MouseButton.LeftButton)      # a double-click centres it
+        qtbot.waitUntil(lambda: client.engine.settings["pan"] == 0.0, timeout=2000)
+        assert d.pan.value() == 0
     finally:
         w.close()
 
