@@ -31,7 +31,10 @@ GLIDE_S = 0.01                  # each side's gain reaches its target with this 
 
 @njit(nogil=True, cache=True, fastmath=False)
 def pan_gains(pan: float) -> tuple[float, float]:
-    """(left, right) gains of the dry mix at ``pan``; (1, 1) at the centre."""
+    """(left, right) gains of the dry mix at ``pan``; exactly (1, 1) at the centre (the
+    formula gives 1.0000000000000002 on the left there: the engine would never see it settle)."""
+    if pan == 0.0:
+        return 1.0, 1.0
     theta = (min(1.0, max(-1.0, pan)) + 1.0) * (math.pi / 4.0)
     return math.sqrt(2.0) * math.cos(theta), math.sqrt(2.0) * math.sin(theta)
 

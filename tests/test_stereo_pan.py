@@ -27,7 +27,10 @@ def rms(x) -> float:
 
 
 def test_the_law_is_equal_power_with_the_centre_at_unity_and_lives_on_cc10s_grid():
-    assert pan_gains(0.0) == pytest.approx((1.0, 1.0))
+    assert pan_gains(0.0) == (1.0, 1.0)                      # exactly: the centre costs nothing
+    eng = engine()
+    play_events(eng, [(0.0, 0xB0, 10, 0), (0.05, 0xB0, 10, 64)], 0.4, stereo=True)
+    assert tuple(eng._pan_state) == (1.0, 1.0)              # back at the centre, settled there
     assert pan_gains(-1.0) == pytest.approx((math.sqrt(2.0), 0.0), abs=1e-12)
     for p in np.linspace(-1, 1, 21):
         gl, gr = pan_gains(p)
