@@ -367,6 +367,7 @@ def _take_over_from_hung(eng, out, midi, seconds: float):
     new = Engine(eng.config, DefaultInstrument())
     new.prepare()
     new.reverb_send[0] = eng.reverb_send[0]
+    new.set_pan(float(eng.pan[0]))          # where a keyboard's CC 10 had put it
     new.set_tuning(eng.tuning_hz)
     out.adopt_engine(new)
     out.set_lead_for(new.generator)
