@@ -28,7 +28,17 @@ from collections import deque
 import numpy as np
 
 from .channel_state import ChannelState
-from .config import EngineConfig, clamp_room, clamp_transpose, clamp_tuning, clamp_velocity_curve, send_value
+from .config import (
+    EngineConfig,
+    clamp_room,
+    clamp_transpose,
+    clamp_tuning,
+    clamp_velocity_curve,
+    pan_from_cc,
+    pan_to_cc,
+    pan_value,
+    send_value,
+)
 from .envelope import KILL, KILL_SECONDS, envelope_block, envelope_coefficients
 from .event_queue import NO_EVENT, EventQueue
 from .generator import RESTART_FRESH, Conditioning, Generator
@@ -36,7 +46,7 @@ from .midi_learn import MASTER, ControlBindings
 from .post_chain import PostChain, crossfade, fade_out, guard
 from .reverb import Reverb
 from .reverb import warm_up as warm_up_reverb
-from .stereo_pan import glide_coefficient, pan_dry, pan_from_cc, pan_gains, pan_to_cc, pan_value
+from .stereo_pan import glide_coefficient, pan_dry, pan_gains
 from .stereo_pan import warm_up as warm_up_pan
 from .take_recorder import panic_events, push_audio, push_column, push_event, push_state, release_events
 from .take_recorder import warm_up as warm_up_takes
@@ -520,15 +530,15 @@ class Engine:
             self._segment(pos, seg_end - pos, t)
             # the reverb segment by segment too: a CC 91 or 120 acts at its own sample
             right = self._right
+            st = self._pan_state
+            panned = right is not None and (self.pan[0] != 0.0 or st[0] != 1.0 or st[1] != 1.0)
             if right is not None:
                 right[pos:seg_end] = self.mono[pos:seg_end]     # the dry mix in the middle
                 right = right[pos:seg_end]
-                st = self._pan_state
-                panned = self.pan[0] != 0.0 or st[0] != 1.0 or st[1] != 1.0
-                if panned:
-                    self._dry[:seg_end - pos] = self.mono[pos:seg_end]
+            if panned:                                          # kept: the reverb adds to both sides
+                self._dry[:seg_end - pos] = self.mono[pos:seg_end]
             self.reverb.process(self.mono[pos:seg_end], seg_end - pos, t, right)
-            if right is not None and panned:                    # then the dry part moves
+            if panned:                                          # then the dry part moves
                 pan_dry(self.mono[pos:seg_end], right, self._dry, seg_end - pos, self.pan[0], st, self._pan_coef)
             pos = seg_end
         mix = self.mix

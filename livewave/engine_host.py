@@ -401,8 +401,7 @@ class EngineHost:
             return
         pan = float(self.engine.pan[0])
         if pan != self._pan_shown:
-            self._pan_shown = pan
-            self.send(("pan", pan))
+            self._cmd_pan(pan)
 
     def _cmd_velocity_curve(self, curve: float) -> None:
         self.send(("velocity_curve", self.engine.set_velocity_curve(curve)))

@@ -24,8 +24,6 @@ import math
 import numpy as np
 from numba import njit
 
-from .config import pan_from_cc, pan_to_cc, pan_value  # noqa: F401  (the pan's grid: config, for clients without Numba)
-
 GLIDE_S = 0.01                  # each side's gain reaches its target with this time constant
 
 
@@ -51,15 +49,9 @@ def pan_dry(left: np.ndarray, right: np.ndarray, dry: np.ndarray, n: int, pan: f
     they stand (they glide to ``pan``'s over ``GLIDE_S``)."""
     tl, tr = pan_gains(pan)
     gl, gr = state[0], state[1]
-    if gl == tl and gr == tr:
-        if gl == 1.0 and gr == 1.0:
-            return                                   # the centre, settled: nothing to do
-        for i in range(n):
-            d = dry[i]
-            left[i] += (gl - 1.0) * d
-            right[i] += (gr - 1.0) * d
-        return
-    for i in range(n):
+    if gl == tl == 1.0 and gr == tr == 1.0:
+        return                                       # the centre, settled: nothing to do
+    for i in range(n):                               # (settled elsewhere, the glide adds 0)
         gl += (tl - gl) * coef
         gr += (tr - gr) * coef
         if abs(gl - tl) < 1e-7 and abs(gr - tr) < 1e-7:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from audio_checks import ABUSIVE, abused_peak, play_events, render_growth
 
-from livewave.config import ConfigError, EngineConfig
+from livewave.config import ConfigError, EngineConfig, pan_from_cc, pan_to_cc, pan_value
 from livewave.engine import Engine
-from livewave.stereo_pan import pan_from_cc, pan_gains, pan_to_cc, pan_value
+from livewave.stereo_pan import pan_gains
 
 RATE = 48000
 NOTE = [(0.02, 0x90, 57, 100), (0.9, 0x80, 57, 0)]

@@ -14,7 +14,17 @@ the pan (``pan_changed``): where the instrument sits between the speakers, on MI
 from __future__ import annotations
 
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QSlider, QSpinBox
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QSpinBox,
+    QWidget,
+)
 
 from livewave.config import PAN_STEPS, TRANSPOSE_MAX, TUNING_MAX, TUNING_MIN, VELOCITY_CURVE_RANGE
 
@@ -72,19 +82,18 @@ class DevicePanel(QGroupBox):
                             "the reverb stays around the centre. Double-click: the centre")
         self.pan_label = QLabel()
         self.pan_label.setMinimumWidth(30)
-        pan_row = QHBoxLayout()
-        pan_row.addWidget(self.pan, 1)
-        pan_row.addWidget(self.pan_label)
+        pan_row = QWidget()                  # the slider and its reading, in one cell
+        pan_layout = QHBoxLayout(pan_row)
+        pan_layout.setContentsMargins(0, 0, 0, 0)
+        pan_layout.addWidget(self.pan, 1)
+        pan_layout.addWidget(self.pan_label)
         grid = QGridLayout(self)
         for row, (text, box) in enumerate((("Output", self.audio), ("Rate", self.rate), ("Block", self.block),
                                            ("MIDI in", self.midi), ("Tune A4", self.tuning),
                                            ("Transpose", self.transpose), ("Velocity", self.velocity),
                                            ("Pan", pan_row))):
             grid.addWidget(QLabel(text), row, 0)
-            if isinstance(box, QHBoxLayout):
-                grid.addLayout(box, row, 1)
-            else:
-                grid.addWidget(box, row, 1)
+            grid.addWidget(box, row, 1)
         grid.setColumnStretch(1, 1)
         self.set_midi([], ALL_INPUTS, [])
         for box in (self.audio, self.rate, self.block):
@@ -144,7 +153,6 @@ class DevicePanel(QGroupBox):
                 box.blockSignals(True)
                 box.setValue(value)
                 box.blockSignals(False)
-
         self._show_pan(self.pan.value())
 
     def _show_pan(self, step: int) -> None:

@@ -284,9 +284,9 @@ class MainWindow(QMainWindow):
         self.devices.set_pitch(**{key: value})
         if self.settings is not None:
             self.settings.setValue(key, value)
-        what = (f"A4 = {value:g} Hz" if key == "tuning" else f"transpose {value:+d} semitones"
-                if key == "transpose" else f"velocity curve {value:g}" if key == "velocity_curve"
-                else f"pan {self.devices.pan_label.text()}")
+        what = {"tuning": lambda: f"A4 = {value:g} Hz", "transpose": lambda: f"transpose {value:+d} semitones",
+                "velocity_curve": lambda: f"velocity curve {value:g}",
+                "pan": lambda: f"pan {self.devices.pan_label.text()}"}[key]()
         self.statusBar().showMessage(what, 3000)
 
     def on_reverb(self, settings: dict) -> None:
