@@ -457,27 +457,22 @@ class FlowVocoder(nn.Module):
 
     # -- sampling: z -> audio ---------------------------------------------------------------------
     def run_inverse(self, z: torch.Tensor, mel: torch.Tensor, stream: bool,
-                    source: torch.Tensor | None = None, couplings=None) -> torch.Tensor:
-        """z -> audio. ``couplings``: a callable ``(z, conditioning) -> x`` that undoes the
-        couplings and 1x1 convolutions in place of this module's own (``flow_vocoder_kernel.
-        CouplingsKernel``, the CPU stream of an MDCT flow), carrying its own stream state."""
+                    source: torch.Tensor | None = None) -> torch.Tensor:
+        """z -> audio."""
         cfg = self.config
         cond, e = self._condition(mel, stream, source)
         cond = cond[:, :, :z.shape[2]]
-        if couplings is not None:
-            x = couplings(z, cond)
-        else:
-            n_final = self.sizes[-1]
-            x = z[:, cfg.n_group - n_final:]
-            early_at = cfg.n_group - n_final
-            for k in range(cfg.n_flows - 1, -1, -1):
-                half = x.shape[1] // 2
-                log_s, t = self.couplings[k].run(x[:, :half], cond, stream)
-                x = torch.cat((x[:, :half], (x[:, half:] - t) * torch.exp(-log_s)), dim=1)
-                x = self.convs[k].inverse(x)
-                if k % cfg.n_early_every == 0 and k > 0:
-                    early_at -= cfg.n_early_size
-                    x = torch.cat((z[:, early_at:early_at + cfg.n_early_size], x), dim=1)
+        n_final = self.sizes[-1]
+        x = z[:, cfg.n_group - n_final:]
+        early_at = cfg.n_group - n_final
+        for k in range(cfg.n_flows - 1, -1, -1):
+            half = x.shape[1] // 2
+            log_s, t = self.couplings[k].run(x[:, :half], cond, stream)
+            x = torch.cat((x[:, :half], (x[:, half:] - t) * torch.exp(-log_s)), dim=1)
+            x = self.convs[k].inverse(x)
+            if k % cfg.n_early_every == 0 and k > 0:
+                early_at -= cfg.n_early_size
+                x = torch.cat((z[:, early_at:early_at + cfg.n_early_size], x), dim=1)
         if self.mdct is not None:
             mu, log_s = self.prior.run(cond, e, stream, mel[:, :, :z.shape[2]])
             x = x * torch.exp(log_s) + mu
@@ -496,12 +491,11 @@ class FlowVocoder(nn.Module):
         """Offline: mel ``[batch, n_mels, frames]`` -> audio ``[batch, frames * hop]``."""
         return self.run_inverse(self.noise(mel, sigma) if z is None else z, mel, False, source)
 
-    def step(self, mel: torch.Tensor, z: torch.Tensor, source: torch.Tensor | None = None,
-             couplings=None) -> torch.Tensor:
+    def step(self, mel: torch.Tensor, z: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         """The next frames of a stream, with their noise ``z`` (``[batch, n_group, frames * hop
         / n_group]``, e.g. ``noise(mel, sigma)``) and, for a model with a source, their source
-        spectra; ``couplings`` as ``run_inverse``."""
-        return self.run_inverse(z, mel, True, source, couplings)
+        spectra."""
+        return self.run_inverse(z, mel, True, source)
 
     def reset(self) -> None:
         reset_stream(self)

@@ -67,9 +67,10 @@ def source_spectrum(audio, n_fft: int, hop: int, lead: int = 0):
     import torch
     import torch.nn.functional as F
     t = (audio.shape[-1] - lead) // hop
-    padded = F.pad(audio[..., :lead + t * hop].float(), (n_fft, 0))
+    a = audio[..., :lead + t * hop]
+    padded = F.pad(a if a.dtype == torch.float64 else a.float(), (n_fft, 0))     # (float64 stays so)
     seg = padded[..., lead + hop:].unfold(-1, n_fft, hop)[:, :t]           # [B, T, n_fft]
-    win = torch.hann_window(n_fft, periodic=True, device=audio.device)
+    win = torch.hann_window(n_fft, periodic=True, device=audio.device, dtype=padded.dtype)
     return torch.fft.rfft(seg * win, dim=-1).transpose(1, 2)
 
 

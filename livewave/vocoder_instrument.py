@@ -398,24 +398,17 @@ class FlowVocoderInstrument(AudioVocoder):
         """The flow's Numba kernel compiled before any stream (``generator.preload_families``): a
         tiny flow with a source prepared and played from audio in, at its own rate."""
         tiny_flow_instrument().prepare(8000, 64, 1, "cpu")
-        tiny_flow_instrument(squeeze="mdct").prepare(8000, 64, 1, "cpu")      # its couplings' kernel
+        tiny_flow_instrument(squeeze="mdct").prepare(8000, 64, 1, "cpu")      # and the MDCT flow's
 
     def _prepare_kernel(self, max_frames: int):
-        from .flow_vocoder_kernel import CouplingsKernel, FlowKernel
-        if self.model.mdct is not None:     # the couplings in Numba; torch the conditioning, Gaussian and MDCT
-            return CouplingsKernel(self.model, max_frames)
+        from .flow_vocoder_kernel import FlowKernel, MDCTFlowKernel
         # each frame's noise, drawn as the torch path draws it (``_step``), into a buffer made once
         self._z = self._torch.zeros(max_frames, self.mcfg.n_group, self.model.per_frame)
         self._z_np = self._z.numpy()
-        return FlowKernel(self.model, max_frames)
+        return (MDCTFlowKernel if self.model.mdct is not None else FlowKernel)(self.model, max_frames)
 
     def _kernel_step(self, mel, source, controls, source_level=False):
         torch = self._torch
-        if self.model.mdct is not None:         # torch's step with the kernel undoing the couplings
-            with torch.inference_mode():
-                m = torch.from_numpy(mel.T[None].copy())
-                s = None if source is None else torch.from_numpy(source.T[None].copy())
-                return self._step(m, controls, s, self.kernel).numpy()
         t = mel.shape[0]
         z = self._z
         for f in range(t):
@@ -423,13 +416,13 @@ class FlowVocoderInstrument(AudioVocoder):
         z[:t].mul_(float(controls[SIGMA_CONTROL]))
         return self.kernel.step(mel, self._z_np[:t], source)
 
-    def _step(self, mel, controls, source=None, couplings=None):
+    def _step(self, mel, controls, source=None):
         torch = self._torch
         per = self.model.per_frame
         n_group = self.mcfg.n_group
         sigma = float(controls[SIGMA_CONTROL])
         z = torch.cat([torch.randn(1, n_group, per, generator=self._noise) for _ in range(mel.shape[2])], dim=2)
-        return self.model.step(mel, as_dtype((sigma * z).to(mel.device), mel.dtype), source, couplings)[0]
+        return self.model.step(mel, as_dtype((sigma * z).to(mel.device), mel.dtype), source)[0]
 
     def _offline(self, mel, source=None):
         import torch
