@@ -81,6 +81,18 @@ def _excitation_frame(spec, use_source, re, im, rev):
 
 
 @njit(nogil=True, cache=True, fastmath=FAST)
+def _conv_rows(x, hist, ctx, dilation, kernel, width, n, w, b, taps, y):
+    """``numba_layers.causal_conv`` of the first ``n`` rows of ``x``: they go into ``hist`` after
+    its ``ctx`` rows of history, and the output into ``y[:n]``."""
+    for r in range(n):
+        src = x[r]
+        dst = hist[ctx + r]
+        for c in range(width):
+            dst[c] = src[c]
+    causal_conv(hist, ctx, dilation, kernel, width, n, w, b, taps, y, 0)
+
+
+@njit(nogil=True, cache=True, fastmath=FAST)
 def _coupling_inverse(x, off, ch, g, cpl, dilations, cond, hist, h, zbuf, gate, rs, skip, st, tmp, taps, ex, ibits,
                       fbits, bound):
     """Undo one flow step on ``x[:g, off:off + ch]`` in place: the coupling (its WaveNet on the
@@ -100,13 +112,7 @@ def _coupling_inverse(x, off, ch, g, cpl, dilations, cond, hist, h, zbuf, gate, 
     for i in range(layers):
         d = dilations[i]
         ctx = (kernel - 1) * d
-        hh = hist[i]
-        for r in range(g):
-            src = h[r]
-            dst = hh[ctx + r]
-            for c in range(width):
-                dst[c] = src[c]
-        causal_conv(hh, ctx, d, kernel, width, g, dil_w[i], dil_b[i], taps, rs, 0)
+        _conv_rows(h, hist[i], ctx, d, kernel, width, g, dil_w[i], dil_b[i], taps, rs)
         base = i * 2 * width
         for r in range(g):          # tanh(u) sigmoid(v) = (1 - 2 / (exp(2u) + 1)) / (1 + exp(-v))
             a = rs[r]
@@ -357,13 +363,7 @@ def mdct_flow_output(mel, has_env, glob, prior, mean_bound, prior_hist, mrows, c
     for i in range(conv_w.shape[0]):
         d = 1 << i
         ctx = 2 * d
-        hh = prior_hist[i]
-        for f in range(t_frames):
-            src = ph[f]
-            dst = hh[ctx + f]
-            for c in range(width):
-                dst[c] = src[c]
-        causal_conv(hh, ctx, d, 3, width, t_frames, conv_w[i], conv_b[i], taps, pt, 0)
+        _conv_rows(ph, prior_hist[i], ctx, d, 3, width, t_frames, conv_w[i], conv_b[i], taps, pt)
         for f in range(t_frames):
             gelu_row(pt[f])
             a = ph[f]
@@ -406,6 +406,21 @@ def mdct_flow_output(mel, has_env, glob, prior, mean_bound, prior_hist, mrows, c
             tail[j] = r[hop + j]
 
 
+def _check_step(k, mel: np.ndarray, z: np.ndarray, source: np.ndarray | None) -> tuple[int, bool]:
+    """A kernel's ``step`` arguments checked against the kernel ``k`` (its ``max_frames``,
+    ``n_mels``, ``n_group``, ``per``, ``excite``, ``bins``): (frames, whether there is a source)."""
+    t = mel.shape[0]
+    if t > k.max_frames:
+        raise ValueError(f"{t} frames in one step: at most {k.max_frames}")
+    if mel.shape[1] != k.n_mels or z.shape != (t, k.n_group, k.per):
+        raise ValueError(f"flow kernel: mel {mel.shape} and noise {z.shape}; need [T, {k.n_mels}] and "
+                         f"[T, {k.n_group}, {k.per}]")
+    use = source is not None
+    if use and (not k.excite or source.shape != (t, k.bins)):
+        raise ValueError(f"flow kernel: source spectra {source.shape} for a model taking {k.bins or 'no'} bins")
+    return t, use
+
+
 class MDCTFlowKernel:
     """A flow whose squeeze is the MDCT (``FlowVocoder``, ``squeeze="mdct"``), its whole streaming
     step in Numba, in three kernels: ``mdct_flow_condition`` (the mel's causal conv; the source
@@ -432,6 +447,7 @@ class MDCTFlowKernel:
             raise ValueError("the flow's convolutions are not the ones this kernel computes")
         self.max_frames = rows = max(1, int(max_frames))
         self.n_mels, self.hop = c.n_mels, c.hop
+        self.n_group, self.per = c.hop, 1        # (the noise a step takes: a frame's hop coefficients)
         self.excite = model.excitation is not None
         self.has_env = pr.envelope is not None
         self.bound = float(model.couplings[0].bound or 0.0)
@@ -494,16 +510,7 @@ class MDCTFlowKernel:
         scaled by sigma), ``source`` complex64 ``[T, source bins]`` or None -> the next ``T * hop``
         samples, float32, a view of a buffer the next call reuses. As ``FlowVocoder.step(mel.T[None],
         z[:, :, 0].T[None], source.T[None])``."""
-        t = mel.shape[0]
-        if t > self.max_frames:
-            raise ValueError(f"{t} frames in one step: at most {self.max_frames}")
-        if mel.shape[1] != self.n_mels or z.shape != (t, self.hop, 1):
-            raise ValueError(f"flow kernel: mel {mel.shape} and noise {z.shape}; need [T, {self.n_mels}] and "
-                             f"[T, {self.hop}, 1]")
-        use = source is not None
-        if use and (not self.excite or source.shape != (t, self.bins)):
-            raise ValueError(f"flow kernel: source spectra {source.shape} for a model taking "
-                             f"{self.bins or 'no'} bins")
+        t, use = _check_step(self, mel, z, source)
         mdct_flow_condition(mel, z, source if use else self.no_source[:t], use, self.excite, self.glob, self.mel_hist,
                             self.src_hist, self.mrows, self.cond, self.x, self.taps, self.re, self.im, self.rev,
                             self.tw, self.window, self.final_gain, self.acc, self.e_last)
@@ -577,16 +584,7 @@ class FlowKernel:
         (each frame's noise, scaled by sigma), ``source`` complex64 ``[T, n_fft // 2 + 1]`` or None
         -> the next ``T * hop`` samples, float32, a view of a buffer the next call reuses. As
         ``FlowVocoder.step(mel.T[None], cat(z, dim=2)[None], source.T[None])``."""
-        t = mel.shape[0]
-        if t > self.max_frames:
-            raise ValueError(f"{t} frames in one step: at most {self.max_frames}")
-        if mel.shape[1] != self.n_mels or z.shape != (t, self.n_group, self.per):
-            raise ValueError(f"flow kernel: mel {mel.shape} and noise {z.shape}; need [T, {self.n_mels}] and "
-                             f"[T, {self.n_group}, {self.per}]")
-        use = source is not None
-        if use and (not self.excite or source.shape != (t, self.bins)):
-            raise ValueError(f"flow kernel: source spectra {source.shape} for a model taking "
-                             f"{self.bins or 'no'} bins")
+        t, use = _check_step(self, mel, z, source)
         flow_step(mel, z, source if use else self.no_source[:t], use, self.excite, self.per, self.glob,
                   self.couplings, self.sizes, self.dilations, self.mel_hist, self.src_hist, self.wn_hist, self.rows,
                   self.cond, self.x, self.taps, self.re, self.im, self.rev, self.tw, self.window, self.acc,
