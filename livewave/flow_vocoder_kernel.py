@@ -158,15 +158,14 @@ def _coupling_inverse(x, off, ch, g, cpl, dilations, cond, hist, h, zbuf, gate, 
 
 
 @njit(nogil=True, cache=True, fastmath=FAST)
-def flow_step(mel, z, source, use_source, excite, per, glob, couplings, sizes, dilations, mel_hist, src_hist,
-              wn_hist, rows, cond, x, taps, re, im, rev, tw, window, acc, final_gain, e):
-    """``mel`` float32 ``[T, n_mels]``, ``z`` float32 ``[T, n_group, per]`` (each frame's noise as
-    ``FlowVocoder.step`` reads it, already scaled by sigma) and, where ``use_source``, ``source``
-    complex64 ``[T, k]`` -> ``x[:T * per]``, the stream's next ``T * hop`` samples as rows of a group
-    each; every history and the excitation's overlap carried.
-
-    ``glob``: (cond conv, source conv) weights; ``couplings``: one tuple of weights per flow step
-    (``FlowKernel``); ``rows``: the WaveNet's scratch rows."""
+def flow_condition(mel, z, source, use_source, excite, per, glob, mel_hist, src_hist, cond, x, taps, re, im, rev, tw,
+                   window, acc, final_gain, e):
+    """The flow's streaming step, before its couplings: ``mel`` float32 ``[T, n_mels]``, ``z``
+    float32 ``[T, n_group, per]`` (each frame's noise as ``FlowVocoder.step`` reads it, already
+    scaled by sigma) and, where ``use_source``, ``source`` complex64 ``[T, k]`` -> the noise as rows
+    of ``x`` and the couplings' conditioning in ``cond``; the histories and the excitation's overlap
+    carried. ``glob``: (cond conv, source conv) weights. Then ``_coupling_inverse`` a call a flow
+    step (``FlowKernel``) leaves the samples in ``x[:T * per]``, a group a row."""
     cond_w, cond_b, src_w, src_b = glob
     t_frames = mel.shape[0]
     n_mels = mel.shape[1]
@@ -191,12 +190,6 @@ def flow_step(mel, z, source, use_source, excite, per, glob, couplings, sizes, d
             for c in range(n_group):
                 row[c] = e[r * n_group + c]
         causal_conv(src_hist, 2, 1, 3, n_group, g, src_w, src_b, taps, cond, n_mels)
-    h, zbuf, gate, rs, skip, st, tmp, ex, ibits = rows
-    fbits = ibits.view(np.float32)
-    for k in range(sizes.shape[0] - 1, -1, -1):    # the early outputs, already in x, join as it goes back
-        ch = sizes[k]
-        _coupling_inverse(x, n_group - ch, ch, g, couplings[k], dilations, cond, wn_hist[k], h, zbuf, gate, rs,
-                          skip, st, tmp, taps, ex, ibits, fbits, 0.0)
 
 
 def _coupling_weights(wn, conv) -> tuple:
@@ -406,6 +399,33 @@ def mdct_flow_output(mel, has_env, glob, prior, mean_bound, prior_hist, mrows, c
             tail[j] = r[hop + j]
 
 
+class _Couplings:
+    """What both kernels share: the couplings and 1x1 convolutions undone, a Numba call a flow
+    step (``_coupling_inverse``), so that no kernel's types depend on how many steps a model has
+    (a tuple of one tuple of weights per step would: each model's count compiled anew when it
+    loads, beside the instrument playing; tests/test_preload.py). The early outputs, already in
+    ``x``, join as it goes back."""
+
+    def _set_couplings(self, model, rows: int) -> None:
+        c = model.config
+        _check_wavenets(model)
+        self.dilations = np.array([d.dilation[0] for d in model.couplings[0].dilated], np.int64)
+        self.couplings = tuple(_coupling_weights(wn, conv) for wn, conv in zip(model.couplings, model.convs,
+                                                                               strict=True))
+        self.sizes = tuple(int(ch) for ch in model.sizes)
+        self.bound = float(model.couplings[0].bound or 0.0)
+        self.wn_hist, self.rows = _wavenet_state(c, rows, self.dilations)
+        self.fbits = self.rows[-1].view(np.float32)
+
+    def _undo_couplings(self, g: int) -> None:
+        h, zbuf, gate, rs, skip, st, tmp, ex, ibits = self.rows
+        for k in range(len(self.couplings) - 1, -1, -1):
+            ch = self.sizes[k]
+            _coupling_inverse(self.x, self.n_group - ch, ch, g, self.couplings[k], self.dilations, self.cond,
+                              self.wn_hist[k], h, zbuf, gate, rs, skip, st, tmp, self.taps, ex, ibits, self.fbits,
+                              self.bound)
+
+
 def _check_step(k, mel: np.ndarray, z: np.ndarray, source: np.ndarray | None) -> tuple[int, bool]:
     """A kernel's ``step`` arguments checked against the kernel ``k`` (its ``max_frames``,
     ``n_mels``, ``n_group``, ``per``, ``excite``, ``bins``): (frames, whether there is a source)."""
@@ -421,7 +441,7 @@ def _check_step(k, mel: np.ndarray, z: np.ndarray, source: np.ndarray | None) ->
     return t, use
 
 
-class MDCTFlowKernel:
+class MDCTFlowKernel(_Couplings):
     """A flow whose squeeze is the MDCT (``FlowVocoder``, ``squeeze="mdct"``), its whole streaming
     step in Numba, in three kernels: ``mdct_flow_condition`` (the mel's causal conv; the source
     back, its MDCT frames whitened, ``source_excitation``, and its causal conv), then
@@ -438,7 +458,6 @@ class MDCTFlowKernel:
         c = model.config
         if model.mdct is None:
             raise ValueError("a flow on groups of samples, not the MDCT: FlowKernel")
-        _check_wavenets(model)
         pr = model.prior
         if (model.cond.kernel_size[0] != 3 or (model.excitation is not None and model.source_in.kernel_size[0] != 3)
                 or pr.start.kernel_size[0] != 1 or pr.end.kernel_size[0] != 1
@@ -450,12 +469,7 @@ class MDCTFlowKernel:
         self.n_group, self.per = c.hop, 1        # (the noise a step takes: a frame's hop coefficients)
         self.excite = model.excitation is not None
         self.has_env = pr.envelope is not None
-        self.bound = float(model.couplings[0].bound or 0.0)
         self.mean_bound = float(pr.mean_bound)
-        self.dilations = np.array([d.dilation[0] for d in model.couplings[0].dilated], np.int64)
-        self.couplings = tuple(_coupling_weights(wn, conv) for wn, conv in zip(model.couplings, model.convs,
-                                                                               strict=True))
-        self.sizes = np.array(model.sizes, np.int64)
         hop, width, n_mels = c.hop, c.prior_channels, c.n_mels
         n_cond = model.couplings[0].cond.in_channels
         n_bands = pr.bands.shape[0]
@@ -488,9 +502,7 @@ class MDCTFlowKernel:
         self.mel_hist = np.zeros((2 + rows, n_mels), np.float32)
         self.src_hist = np.zeros((2 + rows, hop), np.float32)
         self.prior_hist = np.zeros((len(pr.convs), 2 * (1 << max(0, len(pr.convs) - 1)) + rows, width), np.float32)
-        self.wn_hist, self.rows = _wavenet_state(c, rows, self.dilations)
-        self.fbits = self.rows[-1].view(np.float32)
-        self.sizes = tuple(int(ch) for ch in model.sizes)
+        self._set_couplings(model, rows)
         f32 = np.float32
         self.mrows = (np.zeros((rows, 2 * hop), f32), np.zeros((rows, hop), f32), np.zeros((rows, hop), f32),
                       np.zeros((rows, hop), f32), np.zeros((rows, n_cond + n_bands), f32), np.zeros((rows, width), f32),
@@ -514,12 +526,7 @@ class MDCTFlowKernel:
         mdct_flow_condition(mel, z, source if use else self.no_source[:t], use, self.excite, self.glob, self.mel_hist,
                             self.src_hist, self.mrows, self.cond, self.x, self.taps, self.re, self.im, self.rev,
                             self.tw, self.window, self.final_gain, self.acc, self.e_last)
-        h, zbuf, gate, rs, skip, st, tmp, ex, ibits = self.rows
-        for k in range(len(self.couplings) - 1, -1, -1):    # one call a step: its types do not depend on
-            ch = self.sizes[k]                              # how many steps (compiled once, at start-up)
-            _coupling_inverse(self.x, self.hop - ch, ch, t, self.couplings[k], self.dilations, self.cond,
-                              self.wn_hist[k], h, zbuf, gate, rs, skip, st, tmp, self.taps, ex, ibits, self.fbits,
-                              self.bound)
+        self._undo_couplings(t)
         mdct_flow_output(mel, self.has_env, self.glob, self.prior, self.mean_bound, self.prior_hist, self.mrows,
                          self.cond, self.x, self.taps, self.tail, self.out)
         return self.out[:t * self.hop]
@@ -530,7 +537,7 @@ class MDCTFlowKernel:
             a[:] = 0.0
 
 
-class FlowKernel:
+class FlowKernel(_Couplings):
     """A ``FlowVocoder``'s weights, frozen for the kernel, its stream state and scratch."""
 
     def __init__(self, model, max_frames: int):
@@ -538,7 +545,6 @@ class FlowKernel:
         c = model.config
         if model.mdct is not None:
             raise ValueError("a flow whose squeeze is the MDCT: MDCTFlowKernel")
-        _check_wavenets(model)
         if model.cond.kernel_size[0] != 3 or (model.excitation is not None and model.source_in.kernel_size[0] != 3):
             raise ValueError("the flow's conditioning convolutions are not the ones this kernel computes")
         self.max_frames = max(1, int(max_frames))
@@ -546,10 +552,7 @@ class FlowKernel:
         self.excite = model.excitation is not None
         rows = self.max_frames * self.per
         width = c.wn_channels
-        self.dilations = np.array([wn_conv.dilation[0] for wn_conv in model.couplings[0].dilated], np.int64)
-        self.couplings = tuple(_coupling_weights(wn, conv) for wn, conv in zip(model.couplings, model.convs,
-                                                                               strict=True))
-        self.sizes = np.array(model.sizes, np.int64)
+        self._set_couplings(model, rows)
         n_cond = c.n_mels + (c.source_channels if self.excite else 0)
         if self.excite:
             ex = model.excitation
@@ -573,7 +576,6 @@ class FlowKernel:
         self.e = np.zeros(rows * c.n_group, np.float32)
         self.mel_hist = np.zeros((2 + rows, c.n_mels), np.float32)
         self.src_hist = np.zeros((2 + rows, c.n_group), np.float32)
-        self.wn_hist, self.rows = _wavenet_state(c, rows, self.dilations)
         self.cond = np.zeros((rows, n_cond), np.float32)
         self.x = np.zeros((rows, c.n_group), np.float32)
         self.taps = np.zeros((rows, max(3 * c.n_mels, 3 * c.n_group, c.wn_kernel * width)), np.float32)
@@ -585,10 +587,10 @@ class FlowKernel:
         -> the next ``T * hop`` samples, float32, a view of a buffer the next call reuses. As
         ``FlowVocoder.step(mel.T[None], cat(z, dim=2)[None], source.T[None])``."""
         t, use = _check_step(self, mel, z, source)
-        flow_step(mel, z, source if use else self.no_source[:t], use, self.excite, self.per, self.glob,
-                  self.couplings, self.sizes, self.dilations, self.mel_hist, self.src_hist, self.wn_hist, self.rows,
-                  self.cond, self.x, self.taps, self.re, self.im, self.rev, self.tw, self.window, self.acc,
-                  self.final_gain, self.e)
+        flow_condition(mel, z, source if use else self.no_source[:t], use, self.excite, self.per, self.glob,
+                       self.mel_hist, self.src_hist, self.cond, self.x, self.taps, self.re, self.im, self.rev, self.tw,
+                       self.window, self.acc, self.final_gain, self.e)
+        self._undo_couplings(t * self.per)
         return self.x[:t * self.per].reshape(-1)
 
     def reset(self) -> None:
