@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from .midi_to_mel import COMB_LOW, COMB_STEPS, N_PITCH_EMBED
-from .numba_layers import FAST, exp_row, frozen, gelu_row, linear
+from .numba_layers import FAST, exp_row, frozen, gelu_row, linear, stacked
 from .piano_roll import F_PITCH, N_FEATURES
 
 HEAD_LO, HEAD_HI = np.float32(-30.0), np.float32(12.0)     # MidiToMel.note_mels: clamp(-30, 12)
@@ -33,11 +33,13 @@ PI32 = np.float32(math.pi)
 
 
 @njit(nogil=True, cache=True, fastmath=FAST)
-def mel_frames(feats, rows, gains, n, k, ws, bs, head_w, head_b, comb, floor, log10, x, hidden, y, ibits, fbits,
-               out):
+def mel_frames(feats, rows, gains, n, k, w0, b0, ws, bs, head_w, head_b, comb, floor, log10, x, hidden, y, ibits,
+               fbits, out):
     """The log-mel of ``k`` frames into ``out[:k]`` from ``n`` note rows: ``feats[:n]`` float32
-    ``[., N_FEATURES]``, ``rows[:n]`` each row's frame, ``gains[:n]`` each row's gain. ``ws``,
-    ``bs``: the hidden layers' weights; ``x``, ``hidden`` (two arrays), ``y``: scratch rows."""
+    ``[., N_FEATURES]``, ``rows[:n]`` each row's frame, ``gains[:n]`` each row's gain. ``w0``,
+    ``b0``: the first hidden layer's weights; ``ws``, ``bs``: the others', stacked (``[layers - 2,
+    hidden, hidden]``: how many is in a shape, not in the kernel's types, so a model of any depth
+    runs the kernel start-up compiled); ``x``, ``hidden`` (two arrays), ``y``: scratch rows."""
     half = N_PITCH_EMBED // 2
     for p in range(n):
         f = feats[p]
@@ -49,15 +51,17 @@ def mel_frames(feats, rows, gains, n, k, ws, bs, head_w, head_b, comb, floor, lo
             ang = (pitch / np.float32(12.0)) * np.float32(j + 1) * PI32 / np.float32(4.0)
             xp[N_FEATURES + j] = np.sin(ang)
             xp[N_FEATURES + half + j] = np.cos(ang)
-    width = x.shape[1]
-    cur = x
-    for layer in range(len(ws)):
-        dst = hidden[layer % 2]
+    cur = hidden[0]
+    linear(w0, b0, x, 0, n, x.shape[1], cur, 0)
+    for p in range(n):
+        gelu_row(cur[p])
+    width = w0.shape[0]
+    for layer in range(ws.shape[0]):
+        dst = hidden[(layer + 1) % 2]
         linear(ws[layer], bs[layer], cur, 0, n, width, dst, 0)
         for p in range(n):
             gelu_row(dst[p])
         cur = dst
-        width = ws[layer].shape[0]
     linear(head_w, head_b, cur, 0, n, width, y, 0)
     n_mels = head_b.shape[0] // 2
     top = np.float32(comb.shape[0] - 1.001)
@@ -100,8 +104,9 @@ class MelKernel:
                               (isinstance(m, nn.GELU) and m.approximate != "none") for m in model.body):
             raise ValueError("the kernel computes an MLP of Linear and exact GELU layers, at least one hidden")
         c = model.config
-        self.ws = tuple(frozen(m.weight) for m in linears)
-        self.bs = tuple(frozen(m.bias) for m in linears)
+        self.w0, self.b0 = frozen(linears[0].weight), frozen(linears[0].bias)
+        self.ws = stacked([frozen(m.weight) for m in linears[1:]], (0, c.hidden, c.hidden))
+        self.bs = stacked([frozen(m.bias) for m in linears[1:]], (0, c.hidden))
         self.head_w, self.head_b = frozen(model.head.weight), frozen(model.head.bias)
         self.comb = frozen(model.comb)
         self.floor, self.log10 = float(c.floor), bool(c.log10)
@@ -119,6 +124,6 @@ class MelKernel:
         ``rows`` int64, ``gains`` float32; at most ``max_rows`` rows and ``max_frames`` frames."""
         if n > self.x.shape[0] or k > self.out.shape[0]:
             raise ValueError(f"{n} note rows in {k} frames: at most {self.x.shape[0]} in {self.out.shape[0]}")
-        mel_frames(feats, rows, gains, n, k, self.ws, self.bs, self.head_w, self.head_b, self.comb, self.floor,
-                   self.log10, self.x, self.hidden, self.y, self.ibits, self.fbits, self.out)
+        mel_frames(feats, rows, gains, n, k, self.w0, self.b0, self.ws, self.bs, self.head_w, self.head_b, self.comb,
+                   self.floor, self.log10, self.x, self.hidden, self.y, self.ibits, self.fbits, self.out)
         return self.out[:k]

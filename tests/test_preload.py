@@ -52,16 +52,23 @@ for path in sys.argv[1:]:
 """
 
 
-def flows_of_other_shapes(folder: Path) -> list[str]:
-    """Two flows unlike the warm-up's tiny ones (4 steps): one on groups of samples with 6 steps,
-    one on the MDCT with 5 steps and no envelope. Their kernels take one Numba call a step, so no
-    step count compiles anew."""
+def models_of_other_depths(folder: Path) -> list[str]:
+    """Models unlike the warm-ups' tiny ones in how many layers or steps they have, as a user may
+    train them: a flow on groups of samples with 6 steps and one on the MDCT with 5 (the warm-ups:
+    4), and a MIDI-to-mel network of 4 layers (3). Their kernels hold the count in a shape, or
+    take one Numba call a step, so no depth compiles anew."""
     import torch
 
     from livewave.checkpoint import save_checkpoint
     from livewave.flow_vocoder import FlowConfig, FlowVocoder
-    from livewave.vocoder_instrument import FlowVocoderInstrument
-    out = []
+    from livewave.midi_to_mel import MidiToMel, MidiToMelConfig
+    from livewave.midi_to_mel_instrument import MidiToMelInstrument
+    from livewave.vocoder_instrument import FlowVocoderInstrument, tiny_istft_instrument
+    torch.manual_seed(3)
+    mm = MidiToMelInstrument(MidiToMel(MidiToMelConfig(sample_rate=8000, n_fft=128, hop=32, n_mels=8, hidden=8,
+                                                       layers=4)), tiny_istft_instrument())
+    config, tensors = mm.checkpoint_parts()
+    out = [str(save_checkpoint(folder / "midi2mel4.safetensors", "midi2mel", config, tensors=tensors))]
     for name, cfg in (("groups6", dict(n_group=8, n_flows=6, n_early_size=2)),
                       ("mdct5", dict(n_group=64, n_flows=5, n_early_size=8, squeeze="mdct", prior_channels=16))):
         torch.manual_seed(3)
@@ -73,7 +80,7 @@ def flows_of_other_shapes(folder: Path) -> list[str]:
 
 
 def test_a_model_loaded_after_start_up_compiles_nothing(tmp_path):
-    models = sorted(str(p) for p in (ROOT / "models").glob("*.safetensors")) + flows_of_other_shapes(tmp_path)
+    models = sorted(str(p) for p in (ROOT / "models").glob("*.safetensors")) + models_of_other_depths(tmp_path)
     r = subprocess.run([sys.executable, "-c", CODE, *models], capture_output=True, text=True, timeout=600,
                        cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
