@@ -212,8 +212,19 @@ def cmd_play(args) -> int:
     # holder to yield; the audio callback must not wait that long for the status loop or a
     # MIDI thread, so make the holders yield far more often than a block lasts.
     sys.setswitchinterval(min(0.00025, 0.25 * block / args.rate))
+    from .checkpoint import BUILTIN
     from .generator import preload_families
-    unavailable = preload_families() if args.model else []     # torch: one thread, jit warmed up
+    # torch (one thread, jit warmed up) and every family's kernels, before the stream opens, for
+    # any model this run may play: --model, or one that a program change loads (without it, the
+    # first program change imported torch and compiled beside the playing instrument: the violin
+    # played 8.8 s after it, with 2 ring underruns; tests/test_live_jack.py)
+    models = bool(args.model) or any(p != BUILTIN for p in programs or ())
+    unavailable = []
+    if models:
+        t0 = time.monotonic()
+        unavailable = preload_families()
+        print(f"livewave: the model families warmed up in {time.monotonic() - t0:.1f} s (torch and the Numba "
+              "kernels, before the stream opens)", flush=True)
     eng = _engine(args, args.rate, block, screen=True)
     eng.reports.extend(f"a generator family is unavailable: {m}" for m in unavailable)
     from .generator import missing_input_warning
@@ -245,7 +256,6 @@ def cmd_play(args) -> int:
     print(f"livewave: playing {eng.generator.info.name} ({eng.generator.info.family}, on {where}) on "
           f"{out.device_name}, {args.rate} Hz, block {block} ({args.placement}); Ctrl-C to stop", flush=True)
     if programs:
-        from .checkpoint import BUILTIN
         print("livewave: program changes select " + ", ".join(
             f"{i + 1} {'the built-in instrument' if p == BUILTIN else Path(p).name}" for i, p in enumerate(programs)),
             flush=True)

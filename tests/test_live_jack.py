@@ -361,6 +361,9 @@ def test_program_changes_switch_the_headless_instrument_between_the_models_liste
         rig.close()
         inst.close()
     log = inst.log_path.read_text()
+    # the families warmed up before the stream opened, as with --model (without it the first
+    # program change imported torch and compiled beside the playing instrument: 8.8 s, 2 underruns)
+    assert "the model families warmed up in" in log.split("livewave: playing")[0], log
     assert "program 2 (channel 1): loading violin.safetensors" in log, log
     assert "program 10 (channel 1): no model at that number (2 in --programs)" in log, log
     assert "playing violin (ddsp)" in log and "Traceback" not in log, log
