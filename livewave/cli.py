@@ -182,7 +182,10 @@ def _programs_step(eng, out, loader, programs: list[str]) -> list[str]:
         else:
             loader.request(path)
             msgs.append(f"program {n + 1} (channel {ch + 1}): loading {Path(path).name}")
-    for kind, _path, what in loader.poll():
+    for kind, path, what in loader.poll():
+        if kind == "superseded":
+            msgs.append(f"{Path(path).name}: not loaded, a later program change came first")
+            continue
         if kind == "load_failed":
             msgs.append(f"{what}; {eng.generator.info.name} plays on")
             continue

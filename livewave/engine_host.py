@@ -556,6 +556,8 @@ class EngineHost:
     def _finish_loads(self) -> None:
         eng = self.engine
         for kind, path, what in self.loader.poll():
+            if kind == "superseded":         # a later load was asked for: only its answer matters
+                continue
             if kind == "load_failed":
                 self.send(("load_failed", path, what))
                 continue

@@ -10,8 +10,13 @@ share (a GUI's click, a MIDI program change).
   side.
 - ``poll()`` (the control loop, often) hands a loaded model to ``Engine.swap_generator`` (it
   crossfades in at the next block; while an earlier swap is pending it waits for the next poll)
-  and returns what happened: ``("loaded", path, generator)`` or ``("load_failed", path,
-  message)``. The current model plays on through any failure.
+  and returns what happened: ``("loaded", path, generator)``, ``("load_failed", path,
+  message)``, or ``("superseded", path, None)``. The current model plays on through any failure.
+- The latest request wins: one that a later request overtakes is not loaded, or not swapped in
+  if its load had begun (``superseded``). Why: a keyboard's program knob scrolled through ten
+  programs sends ten program changes; each was loaded, screened and crossfaded in turn, so the
+  instrument went on changing for seconds after the knob stopped (a vocoder screens in about a
+  second here).
 - The model swapped out is kept ``RETIRE_AFTER`` seconds (the render side lets go of it when its
   crossfade ends), then its last reference is dropped here, its cycles collected (``collect``,
   off the audio thread), and the loader thread gives the freed memory back (``heap_trim``).
@@ -104,6 +109,7 @@ class ModelLoader:
         self.retired: list = []          # (generator, time) swapped out, released off the render side
         self.trims = 0                   # heap trims run after retired generators were freed (heap_trim)
         self.thread: threading.Thread | None = None
+        self.latest = 0                  # the number of the latest request (the control side counts)
 
     def start(self) -> ModelLoader:
         self.thread = threading.Thread(target=self.run, name="livewave-loader", daemon=True)
@@ -111,7 +117,8 @@ class ModelLoader:
         return self
 
     def request(self, path: str) -> None:
-        self.requests.put(path)
+        self.latest += 1                 # NB: one int written on the control side; the loader only reads it
+        self.requests.put((self.latest, path))
 
     def stop(self) -> None:
         self.requests.put(None)
@@ -130,19 +137,23 @@ class ModelLoader:
         except (OSError, AttributeError):
             pass
         while True:
-            path = self.requests.get()
-            if path is None:
+            item = self.requests.get()
+            if item is None:
                 return
-            if path is TRIM:
+            if item is TRIM:
                 self.trims += heap_trim.trim()
+                continue
+            n, path = item
+            if n < self.latest:          # a later request came: this one is not loaded
+                self.results.put((n, path, None, None))
                 continue
             try:
                 with gil_yielding(LOADER_GIL_BUSY, LOADER_GIL_PAUSE):
                     gen = load_generator(path)
                     screen(gen, self._engine().config, block=self._block())
-                self.results.put((path, gen, None))
+                self.results.put((n, path, gen, None))
             except Exception as exc:     # every failure is an answer; the current model plays on
-                self.results.put((path, None, load_message(exc, path)))
+                self.results.put((n, path, None, load_message(exc, path)))
 
     def poll(self) -> list[tuple]:
         now = time.monotonic()
@@ -162,7 +173,13 @@ class ModelLoader:
                     self.waiting = self.results.get_nowait()
                 except queue.Empty:
                     return done
-            path, gen, err = self.waiting
+            n, path, gen, err = self.waiting
+            if n < self.latest:          # overtaken by a later request: never swapped in
+                self.waiting = None
+                if gen is not None:
+                    self.retired.append((gen, now))     # (freed off the render side, as a retired one)
+                done.append(("superseded", path, None))
+                continue
             if err is not None:
                 self.waiting = None
                 done.append(("load_failed", path, err))

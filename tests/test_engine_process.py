@@ -370,7 +370,7 @@ def test_a_program_change_loads_the_model_the_list_has_at_that_number(host):
     host.handle(("programs", [BUILTIN, str(ROOT / "models" / "violin.safetensors")]))
     program(3, 1)
     assert host.conn.sent == [("program", 3, 1, str(ROOT / "models" / "violin.safetensors"))]
-    assert host.loader.requests.get_nowait() == str(ROOT / "models" / "violin.safetensors")
+    assert host.loader.requests.get_nowait()[1] == str(ROOT / "models" / "violin.safetensors")
     host.conn.sent.clear()
     eng.push_event(eng.sample_time, 0xC0, 0, 0)          # two in one block: the last one counts
     eng.push_event(eng.sample_time + 10, 0xC0, 5, 0)

@@ -310,6 +310,13 @@ def test_presets_save_and_restore_model_and_values_and_the_last_session(qtbot, t
     w2.load_preset_from(bad)
     assert w2.error_box is not None and "bad.json" in w2.error_box.text()
     assert w2.model_info.get("path") == str(VIOLIN) and w2.controls.sliders["breath"].value == 1.5
+    # A preset of another model, then another model asked for before that one loads: the engine
+    # loads only the last (model_loader: the latest request wins), so the preset's values wait for
+    # nothing; they must not land on the preset's model if it is loaded later by hand.
+    w2.apply_preset({**p, "model": str(ROOT / "models" / "cello.safetensors")})
+    assert w2.pending_preset is not None
+    w2.load(str(ROOT / "models" / "flute.safetensors"))
+    assert w2.pending_preset is None
     w2.close()
 
 

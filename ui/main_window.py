@@ -220,6 +220,8 @@ class MainWindow(QMainWindow):
 
     # -- models ---------------------------------------------------------------------------------
     def load(self, path: str) -> None:
+        if self.pending_preset is not None and (self.pending_preset.get("model") or "") != path:
+            self.pending_preset = None      # another model asked for: the preset's model is not loaded now
         self.pending = path
         self.statusBar().showMessage(f"loading {Path(path).name}... (the current model plays on)")
         if not self.client.load(path):
