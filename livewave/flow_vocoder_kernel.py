@@ -55,18 +55,24 @@ F32_TINY = float(np.finfo(np.float32).tiny)   # whiten_frames' least floor (torc
 
 
 @njit(nogil=True, cache=True)
-def _excitation_frame(spec, use_source, re, im, rev):
-    """One source frame's excitation spectrum (``source_excitation.excitation_spectrum``),
-    conjugated, in the bit-reversed order of an ``n``-point FFT in ``re``, ``im`` (so that one
-    forward FFT gives ``n`` times the inverse: ``istft_vocoder_kernel.synthesise_frame``)."""
+def _excitation_frame(spec, use_source, flatten, re, im, rev):
+    """One source frame's excitation spectrum, conjugated, in the bit-reversed order of an
+    ``n``-point FFT in ``re``, ``im`` (so that one forward FFT gives ``n`` times the inverse:
+    ``istft_vocoder_kernel.synthesise_frame``): ``flatten``, its levels flattened
+    (``source_excitation.excitation_spectrum``, a flow on groups of samples); else the spectrum
+    as it is (``source_excitation.SourceSignal``, the source itself back: a flow on the MDCT)."""
     n = re.shape[0]
     k = n // 2 + 1
     peak = 0.0
-    if use_source:
+    if use_source and flatten:
         for j in range(k):
             peak = max(peak, abs(spec[j]))
     keep_all = use_source and peak >= SILENT
     for j in range(k):
+        if use_source and not flatten:
+            re[rev[j]] = spec[j].real
+            im[rev[j]] = -spec[j].imag
+            continue
         a = abs(spec[j]) if use_source else 0.0
         if keep_all and a >= FLOOR * peak and a > 0.0:
             s = (a / peak) ** POWER / a
@@ -183,7 +189,7 @@ def flow_condition(mel, z, source, use_source, excite, per, glob, mel_hist, src_
     causal_conv(mel_hist, 2, 1, 3, n_mels, g, cond_w, cond_b, taps, cond, 0)
     if excite:
         for f in range(t_frames):
-            _excitation_frame(source[f], use_source, re, im, rev)
+            _excitation_frame(source[f], use_source, True, re, im, rev)
             synthesise_frame(re, im, tw, window, acc, hop, final_gain, True, e[f * hop:(f + 1) * hop])
         for r in range(g):
             row = src_hist[2 + r]
@@ -226,20 +232,6 @@ def _check_wavenets(model) -> None:
     for wn in model.couplings:
         if wn.cond.kernel_size[0] != 1 or wn.start.kernel_size[0] != 1 or wn.end.kernel_size[0] != 1:
             raise ValueError("the flow's WaveNet is not the one this kernel computes")
-
-
-@njit(nogil=True, cache=True)
-def _source_frame(spec, use_source, re, im, rev):
-    """One source frame's spectrum as it is (``source_excitation.SourceSignal``: the source itself
-    back), conjugated, in the bit-reversed order of an ``n``-point FFT in ``re``, ``im``."""
-    n = re.shape[0]
-    k = n // 2 + 1
-    for j in range(k):
-        re[rev[j]] = spec[j].real if use_source else 0.0
-        im[rev[j]] = -spec[j].imag if use_source else 0.0
-    for j in range(k, n):            # the mirror image: X[n - j] = conj(X[j]), conjugated
-        re[rev[j]] = re[rev[n - j]]
-        im[rev[j]] = -im[rev[n - j]]
 
 
 @njit(nogil=True, cache=True)
@@ -306,7 +298,7 @@ def mdct_flow_condition(mel, z, source, use_source, excite, glob, mel_hist, src_
     causal_conv(mel_hist, 2, 1, 3, n_mels, t_frames, cond_w, cond_b, taps, cond, 0)
     if excite:                                      # the source back, its MDCT frames, whitened
         for f in range(t_frames):
-            _source_frame(source[f], use_source, re, im, rev)
+            _excitation_frame(source[f], use_source, False, re, im, rev)
             synthesise_frame(re, im, tw, window, acc, hop, final_gain, True, exs)
             seg = eseg[f]
             for j in range(hop):
